@@ -1,0 +1,6 @@
+import type { PhaseOutput, RenderContext } from './types.js';
+
+/** Phase "apps" for one cluster. */
+export function renderApps(_ctx: RenderContext): PhaseOutput {
+  return {};
+}

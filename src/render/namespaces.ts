@@ -1,0 +1,6 @@
+import type { PhaseOutput, RenderContext } from './types.js';
+
+/** Phase "namespaces" for one cluster. */
+export function renderNamespaces(_ctx: RenderContext): PhaseOutput {
+  return {};
+}
