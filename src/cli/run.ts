@@ -44,8 +44,13 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
   try {
     return await command.run(rest, io);
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
-      io.stderr.write(`meshfed ${name}: ${(err as Error).message}\nRun \`meshfed ${name} --help\` for usage.\n`);
+    if (
+      err instanceof UsageError ||
+      (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))
+    ) {
+      io.stderr.write(
+        `meshfed ${name}: ${(err as Error).message}\nRun \`meshfed ${name} --help\` for usage.\n`,
+      );
       return EXIT_USAGE;
     }
     io.stderr.write(`meshfed ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
