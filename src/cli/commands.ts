@@ -1,4 +1,8 @@
 /** Every meshfed subcommand, in the order `meshfed --help` lists them. */
+import { initCommand } from './commands/init.js';
+import { renderCommand } from './commands/render.js';
+import { schemaCommand } from './commands/schema.js';
+import { validateCommand } from './commands/validate.js';
 import type { Command } from './io.js';
 
-export const COMMANDS: Command[] = [];
+export const COMMANDS: Command[] = [initCommand, validateCommand, schemaCommand, renderCommand];

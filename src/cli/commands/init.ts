@@ -1,0 +1,40 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fleetTemplate } from '../../fleet/template.js';
+import { type Command, EXIT_OK, UsageError } from '../io.js';
+
+export const initCommand: Command = {
+  name: 'init',
+  summary: 'write a commented fleet file with every default spelled out',
+  usage: `Usage: meshfed init [-o FILE|-] [--clusters N] [--force]
+
+Writes meshfed.yaml (or FILE; - prints it). --clusters N lists N clusters
+(default 2, the guide's). Refuses to overwrite an existing file without --force.`,
+  async run(argv, io) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        output: { type: 'string', short: 'o', default: 'meshfed.yaml' },
+        clusters: { type: 'string', default: '2' },
+        force: { type: 'boolean', default: false },
+      },
+    });
+    const n = Number(values.clusters);
+    if (!Number.isInteger(n) || n < 2 || n > 256)
+      throw new UsageError(`--clusters must be a whole number from 2 to 256, not "${values.clusters}"`);
+    const text = fleetTemplate(n);
+    if (values.output === '-') {
+      io.stdout.write(text);
+      return EXIT_OK;
+    }
+    const path = resolve(io.cwd, values.output);
+    if (existsSync(path) && !values.force)
+      throw new UsageError(`${values.output} exists; pass --force to overwrite it`);
+    writeFileSync(path, text);
+    io.stdout.write(
+      `wrote ${values.output} (${n} clusters); check it with \`meshfed validate -f ${values.output}\`\n`,
+    );
+    return EXIT_OK;
+  },
+};

@@ -1,0 +1,15 @@
+import { fleetJsonSchema } from '../../fleet/schema.js';
+import { type Command, EXIT_OK } from '../io.js';
+
+export const schemaCommand: Command = {
+  name: 'schema',
+  summary: 'print the fleet file’s JSON Schema (for editors)',
+  usage: `Usage: meshfed schema
+
+Prints the JSON Schema of meshfed.yaml. Point your editor at it, e.g. with a
+first line "# yaml-language-server: $schema=<path to the schema>".`,
+  async run(_argv, io) {
+    io.stdout.write(`${JSON.stringify(fleetJsonSchema(), null, 2)}\n`);
+    return EXIT_OK;
+  },
+};
