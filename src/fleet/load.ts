@@ -23,7 +23,7 @@ export interface LoadOptions {
 
 export function loadFleetText(text: string, opts: LoadOptions = {}): LoadResult {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
   const problems: FleetProblem[] = [];
   for (const err of doc.errors) {
     const [line, col] = err.linePos?.[0] ? [err.linePos[0].line, err.linePos[0].col] : [0, 0];
@@ -46,7 +46,7 @@ export function loadFleetText(text: string, opts: LoadOptions = {}): LoadResult 
   };
 
   const raw = doc.toJS() as unknown;
-  const parsed = fleetFileSchema.safeParse(raw);
+  const parsed = fleetFileSchema.safeParse(raw, { reportInput: true });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(...fromZodIssue(issue, locate));
     return { problems: sortProblems(problems) };
