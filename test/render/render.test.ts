@@ -33,7 +33,7 @@ const find = (objs: KubeObject[], kind: string, name?: string) =>
 function federatedDomains(r: FleetRender, fleet: Fleet, cluster: string) {
   const objs = objects(r, cluster);
   const serverConf = String(
-    (find(objs, 'ConfigMap', 'spire-server')[0]?.data as Record<string, string>)['server.conf'],
+    (find(objs, 'ConfigMap', 'spire-server')[0]!.data as Record<string, string>)['server.conf'],
   );
   const spire =
     fleet.profile === 'seed'
