@@ -31,8 +31,8 @@ describe('every rendered object is valid against its real upstream schema', () =
       const r = renderFleet(fleet, { bundleEndpoints: endpoints });
       let checked = 0;
       const problems: string[] = [];
+      // generatorInputs (the IstioOperator) are validated by istioctl itself, not applied
       for (const c of r.clusters)
-        // generatorInputs (the IstioOperator) are validated by istioctl itself, not applied
         for (const p of c.phases)
           for (const o of p.objects) {
             checked++;
