@@ -6,7 +6,9 @@
  * v1.15.3, spire-controller-manager v0.7.0 and cert-manager v1.21.2 as the
  * newest versions the Go module proxy serves; Istio 1.30.5 from istio.io's
  * 1.30.x release notes; Kubernetes 1.35 as the newest minor that Istio 1.30
- * lists as supported.
+ * lists as supported (not yet cross-checked against its support matrix);
+ * spiffe-csi-driver 0.2.3, the newest release confirmed from upstream charts
+ * (newer tags could not be confirmed from here).
  */
 import type { Profile, Versions } from './model.js';
 
@@ -27,7 +29,7 @@ export const PROFILE_VERSIONS: Readonly<Record<Profile, Readonly<Versions>>> = {
     certManager: '1.21.2',
     registrar: 'spire-controller-manager',
     registrarVersion: '0.7.0',
-    spiffeCsiDriver: '0.2.7',
+    spiffeCsiDriver: '0.2.3',
   },
 };
 
