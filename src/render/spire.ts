@@ -385,10 +385,10 @@ function agent(ctx: RenderContext): KubeObject[] {
                 name: 'spiffe-csi-driver',
                 image: img.csiDriver,
                 args: [
+                  '-node-id',
+                  '$(MY_NODE_NAME)',
                   '-workload-api-socket-dir',
                   '/spire-agent-socket',
-                  '-plugin-name',
-                  'csi.spiffe.io',
                   '-csi-socket-path',
                   '/spiffe-csi/csi.sock',
                 ],
