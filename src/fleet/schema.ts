@@ -109,7 +109,7 @@ export type FleetFile = z.infer<typeof fleetFileSchema>;
 export function fleetJsonSchema(): Record<string, unknown> {
   const schema = z.toJSONSchema(fleetFileSchema, { target: 'draft-2020-12' }) as Record<string, unknown>;
   return {
-    $id: 'https://meshfed.dev/schemas/fleet-v1alpha1.json',
+    $id: 'meshfed.dev/v1alpha1/Fleet',
     title: 'meshfed Fleet',
     ...schema,
   };

@@ -4,7 +4,9 @@
  */
 import { DEFAULT_CA, DEFAULT_MESH_ID, SEED_CLUSTERS } from './resolve.js';
 
-export const SCHEMA_HINT = '# yaml-language-server: $schema=https://meshfed.dev/schemas/fleet-v1alpha1.json';
+/** `meshfed init` writes the schema beside the fleet file under this name. */
+export const SCHEMA_FILE = 'fleet.schema.json';
+export const SCHEMA_HINT = `# yaml-language-server: $schema=${SCHEMA_FILE}`;
 
 export function fleetTemplate(clusterCount = 2): string {
   const clusters = Array.from({ length: clusterCount }, (_, i) => {

@@ -43,7 +43,14 @@ test('validate reads stdin with -f -, and a missing explicit file is a usage err
 test('init writes a file that validates, and refuses to overwrite without --force', async () => {
   const dir = tmp();
   assert.equal((await runMeshfed(['init', '--clusters', '4'], { cwd: dir })).code, 0);
-  assert.match(readFileSync(join(dir, 'meshfed.yaml'), 'utf8'), /^# yaml-language-server: \$schema=/);
+  assert.match(
+    readFileSync(join(dir, 'meshfed.yaml'), 'utf8'),
+    /^# yaml-language-server: \$schema=fleet\.schema\.json\n/,
+  );
+  assert.deepEqual(
+    JSON.parse(readFileSync(join(dir, 'fleet.schema.json'), 'utf8')),
+    JSON.parse((await runMeshfed(['schema'])).stdout),
+  );
   const v = await runMeshfed(['validate'], { cwd: dir });
   assert.match(v.stdout, /4 clusters, 6 federation pairs/);
   const again = await runMeshfed(['init'], { cwd: dir });

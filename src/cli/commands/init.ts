@@ -1,7 +1,8 @@
 import { existsSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fleetTemplate } from '../../fleet/template.js';
+import { fleetJsonSchema } from '../../fleet/schema.js';
+import { fleetTemplate, SCHEMA_FILE } from '../../fleet/template.js';
 import { type Command, EXIT_OK, UsageError } from '../io.js';
 
 export const initCommand: Command = {
@@ -10,7 +11,8 @@ export const initCommand: Command = {
   usage: `Usage: meshfed init [-o FILE|-] [--clusters N] [--force]
 
 Writes meshfed.yaml (or FILE; - prints it). --clusters N lists N clusters
-(default 2, the guide's). Refuses to overwrite an existing file without --force.`,
+(default 2, the guide's), and writes fleet.schema.json beside it
+for editors. Refuses to overwrite an existing file without --force.`,
   async run(argv, io) {
     const { values } = parseArgs({
       args: argv,
