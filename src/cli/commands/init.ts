@@ -34,8 +34,10 @@ for editors. Refuses to overwrite an existing file without --force.`,
     if (existsSync(path) && !values.force)
       throw new UsageError(`${values.output} exists; pass --force to overwrite it`);
     writeFileSync(path, text);
+    // The schema beside it lets editors (yaml-language-server) complete and check the file at once.
+    writeFileSync(join(dirname(path), SCHEMA_FILE), `${JSON.stringify(fleetJsonSchema(), null, 2)}\n`);
     io.stdout.write(
-      `wrote ${values.output} (${n} clusters); check it with \`meshfed validate -f ${values.output}\`\n`,
+      `wrote ${values.output} (${n} clusters) and ${SCHEMA_FILE} for editors; check it with \`meshfed validate -f ${values.output}\`\n`,
     );
     return EXIT_OK;
   },
