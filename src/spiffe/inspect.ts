@@ -5,7 +5,7 @@
  * origin, subject, issuer, SPIFFE ID, validity, key, fingerprint); judge the
  * SVID against the bundle of its trust domain; warn about near expiry.
  */
-import { type Bundle, BundleSet, parseJwksBundle, parsePemBundle } from './bundle.js';
+import { type Bundle, BundleSet, parseJwksBundle } from './bundle.js';
 import { parseTrustDomain } from './id.js';
 import { type SvidVerdict, validateX509Svid } from './svid.js';
 import { type CertOrigin, type CertView, certOrigin, parsePemCertificates } from './x509.js';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseGoDuration } from '../../fleet/durations.js';
-import { BundleError, parseJwksBundle, parsePemBundle } from '../../spiffe/bundle.js';
+import { type Bundle, BundleError, parseJwksBundle, parsePemBundle } from '../../spiffe/bundle.js';
 import { SpiffeIdError } from '../../spiffe/id.js';
 import { formatChainReport, InputError, inspectChain, parseCertInput } from '../../spiffe/inspect.js';
 import { CertParseError } from '../../spiffe/x509.js';
@@ -53,7 +53,7 @@ Exit 0 when valid, 1 when the chain is not a valid SVID, 2 for bad input.`,
         text,
         values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {},
       );
-      let bundles;
+      let bundles: Bundle[] | undefined;
       if (values.bundle) {
         const b = read(values.bundle)!;
         bundles = [
