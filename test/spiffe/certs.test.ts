@@ -103,6 +103,24 @@ describe('meshfed certs', () => {
     assert.equal(ok.code, 2, 'a missing bundle file is bad input');
   });
 
+  test('the full config_dump shape (pilot-agent) and the warning threshold', async () => {
+    const inner = JSON.parse(configDump([leaf, fooInt], [fooRoot]));
+    const full = {
+      configs: [
+        { '@type': 'type.googleapis.com/envoy.admin.v3.BootstrapConfigDump' },
+        { '@type': 'type.googleapis.com/envoy.admin.v3.SecretsConfigDump', ...inner },
+      ],
+    };
+    writeFileSync(join(dir, 'full.json'), JSON.stringify(full));
+    const near = await runMeshfed(['certs', 'full.json', '--warn-within', '2h'], { cwd: dir });
+    assert.equal(near.code, 0);
+    assert.match(near.stdout, /verdict: VALID/);
+    assert.match(near.stdout, /warning: certificate 0/);
+    const quiet = await runMeshfed(['certs', 'full.json', '--warn-within', '30m'], { cwd: dir });
+    assert.doesNotMatch(quiet.stdout, /warning: certificate 0/);
+    assert.equal((await runMeshfed(['certs', 'full.json', '--warn-within', 'soon'], { cwd: dir })).code, 2);
+  });
+
   test('bad input exits 2 with a clear message', async () => {
     writeFileSync(join(dir, 'junk.txt'), 'hello');
     assert.match((await runMeshfed(['certs', 'junk.txt'], { cwd: dir })).stderr, /neither PEM nor JSON/);
