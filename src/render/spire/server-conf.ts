@@ -25,6 +25,16 @@ export interface FederatedPeer {
 
 const q = (s: string) => JSON.stringify(s);
 
+/** Server and agent answer the kubelet's probes the same way. */
+const HEALTH_CHECKS = `health_checks {
+  listener_enabled = true
+  bind_address = "0.0.0.0"
+  bind_port = "${HEALTH_PORT}"
+  live_path = "/live"
+  ready_path = "/ready"
+}
+`;
+
 export function serverConf(fleet: Fleet, cluster: ClusterSpec, peers: FederatedPeer[] = []): string {
   const federatesWith = peers
     .map(
@@ -105,14 +115,7 @@ plugins {
   }
 }
 
-health_checks {
-  listener_enabled = true
-  bind_address = "0.0.0.0"
-  bind_port = "${HEALTH_PORT}"
-  live_path = "/live"
-  ready_path = "/ready"
-}
-`;
+${HEALTH_CHECKS}`;
 }
 
 /**
@@ -154,12 +157,5 @@ plugins {
   }
 }
 
-health_checks {
-  listener_enabled = true
-  bind_address = "0.0.0.0"
-  bind_port = "${HEALTH_PORT}"
-  live_path = "/live"
-  ready_path = "/ready"
-}
-`;
+${HEALTH_CHECKS}`;
 }
