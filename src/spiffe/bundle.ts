@@ -81,9 +81,10 @@ export function parsePemBundle(text: string, trustDomain: string): Bundle {
 
 export function bundleToJwks(b: Bundle): string {
   const keys = [
+    // A JWK carries its public key parameters (crv/x/y or n/e) besides x5c; SPIRE's parser needs them.
     ...b.x509Authorities.map((c) => ({
       use: 'x509-svid',
-      kty: c.keyType === 'RSA' ? 'RSA' : 'EC',
+      ...c.node.publicKey.export({ format: 'jwk' }),
       x5c: [c.der.toString('base64')],
     })),
     ...[...b.jwtAuthorities.values()],

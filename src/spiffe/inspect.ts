@@ -143,8 +143,25 @@ export function inspectChain(
 ): ChainReport {
   const now = opts.now ?? new Date();
   const warnWithin = opts.warnWithinSeconds ?? 7 * 24 * 3600;
+  let verdict: ChainReport['verdict'];
+  let anchor: CertView | undefined;
+  if (input.chain.length > 0) {
+    const td = input.chain[0]!.uriSans.find((u) => u.startsWith('spiffe://'))
+      ?.slice(9)
+      .split('/')[0];
+    const set = new BundleSet(opts.bundles ?? []);
+    if (!opts.bundles && td && input.trusted.length > 0)
+      set.add({ trustDomain: td, x509Authorities: input.trusted, jwtAuthorities: new Map() });
+    const v = validateX509Svid(input.chain, set, now);
+    verdict = { ...v, ...(v.trustDomain && set.get(v.trustDomain) ? { against: v.trustDomain } : {}) };
+    if (v.trustDomain && v.anchor)
+      anchor = set.get(v.trustDomain)?.x509Authorities.find((a) => a.fingerprintSha256 === v.anchor);
+  }
   const presented = new Set(input.chain.map((c) => c.fingerprintSha256));
   const extraRoots = input.trusted.filter((t) => !presented.has(t.fingerprintSha256));
+  // The bundle authority the chain ends in, shown as the root when it was not presented.
+  if (anchor && !presented.has(anchor.fingerprintSha256) && !extraRoots.includes(anchor))
+    extraRoots.push(anchor);
   const all = [...input.chain, ...extraRoots];
   const warnings: string[] = [];
   const certificates = all.map((c, i): CertReport => {
@@ -177,19 +194,7 @@ export function inspectChain(
     warnings,
     ...(input.secretName ? { secretName: input.secretName } : {}),
   };
-  if (input.chain.length > 0) {
-    const td = input.chain[0]!.uriSans.find((u) => u.startsWith('spiffe://'))
-      ?.slice(9)
-      .split('/')[0];
-    const set = new BundleSet(opts.bundles ?? []);
-    if (!opts.bundles && td && input.trusted.length > 0)
-      set.add({ trustDomain: td, x509Authorities: input.trusted, jwtAuthorities: new Map() });
-    const verdict = validateX509Svid(input.chain, set, now);
-    report.verdict = {
-      ...verdict,
-      ...(verdict.trustDomain && set.get(verdict.trustDomain) ? { against: verdict.trustDomain } : {}),
-    };
-  }
+  if (verdict) report.verdict = verdict;
   return report;
 }
 

@@ -9,6 +9,7 @@
  * their addresses (the seed profile's static federation); the current profile
  * declares relationships as ClusterFederatedTrustDomain objects instead.
  */
+import { federatesWithBlocks } from '../../federation/static-config.js';
 import type { ClusterSpec, Fleet } from '../../fleet/model.js';
 import { WORKLOAD_SOCKET_DIR } from '../identity.js';
 
@@ -36,17 +37,13 @@ const HEALTH_CHECKS = `health_checks {
 `;
 
 export function serverConf(fleet: Fleet, cluster: ClusterSpec, peers: FederatedPeer[] = []): string {
-  const federatesWith = peers
-    .map(
-      (p) => `
-    federates_with ${q(p.trustDomain)} {
-      bundle_endpoint_url = ${q(`https://${p.address}`)}
-      bundle_endpoint_profile "https_spiffe" {
-        endpoint_spiffe_id = ${q(`spiffe://${p.trustDomain}/spire/server`)}
-      }
-    }`,
-    )
-    .join('');
+  const federatesWith = federatesWithBlocks(
+    peers.map((p) => ({
+      trustDomain: p.trustDomain,
+      bundleEndpointUrl: `https://${p.address}`,
+      endpointSpiffeId: `spiffe://${p.trustDomain}/spire/server`,
+    })),
+  );
   return `server {
   bind_address = "0.0.0.0"
   bind_port = "${SERVER_PORT}"

@@ -1,0 +1,403 @@
+/**
+ * The federation engine: makes N SPIRE servers trust each other and keeps
+ * them trusting each other across CA rotations.
+ *
+ * - bootstrap: each server of a federated pair gets the peer's current bundle
+ *   (read from the peer's server, written with `bundle set`), skipped when it
+ *   already holds the same keys.
+ * - relationships: the dynamic form (`federation create/update`) of "fetch
+ *   this peer's bundle from this URL, authenticating this SPIFFE ID"; the
+ *   static form is static-config.ts.
+ * - status: per ordered pair (holder, peer), whether the holder holds what the
+ *   peer's bundle endpoint serves now, and how old and how close to expiry it is.
+ * - refresh / watch: when a peer's served bundle changes, every server that
+ *   federates with it refreshes at once instead of at its refresh hint.
+ *
+ * Servers are reached through SpireServerCli (any transport); endpoints are
+ * read directly over https_spiffe, authenticated with the peer's own bundle.
+ * Work on different servers runs in parallel; failures are per pair, never
+ * thrown for the whole run, so one dead server does not stop the others.
+ */
+import { type Bundle, sameKeys } from '../spiffe/bundle.js';
+import { BundleEndpointError, fetchBundle } from '../spiffe/endpoint.js';
+import { type Relationship, SpireCliError, type SpireServerCli } from './spire-cli.js';
+
+export interface FederationMember {
+  /** Cluster name. */
+  name: string;
+  trustDomain: string;
+  server: SpireServerCli;
+  bundleEndpoint: { url: string; spiffeId: string };
+}
+
+/** Unordered pairs of member names; `fullMesh` makes every pair. */
+export type Pair = readonly [string, string];
+
+export function fullMesh(members: Array<{ name: string }>): Pair[] {
+  const out: Pair[] = [];
+  members.forEach((a, i) => {
+    for (const b of members.slice(i + 1)) out.push([a.name, b.name]);
+  });
+  return out;
+}
+
+/** Every (holder, peer) direction of the pairs. */
+export function directions(
+  members: FederationMember[],
+  pairs: Pair[],
+): Array<[FederationMember, FederationMember]> {
+  const byName = new Map(members.map((m) => [m.name, m]));
+  const get = (n: string) => {
+    const m = byName.get(n);
+    if (!m) throw new Error(`federation pair names "${n}", which is not a member`);
+    return m;
+  };
+  return pairs.flatMap(([a, b]) => [
+    [get(a), get(b)] as [FederationMember, FederationMember],
+    [get(b), get(a)] as [FederationMember, FederationMember],
+  ]);
+}
+
+export type StepResult = 'created' | 'updated' | 'unchanged' | 'failed';
+
+export interface PairStep {
+  holder: string;
+  peer: string;
+  result: StepResult;
+  error?: string;
+}
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** Per-holder sequential, across holders parallel (one server's CLI is not hammered). */
+async function perHolder<T>(
+  dirs: Array<[FederationMember, FederationMember]>,
+  fn: (holder: FederationMember, peer: FederationMember) => Promise<T>,
+): Promise<T[]> {
+  const groups = new Map<string, Array<[FederationMember, FederationMember]>>();
+  for (const d of dirs) groups.set(d[0].name, [...(groups.get(d[0].name) ?? []), d]);
+  const results = await Promise.all(
+    [...groups.values()].map(async (g) => {
+      const out: T[] = [];
+      for (const [h, p] of g) out.push(await fn(h, p));
+      return out;
+    }),
+  );
+  return results.flat();
+}
+
+export class BundleOwnerError extends Error {
+  override name = 'BundleOwnerError';
+}
+
+/**
+ * Reads a member's bundle from its server and checks it is that trust
+ * domain's: it must authenticate the member's bundle endpoint as the endpoint
+ * SPIFFE ID of that trust domain. A bundle that authenticates another ID (the
+ * transport reaches another domain's server, or the endpoint is another
+ * domain's) is refused. An endpoint this machine cannot reach is not a refusal:
+ * the bundle is then used as read.
+ */
+export async function verifiedOwnBundle(m: FederationMember): Promise<Bundle> {
+  const bundle = await m.server.ownBundle(m.trustDomain);
+  try {
+    await fetchBundle(
+      m.bundleEndpoint.url,
+      m.trustDomain,
+      { type: 'https_spiffe', endpointSpiffeId: m.bundleEndpoint.spiffeId, bundle },
+      { timeoutMs: 5000 },
+    );
+  } catch (e) {
+    if (e instanceof BundleEndpointError && (e.code === 'connect' || e.code === 'timeout')) return bundle;
+    throw new BundleOwnerError(
+      `the bundle read from ${m.server.target} is not ${m.trustDomain}'s: it does not authenticate ${m.bundleEndpoint.url} as ${m.bundleEndpoint.spiffeId} (${message(e)})`,
+    );
+  }
+  return bundle;
+}
+
+/** Every holder gets each peer's current bundle. Idempotent: an up-to-date holder is not written. */
+export async function bootstrap(members: FederationMember[], pairs: Pair[]): Promise<PairStep[]> {
+  const own = new Map<string, Promise<Bundle>>();
+  for (const m of members) {
+    const p = verifiedOwnBundle(m);
+    p.catch(() => {}); // read below, per pair
+    own.set(m.name, p);
+  }
+  return perHolder(directions(members, pairs), async (holder, peer) => {
+    try {
+      const bundle = await (own.get(peer.name) as Promise<Bundle>);
+      const held = await holder.server.heldBundle(peer.trustDomain);
+      if (held && sameKeys(held, bundle))
+        return { holder: holder.name, peer: peer.name, result: 'unchanged' };
+      await holder.server.setBundle(bundle);
+      return { holder: holder.name, peer: peer.name, result: held ? 'updated' : 'created' };
+    } catch (e) {
+      return { holder: holder.name, peer: peer.name, result: 'failed', error: message(e) };
+    }
+  });
+}
+
+export function relationshipTo(peer: FederationMember): Relationship {
+  return {
+    trustDomain: peer.trustDomain,
+    bundleEndpointUrl: peer.bundleEndpoint.url,
+    profile: 'https_spiffe',
+    endpointSpiffeId: peer.bundleEndpoint.spiffeId,
+  };
+}
+
+const sameRelationship = (a: Relationship, b: Relationship) =>
+  a.trustDomain === b.trustDomain &&
+  a.bundleEndpointUrl === b.bundleEndpointUrl &&
+  a.profile === b.profile &&
+  (a.endpointSpiffeId ?? '') === (b.endpointSpiffeId ?? '');
+
+/** Dynamic relationships (`federation create/update`), created or corrected, never duplicated. */
+export async function ensureRelationships(members: FederationMember[], pairs: Pair[]): Promise<PairStep[]> {
+  const existing = new Map<string, Promise<Relationship[]>>();
+  for (const m of members) {
+    const p = m.server.relationships();
+    p.catch(() => {});
+    existing.set(m.name, p);
+  }
+  return perHolder(directions(members, pairs), async (holder, peer) => {
+    try {
+      const want = relationshipTo(peer);
+      const have = (await (existing.get(holder.name) as Promise<Relationship[]>)).find(
+        (r) => r.trustDomain === peer.trustDomain,
+      );
+      if (have && sameRelationship(have, want))
+        return { holder: holder.name, peer: peer.name, result: 'unchanged' };
+      if (have) await holder.server.updateRelationship(want);
+      else await holder.server.createRelationship(want);
+      return { holder: holder.name, peer: peer.name, result: have ? 'updated' : 'created' };
+    } catch (e) {
+      return { holder: holder.name, peer: peer.name, result: 'failed', error: message(e) };
+    }
+  });
+}
+
+export type PairState =
+  /** The holder holds exactly what the peer serves now. */
+  | 'current'
+  /** The holder holds a bundle of the peer, but not the one served now. */
+  | 'stale'
+  /** The holder holds no bundle of the peer. */
+  | 'missing'
+  /** The peer's server or bundle endpoint cannot be reached, so what it serves now is unknown. */
+  | 'peer-unreachable'
+  /** The holder's server cannot be reached. */
+  | 'holder-unreachable';
+
+export interface PairStatus {
+  holder: string;
+  peer: string;
+  state: PairState;
+  heldSequence?: number;
+  servedSequence?: number;
+  /** Seconds since the newest X.509 authority of the held bundle became valid. */
+  ageSeconds?: number;
+  /** When the last X.509 authority of the held bundle expires. */
+  expiresAt?: Date;
+  /** When this engine last made the holder refresh from the peer (refresh or watch), if it did. */
+  lastRefreshed?: Date;
+  detail?: string;
+}
+
+/**
+ * What a member's bundle endpoint serves now, authenticated with `anchor` (a
+ * bundle of the member obtained before) or else with the member's own bundle
+ * read from its server; a failure with a given anchor is retried with the latter.
+ */
+export async function servedBundle(
+  peer: FederationMember,
+  timeoutMs = 5000,
+  anchor?: Bundle,
+): Promise<Bundle> {
+  const fetchWith = (bundle: Bundle) =>
+    fetchBundle(
+      peer.bundleEndpoint.url,
+      peer.trustDomain,
+      { type: 'https_spiffe', endpointSpiffeId: peer.bundleEndpoint.spiffeId, bundle },
+      { timeoutMs },
+    );
+  if (anchor) {
+    try {
+      return await fetchWith(anchor);
+    } catch {
+      // The endpoint's certificate may chain to an authority newer than the anchor.
+    }
+  }
+  return fetchWith(await peer.server.ownBundle(peer.trustDomain));
+}
+
+/** When the engine last refreshed holder ← peer; shared by refresh, watch and status. */
+export class RefreshLog {
+  private readonly at = new Map<string, Date>();
+  record(holder: string, peer: string, when = new Date()): void {
+    this.at.set(`${holder}\u0000${peer}`, when);
+  }
+  get(holder: string, peer: string): Date | undefined {
+    return this.at.get(`${holder}\u0000${peer}`);
+  }
+}
+
+export async function federationStatus(
+  members: FederationMember[],
+  pairs: Pair[],
+  opts: { log?: RefreshLog; now?: Date } = {},
+): Promise<PairStatus[]> {
+  const now = opts.now ?? new Date();
+  const served = new Map<string, Promise<Bundle>>();
+  for (const m of members) {
+    const p = servedBundle(m);
+    p.catch(() => {});
+    served.set(m.name, p);
+  }
+  return Promise.all(
+    directions(members, pairs).map(async ([holder, peer]): Promise<PairStatus> => {
+      const base: PairStatus = { holder: holder.name, peer: peer.name, state: 'current' };
+      const last = opts.log?.get(holder.name, peer.name);
+      if (last) base.lastRefreshed = last;
+      let held: Bundle | undefined;
+      try {
+        held = await holder.server.heldBundle(peer.trustDomain);
+      } catch (e) {
+        return { ...base, state: 'holder-unreachable', detail: message(e) };
+      }
+      if (!held)
+        return {
+          ...base,
+          state: 'missing',
+          detail: `${holder.name} holds no bundle for ${peer.trustDomain}`,
+        };
+      if (held.sequence !== undefined) base.heldSequence = held.sequence;
+      const auths = held.x509Authorities;
+      if (auths.length) {
+        const newest = Math.max(...auths.map((a) => a.notBefore.getTime()));
+        base.ageSeconds = Math.round((now.getTime() - newest) / 1000);
+        base.expiresAt = new Date(Math.max(...auths.map((a) => a.notAfter.getTime())));
+      }
+      let current: Bundle;
+      try {
+        current = await (served.get(peer.name) as Promise<Bundle>);
+      } catch (e) {
+        return { ...base, state: 'peer-unreachable', detail: message(e) };
+      }
+      if (current.sequence !== undefined) base.servedSequence = current.sequence;
+      if (!sameKeys(held, current))
+        return {
+          ...base,
+          state: 'stale',
+          detail: `${holder.name} holds ${held.x509Authorities.length} X.509 authorities of ${peer.trustDomain}; its endpoint serves ${current.x509Authorities.length}, not the same`,
+        };
+      return base;
+    }),
+  );
+}
+
+/** Makes every member that federates with `peer` refresh its bundle now. */
+export async function refreshHoldersOf(
+  members: FederationMember[],
+  pairs: Pair[],
+  peer: string,
+  log?: RefreshLog,
+): Promise<PairStep[]> {
+  const dirs = directions(members, pairs).filter(([, p]) => p.name === peer);
+  return Promise.all(
+    dirs.map(async ([holder, p]): Promise<PairStep> => {
+      try {
+        await holder.server.refresh(p.trustDomain);
+        log?.record(holder.name, p.name);
+        return { holder: holder.name, peer: p.name, result: 'updated' };
+      } catch (e) {
+        const error =
+          e instanceof SpireCliError && e.grpcCode === 'NotFound'
+            ? `${message(e)} (no relationship: run the relationships step first)`
+            : message(e);
+        return { holder: holder.name, peer: p.name, result: 'failed', error };
+      }
+    }),
+  );
+}
+
+export type WatchEvent =
+  | { type: 'served-changed'; peer: string; sequence?: number; at: Date }
+  | { type: 'refreshed'; holder: string; peer: string; at: Date }
+  | { type: 'refresh-failed'; holder: string; peer: string; error: string; at: Date }
+  | { type: 'endpoint-unreachable'; peer: string; error: string; at: Date }
+  | { type: 'endpoint-back'; peer: string; at: Date };
+
+export interface Watcher {
+  stop(): Promise<void>;
+}
+
+/**
+ * Polls every member's bundle endpoint each `intervalMs`; when what one serves
+ * changes, refreshes every server that federates with it. The first poll only
+ * records what is served. Errors become events; the watch goes on.
+ */
+export function watchFederation(
+  members: FederationMember[],
+  pairs: Pair[],
+  opts: { intervalMs?: number; onEvent?: (e: WatchEvent) => void; log?: RefreshLog } = {},
+): Watcher {
+  const interval = opts.intervalMs ?? 2000;
+  const emit = opts.onEvent ?? (() => {});
+  const federated = new Set(pairs.flat());
+  const watched = members.filter((m) => federated.has(m.name));
+  const last = new Map<string, Bundle>();
+  const down = new Set<string>();
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+
+  const pollOne = async (m: FederationMember) => {
+    let b: Bundle;
+    try {
+      b = await servedBundle(m, Math.min(interval * 2, 5000), last.get(m.name));
+    } catch (e) {
+      if (!down.has(m.name))
+        emit({ type: 'endpoint-unreachable', peer: m.name, error: message(e), at: new Date() });
+      down.add(m.name);
+      return;
+    }
+    if (down.delete(m.name)) emit({ type: 'endpoint-back', peer: m.name, at: new Date() });
+    const prev = last.get(m.name);
+    last.set(m.name, b);
+    if (!prev || sameKeys(prev, b)) return;
+    emit({
+      type: 'served-changed',
+      peer: m.name,
+      ...(b.sequence !== undefined ? { sequence: b.sequence } : {}),
+      at: new Date(),
+    });
+    for (const step of await refreshHoldersOf(members, pairs, m.name, opts.log)) {
+      if (step.result === 'failed')
+        emit({
+          type: 'refresh-failed',
+          holder: step.holder,
+          peer: step.peer,
+          error: step.error ?? '',
+          at: new Date(),
+        });
+      else emit({ type: 'refreshed', holder: step.holder, peer: step.peer, at: new Date() });
+    }
+  };
+
+  const tick = () => {
+    if (stopped) return;
+    running = Promise.all(watched.map(pollOne)).then(() => {
+      if (!stopped) timer = setTimeout(tick, interval);
+    });
+  };
+  tick();
+  return {
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}

@@ -1,0 +1,202 @@
+/**
+ * Typed calls of the `spire-server` CLI through a transport. Output is read in
+ * the forms both SPIRE 1.5 and current releases print: bundles as SPIFFE
+ * bundles (JWKS, `-format spiffe`), relationships in the "pretty" key : value
+ * form. Failures carry the command and SPIRE's own message.
+ */
+import { type Bundle, bundleToJwks, parseJwksBundle } from '../spiffe/bundle.js';
+import { parseSpiffeId, parseTrustDomain } from '../spiffe/id.js';
+import type { ExecResult, SpireServerTransport } from './transport.js';
+
+export class SpireCliError extends Error {
+  override name = 'SpireCliError';
+  constructor(
+    message: string,
+    readonly target: string,
+    /** gRPC status SPIRE reported, e.g. NotFound, Unavailable; undefined when none was printed. */
+    readonly grpcCode?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Relationship {
+  trustDomain: string;
+  bundleEndpointUrl: string;
+  profile: 'https_spiffe' | 'https_web';
+  endpointSpiffeId?: string;
+}
+
+export interface AuthorityInfo {
+  authorityId: string;
+  expiresAt?: Date;
+  upstreamAuthoritySubjectKeyId?: string;
+}
+
+const tdId = (td: string) => `spiffe://${parseTrustDomain(td)}`;
+
+export class SpireServerCli {
+  constructor(readonly transport: SpireServerTransport) {}
+
+  get target(): string {
+    return this.transport.target;
+  }
+
+  private async ok(args: string[], stdin?: string): Promise<ExecResult> {
+    const r = await this.transport.run(args, stdin === undefined ? {} : { stdin });
+    if (r.code !== 0) {
+      const text = `${r.stderr}\n${r.stdout}`.trim();
+      const grpcCode = /code = (\w+)/.exec(text)?.[1];
+      const message = text.split('\n').filter(Boolean).slice(-3).join(' / ') || `exit code ${r.code}`;
+      throw new SpireCliError(
+        `${this.target}: spire-server ${args.slice(0, 2).join(' ')}: ${message}`,
+        this.target,
+        grpcCode,
+      );
+    }
+    return r;
+  }
+
+  async healthy(): Promise<boolean> {
+    try {
+      return (await this.transport.run(['healthcheck'], { timeoutMs: 10_000 })).code === 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The server's own trust domain bundle. */
+  async ownBundle(trustDomain: string): Promise<Bundle> {
+    return parseJwksBundle((await this.ok(['bundle', 'show', '-format', 'spiffe'])).stdout, trustDomain);
+  }
+
+  /** The bundle this server holds for a federated trust domain; undefined when it holds none. */
+  async heldBundle(trustDomain: string): Promise<Bundle | undefined> {
+    try {
+      const r = await this.ok(['bundle', 'list', '-id', tdId(trustDomain), '-format', 'spiffe']);
+      return parseJwksBundle(r.stdout, trustDomain);
+    } catch (e) {
+      if (e instanceof SpireCliError && e.grpcCode === 'NotFound') return undefined;
+      throw e;
+    }
+  }
+
+  async setBundle(bundle: Bundle): Promise<void> {
+    await this.ok(
+      ['bundle', 'set', '-id', tdId(bundle.trustDomain), '-format', 'spiffe'],
+      bundleToJwks(bundle),
+    );
+  }
+
+  async relationships(): Promise<Relationship[]> {
+    return parseRelationships((await this.ok(['federation', 'list'])).stdout);
+  }
+
+  private relationshipArgs(r: Relationship): string[] {
+    const args = [
+      '-trustDomain',
+      r.trustDomain,
+      '-bundleEndpointURL',
+      r.bundleEndpointUrl,
+      '-bundleEndpointProfile',
+      r.profile,
+    ];
+    if (r.profile === 'https_spiffe')
+      args.push('-endpointSpiffeID', parseSpiffeId(r.endpointSpiffeId ?? '').uri);
+    return args;
+  }
+
+  async createRelationship(r: Relationship): Promise<void> {
+    await this.ok(['federation', 'create', ...this.relationshipArgs(r)]);
+  }
+
+  async updateRelationship(r: Relationship): Promise<void> {
+    await this.ok(['federation', 'update', ...this.relationshipArgs(r)]);
+  }
+
+  /** Makes the server fetch the peer's bundle from its endpoint now. */
+  async refresh(trustDomain: string): Promise<void> {
+    await this.ok(['federation', 'refresh', '-id', tdId(trustDomain)]);
+  }
+
+  /** Generates a join token; the agent that uses it gets `spiffeId` as an alias. */
+  async joinToken(spiffeId: string, ttlSeconds = 600): Promise<string> {
+    const r = await this.ok([
+      'token',
+      'generate',
+      '-spiffeID',
+      parseSpiffeId(spiffeId).uri,
+      '-ttl',
+      String(ttlSeconds),
+    ]);
+    const token = /Token:\s*(\S+)/.exec(r.stdout)?.[1];
+    if (!token) throw new SpireCliError(`${this.target}: token generate printed no token`, this.target);
+    return token;
+  }
+
+  async createEntry(e: {
+    parentId: string;
+    spiffeId: string;
+    selectors: string[];
+    federatesWith?: string[];
+    x509SvidTtlSeconds?: number;
+  }): Promise<string> {
+    const args = ['entry', 'create', '-parentID', e.parentId, '-spiffeID', e.spiffeId];
+    for (const s of e.selectors) args.push('-selector', s);
+    for (const td of e.federatesWith ?? []) args.push('-federatesWith', tdId(td));
+    if (e.x509SvidTtlSeconds) args.push('-x509SVIDTTL', String(e.x509SvidTtlSeconds));
+    const r = await this.ok(args);
+    const id = /Entry ID\s*:\s*(\S+)/.exec(r.stdout)?.[1];
+    if (!id) throw new SpireCliError(`${this.target}: entry create printed no entry ID`, this.target);
+    return id;
+  }
+
+  /** SPIRE ≥ 1.9: prepares a new X.509 authority (minted by the UpstreamAuthority when there is one). */
+  async prepareX509Authority(): Promise<AuthorityInfo> {
+    return parseAuthority(
+      (await this.ok(['localauthority', 'x509', 'prepare', '-output', 'json'])).stdout,
+      'prepared_authority',
+    );
+  }
+
+  async activateX509Authority(authorityId: string): Promise<AuthorityInfo> {
+    const r = await this.ok([
+      'localauthority',
+      'x509',
+      'activate',
+      '-authorityID',
+      authorityId,
+      '-output',
+      'json',
+    ]);
+    return parseAuthority(r.stdout, 'activated_authority');
+  }
+}
+
+export function parseRelationships(text: string): Relationship[] {
+  const out: Relationship[] = [];
+  let cur: Partial<Relationship> | undefined;
+  for (const line of text.split('\n')) {
+    const m = /^([A-Za-z ]+?)\s*:\s*(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const [, key, value] = m as unknown as [string, string, string];
+    if (key === 'Trust domain') {
+      cur = { trustDomain: value };
+      out.push(cur as Relationship);
+    } else if (cur && key === 'Bundle endpoint URL') cur.bundleEndpointUrl = value;
+    else if (cur && key === 'Bundle endpoint profile') cur.profile = value as Relationship['profile'];
+    else if (cur && key === 'Endpoint SPIFFE ID') cur.endpointSpiffeId = value;
+  }
+  return out;
+}
+
+function parseAuthority(text: string, field: string): AuthorityInfo {
+  const doc = JSON.parse(text) as Record<string, Record<string, unknown>>;
+  const a = doc[field];
+  if (!a || typeof a.authority_id !== 'string') throw new Error(`no ${field}.authority_id in SPIRE's answer`);
+  const info: AuthorityInfo = { authorityId: a.authority_id };
+  if (a.expires_at !== undefined) info.expiresAt = new Date(Number(a.expires_at) * 1000);
+  if (typeof a.upstream_authority_subject_key_id === 'string')
+    info.upstreamAuthoritySubjectKeyId = a.upstream_authority_subject_key_id;
+  return info;
+}

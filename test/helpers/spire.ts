@@ -1,0 +1,102 @@
+/**
+ * Helpers for tests against real SPIRE: a workload's Workload API client per
+ * domain, entries for this test process (unix:uid selector), and one mutual
+ * TLS exchange between two SPIFFE workloads on loopback.
+ */
+import { once } from 'node:events';
+import * as tls from 'node:tls';
+import type { LabTrustDomain } from '../../src/lab/spire.js';
+import {
+  type Authorizer,
+  authorizeClient,
+  spiffeClientOptions,
+  spiffeServerOptions,
+} from '../../src/spiffe/tls.js';
+import { WorkloadApiClient, type X509Context } from '../../src/spiffe/workload.js';
+
+export const UID_SELECTOR = `unix:uid:${process.getuid?.() ?? 0}`;
+
+/** Registers this process as `path` in the domain, federating with `federatesWith`; returns the SPIFFE ID. */
+export async function registerWorkload(
+  d: LabTrustDomain,
+  path: string,
+  federatesWith: string[] = [],
+): Promise<string> {
+  const spiffeId = `spiffe://${d.trustDomain}${path}`;
+  await d.server.createEntry({ parentId: d.nodeId, spiffeId, selectors: [UID_SELECTOR], federatesWith });
+  return spiffeId;
+}
+
+/** Waits until the domain's agent gives this process `spiffeId` and bundles of every `trusts` domain. */
+export async function contextWith(
+  d: LabTrustDomain,
+  spiffeId: string,
+  trusts: string[] = [],
+): Promise<X509Context> {
+  const client = new WorkloadApiClient(d.workloadSocket, { timeoutMs: 60_000 });
+  try {
+    return await client.waitForX509Context(
+      (c) =>
+        c.svids.some((s) => s.spiffeId === spiffeId) && trusts.every((td) => c.bundles.get(td) !== undefined),
+    );
+  } finally {
+    client.close();
+  }
+}
+
+export interface MtlsEnd {
+  ctx: X509Context;
+  spiffeId: string;
+  authorize: Authorizer;
+}
+
+export type MtlsResult = { ok: true; serverSaw: string; clientGot: string } | { ok: false; error: string };
+
+/** One TLS connection from `client` to `server`, both presenting SVIDs and authorising the peer. */
+export async function mtls(server: MtlsEnd, client: MtlsEnd): Promise<MtlsResult> {
+  let serverSaw = '';
+  let serverError = '';
+  const srv = tls.createServer(spiffeServerOptions(server.ctx, server.spiffeId), (socket) => {
+    const id = authorizeClient(socket, server.ctx, server.authorize);
+    if (id) {
+      serverSaw = id;
+      socket.end(`hello ${id} from ${server.spiffeId}`);
+    }
+  });
+  srv.on('tlsClientError', (e) => {
+    serverError = e.message;
+  });
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const port = (srv.address() as { port: number }).port;
+  try {
+    return await new Promise<MtlsResult>((resolve) => {
+      let data = '';
+      const socket = tls.connect({
+        host: '127.0.0.1',
+        port,
+        servername: 'spiffe',
+        ...spiffeClientOptions(client.ctx, client.authorize, client.spiffeId),
+      });
+      socket.setEncoding('utf8');
+      socket.on('data', (d) => {
+        data += d;
+      });
+      socket.on('error', (e) =>
+        resolve({ ok: false, error: `client: ${e.message}${serverError ? `; server: ${serverError}` : ''}` }),
+      );
+      socket.on('close', () =>
+        resolve(
+          data
+            ? { ok: true, serverSaw, clientGot: data }
+            : {
+                ok: false,
+                error: `closed without an answer${serverError ? `; server: ${serverError}` : ''}`,
+              },
+        ),
+      );
+    });
+  } finally {
+    srv.close();
+  }
+}
