@@ -6,6 +6,7 @@
 #   cert-manager/<v>/ CRDs (github.com/cert-manager/cert-manager deploy/crds)
 #   spire-controller-manager/<v>/ CRDs (config/crd/bases)
 #   k8s-workload-registrar/<v>/   the SpiffeID CRD (github.com/spiffe/spire)
+#   go-spiffe/<v>/    the Workload API proto (proto/spiffe/workload/workload.proto)
 #   istio/<v>/        CRDs (istio.io/api kubernetes/customresourcedefinitions.gen.yaml;
 #                     istio.io/api is tagged per Istio minor, the newest tag of the line is used)
 # Idempotent: a component already copied is skipped.
@@ -39,3 +40,5 @@ fetch spire-controller-manager 0.7.0 github.com/spiffe/spire-controller-manager@
 fetch k8s-workload-registrar 1.5.1 github.com/spiffe/spire@v1.5.1 support/k8s/k8s-workload-registrar/mode-crd/config 'spiffeid.spiffe.io_spiffeids.yaml'
 fetch istio 1.22.1 istio.io/api@v1.22.1 kubernetes 'customresourcedefinitions.gen.yaml'
 fetch istio 1.30.5 istio.io/api@v1.30.3 kubernetes 'customresourcedefinitions.gen.yaml'
+# The SPIFFE Workload API as go-spiffe (the version SPIRE 1.15.3 builds with) defines it.
+fetch go-spiffe 2.8.1 github.com/spiffe/go-spiffe/v2@v2.8.1 proto/spiffe/workload 'workload.proto'

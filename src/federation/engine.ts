@@ -313,7 +313,8 @@ export async function refreshHoldersOf(
         return { holder: holder.name, peer: p.name, result: 'updated' };
       } catch (e) {
         const error =
-          e instanceof SpireCliError && e.grpcCode === 'NotFound'
+          e instanceof SpireCliError &&
+          (e.grpcCode === 'NotFound' || /no federation relationship/.test(e.message))
             ? `${message(e)} (no relationship: run the relationships step first)`
             : message(e);
         return { holder: holder.name, peer: p.name, result: 'failed', error };

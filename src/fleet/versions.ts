@@ -54,3 +54,18 @@ export function compareVersions(a: string, b: string): number {
 }
 
 export const VERSION_PATTERN = /^v?\d+\.\d+\.\d+$/;
+
+/**
+ * The SPIRE release that introduced what meshfed relies on (SPIRE's CHANGELOG;
+ * the 1.5.1 lab build confirms the first: its server refuses the key).
+ */
+export const SPIRE_SINCE = {
+  /** `refresh_hint` in server.federation.bundle_endpoint (before: derived from the CA lifetime). */
+  bundleEndpointRefreshHint: '1.8.0',
+  /** `spire-server localauthority x509 prepare/activate/taint` and `upstreamauthority taint` (forced rotation). */
+  forcedRotation: '1.9.0',
+} as const;
+
+export function spireHas(version: string, feature: keyof typeof SPIRE_SINCE): boolean {
+  return compareVersions(version, SPIRE_SINCE[feature]) >= 0;
+}

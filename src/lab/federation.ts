@@ -54,7 +54,14 @@ export async function startLabFederation(o: LabFederationOptions): Promise<LabFe
     const extra = typeof o.domain === 'function' ? o.domain(index) : (o.domain ?? {});
     const sub = join(dir, String(index));
     mkdirSync(sub, { recursive: true });
-    return new LabTrustDomain({ ...labClusterName(index), index, binDir, dir: sub, ...extra });
+    return new LabTrustDomain({
+      ...labClusterName(index),
+      index,
+      spireVersion: o.spireVersion,
+      binDir,
+      dir: sub,
+      ...extra,
+    });
   });
   const fed: LabFederation = {
     domains,

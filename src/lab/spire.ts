@@ -17,6 +17,7 @@ import { SpireServerCli } from '../federation/spire-cli.js';
 import { federatesWithBlocks, type StaticPeer } from '../federation/static-config.js';
 import { execFileBounded, localServerTransport } from '../federation/transport.js';
 import { parseGoDuration } from '../fleet/durations.js';
+import { spireHas } from '../fleet/versions.js';
 import { makeCertManagerRoot, type RootCa } from './pki.js';
 
 export const LAB_PORTS = {
@@ -32,6 +33,8 @@ export interface TrustDomainOptions {
   trustDomain: string;
   /** 1-based; the domain listens on 127.77.0.<index>. */
   index: number;
+  /** SPIRE release of the binaries (config keys differ across releases). */
+  spireVersion: string;
   /** Folder holding spire-server and spire-agent. */
   binDir: string;
   /** Data folder (created). Keep it short: unix socket paths are limited to 107 bytes. */
@@ -157,8 +160,7 @@ export class LabTrustDomain {
     bundle_endpoint {
       address = ${q(this.address)}
       port = ${LAB_PORTS.bundleEndpoint}
-      refresh_hint = ${q(o.refreshHint ?? '1m')}
-    }${federatesWithBlocks(o.staticPeers ?? [], '    ')}
+${spireHas(o.spireVersion, 'bundleEndpointRefreshHint') ? `      refresh_hint = ${q(o.refreshHint ?? '1m')}\n` : ''}    }${federatesWithBlocks(o.staticPeers ?? [], '    ')}
   }
 }
 

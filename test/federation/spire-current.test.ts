@@ -28,28 +28,13 @@ import { authorizeId, authorizeMemberOf } from '../../src/spiffe/tls.js';
 import type { X509Context } from '../../src/spiffe/workload.js';
 import { type CertView, issuedBy, parsePemCertificates, toPem } from '../../src/spiffe/x509.js';
 import { requireLab } from '../helpers/lab.js';
-import { contextWith, mtls, registerWorkload } from '../helpers/spire.js';
+import { allCurrent, contextWith, mtls, registerWorkload, until } from '../helpers/spire.js';
 
 const VERSION = PROFILE_VERSIONS.current.spire;
 const skip = requireLab(
   [`bin/spire/${VERSION}/spire-server`, `bin/spire/${VERSION}/spire-agent`],
   'npm run lab:build',
 );
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-const allCurrent = async (members: FederationMember[], pairs: Pair[], peer?: string) => {
-  const st = await federationStatus(members, pairs);
-  return st.filter((s) => !peer || s.peer === peer).every((s) => s.state === 'current') ? st : undefined;
-};
 
 describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () => {
   let lab: LabFederation;

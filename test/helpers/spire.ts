@@ -5,6 +5,7 @@
  */
 import { once } from 'node:events';
 import * as tls from 'node:tls';
+import { type FederationMember, federationStatus, type Pair } from '../../src/federation/engine.js';
 import type { LabTrustDomain } from '../../src/lab/spire.js';
 import {
   type Authorizer,
@@ -99,4 +100,24 @@ export async function mtls(server: MtlsEnd, client: MtlsEnd): Promise<MtlsResult
   } finally {
     srv.close();
   }
+}
+
+export async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs: number,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** The status of every direction when all (or all towards `peer`) are current; else undefined. */
+export async function allCurrent(members: FederationMember[], pairs: Pair[], peer?: string) {
+  const st = await federationStatus(members, pairs);
+  return st.filter((s) => !peer || s.peer === peer).every((s) => s.state === 'current') ? st : undefined;
 }

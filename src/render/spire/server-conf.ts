@@ -11,6 +11,7 @@
  */
 import { federatesWithBlocks } from '../../federation/static-config.js';
 import type { ClusterSpec, Fleet } from '../../fleet/model.js';
+import { spireHas } from '../../fleet/versions.js';
 import { WORKLOAD_SOCKET_DIR } from '../identity.js';
 
 export const SERVER_SOCKET = '/tmp/spire-server/private/api.sock';
@@ -44,6 +45,10 @@ export function serverConf(fleet: Fleet, cluster: ClusterSpec, peers: FederatedP
       endpointSpiffeId: `spiffe://${p.trustDomain}/spire/server`,
     })),
   );
+  // SPIRE < 1.8 refuses the key; its endpoint then advertises a hint derived from the CA lifetime.
+  const refreshHint = spireHas(fleet.versions.spire, 'bundleEndpointRefreshHint')
+    ? `      refresh_hint = ${q(fleet.federation.refreshHint)}\n`
+    : '';
   return `server {
   bind_address = "0.0.0.0"
   bind_port = "${SERVER_PORT}"
@@ -64,8 +69,7 @@ export function serverConf(fleet: Fleet, cluster: ClusterSpec, peers: FederatedP
     bundle_endpoint {
       address = "0.0.0.0"
       port = ${fleet.federation.bundleEndpointPort}
-      refresh_hint = ${q(fleet.federation.refreshHint)}
-    }${federatesWith}
+${refreshHint}    }${federatesWith}
   }
 }
 
