@@ -124,10 +124,16 @@ export async function bootstrap(members: FederationMember[], pairs: Pair[]): Pro
     p.catch(() => {}); // read below, per pair
     own.set(m.name, p);
   }
+  const heldBy = new Map<string, Promise<Map<string, Bundle>>>();
+  for (const m of members) {
+    const p = m.server.heldBundles();
+    p.catch(() => {});
+    heldBy.set(m.name, p);
+  }
   return perHolder(directions(members, pairs), async (holder, peer) => {
     try {
       const bundle = await (own.get(peer.name) as Promise<Bundle>);
-      const held = await holder.server.heldBundle(peer.trustDomain);
+      const held = (await (heldBy.get(holder.name) as Promise<Map<string, Bundle>>)).get(peer.trustDomain);
       if (held && sameKeys(held, bundle))
         return { holder: holder.name, peer: peer.name, result: 'unchanged' };
       await holder.server.setBundle(bundle);
@@ -250,10 +256,14 @@ export async function federationStatus(
 ): Promise<PairStatus[]> {
   const now = opts.now ?? new Date();
   const served = new Map<string, Promise<Bundle>>();
+  const heldBy = new Map<string, Promise<Map<string, Bundle>>>();
   for (const m of members) {
     const p = servedBundle(m);
     p.catch(() => {});
     served.set(m.name, p);
+    const h = m.server.heldBundles();
+    h.catch(() => {});
+    heldBy.set(m.name, h);
   }
   return Promise.all(
     directions(members, pairs).map(async ([holder, peer]): Promise<PairStatus> => {
@@ -262,7 +272,7 @@ export async function federationStatus(
       if (last) base.lastRefreshed = last;
       let held: Bundle | undefined;
       try {
-        held = await holder.server.heldBundle(peer.trustDomain);
+        held = (await (heldBy.get(holder.name) as Promise<Map<string, Bundle>>)).get(peer.trustDomain);
       } catch (e) {
         return { ...base, state: 'holder-unreachable', detail: message(e) };
       }

@@ -81,6 +81,11 @@ export class SpireServerCli {
     }
   }
 
+  /** Every federated bundle this server holds, by trust domain (one call). */
+  async heldBundles(): Promise<Map<string, Bundle>> {
+    return parseBundleList((await this.ok(['bundle', 'list', '-format', 'spiffe'])).stdout);
+  }
+
   async setBundle(bundle: Bundle): Promise<void> {
     await this.ok(
       ['bundle', 'set', '-id', tdId(bundle.trustDomain), '-format', 'spiffe'],
@@ -171,6 +176,21 @@ export class SpireServerCli {
     ]);
     return parseAuthority(r.stdout, 'activated_authority');
   }
+}
+
+/**
+ * `bundle list -format spiffe`: for each bundle a banner (a line of 40 '*', a
+ * line '* <trust domain>', a line of 40 '*') and the JWKS; the same in SPIRE
+ * 1.5 and current releases.
+ */
+export function parseBundleList(text: string): Map<string, Bundle> {
+  const out = new Map<string, Bundle>();
+  const parts = text.split(/^\*{40}\n\* (\S+)\n\*{40}\n/m);
+  for (let i = 1; i + 1 < parts.length; i += 2) {
+    const td = parseTrustDomain(parts[i] as string);
+    out.set(td, parseJwksBundle((parts[i + 1] as string).trim(), td));
+  }
+  return out;
 }
 
 export function parseRelationships(text: string): Relationship[] {
