@@ -54,4 +54,4 @@ spire() { # VERSION TOOLCHAIN
 }
 
 spire 1.15.3 local
-spire 1.5.1 go1.21.13
+spire 1.5.1 local

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { FederationMember } from '../federation/engine.js';
 import { DEFAULT_MESH_ID, SEED_CLUSTERS } from '../fleet/resolve.js';
 import { labBinDir } from './binaries.js';
-import { LabTrustDomain, type TrustDomainOptions } from './spire.js';
+import { LAB_PORTS, LabTrustDomain, labAddress, type TrustDomainOptions } from './spire.js';
 
 export interface LabFederationOptions {
   count: number;
@@ -21,6 +21,10 @@ export interface LabFederationOptions {
   baseDir?: string;
   /** Keep the data folder after stop (default: removed). */
   keep?: boolean;
+  /** Write every other domain into each server.conf as a static `federates_with` peer (the seed's way). */
+  staticFullMesh?: boolean;
+  /** Address block 127.77.<block>.0/24 (default: from the process ID, so parallel test processes do not collide). */
+  block?: number;
 }
 
 export interface LabFederation {
@@ -49,6 +53,18 @@ export function memberOf(d: LabTrustDomain): FederationMember {
 export async function startLabFederation(o: LabFederationOptions): Promise<LabFederation> {
   const dir = o.baseDir ?? mkdtempSync(join(tmpdir(), 'mf-'));
   const binDir = labBinDir('spire', o.spireVersion);
+  const block = o.block ?? (process.pid % 250) + 1;
+  const staticPeers = (index: number) =>
+    Array.from({ length: o.count }, (_, i) => i + 1)
+      .filter((j) => j !== index)
+      .map((j) => {
+        const { trustDomain } = labClusterName(j);
+        return {
+          trustDomain,
+          bundleEndpointUrl: `https://${labAddress(block, j)}:${LAB_PORTS.bundleEndpoint}`,
+          endpointSpiffeId: `spiffe://${trustDomain}/spire/server`,
+        };
+      });
   const domains = Array.from({ length: o.count }, (_, i) => {
     const index = i + 1;
     const extra = typeof o.domain === 'function' ? o.domain(index) : (o.domain ?? {});
@@ -57,7 +73,9 @@ export async function startLabFederation(o: LabFederationOptions): Promise<LabFe
     return new LabTrustDomain({
       ...labClusterName(index),
       index,
+      block,
       spireVersion: o.spireVersion,
+      ...(o.staticFullMesh ? { staticPeers: staticPeers(index) } : {}),
       binDir,
       dir: sub,
       ...extra,

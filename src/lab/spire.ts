@@ -1,6 +1,6 @@
 /**
  * SPIRE trust domains as real processes on this machine: per domain a
- * spire-server and a spire-agent, on their own loopback address (127.77.0.<n>)
+ * spire-server and a spire-agent, on their own loopback address (127.77.<block>.<n>)
  * with their own data folder and sockets. The server's UpstreamAuthority is
  * "disk", holding a root made like cert-manager's (so the chain workloads get
  * is root → SPIRE intermediate → SVID); agents attest with a join token and
@@ -20,6 +20,13 @@ import { parseGoDuration } from '../fleet/durations.js';
 import { spireHas } from '../fleet/versions.js';
 import { makeCertManagerRoot, type RootCa } from './pki.js';
 
+/** The loopback address of domain `index` in address block `block`. */
+export function labAddress(block: number, index: number): string {
+  if (!(block >= 1 && block <= 250 && index >= 1 && index <= 250))
+    throw new Error(`lab address out of range: ${block}.${index}`);
+  return `127.77.${block}.${index}`;
+}
+
 export const LAB_PORTS = {
   server: 18081,
   serverHealth: 18080,
@@ -31,8 +38,10 @@ export interface TrustDomainOptions {
   /** Cluster name the domain stands for (cluster-1 …); names the root's OU and the log files. */
   name: string;
   trustDomain: string;
-  /** 1-based; the domain listens on 127.77.0.<index>. */
+  /** 1-based; the domain listens on 127.77.<block>.<index>. */
   index: number;
+  /** 1–250: the lab's address block, so that labs of different processes do not collide (default 1). */
+  block?: number;
   /** SPIRE release of the binaries (config keys differ across releases). */
   spireVersion: string;
   /** Folder holding spire-server and spire-agent. */
@@ -107,7 +116,7 @@ export class LabTrustDomain {
   private agentProc: Proc | undefined;
 
   constructor(readonly opts: TrustDomainOptions) {
-    this.address = `127.77.0.${opts.index}`;
+    this.address = labAddress(opts.block ?? 1, opts.index);
     this.serverSocket = join(opts.dir, 'server.sock');
     this.workloadSocket = join(opts.dir, 'workload.sock');
     this.server = new SpireServerCli(

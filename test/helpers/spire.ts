@@ -121,3 +121,15 @@ export async function allCurrent(members: FederationMember[], pairs: Pair[], pee
   const st = await federationStatus(members, pairs);
   return st.filter((s) => !peer || s.peer === peer).every((s) => s.state === 'current') ? st : undefined;
 }
+
+/** Wraps a test body so that the lab's process logs are printed when it fails. */
+export function withLabLogs(logs: () => string | undefined) {
+  return (fn: () => Promise<void>) => async () => {
+    try {
+      await fn();
+    } catch (e) {
+      console.log(`--- lab logs (the test failed) ---\n${logs() ?? '(no lab)'}`);
+      throw e;
+    }
+  };
+}
