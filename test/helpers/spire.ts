@@ -58,11 +58,11 @@ export async function mtls(server: MtlsEnd, client: MtlsEnd): Promise<MtlsResult
   let serverSaw = '';
   let serverError = '';
   const srv = tls.createServer(spiffeServerOptions(server.ctx, server.spiffeId), (socket) => {
-    const id = authorizeClient(socket, server.ctx, server.authorize);
-    if (id) {
-      serverSaw = id;
-      socket.end(`hello ${id} from ${server.spiffeId}`);
-    }
+    const verdict = authorizeClient(socket, server.ctx, server.authorize);
+    if ('spiffeId' in verdict) {
+      serverSaw = verdict.spiffeId;
+      socket.end(`hello ${verdict.spiffeId} from ${server.spiffeId}`);
+    } else serverError = verdict.refused;
   });
   srv.on('tlsClientError', (e) => {
     serverError = e.message;
