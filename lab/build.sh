@@ -55,3 +55,24 @@ spire() { # VERSION TOOLCHAIN
 
 spire 1.15.3 local
 spire 1.5.1 local
+
+kubernetes() { # VERSION: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+  local v="$1" x=""
+  local minor="${v#*.}"; minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    x="$x -X $pkg.gitVersion=v$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  build kubernetes "$v" local "$x" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubectl
+}
+
+kubernetes 1.35.0
+# kubernetes 1.29.4: the seed profile's control plane, built once the Kubernetes lab runs both profiles (issue 5).
+
+# etcd 3.5 (v3.5.26 is refused by the proxy, 403; v3.5.27 has no sum database entries for its sibling modules).
+build etcd 3.5.24 local "-X go.etcd.io/etcd/api/v3/version.GitSHA=v3.5.24" go.etcd.io/etcd/server/v3
+# go names the binary of a …/v3 package after the element before /v3.
+if [ -f "$bin/etcd/3.5.24/server" ]; then mv "$bin/etcd/3.5.24/server" "$bin/etcd/3.5.24/etcd"; fi
+# kwok (the simulated nodes' controller) and kwokctl (clusters of real control planes).
+build kwok 0.8.0 local "" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl

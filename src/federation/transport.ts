@@ -27,12 +27,15 @@ export class TransportError extends Error {
 export function execFileBounded(
   file: string,
   args: string[],
-  opts: { stdin?: string; timeoutMs?: number; maxBytes?: number } = {},
+  opts: { stdin?: string; timeoutMs?: number; maxBytes?: number; env?: Record<string, string> } = {},
 ): Promise<ExecResult> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const maxBytes = opts.maxBytes ?? 8 << 20;
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(file, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let size = 0;

@@ -1,0 +1,107 @@
+/**
+ * Real Kubernetes control planes for the lab: kwokctl's binary runtime runs a
+ * real etcd, kube-apiserver, kube-controller-manager and kube-scheduler built
+ * by `npm run lab:build` (no downloads), and kwok simulates the nodes and
+ * makes pods Running and Ready by its stages. Each cluster lives under its own
+ * KWOK_WORKDIR, so nothing touches the user's ~/.kwok or kubeconfig.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execFileBounded } from '../federation/transport.js';
+import { requireLabBinaries } from './binaries.js';
+
+export const KWOK_VERSION = '0.8.0';
+export const ETCD_VERSION = '3.5.24';
+
+export interface KubeClusterOptions {
+  name: string;
+  kubernetesVersion: string;
+  /** KWOK_WORKDIR of this cluster (created by kwokctl). */
+  workdir: string;
+  nodes?: number;
+  timeoutMs?: number;
+}
+
+export interface KubeCluster {
+  name: string;
+  kubeconfig: string;
+  /** The lab's kubectl, of the cluster's Kubernetes version. */
+  kubectl: string;
+  /** pids of the cluster's processes (found by their work directory in /proc). */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+export function kubeBinaries(kubernetesVersion: string) {
+  const k8s = requireLabBinaries('kubernetes', kubernetesVersion, [
+    'kube-apiserver',
+    'kube-controller-manager',
+    'kube-scheduler',
+    'kubectl',
+  ]);
+  const etcd = requireLabBinaries('etcd', ETCD_VERSION, ['etcd']);
+  const kwok = requireLabBinaries('kwok', KWOK_VERSION, ['kwok', 'kwokctl']);
+  return { k8s, etcd, kwok };
+}
+
+/** Processes whose command line names `dir` (their config and data live there). */
+export function processesUnder(dir: string): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dir)) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+export async function startKubeCluster(o: KubeClusterOptions): Promise<KubeCluster> {
+  const bin = kubeBinaries(o.kubernetesVersion);
+  const kwokctl = join(bin.kwok, 'kwokctl');
+  const env = { KWOK_WORKDIR: o.workdir };
+  const timeoutMs = o.timeoutMs ?? 120_000;
+  const kubeconfig = join(o.workdir, 'kubeconfig');
+  const run = async (args: string[]) => {
+    const r = await execFileBounded(kwokctl, args, { timeoutMs, env });
+    if (r.code !== 0)
+      throw new Error(
+        `kwokctl ${args.slice(0, 2).join(' ')} (${o.name}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`,
+      );
+    return r;
+  };
+  await run([
+    'create',
+    'cluster',
+    '--name',
+    o.name,
+    '--runtime',
+    'binary',
+    '--kube-apiserver-binary',
+    join(bin.k8s, 'kube-apiserver'),
+    '--kube-controller-manager-binary',
+    join(bin.k8s, 'kube-controller-manager'),
+    '--kube-scheduler-binary',
+    join(bin.k8s, 'kube-scheduler'),
+    '--etcd-binary',
+    join(bin.etcd, 'etcd'),
+    '--kwok-controller-binary',
+    join(bin.kwok, 'kwok'),
+    '--kubeconfig',
+    kubeconfig,
+    '--wait',
+    `${Math.round(timeoutMs / 1000)}s`,
+  ]);
+  if (o.nodes) await run(['scale', 'node', '--name', o.name, '--replicas', String(o.nodes)]);
+  return {
+    name: o.name,
+    kubeconfig,
+    kubectl: join(bin.k8s, 'kubectl'),
+    pids: () => processesUnder(join(o.workdir, 'clusters', o.name)),
+    async stop() {
+      await run(['delete', 'cluster', '--name', o.name, '--kubeconfig', kubeconfig]);
+    },
+  };
+}
