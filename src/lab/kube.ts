@@ -6,6 +6,7 @@
  * KWOK_WORKDIR, so nothing touches the user's ~/.kwok or kubeconfig.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { execFileBounded } from '../federation/transport.js';
 import { requireLabBinaries } from './binaries.js';
@@ -58,6 +59,47 @@ export function processesUnder(dir: string): number[] {
   return out;
 }
 
+/** Running, as opposed to gone or a zombie (a zombie has closed its files and sockets). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+async function waitExited(pids: number[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(running)) {
+    if (Date.now() > deadline)
+      throw new Error(
+        `processes ${pids.filter(running).join(', ')} still run ${timeoutMs} ms after the cluster was deleted`,
+      );
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function refuses(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, host);
+    s.on('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.on('error', () => resolve(true));
+  });
+}
+
+async function waitRefused(u: URL, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await refuses(u.hostname, Number(u.port)))) {
+    if (Date.now() > deadline)
+      throw new Error(`${u.origin} still accepts connections ${timeoutMs} ms after the cluster was deleted`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export async function startKubeCluster(o: KubeClusterOptions): Promise<KubeCluster> {
   const bin = kubeBinaries(o.kubernetesVersion);
   const kwokctl = join(bin.kwok, 'kwokctl');
@@ -100,8 +142,14 @@ export async function startKubeCluster(o: KubeClusterOptions): Promise<KubeClust
     kubeconfig,
     kubectl: join(bin.k8s, 'kubectl'),
     pids: () => processesUnder(join(o.workdir, 'clusters', o.name)),
+    /** Deletes the cluster; returns once its processes have exited and its API server port refuses connections. */
     async stop() {
+      const before = processesUnder(join(o.workdir, 'clusters', o.name));
+      const server = /server: (https:\/\/\S+)/.exec(readFileSync(kubeconfig, 'utf8'))?.[1];
       await run(['delete', 'cluster', '--name', o.name, '--kubeconfig', kubeconfig]);
+      await waitExited(before, 30_000);
+      // The kernel may hold a listening socket a moment after its process is gone.
+      if (server) await waitRefused(new URL(server), 10_000);
     },
   };
 }
