@@ -69,6 +69,24 @@ export interface PairStep {
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
+/**
+ * Starts one read per member at once and returns its result by member name.
+ * Each result is awaited later by the pairs that need it, so a failure
+ * belongs to those pairs, not to the run.
+ */
+function perMember<T>(
+  members: FederationMember[],
+  read: (m: FederationMember) => Promise<T>,
+): (name: string) => Promise<T> {
+  const started = new Map<string, Promise<T>>();
+  for (const m of members) {
+    const p = read(m);
+    p.catch(() => {}); // handled by the pairs that await it
+    started.set(m.name, p);
+  }
+  return (name) => started.get(name) ?? Promise.reject(new Error(`"${name}" is not a member`));
+}
+
 /** Per-holder sequential, across holders parallel (one server's CLI is not hammered). */
 async function perHolder<T>(
   dirs: Array<[FederationMember, FederationMember]>,
@@ -118,22 +136,12 @@ export async function verifiedOwnBundle(m: FederationMember): Promise<Bundle> {
 
 /** Every holder gets each peer's current bundle. Idempotent: an up-to-date holder is not written. */
 export async function bootstrap(members: FederationMember[], pairs: Pair[]): Promise<PairStep[]> {
-  const own = new Map<string, Promise<Bundle>>();
-  for (const m of members) {
-    const p = verifiedOwnBundle(m);
-    p.catch(() => {}); // read below, per pair
-    own.set(m.name, p);
-  }
-  const heldBy = new Map<string, Promise<Map<string, Bundle>>>();
-  for (const m of members) {
-    const p = m.server.heldBundles();
-    p.catch(() => {});
-    heldBy.set(m.name, p);
-  }
+  const own = perMember(members, verifiedOwnBundle);
+  const heldBy = perMember(members, (m) => m.server.heldBundles());
   return perHolder(directions(members, pairs), async (holder, peer) => {
     try {
-      const bundle = await (own.get(peer.name) as Promise<Bundle>);
-      const held = (await (heldBy.get(holder.name) as Promise<Map<string, Bundle>>)).get(peer.trustDomain);
+      const bundle = await own(peer.name);
+      const held = (await heldBy(holder.name)).get(peer.trustDomain);
       if (held && sameKeys(held, bundle))
         return { holder: holder.name, peer: peer.name, result: 'unchanged' };
       await holder.server.setBundle(bundle);
@@ -161,18 +169,11 @@ const sameRelationship = (a: Relationship, b: Relationship) =>
 
 /** Dynamic relationships (`federation create/update`), created or corrected, never duplicated. */
 export async function ensureRelationships(members: FederationMember[], pairs: Pair[]): Promise<PairStep[]> {
-  const existing = new Map<string, Promise<Relationship[]>>();
-  for (const m of members) {
-    const p = m.server.relationships();
-    p.catch(() => {});
-    existing.set(m.name, p);
-  }
+  const existing = perMember(members, (m) => m.server.relationships());
   return perHolder(directions(members, pairs), async (holder, peer) => {
     try {
       const want = relationshipTo(peer);
-      const have = (await (existing.get(holder.name) as Promise<Relationship[]>)).find(
-        (r) => r.trustDomain === peer.trustDomain,
-      );
+      const have = (await existing(holder.name)).find((r) => r.trustDomain === peer.trustDomain);
       if (have && sameRelationship(have, want))
         return { holder: holder.name, peer: peer.name, result: 'unchanged' };
       if (have) await holder.server.updateRelationship(want);
@@ -255,16 +256,8 @@ export async function federationStatus(
   opts: { log?: RefreshLog; now?: Date } = {},
 ): Promise<PairStatus[]> {
   const now = opts.now ?? new Date();
-  const served = new Map<string, Promise<Bundle>>();
-  const heldBy = new Map<string, Promise<Map<string, Bundle>>>();
-  for (const m of members) {
-    const p = servedBundle(m);
-    p.catch(() => {});
-    served.set(m.name, p);
-    const h = m.server.heldBundles();
-    h.catch(() => {});
-    heldBy.set(m.name, h);
-  }
+  const served = perMember(members, (m) => servedBundle(m));
+  const heldBy = perMember(members, (m) => m.server.heldBundles());
   return Promise.all(
     directions(members, pairs).map(async ([holder, peer]): Promise<PairStatus> => {
       const base: PairStatus = { holder: holder.name, peer: peer.name, state: 'current' };
@@ -272,7 +265,7 @@ export async function federationStatus(
       if (last) base.lastRefreshed = last;
       let held: Bundle | undefined;
       try {
-        held = (await (heldBy.get(holder.name) as Promise<Map<string, Bundle>>)).get(peer.trustDomain);
+        held = (await heldBy(holder.name)).get(peer.trustDomain);
       } catch (e) {
         return { ...base, state: 'holder-unreachable', detail: message(e) };
       }
@@ -291,7 +284,7 @@ export async function federationStatus(
       }
       let current: Bundle;
       try {
-        current = await (served.get(peer.name) as Promise<Bundle>);
+        current = await served(peer.name);
       } catch (e) {
         return { ...base, state: 'peer-unreachable', detail: message(e) };
       }

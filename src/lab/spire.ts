@@ -18,6 +18,7 @@ import { federatesWithBlocks, type StaticPeer } from '../federation/static-confi
 import { execFileBounded, localServerTransport } from '../federation/transport.js';
 import { parseGoDuration } from '../fleet/durations.js';
 import { spireHas } from '../fleet/versions.js';
+import { healthChecksBlock } from '../render/spire/server-conf.js';
 import { makeCertManagerRoot, type RootCa } from './pki.js';
 
 /** The loopback address of domain `index` in address block `block`. */
@@ -190,14 +191,7 @@ plugins {
   }${upstream}
 }
 
-health_checks {
-  listener_enabled = true
-  bind_address = ${q(this.address)}
-  bind_port = "${LAB_PORTS.serverHealth}"
-  live_path = "/live"
-  ready_path = "/ready"
-}
-`;
+${healthChecksBlock(this.address, LAB_PORTS.serverHealth)}`;
   }
 
   agentConf(token: string): string {
@@ -225,14 +219,7 @@ plugins {
   }
 }
 
-health_checks {
-  listener_enabled = true
-  bind_address = ${q(this.address)}
-  bind_port = "${LAB_PORTS.agentHealth}"
-  live_path = "/live"
-  ready_path = "/ready"
-}
-`;
+${healthChecksBlock(this.address, LAB_PORTS.agentHealth)}`;
   }
 
   private spawn(name: string, args: string[]): Proc {

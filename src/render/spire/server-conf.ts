@@ -27,15 +27,18 @@ export interface FederatedPeer {
 
 const q = (s: string) => JSON.stringify(s);
 
-/** Server and agent answer the kubelet's probes the same way. */
-const HEALTH_CHECKS = `health_checks {
+/** The health_checks block: server and agent answer probes the same way (cluster: 0.0.0.0, lab: its loopback address). */
+export function healthChecksBlock(bindAddress: string, port: number): string {
+  return `health_checks {
   listener_enabled = true
-  bind_address = "0.0.0.0"
-  bind_port = "${HEALTH_PORT}"
+  bind_address = ${q(bindAddress)}
+  bind_port = "${port}"
   live_path = "/live"
   ready_path = "/ready"
 }
 `;
+}
+const HEALTH_CHECKS = healthChecksBlock('0.0.0.0', HEALTH_PORT);
 
 export function serverConf(fleet: Fleet, cluster: ClusterSpec, peers: FederatedPeer[] = []): string {
   const federatesWith = federatesWithBlocks(
