@@ -18,6 +18,27 @@ mkdir -p "$bin"
 
 log() { echo "lab/build: $*" >&2; }
 
+# files COMPONENT VERSION MODULE@VERSION SUBDIR DEST GLOB...: copies upstream
+# files the lab uses at run time (CRDs, kwok's stages) from the module cache
+# into .lab/bin/<component>/<version>/<DEST>/, once.
+files() {
+  local comp="$1" version="$2" mod="$3" sub="$4" dest="$bin/$1/$2/$5"; shift 5
+  case "$comp" in "$only"*) ;; *) return 0 ;; esac
+  case "$version" in "$only_version"*) ;; *) return 0 ;; esac
+  [ -f "$dest/.done" ] && return 0
+  local dir work
+  work="$(mktemp -d)"
+  dir="$(cd "$work" && go mod download -json "$mod" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  rm -rf "$work"
+  [ -n "$dir" ] || { log "$comp $version: could not download $mod"; return 1; }
+  rm -rf "$dest" && mkdir -p "$dest"
+  local g
+  for g in "$@"; do cp "$dir/$sub"/$g "$dest/"; done
+  chmod -R u+w "$dest"
+  touch "$dest/.done"
+  log "$comp $version: $(ls "$dest" | wc -l) files from $mod/$sub"
+}
+
 # build COMPONENT VERSION TOOLCHAIN LDFLAGS PACKAGE...
 build() {
   local comp="$1" version="$2" toolchain="$3" ldflags="$4"; shift 4
@@ -48,13 +69,16 @@ build() {
   log "$comp $version: built in $((SECONDS - t0))s ($(du -sh "$dest" | cut -f1))"
 }
 
-spire() { # VERSION TOOLCHAIN
-  build spire "$1" "$2" "-X github.com/spiffe/spire/pkg/common/version.gittag=$1" \
-    github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent
+spire() { # VERSION TOOLCHAIN [EXTRA PACKAGE…]
+  local v="$1" t="$2"; shift 2
+  build spire "$v" "$t" "-X github.com/spiffe/spire/pkg/common/version.gittag=$v" \
+    github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent "$@"
 }
 
 spire 1.15.3 local
-spire 1.5.1 local
+# 1.5.1 also builds the seed's registrar (SPIRE removed it in 1.6).
+spire 1.5.1 local github.com/spiffe/spire/support/k8s/k8s-workload-registrar
+files spire 1.5.1 github.com/spiffe/spire@v1.5.1 support/k8s/k8s-workload-registrar/mode-crd/config crds 'spiffeid.spiffe.io_spiffeids.yaml'
 
 kubernetes() { # VERSION: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
   local v="$1" x=""
@@ -68,7 +92,7 @@ kubernetes() { # VERSION: kube-apiserver, kube-controller-manager, kube-schedule
 }
 
 kubernetes 1.35.0
-# kubernetes 1.29.4: the seed profile's control plane, built once the Kubernetes lab runs both profiles (issue 5).
+kubernetes 1.29.4
 
 # etcd 3.5 (v3.5.26 is refused by the proxy, 403; v3.5.27 has no sum database entries for its sibling modules).
 build etcd 3.5.24 local "-X go.etcd.io/etcd/api/v3/version.GitSHA=v3.5.24" go.etcd.io/etcd/server/v3
@@ -76,3 +100,28 @@ build etcd 3.5.24 local "-X go.etcd.io/etcd/api/v3/version.GitSHA=v3.5.24" go.et
 if [ -f "$bin/etcd/3.5.24/server" ]; then mv "$bin/etcd/3.5.24/server" "$bin/etcd/3.5.24/etcd"; fi
 # kwok (the simulated nodes' controller) and kwokctl (clusters of real control planes).
 build kwok 0.8.0 local "" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+# kwok's own stages (node: fast initialise, heartbeat with lease; pod: the
+# "general" lifecycle with delays), which `meshfed lab up` passes to kwokctl
+# with the pod delays set from --pod-ready-delay.
+files kwok 0.8.0 sigs.k8s.io/kwok@v0.8.0 kustomize/stage stages \
+  node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml 'pod/general/pod-*.yaml'
+
+# spire-controller-manager (the current profile's registrar: ClusterSPIFFEID → SPIRE entries).
+build spire-controller-manager 0.7.0 local "" github.com/spiffe/spire-controller-manager/cmd
+if [ -f "$bin/spire-controller-manager/0.7.0/cmd" ]; then mv "$bin/spire-controller-manager/0.7.0/cmd" "$bin/spire-controller-manager/0.7.0/spire-controller-manager"; fi
+files spire-controller-manager 0.7.0 github.com/spiffe/spire-controller-manager@v0.7.0 config/crd/bases crds '*.yaml'
+# The cert-manager controller: v1.11 is the newest release whose controller is a
+# package of the main module (from v1.12 it is a module of its own, with
+# replace lines pointing into the repository, which the proxy cannot serve).
+build cert-manager 1.11.5 local "-X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v1.11.5" \
+  github.com/cert-manager/cert-manager/cmd/controller
+if [ -f "$bin/cert-manager/1.11.5/controller" ]; then mv "$bin/cert-manager/1.11.5/controller" "$bin/cert-manager/1.11.5/cert-manager-controller"; fi
+files cert-manager 1.11.5 github.com/cert-manager/cert-manager@v1.11.5 deploy/crds crds 'crd-*.yaml'
+
+istio() { # VERSION REVISION: istioctl, with the version stamped the way Istio's release build does
+  local p=istio.io/istio/pkg/version
+  build istio "$1" local "-X $p.buildVersion=$1 -X $p.buildGitRevision=$2 -X $p.buildStatus=Clean -X $p.buildTag=$1 -X $p.buildHub=docker.io/istio" \
+    istio.io/istio/istioctl/cmd/istioctl
+}
+istio 1.22.1 a1a76b8e75f810eb6c808b04531343ae2c7b8082
+istio 1.32-dev eed52ebb66ad

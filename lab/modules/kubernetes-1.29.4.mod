@@ -5,7 +5,9 @@ go 1.21
 require k8s.io/kubernetes v1.29.4
 
 // k8s.io/kubernetes replaces its staging modules with folders of its own repository;
-// here they are the published modules of the same release.
+// here they are the published modules of the same release, except two: the
+// checksum database has no entry for k8s.io/legacy-cloud-providers and
+// k8s.io/dynamic-resource-allocation v0.29.4 (404), so they come from v0.29.5.
 replace (
 	k8s.io/api => k8s.io/api v0.29.4
 	k8s.io/apiextensions-apiserver => k8s.io/apiextensions-apiserver v0.29.4
@@ -21,7 +23,7 @@ replace (
 	k8s.io/controller-manager => k8s.io/controller-manager v0.29.4
 	k8s.io/cri-api => k8s.io/cri-api v0.29.4
 	k8s.io/csi-translation-lib => k8s.io/csi-translation-lib v0.29.4
-	k8s.io/dynamic-resource-allocation => k8s.io/dynamic-resource-allocation v0.29.4
+	k8s.io/dynamic-resource-allocation => k8s.io/dynamic-resource-allocation v0.29.5
 	k8s.io/endpointslice => k8s.io/endpointslice v0.29.4
 	k8s.io/kms => k8s.io/kms v0.29.4
 	k8s.io/kube-aggregator => k8s.io/kube-aggregator v0.29.4
@@ -30,7 +32,7 @@ replace (
 	k8s.io/kube-scheduler => k8s.io/kube-scheduler v0.29.4
 	k8s.io/kubectl => k8s.io/kubectl v0.29.4
 	k8s.io/kubelet => k8s.io/kubelet v0.29.4
-	k8s.io/legacy-cloud-providers => k8s.io/legacy-cloud-providers v0.29.4
+	k8s.io/legacy-cloud-providers => k8s.io/legacy-cloud-providers v0.29.5
 	k8s.io/metrics => k8s.io/metrics v0.29.4
 	k8s.io/mount-utils => k8s.io/mount-utils v0.29.4
 	k8s.io/pod-security-admission => k8s.io/pod-security-admission v0.29.4

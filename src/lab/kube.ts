@@ -21,6 +21,8 @@ export interface KubeClusterOptions {
   workdir: string;
   nodes?: number;
   timeoutMs?: number;
+  /** kwokctl configuration files (e.g. the lab's kwok stages, `kwokStagesConfig`). */
+  configFiles?: string[];
 }
 
 export interface KubeCluster {
@@ -100,21 +102,66 @@ async function waitRefused(u: URL, timeoutMs: number): Promise<void> {
   }
 }
 
+/** The tail of every component log of a kwokctl cluster, for error messages. */
+function componentLogs(workdir: string, name: string): string {
+  const dir = join(workdir, 'clusters', name, 'logs');
+  try {
+    return readdirSync(dir)
+      .map((f) => {
+        const lines = readFileSync(join(dir, f), 'utf8').trimEnd().split('\n');
+        return `--- ${f}\n${lines.slice(-4).join('\n')}`;
+      })
+      .join('\n');
+  } catch {
+    return '(no component logs)';
+  }
+}
+
+/**
+ * kwokctl picks its free ports by probing, so two creations at once in one
+ * process can pick the same port; creations are serialised here (a few
+ * seconds each), and a failed one is retried once (another process may
+ * have taken the port).
+ */
+let creating: Promise<unknown> = Promise.resolve();
+
 export async function startKubeCluster(o: KubeClusterOptions): Promise<KubeCluster> {
+  const turn = creating.then(() =>
+    createKubeCluster(o).catch(async (e: unknown) => {
+      await deleteKubeCluster(o.name, o.workdir, join(o.workdir, 'kubeconfig')).catch(() => {});
+      return createKubeCluster(o).catch((e2: unknown) => {
+        throw new Error(`${(e2 as Error).message} (first attempt: ${(e as Error).message})`);
+      });
+    }),
+  );
+  creating = turn.catch(() => {});
+  return turn;
+}
+
+async function createKubeCluster(o: KubeClusterOptions): Promise<KubeCluster> {
   const bin = kubeBinaries(o.kubernetesVersion);
   const kwokctl = join(bin.kwok, 'kwokctl');
   const env = { KWOK_WORKDIR: o.workdir };
   const timeoutMs = o.timeoutMs ?? 120_000;
   const kubeconfig = join(o.workdir, 'kubeconfig');
   const run = async (args: string[]) => {
-    const r = await execFileBounded(kwokctl, args, { timeoutMs, env });
+    const r = await execFileBounded(kwokctl, args, { timeoutMs, env }).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}\n${componentLogs(o.workdir, o.name)}`);
+    });
     if (r.code !== 0)
       throw new Error(
-        `kwokctl ${args.slice(0, 2).join(' ')} (${o.name}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`,
+        `kwokctl ${args
+          .filter((a) => !a.startsWith('-'))
+          .slice(0, 2)
+          .join(
+            ' ',
+          )} (${o.name}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}\n${componentLogs(o.workdir, o.name)}`,
       );
     return r;
   };
+  const config = (o.configFiles ?? []).flatMap((f) => ['--config', f]);
   await run([
+    ...config,
     'create',
     'cluster',
     '--name',
@@ -143,13 +190,38 @@ export async function startKubeCluster(o: KubeClusterOptions): Promise<KubeClust
     kubectl: join(bin.k8s, 'kubectl'),
     pids: () => processesUnder(join(o.workdir, 'clusters', o.name)),
     /** Deletes the cluster; returns once its processes have exited and its API server port refuses connections. */
-    async stop() {
-      const before = processesUnder(join(o.workdir, 'clusters', o.name));
-      const server = /server: (https:\/\/\S+)/.exec(readFileSync(kubeconfig, 'utf8'))?.[1];
-      await run(['delete', 'cluster', '--name', o.name, '--kubeconfig', kubeconfig]);
-      await waitExited(before, 30_000);
-      // The kernel may hold a listening socket a moment after its process is gone.
-      if (server) await waitRefused(new URL(server), 10_000);
-    },
+    stop: () => deleteKubeCluster(o.name, o.workdir, kubeconfig, kwokctl),
   };
+}
+
+/** The API server URL a kubeconfig names. */
+export function apiServerOf(kubeconfig: string): string | undefined {
+  return /server: (https:\/\/\S+)/.exec(readFileSync(kubeconfig, 'utf8'))?.[1];
+}
+
+/**
+ * Deletes a lab cluster; returns once its processes have exited and its API
+ * server port refuses connections. `kwokctl` defaults to the lab's build.
+ */
+export async function deleteKubeCluster(
+  name: string,
+  workdir: string,
+  kubeconfig: string,
+  kwokctl = join(requireLabBinaries('kwok', KWOK_VERSION, ['kwokctl']), 'kwokctl'),
+): Promise<void> {
+  const before = processesUnder(join(workdir, 'clusters', name));
+  const server = apiServerOf(kubeconfig);
+  const r = await execFileBounded(
+    kwokctl,
+    ['delete', 'cluster', '--name', name, '--kubeconfig', kubeconfig],
+    {
+      timeoutMs: 120_000,
+      env: { KWOK_WORKDIR: workdir },
+    },
+  );
+  if (r.code !== 0)
+    throw new Error(`kwokctl delete cluster (${name}): ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`);
+  await waitExited(before, 30_000);
+  // The kernel may hold a listening socket a moment after its process is gone.
+  if (server) await waitRefused(new URL(server), 10_000);
 }

@@ -61,6 +61,11 @@ export interface TrustDomainOptions {
   staticPeers?: StaticPeer[];
   /** Start an agent too (default true). */
   agent?: boolean;
+  /**
+   * Let the processes outlive this one (`meshfed lab up`): they run in their
+   * own session and are not killed when Node exits; `pids()` names them.
+   */
+  detached?: boolean;
   logLevel?: string;
 }
 
@@ -224,8 +229,10 @@ ${healthChecksBlock(this.address, LAB_PORTS.agentHealth)}`;
 
   private spawn(name: string, args: string[]): Proc {
     const log = openSync(join(this.opts.dir, `${name}.log`), 'a');
-    const child = spawn(join(this.opts.binDir, name), args, { stdio: ['ignore', log, log] });
-    track(child);
+    const detached = this.opts.detached === true;
+    const child = spawn(join(this.opts.binDir, name), args, { stdio: ['ignore', log, log], detached });
+    if (detached) child.unref();
+    else track(child);
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     return { name, child, exited };
   }

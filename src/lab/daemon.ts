@@ -1,0 +1,97 @@
+/**
+ * Long-running lab processes that outlive the command that started them
+ * (`meshfed lab up` returns; `meshfed lab down`, another process, ends them).
+ * A record names the program, its pid and its log; before signalling a pid,
+ * its command line is checked against the record, so a reused pid is never
+ * killed.
+ */
+import { spawn } from 'node:child_process';
+import { openSync, readFileSync } from 'node:fs';
+
+export interface DaemonRecord {
+  /** What it is, for people: "cluster-1 spire-server". */
+  name: string;
+  pid: number;
+  /** The program's path (argv[0]); also what identifies the pid as ours. */
+  program: string;
+  log: string;
+}
+
+export interface DaemonOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** Starts `program` in its own session, its output appended to `log`; the caller does not wait for it. */
+export function startDaemon(
+  name: string,
+  program: string,
+  args: string[],
+  log: string,
+  o: DaemonOptions = {},
+): DaemonRecord {
+  const fd = openSync(log, 'a');
+  const child = spawn(program, args, {
+    detached: true,
+    stdio: ['ignore', fd, fd],
+    env: o.env ?? process.env,
+    ...(o.cwd ? { cwd: o.cwd } : {}),
+  });
+  if (child.pid === undefined) throw new Error(`${name}: could not start ${program}`);
+  child.unref();
+  return { name, pid: child.pid, program, log };
+}
+
+function cmdline(pid: number): string[] | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return undefined;
+  }
+}
+
+function zombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The process of the record still runs (same pid, same program, not a zombie). */
+export function daemonAlive(r: DaemonRecord): boolean {
+  const argv = cmdline(r.pid);
+  return !!argv && argv[0] === r.program && !zombie(r.pid);
+}
+
+/** TERM, then KILL after `graceMs`; resolves once the process is gone. */
+export async function stopDaemon(r: DaemonRecord, graceMs = 5000): Promise<void> {
+  if (!daemonAlive(r)) return;
+  try {
+    process.kill(r.pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + graceMs;
+  while (daemonAlive(r)) {
+    if (Date.now() > deadline) {
+      try {
+        process.kill(r.pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    if (Date.now() > deadline + 10_000) throw new Error(`${r.name} (pid ${r.pid}) does not exit`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+/** The last lines of a daemon's log, for error messages. */
+export function logTail(r: DaemonRecord, lines = 5): string {
+  try {
+    return readFileSync(r.log, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}

@@ -1,0 +1,524 @@
+/**
+ * `meshfed lab`: N real Kubernetes control planes on this machine, shaped like
+ * the default fleet, for rehearsing a fleet with no cloud and no Docker.
+ *
+ * Per cluster (cluster-1 … cluster-N, trust domains as the default fleet's):
+ * - kwokctl's binary runtime: real etcd, kube-apiserver,
+ *   kube-controller-manager, kube-scheduler; kwok simulates the nodes and
+ *   moves pods through kwok's own stages, with the lab's pod delays;
+ * - the cluster's real SPIRE server (its trust domain; root from a
+ *   cert-manager-shaped CA, as in the SPIRE lab) on 127.77.<block>.<index>;
+ * - the real cert-manager controller, and the profile's real registrar
+ *   (spire-controller-manager, or the seed's k8s-workload-registrar) against
+ *   the cluster's API server and SPIRE server, with the CRDs they serve;
+ * and one lab load balancer for all clusters (loadbalancer.ts).
+ *
+ * Everything lives under one folder: lab.json (the state, which `lab down`
+ * and `lab status` read), kubeconfig (contexts named like the clusters), and
+ * per cluster its kwok workdir, SPIRE data and controller logs. Every process
+ * outlives `lab up` and is found again by its record (daemon.ts).
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse, stringify } from 'yaml';
+import { execFileBounded } from '../federation/transport.js';
+import type { Profile } from '../fleet/model.js';
+import { PROFILE_VERSIONS } from '../fleet/versions.js';
+import { SPIRE_NAMESPACE } from '../render/namespaces.js';
+import { labBinDir, requireLabBinaries } from './binaries.js';
+import {
+  crdManifests,
+  installCrds,
+  LAB_CERT_MANAGER_VERSION,
+  LAB_SPIRE_CONTROLLER_MANAGER_VERSION,
+  startCertManager,
+  startSpireControllerManager,
+  startWorkloadRegistrar,
+  waitDaemon,
+} from './controllers.js';
+import { type DaemonRecord, daemonAlive, startDaemon, stopDaemon } from './daemon.js';
+import { labClusterName } from './federation.js';
+import {
+  apiServerOf,
+  deleteKubeCluster,
+  KWOK_VERSION,
+  kubeBinaries,
+  processesUnder,
+  startKubeCluster,
+} from './kube.js';
+import { type LbCluster, MAX_LAB_CLUSTERS, type StandIn } from './loadbalancer.js';
+import { LAB_PORTS, LabTrustDomain, labAddress } from './spire.js';
+import { DEFAULT_POD_TIMINGS, kwokStagesConfig, type PodTimings } from './stages.js';
+
+export const LAB_STATE_FILE = 'lab.json';
+export const LB_CONFIG_FILE = 'loadbalancer.json';
+export const LB_STATUS_FILE = 'loadbalancer-status.json';
+
+export interface LabOptions {
+  dir: string;
+  clusters: number;
+  profile: Profile;
+  /** Simulated nodes per cluster (default 2). */
+  nodes?: number;
+  podTimings?: PodTimings;
+  /** Address block (1–250) of 127.77.<block>.x and the load balancer pools (default: from the folder's path). */
+  block?: number;
+  onProgress?: (cluster: string | undefined, message: string) => void;
+}
+
+export interface LabClusterState {
+  name: string;
+  /** Its context in the lab kubeconfig (= name, as in the default fleet). */
+  context: string;
+  trustDomain: string;
+  index: number;
+  /** The cluster's loopback address: its SPIRE server and controllers listen there. */
+  address: string;
+  apiServer: string;
+  /** kubeconfig of this cluster alone (kwokctl's). */
+  kubeconfig: string;
+  kwokWorkdir: string;
+  spireDir: string;
+  spireServerSocket: string;
+  /** The real SPIRE bundle endpoint (the SPIRE server pod's "federation" port stands for it). */
+  bundleEndpoint: string;
+  daemons: DaemonRecord[];
+}
+
+export interface LabState {
+  version: 1;
+  dir: string;
+  profile: Profile;
+  block: number;
+  createdAt: string;
+  kubeconfig: string;
+  versions: {
+    kubernetes: string;
+    spire: string;
+    certManager: string;
+    registrar: string;
+    kwok: string;
+  };
+  clusters: LabClusterState[];
+  loadBalancer?: DaemonRecord;
+}
+
+export class LabError extends Error {
+  override name = 'LabError';
+}
+
+/** A block from the folder's path, so labs in different folders do not share addresses. */
+export function defaultBlock(dir: string): number {
+  let h = 0;
+  for (const ch of resolve(dir)) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  return 200 + (h % 50);
+}
+
+export function readLabState(dir: string): LabState | undefined {
+  const f = join(dir, LAB_STATE_FILE);
+  if (!existsSync(f)) return undefined;
+  return JSON.parse(readFileSync(f, 'utf8')) as LabState;
+}
+
+function writeLabState(s: LabState): void {
+  writeFileSync(join(s.dir, LAB_STATE_FILE), `${JSON.stringify(s, null, 2)}\n`);
+}
+
+/** Every program the lab of a profile runs, with the command that builds them when one is missing. */
+export function labPrograms(profile: Profile) {
+  const v = PROFILE_VERSIONS[profile];
+  const seed = v.registrar === 'k8s-workload-registrar';
+  const kube = kubeBinaries(v.kubernetes);
+  requireLabBinaries('kwok', KWOK_VERSION, ['stages/.done']);
+  const spire = requireLabBinaries('spire', v.spire, [
+    'spire-server',
+    ...(seed ? ['k8s-workload-registrar', 'crds/.done'] : []),
+  ]);
+  const certManager = requireLabBinaries('cert-manager', LAB_CERT_MANAGER_VERSION, [
+    'cert-manager-controller',
+    'crds/.done',
+  ]);
+  const scm = seed
+    ? undefined
+    : requireLabBinaries('spire-controller-manager', LAB_SPIRE_CONTROLLER_MANAGER_VERSION, [
+        'spire-controller-manager',
+        'crds/.done',
+      ]);
+  return { v, seed, kube, spire, certManager, scm, registrarDir: seed ? spire : scm! };
+}
+
+/** The lab's kubeconfig: one context per cluster, named like the cluster, from kwokctl's per-cluster files. */
+export function mergeKubeconfigs(clusters: Array<{ name: string; kubeconfig: string }>): string {
+  type Named = { name: string; [k: string]: unknown };
+  const out = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    preferences: {},
+    clusters: [] as Named[],
+    users: [] as Named[],
+    contexts: [] as Named[],
+    'current-context': clusters[0]?.name ?? '',
+  };
+  for (const c of clusters) {
+    const k = parse(readFileSync(c.kubeconfig, 'utf8')) as {
+      clusters: Array<Named & { cluster: unknown }>;
+      users: Array<Named & { user: unknown }>;
+      contexts: Array<Named & { context: { cluster: string; user: string } }>;
+    };
+    const ctx = k.contexts[0];
+    const cl = k.clusters.find((x) => x.name === ctx?.context.cluster);
+    const user = k.users.find((x) => x.name === ctx?.context.user);
+    if (!ctx || !cl || !user) throw new LabError(`${c.kubeconfig}: no context with its cluster and user`);
+    out.clusters.push({ name: c.name, cluster: cl.cluster });
+    out.users.push({ name: `${c.name}-admin`, user: user.user });
+    out.contexts.push({ name: c.name, context: { cluster: c.name, user: `${c.name}-admin` } });
+  }
+  return stringify(out);
+}
+
+const LB_MAIN = fileURLToPath(new URL('./loadbalancer-main.js', import.meta.url));
+
+/** The SPIRE server pod's ports, stood in for by the real server. */
+function spireStandIn(d: LabTrustDomain): StandIn {
+  return {
+    namespace: SPIRE_NAMESPACE,
+    labels: { app: 'spire-server' },
+    ports: {
+      federation: `${d.address}:${LAB_PORTS.bundleEndpoint}`,
+      grpc: `${d.address}:${LAB_PORTS.server}`,
+    },
+  };
+}
+
+/**
+ * Starts the lab. Idempotent: when the folder holds a running lab of the same
+ * shape, returns its state; a different or broken one is an error naming
+ * `meshfed lab down`. On failure, whatever was started is stopped again.
+ */
+export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: boolean }> {
+  const dir = resolve(o.dir);
+  const progress = o.onProgress ?? (() => {});
+  if (!(Number.isInteger(o.clusters) && o.clusters >= 1 && o.clusters <= MAX_LAB_CLUSTERS))
+    throw new LabError(`--clusters must be a whole number from 1 to ${MAX_LAB_CLUSTERS}`);
+  const existing = readLabState(dir);
+  if (existing) {
+    const health = labProcesses(existing);
+    const same = existing.profile === o.profile && existing.clusters.length === o.clusters;
+    if (same && health.every((p) => p.alive)) return { state: existing, reused: true };
+    const why = same
+      ? `some of its processes are gone (${health
+          .filter((p) => !p.alive)
+          .map((p) => p.name)
+          .join(', ')})`
+      : `it has ${existing.clusters.length} ${existing.profile} clusters`;
+    throw new LabError(
+      `${dir} already holds a lab, and ${why}: run \`meshfed lab down --dir ${o.dir}\` first`,
+    );
+  }
+  const p = labPrograms(o.profile);
+  const block = o.block ?? defaultBlock(dir);
+  // Unix socket paths are limited to 107 bytes.
+  const longest = join(dir, `cluster-${o.clusters}`, 'spire', 'server.sock');
+  if (Buffer.byteLength(longest) > 100)
+    throw new LabError(
+      `${dir} is too deep for the SPIRE server's unix socket (${longest}): give a shorter --dir`,
+    );
+  mkdirSync(dir, { recursive: true });
+  const stagesFile = join(dir, 'kwok-stages.yaml');
+  writeFileSync(
+    stagesFile,
+    kwokStagesConfig(join(labBinDir('kwok', KWOK_VERSION), 'stages'), o.podTimings ?? DEFAULT_POD_TIMINGS),
+  );
+  const state: LabState = {
+    version: 1,
+    dir,
+    profile: o.profile,
+    block,
+    createdAt: new Date().toISOString(),
+    kubeconfig: join(dir, 'kubeconfig'),
+    versions: {
+      kubernetes: p.v.kubernetes,
+      spire: p.v.spire,
+      certManager: LAB_CERT_MANAGER_VERSION,
+      registrar: p.seed
+        ? `k8s-workload-registrar ${p.v.spire}`
+        : `spire-controller-manager ${LAB_SPIRE_CONTROLLER_MANAGER_VERSION}`,
+      kwok: KWOK_VERSION,
+    },
+    clusters: [],
+  };
+  const crds =
+    crdManifests(join(p.certManager, 'crds')) + '---\n' + crdManifests(join(p.registrarDir, 'crds'));
+  const standIns: LbCluster[] = [];
+  // The state is written as it grows, so that `lab down` can clean up a half-started lab.
+  const save = () => writeLabState(state);
+  try {
+    await Promise.all(
+      Array.from({ length: o.clusters }, async (_, i) => {
+        const index = i + 1;
+        const { name, trustDomain } = labClusterName(index);
+        const cdir = join(dir, name);
+        mkdirSync(join(cdir, 'spire'), { recursive: true });
+        const c: LabClusterState = {
+          name,
+          context: name,
+          trustDomain,
+          index,
+          address: labAddress(block, index),
+          apiServer: '',
+          kubeconfig: join(cdir, 'kwok', 'kubeconfig'),
+          kwokWorkdir: join(cdir, 'kwok'),
+          spireDir: join(cdir, 'spire'),
+          spireServerSocket: join(cdir, 'spire', 'server.sock'),
+          bundleEndpoint: '',
+          daemons: [],
+        };
+        state.clusters.push(c);
+        save();
+        progress(name, `control plane: Kubernetes ${p.v.kubernetes} with ${o.nodes ?? 2} kwok nodes`);
+        const domain = new LabTrustDomain({
+          name,
+          trustDomain,
+          index,
+          block,
+          spireVersion: p.v.spire,
+          binDir: p.spire,
+          dir: c.spireDir,
+          agent: false,
+          detached: true,
+        });
+        const [kube] = await Promise.all([
+          startKubeCluster({
+            name,
+            kubernetesVersion: p.v.kubernetes,
+            workdir: c.kwokWorkdir,
+            nodes: o.nodes ?? 2,
+            configFiles: [stagesFile],
+          }),
+          (async () => {
+            progress(name, `SPIRE ${p.v.spire} server of ${trustDomain} on ${c.address}`);
+            await domain.start();
+            const pid = domain.pids()[0];
+            if (pid !== undefined)
+              c.daemons.push({
+                name: `${name} spire-server`,
+                pid,
+                program: join(p.spire, 'spire-server'),
+                log: join(c.spireDir, 'spire-server.log'),
+              });
+            save();
+          })(),
+        ]);
+        c.apiServer = apiServerOf(kube.kubeconfig) ?? '';
+        c.bundleEndpoint = domain.bundleEndpointUrl;
+        save();
+        progress(name, `API server ${c.apiServer} up; CRDs of cert-manager and the registrar`);
+        await installCrds(kube.kubectl, kube.kubeconfig, crds);
+        const target = {
+          name,
+          trustDomain,
+          kubeconfig: kube.kubeconfig,
+          address: c.address,
+          spireServerSocket: c.spireServerSocket,
+          dir: cdir,
+        };
+        progress(name, `cert-manager ${LAB_CERT_MANAGER_VERSION} controller, ${state.versions.registrar}`);
+        const started = await Promise.allSettled([
+          startCertManager(p.certManager, target),
+          p.seed ? startWorkloadRegistrar(p.spire, target) : startSpireControllerManager(p.scm!, target),
+        ]);
+        for (const s of started) if (s.status === 'fulfilled') c.daemons.push(s.value);
+        save();
+        for (const s of started) if (s.status === 'rejected') throw s.reason;
+        standIns.push({ name, kubeconfig: kube.kubeconfig, index, standIns: [spireStandIn(domain)] });
+        progress(name, 'ready');
+      }),
+    );
+    state.clusters.sort((a, b) => a.index - b.index);
+    writeFileSync(state.kubeconfig, mergeKubeconfigs(state.clusters), { mode: 0o600 });
+    writeFileSync(
+      join(dir, LB_CONFIG_FILE),
+      JSON.stringify({ block, clusters: standIns.sort((a, b) => a.index - b.index) }, null, 2),
+    );
+    rmSync(join(dir, LB_STATUS_FILE), { force: true });
+    progress(undefined, 'load balancer for Services of type LoadBalancer');
+    state.loadBalancer = startDaemon(
+      'load balancer',
+      process.execPath,
+      [LB_MAIN, dir],
+      join(dir, 'loadbalancer.log'),
+    );
+    save();
+    await waitDaemon(state.loadBalancer, async () => existsSync(join(dir, LB_STATUS_FILE)), 30_000);
+    save();
+    return { state, reused: false };
+  } catch (e) {
+    save();
+    progress(undefined, `failed: ${(e as Error).message.split('\n')[0]}; stopping what started`);
+    await labDown(dir, { keep: true }).catch(() => {});
+    throw e instanceof LabError ? e : new LabError(`lab up failed: ${(e as Error).message}`);
+  }
+}
+
+export interface ProcessHealth {
+  name: string;
+  pid: number;
+  alive: boolean;
+}
+
+/** Every recorded process of the lab, alive or not. */
+export function labProcesses(s: LabState): ProcessHealth[] {
+  const all = [...s.clusters.flatMap((c) => c.daemons), ...(s.loadBalancer ? [s.loadBalancer] : [])];
+  return all.map((d) => ({ name: d.name, pid: d.pid, alive: daemonAlive(d) }));
+}
+
+export interface LabDownResult {
+  stopped: string[];
+  /** Processes found under the folder after the orderly stop, killed. */
+  strays: number[];
+}
+
+/**
+ * Stops everything of the lab in `dir`: the load balancer, the controllers,
+ * the SPIRE servers, then each cluster (kwokctl delete); then kills any
+ * process still running from the folder, and removes the folder unless `keep`.
+ */
+export async function labDown(
+  dirArg: string,
+  o: { keep?: boolean; onProgress?: (cluster: string | undefined, message: string) => void } = {},
+): Promise<LabDownResult> {
+  const dir = resolve(dirArg);
+  const progress = o.onProgress ?? (() => {});
+  const s = readLabState(dir);
+  const stopped: string[] = [];
+  if (s) {
+    if (s.loadBalancer) {
+      await stopDaemon(s.loadBalancer);
+      stopped.push(s.loadBalancer.name);
+    }
+    await Promise.all(
+      s.clusters.map(async (c) => {
+        for (const d of [...c.daemons].reverse()) {
+          await stopDaemon(d);
+          stopped.push(d.name);
+        }
+        if (existsSync(c.kubeconfig)) {
+          progress(c.name, 'deleting the control plane');
+          await deleteKubeCluster(c.name, c.kwokWorkdir, c.kubeconfig).catch((e: unknown) =>
+            progress(c.name, `kwokctl delete: ${(e as Error).message}`),
+          );
+          stopped.push(`${c.name} control plane`);
+        }
+      }),
+    );
+  }
+  const strays = existsSync(dir) ? processesUnder(dir) : [];
+  for (const pid of strays) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+  if (!o.keep) rmSync(dir, { recursive: true, force: true });
+  else rmSync(join(dir, LAB_STATE_FILE), { force: true });
+  return { stopped, strays };
+}
+
+export interface LabClusterStatus {
+  name: string;
+  trustDomain: string;
+  apiServer: { url: string; ready: boolean; detail: string };
+  nodes: { ready: number; total: number };
+  spireServer: { healthy: boolean; bundleEndpoint: string };
+  processes: ProcessHealth[];
+  loadBalancers: Array<{ service: string; address: string; backend: string | null }>;
+}
+
+export interface LabStatus {
+  dir: string;
+  profile: Profile;
+  kubeconfig: string;
+  versions: LabState['versions'];
+  healthy: boolean;
+  loadBalancer: ProcessHealth | undefined;
+  clusters: LabClusterStatus[];
+}
+
+interface LbStatusFile {
+  at: string;
+  clusters: Record<string, Array<{ service: string; address: string; backend: string | null }>>;
+}
+
+export async function labStatus(dirArg: string): Promise<LabStatus | undefined> {
+  const dir = resolve(dirArg);
+  const s = readLabState(dir);
+  if (!s) return undefined;
+  const lbFile = join(dir, LB_STATUS_FILE);
+  const lb = existsSync(lbFile) ? (JSON.parse(readFileSync(lbFile, 'utf8')) as LbStatusFile) : undefined;
+  const p = labPrograms(s.profile);
+  const kubectl = join(p.kube.k8s, 'kubectl');
+  const clusters = await Promise.all(
+    s.clusters.map(async (c): Promise<LabClusterStatus> => {
+      const kc = ['--kubeconfig', c.kubeconfig, '--request-timeout=5s'];
+      const ready = await execFileBounded(kubectl, [...kc, 'get', '--raw', '/readyz'], { timeoutMs: 10_000 });
+      const nodes = await execFileBounded(kubectl, [...kc, 'get', 'nodes', '-o', 'json'], {
+        timeoutMs: 10_000,
+      });
+      let total = 0;
+      let readyNodes = 0;
+      if (nodes.code === 0) {
+        const items = (
+          JSON.parse(nodes.stdout) as {
+            items: Array<{ status?: { conditions?: Array<{ type: string; status: string }> } }>;
+          }
+        ).items;
+        total = items.length;
+        readyNodes = items.filter((n) =>
+          n.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'),
+        ).length;
+      }
+      const health = await execFileBounded(
+        join(p.spire, 'spire-server'),
+        ['healthcheck', '-socketPath', c.spireServerSocket],
+        { timeoutMs: 10_000 },
+      );
+      return {
+        name: c.name,
+        trustDomain: c.trustDomain,
+        apiServer: {
+          url: c.apiServer,
+          ready: ready.code === 0 && ready.stdout.trim() === 'ok',
+          detail: (ready.code === 0 ? ready.stdout : ready.stderr).trim().split('\n')[0] ?? '',
+        },
+        nodes: { ready: readyNodes, total },
+        spireServer: { healthy: health.code === 0, bundleEndpoint: c.bundleEndpoint },
+        processes: c.daemons.map((d) => ({ name: d.name, pid: d.pid, alive: daemonAlive(d) })),
+        loadBalancers: lb?.clusters[c.name] ?? [],
+      };
+    }),
+  );
+  const loadBalancer = s.loadBalancer
+    ? { name: s.loadBalancer.name, pid: s.loadBalancer.pid, alive: daemonAlive(s.loadBalancer) }
+    : undefined;
+  const healthy =
+    !!loadBalancer?.alive &&
+    clusters.every(
+      (c) =>
+        c.apiServer.ready &&
+        c.nodes.ready === c.nodes.total &&
+        c.nodes.total > 0 &&
+        c.spireServer.healthy &&
+        c.processes.every((x) => x.alive),
+    );
+  return {
+    dir,
+    profile: s.profile,
+    kubeconfig: s.kubeconfig,
+    versions: s.versions,
+    healthy,
+    loadBalancer,
+    clusters,
+  };
+}

@@ -1,0 +1,254 @@
+/**
+ * The lab's load balancer: what a cloud provider does for Services of type
+ * LoadBalancer, for lab clusters on one machine.
+ *
+ * Every Service of type LoadBalancer in a lab cluster gets an address from
+ * the cluster's own loopback pool (127.<100+cluster>.<block>.1…250), written
+ * into status.loadBalancer.ingress like a cloud controller does. On that
+ * address the lab listens on each Service port and forwards connections to
+ * what the Service fronts, when that is real: a simulated pod the lab stands
+ * in for with a real process (the SPIRE server pod → the cluster's real
+ * spire-server, port by port: its "federation" container port → the real
+ * bundle endpoint, "grpc" → the real server API). A Service whose pods are
+ * only simulated (an Envoy gateway, the demo apps) still gets its address,
+ * but connections to it are closed at once: nothing real answers there.
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { CoreV1Api, KubeConfig, type V1Pod, type V1Service } from '@kubernetes/client-node';
+
+/** A simulated pod that a real process of the lab stands in for. */
+export interface StandIn {
+  namespace: string;
+  /** Labels of the pod (a Service whose selector is a subset of these selects it). */
+  labels: Record<string, string>;
+  /** Container port name → real "host:port". */
+  ports: Record<string, string>;
+}
+
+export interface LbCluster {
+  name: string;
+  kubeconfig: string;
+  /** 1-based index: the pool is 127.<100+index>.<block>.0/24. */
+  index: number;
+  standIns: StandIn[];
+}
+
+export const MAX_LAB_CLUSTERS = 150;
+
+export function lbAddress(block: number, clusterIndex: number, n: number): string {
+  if (
+    !(
+      clusterIndex >= 1 &&
+      clusterIndex <= MAX_LAB_CLUSTERS &&
+      n >= 1 &&
+      n <= 250 &&
+      block >= 1 &&
+      block <= 250
+    )
+  )
+    throw new Error(`lab load balancer address out of range: cluster ${clusterIndex}, ${n}`);
+  return `127.${100 + clusterIndex}.${block}.${n}`;
+}
+
+function poolIndex(ip: string, block: number, clusterIndex: number): number | undefined {
+  const m = /^127\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
+  if (!m || Number(m[1]) !== 100 + clusterIndex || Number(m[2]) !== block) return undefined;
+  return Number(m[3]);
+}
+
+/** The Service would select the stood-in pod. */
+export function selects(svc: V1Service, s: StandIn): boolean {
+  const sel = svc.spec?.selector;
+  if (!sel || Object.keys(sel).length === 0 || svc.metadata?.namespace !== s.namespace) return false;
+  return Object.entries(sel).every(([k, v]) => s.labels[k] === v);
+}
+
+/** The container port name a Service port's targetPort means, looked up in a selected pod. */
+export function targetPortName(
+  targetPort: number | string | undefined,
+  port: number,
+  pods: V1Pod[],
+): string | undefined {
+  if (typeof targetPort === 'string' && !/^\d+$/.test(targetPort)) return targetPort;
+  const number = targetPort === undefined ? port : Number(targetPort);
+  for (const p of pods)
+    for (const c of p.spec?.containers ?? [])
+      for (const cp of c.ports ?? []) if (cp.containerPort === number && cp.name) return cp.name;
+  return undefined;
+}
+
+interface Listener {
+  cluster: string;
+  /** namespace/name of the Service. */
+  service: string;
+  server: Server;
+  /** Where connections go now; undefined: nothing real behind it. */
+  backend: string | undefined;
+}
+
+export interface LbEvent {
+  cluster: string;
+  message: string;
+}
+
+export class LabLoadBalancer {
+  private readonly listeners = new Map<string, Listener>();
+  private readonly apis = new Map<string, CoreV1Api>();
+  private readonly sockets = new Set<Socket>();
+  private stopped = false;
+  /** Connections forwarded, per listener key. */
+  readonly forwarded = new Map<string, number>();
+
+  constructor(
+    readonly clusters: LbCluster[],
+    readonly block: number,
+    private readonly onEvent: (e: LbEvent) => void = () => {},
+  ) {
+    for (const c of clusters) {
+      const kc = new KubeConfig();
+      kc.loadFromFile(c.kubeconfig);
+      this.apis.set(c.name, kc.makeApiClient(CoreV1Api));
+    }
+  }
+
+  /** Reconciles every cluster once; errors are reported per cluster and retried at the next pass. */
+  async reconcileAll(): Promise<void> {
+    await Promise.all(
+      this.clusters.map((c) =>
+        this.reconcile(c).catch((e: unknown) =>
+          this.onEvent({ cluster: c.name, message: `reconcile failed: ${(e as Error).message}` }),
+        ),
+      ),
+    );
+  }
+
+  async reconcile(c: LbCluster): Promise<void> {
+    const api = this.apis.get(c.name)!;
+    const services = (await api.listServiceForAllNamespaces()).items.filter(
+      (s) => s.spec?.type === 'LoadBalancer',
+    );
+    const used = new Set<number>();
+    for (const s of services)
+      for (const ing of s.status?.loadBalancer?.ingress ?? []) {
+        const n = ing.ip ? poolIndex(ing.ip, this.block, c.index) : undefined;
+        if (n !== undefined) used.add(n);
+      }
+    const wanted = new Set<string>();
+    for (const svc of services) {
+      const ns = svc.metadata?.namespace ?? 'default';
+      const name = svc.metadata?.name ?? '';
+      let ip = svc.status?.loadBalancer?.ingress?.find((i) => i.ip)?.ip;
+      if (!ip || poolIndex(ip, this.block, c.index) === undefined) {
+        let n = 1;
+        while (used.has(n)) n++;
+        if (n > 250) {
+          this.onEvent({ cluster: c.name, message: `no free address for ${ns}/${name}` });
+          continue;
+        }
+        used.add(n);
+        ip = lbAddress(this.block, c.index, n);
+        svc.status = { ...svc.status, loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } };
+        await api.replaceNamespacedServiceStatus({ name, namespace: ns, body: svc });
+        this.onEvent({ cluster: c.name, message: `${ns}/${name}: address ${ip}` });
+      }
+      const standIn = c.standIns.find((s) => selects(svc, s));
+      const pods = standIn
+        ? (
+            await api.listNamespacedPod({
+              namespace: ns,
+              labelSelector: Object.entries(svc.spec?.selector ?? {})
+                .map(([k, v]) => `${k}=${v}`)
+                .join(','),
+            })
+          ).items
+        : [];
+      for (const p of svc.spec?.ports ?? []) {
+        if ((p.protocol ?? 'TCP') !== 'TCP') continue;
+        const key = `${ip}:${p.port}`;
+        wanted.add(key);
+        const portName = standIn ? targetPortName(p.targetPort, p.port, pods) : undefined;
+        const backend = portName ? standIn?.ports[portName] : undefined;
+        await this.listen(c, `${ns}/${name}`, key, ip, p.port, backend);
+      }
+    }
+    // Addresses of Services deleted (or no longer LoadBalancers) of this cluster are released.
+    for (const [key, l] of this.listeners)
+      if (poolIndex(key.split(':')[0]!, this.block, c.index) !== undefined && !wanted.has(key)) {
+        this.listeners.delete(key);
+        await new Promise<void>((r) => l.server.close(() => r()));
+        this.onEvent({ cluster: c.name, message: `${key}: released` });
+      }
+  }
+
+  private async listen(
+    c: LbCluster,
+    service: string,
+    key: string,
+    ip: string,
+    port: number,
+    backend: string | undefined,
+  ): Promise<void> {
+    const existing = this.listeners.get(key);
+    if (existing) {
+      if (existing.backend !== backend)
+        this.onEvent({ cluster: c.name, message: `${key} → ${backend ?? 'nothing real'}` });
+      existing.backend = backend;
+      return;
+    }
+    if (this.stopped) return;
+    const l: Listener = { cluster: c.name, service, server: createServer(), backend };
+    l.server.on('connection', (down) => this.forward(key, l, down));
+    await new Promise<void>((resolve, reject) => {
+      l.server.once('error', reject);
+      l.server.listen(port, ip, () => resolve());
+    });
+    this.listeners.set(key, l);
+    this.onEvent({ cluster: c.name, message: `${key} → ${backend ?? 'nothing real'}` });
+  }
+
+  private forward(key: string, l: Listener, down: Socket): void {
+    if (!l.backend) {
+      down.destroy();
+      return;
+    }
+    const [host, port] = [
+      l.backend.slice(0, l.backend.lastIndexOf(':')),
+      l.backend.slice(l.backend.lastIndexOf(':') + 1),
+    ];
+    const up = connect(Number(port), host);
+    this.sockets.add(down);
+    this.sockets.add(up);
+    this.forwarded.set(key, (this.forwarded.get(key) ?? 0) + 1);
+    const close = () => {
+      down.destroy();
+      up.destroy();
+      this.sockets.delete(down);
+      this.sockets.delete(up);
+    };
+    down.on('error', close);
+    up.on('error', close);
+    down.on('close', close);
+    up.on('close', close);
+    down.pipe(up);
+    up.pipe(down);
+  }
+
+  /** Addresses listened on ("ip:port"), with their Service and backend. */
+  services(): Array<{ cluster: string; service: string; address: string; backend: string | undefined }> {
+    return [...this.listeners].map(([address, l]) => ({
+      cluster: l.cluster,
+      service: l.service,
+      address,
+      backend: l.backend,
+    }));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(
+      [...this.listeners.values()].map((l) => new Promise<void>((r) => l.server.close(() => r()))),
+    );
+    this.listeners.clear();
+  }
+}

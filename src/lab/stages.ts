@@ -1,0 +1,84 @@
+/**
+ * The lifecycle kwok gives simulated nodes and pods: kwok's own Stage objects
+ * (copied from the kwok module by `npm run lab:build`: node-initialize,
+ * node-heartbeat-with-lease and the "general" pod lifecycle), with the pod
+ * delays set from the lab's options, so that pods become Ready after a
+ * realistic, configurable time instead of at once.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments, stringify } from 'yaml';
+import { parseGoDuration } from '../fleet/durations.js';
+
+/** Delay of a stage: uniformly between min and max milliseconds (kwok's duration and jitter duration). */
+export interface DelayRange {
+  minMs: number;
+  maxMs: number;
+}
+
+export interface PodTimings {
+  /** Scheduled → containers created and Running (kwok's pod-create and init-container stages). */
+  start: DelayRange;
+  /** Running → Ready (kwok's pod-ready stage). */
+  ready: DelayRange;
+}
+
+export const DEFAULT_POD_TIMINGS: PodTimings = {
+  start: { minMs: 200, maxMs: 800 },
+  ready: { minMs: 1000, maxMs: 3000 },
+};
+
+/** Parses "2s" (exactly) or "1s..3s" (a range), as Go durations. */
+export function parseDelayRange(text: string): DelayRange | undefined {
+  const [a, b, extra] = text.split('..');
+  if (extra !== undefined || !a) return undefined;
+  const minMs = parseGoDuration(a.trim());
+  const maxMs = b === undefined ? minMs : parseGoDuration(b.trim());
+  if (minMs === undefined || maxMs === undefined || maxMs < minMs) return undefined;
+  return { minMs, maxMs };
+}
+
+const POD_STAGE_TIMING: Record<string, keyof PodTimings | undefined> = {
+  'pod-create': 'start',
+  'pod-init-container-running': 'start',
+  'pod-init-container-completed': 'start',
+  'pod-ready': 'ready',
+};
+
+interface StageDoc {
+  kind?: string;
+  metadata?: { name?: string };
+  spec?: { delay?: { durationMilliseconds?: number; jitterDurationMilliseconds?: number } };
+}
+
+/**
+ * kwokctl's `--config` text: every stage from `stagesDir`, pod delays set from
+ * `timings`. Per-pod annotations (`pod-ready.stage.kwok.x-k8s.io/delay` …)
+ * still override, as kwok's stages read them.
+ */
+export function kwokStagesConfig(stagesDir: string, timings: PodTimings = DEFAULT_POD_TIMINGS): string {
+  const files = readdirSync(stagesDir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort();
+  const out: string[] = [];
+  const names: string[] = [];
+  for (const f of files) {
+    for (const doc of parseAllDocuments(readFileSync(join(stagesDir, f), 'utf8'))) {
+      if (doc.errors.length) throw new Error(`${join(stagesDir, f)}: ${doc.errors[0]!.message}`);
+      const stage = doc.toJS() as StageDoc;
+      if (stage?.kind !== 'Stage') continue;
+      const name = stage.metadata?.name ?? '';
+      const which = POD_STAGE_TIMING[name];
+      if (which && stage.spec?.delay) {
+        stage.spec.delay.durationMilliseconds = timings[which].minMs;
+        stage.spec.delay.jitterDurationMilliseconds = timings[which].maxMs;
+      }
+      names.push(name);
+      out.push(stringify(stage, { lineWidth: 0 }));
+    }
+  }
+  for (const required of ['node-initialize', 'pod-create', 'pod-ready', 'pod-delete'])
+    if (!names.includes(required))
+      throw new Error(`${stagesDir} has no kwok stage "${required}": run \`npm run lab:build\` again`);
+  return out.join('---\n');
+}
