@@ -8,10 +8,11 @@
 #   bash lab/build.sh              → everything
 #   bash lab/build.sh spire        → only components whose name starts so
 #   bash lab/build.sh spire 1.15   → … and only their versions that start so
-# Environment: MESHFED_LAB_JOBS (go build -p), GOTOOLCHAIN is set per recipe.
+# Environment: MESHFED_LAB_JOBS (go build -p); MESHFED_LAB_OUT (output folder instead
+# of .lab/bin, for benchmarks); GOTOOLCHAIN is set per recipe.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="$root/.lab/bin"
+bin="${MESHFED_LAB_OUT:-$root/.lab/bin}"
 only="${1:-}"
 only_version="${2:-}"
 mkdir -p "$bin"
@@ -55,7 +56,7 @@ build() {
   printf 'package tools\n' >"$work/tools.go"
   log "$comp $version: go build (toolchain $toolchain) …"
   rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
-  if ! (cd "$work" && GOTOOLCHAIN="$toolchain" GOFLAGS=-mod=mod CGO_ENABLED=1 \
+  if ! (cd "$work" && GOTOOLCHAIN="$toolchain" GOFLAGS="-mod=mod ${GOFLAGS:-}" CGO_ENABLED=1 \
     nice go build -p "${MESHFED_LAB_JOBS:-2}" -trimpath -ldflags "-s -w $ldflags" -o "$dest.tmp/" "$@") \
     >"$dest.tmp/build.log" 2>&1; then
     log "$comp $version: build FAILED; last lines of $dest.tmp/build.log:"

@@ -30,3 +30,14 @@ export function requireLabBinaries(component: string, version: string, programs:
     );
   return dir;
 }
+
+/**
+ * The istioctl the lab builds for each profile's Istio release. The Go module
+ * proxy serves no 1.30.x commit whose dependencies all verify, so the current
+ * profile's manifests come from the newest development build it serves
+ * (1.32-dev, pinned to the profile's image tag by the IstioOperator); see docs/lab.md.
+ */
+export const LAB_ISTIO_BUILDS: Readonly<Record<string, string>> = {
+  '1.22.1': '1.22.1',
+  '1.30.5': '1.32-dev',
+};
