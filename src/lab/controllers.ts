@@ -226,7 +226,8 @@ export async function startWorkloadRegistrar(
     join(binDir, 'k8s-workload-registrar'),
     ['-config', conf],
     join(t.dir, 'k8s-workload-registrar.log'),
-    { env: kubeEnv(t), cwd: t.dir },
+    // In a pod the downward API gives its namespace (where it would keep its leader lock).
+    { env: { ...kubeEnv(t), MY_POD_NAMESPACE: 'spire' }, cwd: t.dir },
   );
   await waitDaemon(d, () => portOpen(t.address, CONTROLLER_PORTS.registrarMetrics), timeoutMs);
   return d;

@@ -254,7 +254,9 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
   // The state is written as it grows, so that `lab down` can clean up a half-started lab.
   const save = () => writeLabState(state);
   try {
-    await Promise.all(
+    // Every cluster's start runs to its end before a failure is acted on, so
+    // that the clean-up below sees everything that was started.
+    const starts = await Promise.allSettled(
       Array.from({ length: o.clusters }, async (_, i) => {
         const index = i + 1;
         const { name, trustDomain } = labClusterName(index);
@@ -335,6 +337,7 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
         progress(name, 'ready');
       }),
     );
+    for (const s of starts) if (s.status === 'rejected') throw s.reason;
     state.clusters.sort((a, b) => a.index - b.index);
     writeFileSync(state.kubeconfig, mergeKubeconfigs(state.clusters), { mode: 0o600 });
     writeFileSync(

@@ -3,8 +3,11 @@
  * missing lab is a skip with the command that builds it; in CI (where
  * MESHFED_REQUIRE_LAB=1) it is a failure, so CI can never pass by skipping.
  */
+import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
+import { execFileBounded } from '../../src/federation/transport.js';
 
 export const REPO_ROOT = new URL('../../../', import.meta.url).pathname;
 export const LAB_DIR = join(REPO_ROOT, '.lab');
@@ -19,4 +22,47 @@ export function requireLab(paths: string[], buildCommand: string): string | unde
   const reason = `lab not built: missing .lab/${missing.join(', .lab/')}; run \`${buildCommand}\` (CI does)`;
   if (process.env.MESHFED_REQUIRE_LAB === '1') throw new Error(reason);
   return reason;
+}
+
+/** A program the lab built: .lab/bin/<component>/<version>/<name>. */
+export function labBin(component: string, version: string, name: string): string {
+  return join(process.env.MESHFED_LAB_BIN ?? join(LAB_DIR, 'bin'), component, version, name);
+}
+
+/** The real kubectl of `kubernetesVersion` against a context of a lab kubeconfig; asserts success, returns stdout. */
+export function labKubectl(kubernetesVersion: string, kubeconfig: string) {
+  const bin = labBin('kubernetes', kubernetesVersion, 'kubectl');
+  return async (context: string, args: string[], stdin?: string): Promise<string> => {
+    const r = await execFileBounded(bin, ['--kubeconfig', kubeconfig, '--context', context, ...args], {
+      timeoutMs: 90_000,
+      ...(stdin ? { stdin } : {}),
+    });
+    assert.equal(r.code, 0, `kubectl --context ${context} ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+}
+
+/** The port refuses connections (nothing listens there any more). */
+export function refused(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, host);
+    s.on('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.on('error', () => resolve(true));
+  });
+}
+
+/** Polls `holds` every 250 ms until it is true; fails after `timeoutMs` naming `what`. */
+export async function waitUntil(
+  what: string,
+  holds: () => Promise<boolean>,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await holds())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

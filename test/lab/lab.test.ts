@@ -20,7 +20,7 @@ import { processesUnder } from '../../src/lab/kube.js';
 import { type LabState, type LabStatus, readLabState } from '../../src/lab/lab.js';
 import { fetchBundle } from '../../src/spiffe/endpoint.js';
 import { runMeshfed } from '../helpers/cli.js';
-import { requireLab } from '../helpers/lab.js';
+import { labBin, labKubectl, refused, requireLab, waitUntil } from '../helpers/lab.js';
 
 const V = PROFILE_VERSIONS.current;
 const skip = requireLab(
@@ -35,24 +35,6 @@ const skip = requireLab(
   ],
   'npm run lab:build',
 );
-
-const until = async (what: string, probe: () => Promise<boolean>, timeoutMs = 60_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-};
-
-const refused = (host: string, port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = connect(port, host);
-    s.on('connect', () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.on('error', () => resolve(true));
-  });
 
 /** Reads whether the peer closes at once without a byte (a load balancer address with nothing real behind it). */
 const closedAtOnce = (host: string, port: number) =>
@@ -73,29 +55,14 @@ const closedAtOnce = (host: string, port: number) =>
 describe('meshfed lab (current profile, 2 clusters)', { skip, timeout: 600_000 }, () => {
   const parent = mkdtempSync(join(tmpdir(), 'mf-lab-'));
   const dir = join(parent, 'lab');
-  const kubectlBin = join(
-    process.env.MESHFED_LAB_BIN ?? new URL('../../../.lab/bin', import.meta.url).pathname,
-    'kubernetes',
-    V.kubernetes,
-    'kubectl',
-  );
+  const kubectlBin = labBin('kubernetes', V.kubernetes, 'kubectl');
   let state: LabState;
-  const kubectl = async (context: string, args: string[], stdin?: string) => {
-    const r = await execFileBounded(
-      kubectlBin,
-      ['--kubeconfig', state.kubeconfig, '--context', context, ...args],
-      {
-        timeoutMs: 90_000,
-        ...(stdin ? { stdin } : {}),
-      },
-    );
-    assert.equal(r.code, 0, `kubectl --context ${context} ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const kubectl = (context: string, args: string[], stdin?: string) =>
+    labKubectl(V.kubernetes, state.kubeconfig)(context, args, stdin);
   const server = (i: number) =>
     new SpireServerCli(
       localServerTransport(
-        join(new URL('../../../.lab/bin', import.meta.url).pathname, 'spire', V.spire, 'spire-server'),
+        labBin('spire', V.spire, 'spire-server'),
         state.clusters[i]!.spireServerSocket,
         state.clusters[i]!.name,
       ),
@@ -323,7 +290,7 @@ spec:
       parent_id: { path: string };
       selectors: Array<{ type: string; value: string }>;
     }> = [];
-    await until('the entry of the sleep pod', async () => {
+    await waitUntil('the entry of the sleep pod', async () => {
       const r = await foo.transport.run(['entry', 'show', '-output', 'json']);
       entries = (JSON.parse(r.stdout) as { entries?: typeof entries }).entries ?? [];
       return entries.some((e) => e.selectors.some((s) => s.value === `pod-uid:${uid}`));
@@ -332,7 +299,7 @@ spec:
     assert.equal(e.spiffe_id.trust_domain, 'foo.com');
     assert.equal(e.spiffe_id.path, '/ns/demo/sa/sleep');
     assert.equal(e.parent_id.path, `/spire/agent/k8s_psat/cluster-1/${node.metadata.uid}`);
-    await until('the relationship with bar.com', async () =>
+    await waitUntil('the relationship with bar.com', async () =>
       (await foo.relationships()).some((r) => r.trustDomain === 'bar.com'),
     );
     const rel = (await foo.relationships()).find((r) => r.trustDomain === 'bar.com')!;
@@ -396,7 +363,7 @@ spec:
           'jsonpath={.status.loadBalancer.ingress[0].ip}',
         ])
       ).trim();
-    await until(
+    await waitUntil(
       'load balancer addresses',
       async () => (await address('spire-server-bundle-endpoint')) !== '' && (await address('gateway')) !== '',
     );
@@ -404,7 +371,7 @@ spec:
     assert.match(ip, new RegExp(`^127\\.102\\.${state.block}\\.\\d+$`), "from cluster-2's pool");
     const own = await server(1).ownBundle('bar.com');
     let served: Awaited<ReturnType<typeof fetchBundle>> | undefined;
-    await until('the bundle through the load balancer', async () => {
+    await waitUntil('the bundle through the load balancer', async () => {
       served = await fetchBundle(`https://${ip}:8443`, 'bar.com', {
         type: 'https_spiffe',
         endpointSpiffeId: 'spiffe://bar.com/spire/server',
@@ -418,7 +385,7 @@ spec:
     );
     const gw = await address('gateway');
     assert.notEqual(gw, ip);
-    await until('the gateway listener', async () => !(await refused(gw, 15443)));
+    await waitUntil('the gateway listener', async () => !(await refused(gw, 15443)));
     assert.equal(await closedAtOnce(gw, 15443), true, 'nothing real answers behind the gateway');
   });
 
@@ -453,7 +420,7 @@ spec:
     );
     const scm = state.clusters[1]!.daemons.find((d) => d.name === 'cluster-2 spire-controller-manager')!;
     process.kill(scm.pid, 'SIGKILL');
-    await until(
+    await waitUntil(
       'the controller gone',
       async () =>
         !existsSync(`/proc/${scm.pid}/cmdline`) || readFileSync(`/proc/${scm.pid}/cmdline`, 'utf8') === '',
