@@ -19,6 +19,18 @@ export function nativeSidecars(istioVersion: string): boolean {
   return compareVersions(istioVersion, '1.27.0') >= 0;
 }
 
+/**
+ * DNS proxying, so that names of services in other clusters resolve. Istio
+ * 1.25 deprecated ISTIO_META_DNS_AUTO_ALLOCATE (istioctl warns of it) for the
+ * controller-based address allocation it turned on by default
+ * (PILOT_ENABLE_IP_AUTOALLOCATE); before, the proxy allocates.
+ */
+export function dnsProxyMetadata(istioVersion: string): Record<string, string> {
+  return compareVersions(istioVersion, '1.25.0') >= 0
+    ? { ISTIO_META_DNS_CAPTURE: 'true' }
+    : { ISTIO_META_DNS_CAPTURE: 'true', ISTIO_META_DNS_AUTO_ALLOCATE: 'true' };
+}
+
 export function spireTemplate(istioVersion: string): string {
   const list = nativeSidecars(istioVersion) ? 'initContainers' : 'containers';
   return `spec:
@@ -85,7 +97,7 @@ export function istioOperator(ctx: RenderContext): KubeObject {
         trustDomain: cluster.trustDomain,
         trustDomainAliases: peerTrustDomains(ctx),
         defaultConfig: {
-          proxyMetadata: { ISTIO_META_DNS_CAPTURE: 'true', ISTIO_META_DNS_AUTO_ALLOCATE: 'true' },
+          proxyMetadata: dnsProxyMetadata(fleet.versions.istio),
         },
       },
       values: {

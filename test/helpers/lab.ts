@@ -34,7 +34,7 @@ export function labKubectl(kubernetesVersion: string, kubeconfig: string) {
   const bin = labBin('kubernetes', kubernetesVersion, 'kubectl');
   return async (context: string, args: string[], stdin?: string): Promise<string> => {
     const r = await execFileBounded(bin, ['--kubeconfig', kubeconfig, '--context', context, ...args], {
-      timeoutMs: 90_000,
+      timeoutMs: 150_000,
       ...(stdin ? { stdin } : {}),
     });
     assert.equal(r.code, 0, `kubectl --context ${context} ${args.join(' ')}: ${r.stderr}`);

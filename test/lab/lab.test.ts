@@ -159,7 +159,7 @@ describe('meshfed lab (current profile, 2 clusters)', { skip, timeout: 600_000 }
     );
     await kubectl('cluster-1', ['create', 'namespace', 'gone']);
     await kubectl('cluster-1', ['-n', 'gone', 'create', 'deployment', 'x', '--image=registry.invalid/x:1']);
-    await kubectl('cluster-1', ['delete', 'namespace', 'gone', '--wait=true', '--timeout=60s']);
+    await kubectl('cluster-1', ['delete', 'namespace', 'gone', '--wait=true', '--timeout=120s']);
     const r = await execFileBounded(kubectlBin, [
       '--kubeconfig',
       state.kubeconfig,
