@@ -60,7 +60,11 @@ for (const profile of ['seed', 'current'] as Profile[]) {
       });
       assert.equal(gen.code, 0, gen.stderr);
       // istioctl prints its validation warnings among the manifests; meshfed's IstioOperator must draw none.
-      assert.doesNotMatch(gen.stdout + gen.stderr, /\twarn\t|\terror\t/, 'istioctl warned about the IstioOperator');
+      assert.doesNotMatch(
+        gen.stdout + gen.stderr,
+        /\twarn\t|\terror\t/,
+        'istioctl warned about the IstioOperator',
+      );
       objects = parseAllDocuments(gen.stdout)
         .map((d) => d.toJS() as Obj)
         .filter((o) => o?.kind);
