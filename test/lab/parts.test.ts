@@ -1,0 +1,195 @@
+/**
+ * The lab's pure parts: pod delay ranges and kwok's stages, the load
+ * balancer's matching of Services to stood-in pods, the merged kubeconfig,
+ * CRDs from Helm-templated release files, and the error when the lab is not
+ * built.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import type { V1Pod, V1Service } from '@kubernetes/client-node';
+import { parse, parseAllDocuments } from 'yaml';
+import { crdManifests } from '../../src/lab/controllers.js';
+import { defaultBlock, mergeKubeconfigs } from '../../src/lab/lab.js';
+import { lbAddress, selects, targetPortName } from '../../src/lab/loadbalancer.js';
+import { kwokStagesConfig, parseDelayRange } from '../../src/lab/stages.js';
+import { runMeshfed } from '../helpers/cli.js';
+import { LAB_DIR, requireLab } from '../helpers/lab.js';
+
+describe('lab parts', () => {
+  test('pod delays: a duration, or a range of durations', () => {
+    assert.deepEqual(parseDelayRange('2s'), { minMs: 2000, maxMs: 2000 });
+    assert.deepEqual(parseDelayRange('500ms..1.5s'), { minMs: 500, maxMs: 1500 });
+    for (const bad of ['', '3s..1s', '1s..2s..3s', 'soon', '..2s'])
+      assert.equal(parseDelayRange(bad), undefined, bad);
+  });
+
+  test("kwok's own stages, with the lab's pod delays set and the rest untouched", {
+    skip: requireLab(['bin/kwok/0.8.0/stages/.done'], 'npm run lab:build'),
+  }, () => {
+    const text = kwokStagesConfig(join(LAB_DIR, 'bin/kwok/0.8.0/stages'), {
+      start: { minMs: 100, maxMs: 200 },
+      ready: { minMs: 4000, maxMs: 6000 },
+    });
+    const stages = parseAllDocuments(text).map(
+      (d) =>
+        d.toJS() as {
+          kind: string;
+          metadata: { name: string };
+          spec: { delay?: { durationMilliseconds?: number; jitterDurationMilliseconds?: number } };
+        },
+    );
+    const by = new Map(stages.map((s) => [s.metadata.name, s]));
+    assert.ok(stages.every((s) => s.kind === 'Stage'));
+    assert.deepEqual(by.get('pod-ready')!.spec.delay, {
+      ...by.get('pod-ready')!.spec.delay,
+      durationMilliseconds: 4000,
+      jitterDurationMilliseconds: 6000,
+    });
+    assert.equal(by.get('pod-create')!.spec.delay!.durationMilliseconds, 100);
+    assert.equal(by.get('pod-create')!.spec.delay!.jitterDurationMilliseconds, 200);
+    // Deletion keeps kwok's own timing (up to the pod's deletion timestamp).
+    assert.equal(by.get('pod-delete')!.spec.delay!.durationMilliseconds, 1000);
+    assert.ok(by.has('node-initialize') && by.has('node-heartbeat-with-lease'));
+  });
+
+  test('stages without the pod lifecycle are refused with the command that restores them', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mf-stages-'));
+    try {
+      writeFileSync(
+        join(dir, 'x.yaml'),
+        'apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata: {name: node-initialize}\nspec: {}\n',
+      );
+      assert.throws(
+        () => kwokStagesConfig(dir),
+        /has no kwok stage "pod-create": run `npm run lab:build` again/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('load balancer: a Service selects a stood-in pod by namespace and labels; its targetPort names the real port', () => {
+    const standIn = {
+      namespace: 'spire',
+      labels: { app: 'spire-server', tier: 'x' },
+      ports: { federation: '127.77.1.2:18443' },
+    };
+    const svc = (namespace: string, selector?: Record<string, string>): V1Service => ({
+      metadata: { name: 's', namespace },
+      spec: { type: 'LoadBalancer', ...(selector ? { selector } : {}) },
+    });
+    assert.equal(selects(svc('spire', { app: 'spire-server' }), standIn), true);
+    assert.equal(selects(svc('other', { app: 'spire-server' }), standIn), false);
+    assert.equal(selects(svc('spire', { app: 'spire-agent' }), standIn), false);
+    assert.equal(selects(svc('spire'), standIn), false, 'no selector selects nothing');
+    const pods: V1Pod[] = [
+      {
+        spec: {
+          containers: [
+            {
+              name: 'c',
+              ports: [
+                { name: 'grpc', containerPort: 8081 },
+                { name: 'federation', containerPort: 8443 },
+              ],
+            },
+          ],
+        },
+      },
+    ];
+    assert.equal(targetPortName(8443, 8443, pods), 'federation');
+    assert.equal(targetPortName('8081', 9000, pods), 'grpc');
+    assert.equal(targetPortName('federation', 1, []), 'federation');
+    assert.equal(targetPortName(undefined, 8443, pods), 'federation', 'targetPort defaults to port');
+    assert.equal(targetPortName(9999, 9999, pods), undefined);
+    assert.equal(lbAddress(7, 2, 1), '127.102.7.1');
+    assert.throws(() => lbAddress(7, 2, 251), /out of range/);
+  });
+
+  test('the lab kubeconfig renames each kwokctl context, cluster and user after the cluster', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mf-kc-'));
+    try {
+      const files = ['cluster-1', 'cluster-2'].map((name, i) => {
+        const f = join(dir, `${name}.yaml`);
+        writeFileSync(
+          f,
+          `apiVersion: v1
+kind: Config
+clusters: [{name: kwok-${name}, cluster: {server: "https://127.0.0.1:3276${i}", certificate-authority: /pki/${name}/ca.crt}}]
+users: [{name: kwok-${name}, user: {client-certificate: /pki/${name}/admin.crt, client-key: /pki/${name}/admin.key}}]
+contexts: [{name: kwok-${name}, context: {cluster: kwok-${name}, user: kwok-${name}}}]
+current-context: kwok-${name}
+`,
+        );
+        return { name, kubeconfig: f };
+      });
+      const merged = parse(mergeKubeconfigs(files)) as {
+        contexts: Array<{ name: string; context: { cluster: string; user: string } }>;
+        clusters: Array<{ name: string; cluster: { server: string } }>;
+        users: Array<{ name: string; user: { 'client-certificate': string } }>;
+        'current-context': string;
+      };
+      assert.deepEqual(
+        merged.contexts.map((c) => [c.name, c.context.cluster, c.context.user]),
+        [
+          ['cluster-1', 'cluster-1', 'cluster-1-admin'],
+          ['cluster-2', 'cluster-2', 'cluster-2-admin'],
+        ],
+      );
+      assert.equal(merged.clusters[1]!.cluster.server, 'https://127.0.0.1:32761');
+      assert.equal(merged.users[0]!.user['client-certificate'], '/pki/cluster-1/admin.crt');
+      assert.equal(merged['current-context'], 'cluster-1');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("CRDs from cert-manager's Helm-templated files lose their template labels and nothing else", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mf-crd-'));
+    try {
+      writeFileSync(
+        join(dir, 'crd-x.yaml'),
+        `# {{- include "cert-manager.crd-check" . }}
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: xs.example.io
+  labels:
+    app: '{{ template "cert-manager.name" . }}'
+    keep: "yes"
+spec: {group: example.io}
+`,
+      );
+      const [crd] = parseAllDocuments(crdManifests(dir)).map((d) => d.toJS());
+      assert.deepEqual(crd.metadata, { name: 'xs.example.io', labels: { keep: 'yes' } });
+      assert.deepEqual(crd.spec, { group: 'example.io' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('address blocks: from the folder, in 200–249', () => {
+    const a = defaultBlock('/home/a/.meshfed-lab');
+    assert.ok(a >= 200 && a <= 249);
+    assert.equal(defaultBlock('/home/a/.meshfed-lab'), a);
+  });
+
+  test('lab up without a built lab: exit 2, naming the command that builds it, nothing started', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'mf-nolab-'));
+    const saved = process.env.MESHFED_LAB_BIN;
+    process.env.MESHFED_LAB_BIN = join(empty, 'bin');
+    try {
+      const r = await runMeshfed(['lab', 'up', '--dir', join(empty, 'lab')]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /is not built .* run `npm run lab:build`/);
+      assert.equal(existsSync(join(empty, 'lab')), false);
+    } finally {
+      if (saved === undefined) delete process.env.MESHFED_LAB_BIN;
+      else process.env.MESHFED_LAB_BIN = saved;
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
