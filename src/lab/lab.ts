@@ -360,7 +360,8 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     save();
     progress(undefined, `failed: ${(e as Error).message.split('\n')[0]}; stopping what started`);
     await labDown(dir, { keep: true }).catch(() => {});
-    throw e instanceof LabError ? e : new LabError(`lab up failed: ${(e as Error).message}`);
+    const logs = `the logs stay in ${dir}; \`meshfed lab down --dir ${o.dir}\` removes them`;
+    throw e instanceof LabError ? e : new LabError(`lab up failed: ${(e as Error).message}\n${logs}`);
   }
 }
 

@@ -107,6 +107,10 @@ describe('meshfed lab (current profile, 2 clusters)', { skip, timeout: 600_000 }
       servers.add(c.apiServer);
     }
     assert.equal(servers.size, 2, 'each context reaches its own API server');
+    const again = await runMeshfed(['lab', 'up', '--clusters', '2', '--dir', dir]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^lab already up: 2 clusters/);
+    assert.deepEqual(readLabState(dir), state, 'nothing restarted');
   });
 
   test('a Deployment becomes Ready, its pods no sooner than the configured delay (3s..3.5s)', async () => {
