@@ -1,0 +1,331 @@
+/**
+ * One client per kubeconfig context, behind a narrow interface: get, list,
+ * server-side apply, delete. Never the kubeconfig's current context: every
+ * client is made for a context named in the fleet.
+ *
+ * Apply is server-side apply with meshfed's field manager and
+ * `fieldValidation=Strict` (an unknown or duplicate field is an error, not a
+ * warning); `force` only when asked. A conflict with another field manager
+ * is reported with the manager and the fields. Whether an apply changed
+ * anything is read from the object's resourceVersion (a no-op apply leaves it
+ * alone), so writes can be counted. Delete treats "not found" as done.
+ *
+ * @kubernetes/client-node loads the kubeconfig and supplies each request's
+ * credentials and TLS settings (its CA; verification is never turned off);
+ * the requests themselves are plain HTTPS, so that query parameters like
+ * fieldValidation are ours to set.
+ */
+import { type RequestOptions, request } from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
+
+export const FIELD_MANAGER = 'meshfed';
+
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace?: string;
+}
+
+export type ApplyAction = 'created' | 'updated' | 'unchanged';
+
+export interface ApplyOptions {
+  /** Take over fields another manager owns. */
+  force?: boolean;
+  /** Server-side dry run: validated and admitted, not persisted. */
+  dryRun?: boolean;
+}
+
+export interface ClusterClient {
+  readonly context: string;
+  readonly server: string;
+  get(ref: ObjectRef): Promise<KubeObject | undefined>;
+  list(
+    apiVersion: string,
+    kind: string,
+    o?: { namespace?: string; labelSelector?: string },
+  ): Promise<KubeObject[]>;
+  apply(obj: KubeObject, o?: ApplyOptions): Promise<{ object: KubeObject; action: ApplyAction }>;
+  delete(ref: ObjectRef): Promise<'deleted' | 'absent'>;
+}
+
+export const refOf = (o: KubeObject): ObjectRef => ({
+  apiVersion: o.apiVersion,
+  kind: o.kind,
+  name: o.metadata.name,
+  ...(o.metadata.namespace ? { namespace: o.metadata.namespace } : {}),
+});
+
+export const describeRef = (r: ObjectRef): string =>
+  `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
+
+/** An error the API server answered with: its HTTP status, reason and message. */
+export class KubeApiError extends Error {
+  override name = 'KubeApiError';
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly reason: string | undefined,
+    /** For a field manager conflict: who owns which field. */
+    readonly conflicts: Array<{ manager: string; field: string }> = [],
+  ) {
+    super(message);
+  }
+}
+
+export class KubeconfigError extends Error {
+  override name = 'KubeconfigError';
+}
+
+interface Status {
+  kind?: string;
+  reason?: string;
+  message?: string;
+  details?: { causes?: Array<{ reason?: string; message?: string; field?: string }> };
+}
+
+/** The manager named in a conflict cause: `conflict with "kubectl" using apps/v1`. */
+function conflictsOf(s: Status): Array<{ manager: string; field: string }> {
+  return (s.details?.causes ?? [])
+    .filter((c) => c.reason === 'FieldManagerConflict')
+    .map((c) => ({
+      manager: /conflict with "([^"]+)"/.exec(c.message ?? '')?.[1] ?? '?',
+      field: c.field ?? '?',
+    }));
+}
+
+interface Resource {
+  name: string;
+  namespaced: boolean;
+}
+
+class HttpsClusterClient implements ClusterClient {
+  private readonly resources = new Map<string, Map<string, Resource>>();
+
+  constructor(
+    readonly context: string,
+    readonly server: string,
+    private readonly kc: KubeConfig,
+    private readonly timeoutMs: number,
+  ) {}
+
+  private async call(
+    method: string,
+    path: string,
+    body?: string,
+    contentType?: string,
+  ): Promise<{ status: number; json: unknown }> {
+    const u = new URL(path, this.server);
+    const opts: RequestOptions & { headers: Record<string, string> } = {
+      method,
+      hostname: u.hostname,
+      port: u.port,
+      path: u.pathname + u.search,
+      headers: { Accept: 'application/json' },
+    };
+    await this.kc.applyToHTTPSOptions(opts);
+    if (body !== undefined) {
+      opts.headers['Content-Type'] = contentType ?? 'application/json';
+      opts.headers['Content-Length'] = String(Buffer.byteLength(body));
+    }
+    return new Promise((resolve, reject) => {
+      const req = request(opts, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = { message: text.slice(0, 500) };
+          }
+          resolve({ status: res.statusCode ?? 0, json });
+        });
+      });
+      req.setTimeout(this.timeoutMs, () =>
+        req.destroy(new Error(`${this.context}: no answer from ${this.server} within ${this.timeoutMs} ms`)),
+      );
+      req.on('error', (e) => reject(new Error(`${this.context}: ${method} ${u.pathname}: ${e.message}`)));
+      if (body !== undefined) req.write(body);
+      req.end();
+    });
+  }
+
+  private fail(what: string, status: number, json: unknown): never {
+    const s = (json ?? {}) as Status;
+    throw new KubeApiError(
+      `${this.context}: ${what}: ${s.message ?? `HTTP ${status}`}`,
+      status,
+      s.reason,
+      conflictsOf(s),
+    );
+  }
+
+  private async discover(apiVersion: string): Promise<Map<string, Resource>> {
+    const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    const r = await this.call('GET', path);
+    if (r.status === 404) return new Map();
+    if (r.status !== 200) this.fail(`discovery of ${apiVersion}`, r.status, r.json);
+    const list = r.json as { resources: Array<{ name: string; kind: string; namespaced: boolean }> };
+    const m = new Map<string, Resource>();
+    for (const res of list.resources)
+      if (!res.name.includes('/')) m.set(res.kind, { name: res.name, namespaced: res.namespaced });
+    this.resources.set(apiVersion, m);
+    return m;
+  }
+
+  /** The resource of a kind; discovery is read again on a miss (a CRD may have just been established). */
+  private async resource(apiVersion: string, kind: string): Promise<Resource> {
+    let r = this.resources.get(apiVersion)?.get(kind);
+    if (!r) r = (await this.discover(apiVersion)).get(kind);
+    if (!r)
+      throw new KubeApiError(
+        `${this.context}: the API server does not serve ${kind} in ${apiVersion} (is its CRD installed and Established?)`,
+        404,
+        'NotFound',
+      );
+    return r;
+  }
+
+  private async path(ref: {
+    apiVersion: string;
+    kind: string;
+    namespace?: string;
+    name?: string;
+  }): Promise<string> {
+    const res = await this.resource(ref.apiVersion, ref.kind);
+    const base = ref.apiVersion.includes('/') ? `/apis/${ref.apiVersion}` : `/api/${ref.apiVersion}`;
+    if (res.namespaced && !ref.namespace && ref.name !== undefined)
+      throw new KubeApiError(
+        `${this.context}: ${ref.kind} ${ref.name} is namespaced but has no namespace`,
+        400,
+        'BadRequest',
+      );
+    const ns = res.namespaced && ref.namespace ? `/namespaces/${encodeURIComponent(ref.namespace)}` : '';
+    return `${base}${ns}/${res.name}${ref.name !== undefined ? `/${encodeURIComponent(ref.name)}` : ''}`;
+  }
+
+  async get(ref: ObjectRef): Promise<KubeObject | undefined> {
+    const r = await this.call('GET', await this.path(ref));
+    if (r.status === 404) return undefined;
+    if (r.status !== 200) this.fail(`get ${describeRef(ref)}`, r.status, r.json);
+    return r.json as KubeObject;
+  }
+
+  async list(
+    apiVersion: string,
+    kind: string,
+    o: { namespace?: string; labelSelector?: string } = {},
+  ): Promise<KubeObject[]> {
+    const q = o.labelSelector ? `?labelSelector=${encodeURIComponent(o.labelSelector)}` : '';
+    const path = await this.path({ apiVersion, kind, ...(o.namespace ? { namespace: o.namespace } : {}) });
+    const r = await this.call('GET', path + q);
+    if (r.status !== 200) this.fail(`list ${kind}`, r.status, r.json);
+    const items = (r.json as { items: KubeObject[] }).items;
+    return items.map((i) => ({ ...i, apiVersion, kind }));
+  }
+
+  async apply(obj: KubeObject, o: ApplyOptions = {}): Promise<{ object: KubeObject; action: ApplyAction }> {
+    const ref = refOf(obj);
+    const before = await this.get(ref);
+    const q = new URLSearchParams({ fieldManager: FIELD_MANAGER, fieldValidation: 'Strict' });
+    if (o.force) q.set('force', 'true');
+    if (o.dryRun) q.set('dryRun', 'All');
+    const r = await this.call(
+      'PATCH',
+      `${await this.path(ref)}?${q}`,
+      JSON.stringify(obj),
+      'application/apply-patch+yaml',
+    );
+    if (r.status === 409) {
+      const c = conflictsOf((r.json ?? {}) as Status);
+      if (c.length)
+        throw new KubeApiError(
+          `${this.context}: apply ${describeRef(ref)}: ${c.map((x) => `${x.field} is owned by "${x.manager}"`).join('; ')} (force takes them over)`,
+          409,
+          'Conflict',
+          c,
+        );
+    }
+    if (r.status !== 200 && r.status !== 201) this.fail(`apply ${describeRef(ref)}`, r.status, r.json);
+    const object = r.json as KubeObject;
+    const action: ApplyAction = !before
+      ? 'created'
+      : before.metadata.resourceVersion === object.metadata.resourceVersion
+        ? 'unchanged'
+        : 'updated';
+    return { object, action };
+  }
+
+  async delete(ref: ObjectRef): Promise<'deleted' | 'absent'> {
+    const r = await this.call(
+      'DELETE',
+      await this.path(ref),
+      JSON.stringify({ propagationPolicy: 'Background' }),
+    );
+    if (r.status === 404) return 'absent';
+    if (r.status !== 200 && r.status !== 202) this.fail(`delete ${describeRef(ref)}`, r.status, r.json);
+    return 'deleted';
+  }
+}
+
+/** The kubeconfig path: --kubeconfig, else $KUBECONFIG (its first file), else ~/.kube/config. */
+export function kubeconfigPath(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  if (flag) return flag;
+  const fromEnv = env.KUBECONFIG?.split(':').find(Boolean);
+  if (fromEnv) return fromEnv;
+  return `${env.HOME ?? ''}/.kube/config`;
+}
+
+/**
+ * A client for each named context of the kubeconfig. Every context must be
+ * there: a missing one is an error listing the contexts the file has.
+ */
+export function clientsFor(
+  kubeconfig: string,
+  contexts: string[],
+  o: { timeoutMs?: number } = {},
+): Map<string, ClusterClient> {
+  const base = new KubeConfig();
+  try {
+    base.loadFromFile(kubeconfig);
+  } catch (e) {
+    throw new KubeconfigError(`cannot read kubeconfig ${kubeconfig}: ${(e as Error).message}`);
+  }
+  const known = base.getContexts().map((c) => c.name);
+  const missing = contexts.filter((c) => !known.includes(c));
+  if (missing.length)
+    throw new KubeconfigError(
+      `kubeconfig ${kubeconfig} has no context ${missing.map((m) => `"${m}"`).join(', ')} (it has: ${known.join(', ') || 'none'}); name the clusters' contexts in the fleet file (spec.clusters[].context)`,
+    );
+  const out = new Map<string, ClusterClient>();
+  for (const name of contexts) {
+    const kc = new KubeConfig();
+    kc.loadFromFile(kubeconfig);
+    kc.setCurrentContext(name);
+    const server = kc.getCurrentCluster()?.server;
+    if (!server)
+      throw new KubeconfigError(`kubeconfig ${kubeconfig}: context "${name}" names no cluster server`);
+    if (kc.getCurrentCluster()?.skipTLSVerify)
+      throw new KubeconfigError(
+        `kubeconfig ${kubeconfig}: context "${name}" skips TLS verification (insecure-skip-tls-verify); meshfed does not talk to an API server it cannot authenticate: give the cluster's CA`,
+      );
+    out.set(name, new HttpsClusterClient(name, server, kc, o.timeoutMs ?? 30_000));
+  }
+  return out;
+}

@@ -1,0 +1,230 @@
+/**
+ * The per-context client against real API servers (two lab control planes,
+ * one kubeconfig): server-side apply with meshfed's field manager and strict
+ * field validation, conflicts named with their owner, dry run, discovery of
+ * a freshly established CRD, delete with "not found" as done; and the
+ * kubeconfig errors that stop meshfed before it touches a cluster.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { execFileBounded } from '../../src/federation/transport.js';
+import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
+import {
+  type ClusterClient,
+  clientsFor,
+  KubeApiError,
+  KubeconfigError,
+  type KubeObject,
+} from '../../src/kube/client.js';
+import { type KubeCluster, startKubeCluster } from '../../src/lab/kube.js';
+import { mergeKubeconfigs } from '../../src/lab/lab.js';
+import { requireLab, waitUntil } from '../helpers/lab.js';
+
+const K8S = PROFILE_VERSIONS.current.kubernetes;
+const skip = requireLab([`bin/kubernetes/${K8S}/kubectl`, 'bin/kwok/0.8.0/kwokctl'], 'npm run lab:build');
+
+const configMap = (data: Record<string, string>, extra: Record<string, unknown> = {}): KubeObject => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name: 'settings', namespace: 'default' },
+  data,
+  ...extra,
+});
+
+describe('kube client on real API servers', { skip, timeout: 240_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mf-client-'));
+  const clusters: KubeCluster[] = [];
+  let kubeconfig: string;
+  let one: ClusterClient;
+  let two: ClusterClient;
+  const kubectl = (args: string[], stdin?: string) =>
+    execFileBounded(clusters[0]!.kubectl, ['--kubeconfig', kubeconfig, '--context', 'cluster-1', ...args], {
+      timeoutMs: 60_000,
+      ...(stdin ? { stdin } : {}),
+    });
+
+  before(async () => {
+    for (const name of ['cluster-1', 'cluster-2'])
+      clusters.push(await startKubeCluster({ name, kubernetesVersion: K8S, workdir: join(dir, name) }));
+    kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(
+      kubeconfig,
+      mergeKubeconfigs(clusters.map((c) => ({ name: c.name, kubeconfig: c.kubeconfig }))),
+    );
+    const clients = clientsFor(kubeconfig, ['cluster-1', 'cluster-2']);
+    one = clients.get('cluster-1')!;
+    two = clients.get('cluster-2')!;
+  });
+  after(async () => {
+    await Promise.all(clusters.map((c) => c.stop().catch(() => {})));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('each client talks to its own context, whatever the current context is', async () => {
+    assert.notEqual(one.server, two.server);
+    await one.apply(configMap({ where: 'one' }));
+    assert.equal(
+      await two.get({ apiVersion: 'v1', kind: 'ConfigMap', name: 'settings', namespace: 'default' }),
+      undefined,
+    );
+    assert.equal(
+      (await one.get({ apiVersion: 'v1', kind: 'ConfigMap', name: 'settings', namespace: 'default' }))
+        ?.data && 'ok',
+      'ok',
+    );
+    await one.delete({ apiVersion: 'v1', kind: 'ConfigMap', name: 'settings', namespace: 'default' });
+  });
+
+  test('apply: created, then unchanged (no write), then updated; the field manager is meshfed', async () => {
+    assert.equal((await one.apply(configMap({ a: '1' }))).action, 'created');
+    const same = await one.apply(configMap({ a: '1' }));
+    assert.equal(same.action, 'unchanged');
+    const changed = await one.apply(configMap({ a: '2' }));
+    assert.equal(changed.action, 'updated');
+    const managers = (
+      changed.object.metadata.managedFields as Array<{ manager: string; operation: string }>
+    ).map((m) => `${m.manager}/${m.operation}`);
+    assert.deepEqual(managers, ['meshfed/Apply']);
+  });
+
+  test('strict field validation: an unknown field is refused, naming it; nothing is written', async () => {
+    await assert.rejects(
+      one.apply(configMap({ a: '3' }, { bogus: true })),
+      (e: unknown) =>
+        e instanceof KubeApiError &&
+        e.status === 500 &&
+        /\.bogus: field not declared in schema/.test(e.message),
+    );
+    const now = await one.get({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      name: 'settings',
+      namespace: 'default',
+    });
+    assert.deepEqual(now?.data, { a: '2' });
+  });
+
+  test('a field another manager owns is a conflict naming the manager and the field; force takes it over', async () => {
+    const r = await kubectl(
+      ['apply', '--server-side', '--force-conflicts', '--field-manager=platform-team', '-f', '-'],
+      JSON.stringify(configMap({ a: 'theirs' })),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const conflict = await one.apply(configMap({ a: 'ours' })).catch((e: unknown) => e);
+    assert.ok(conflict instanceof KubeApiError, String(conflict));
+    assert.equal(conflict.status, 409);
+    assert.deepEqual(conflict.conflicts, [{ manager: 'platform-team', field: '.data.a' }]);
+    assert.match(
+      conflict.message,
+      /cluster-1: apply ConfigMap default\/settings: \.data\.a is owned by "platform-team" \(force takes them over\)/,
+    );
+    const forced = await one.apply(configMap({ a: 'ours' }), { force: true });
+    assert.equal(forced.action, 'updated');
+    assert.deepEqual(forced.object.data, { a: 'ours' });
+  });
+
+  test('dry run: validated by the server, not persisted', async () => {
+    const dry = await one.apply(configMap({ a: 'dry' }), { dryRun: true });
+    assert.deepEqual(dry.object.data, { a: 'dry' });
+    const now = await one.get({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      name: 'settings',
+      namespace: 'default',
+    });
+    assert.deepEqual(now?.data, { a: 'ours' });
+  });
+
+  test('a CRD applied and Established is served at once (discovery read again); its objects list', async () => {
+    const crd: KubeObject = {
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name: 'widgets.lab.meshfed.dev' },
+      spec: {
+        group: 'lab.meshfed.dev',
+        names: { kind: 'Widget', plural: 'widgets', singular: 'widget' },
+        scope: 'Namespaced',
+        versions: [
+          {
+            name: 'v1',
+            served: true,
+            storage: true,
+            schema: {
+              openAPIV3Schema: {
+                type: 'object',
+                properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
+              },
+            },
+          },
+        ],
+      },
+    };
+    await assert.rejects(
+      one.list('lab.meshfed.dev/v1', 'Widget'),
+      /does not serve Widget in lab\.meshfed\.dev\/v1 \(is its CRD installed and Established\?\)/,
+    );
+    await one.apply(crd);
+    await waitUntil('the CRD Established', async () => {
+      const c = await one.get({
+        apiVersion: 'apiextensions.k8s.io/v1',
+        kind: 'CustomResourceDefinition',
+        name: crd.metadata.name,
+      });
+      return ((c?.status as { conditions?: Array<{ type: string; status: string }> })?.conditions ?? []).some(
+        (x) => x.type === 'Established' && x.status === 'True',
+      );
+    });
+    await one.apply({
+      apiVersion: 'lab.meshfed.dev/v1',
+      kind: 'Widget',
+      metadata: { name: 'w', namespace: 'default' },
+      spec: { size: 3 },
+    });
+    const widgets = await one.list('lab.meshfed.dev/v1', 'Widget', { namespace: 'default' });
+    assert.deepEqual(
+      widgets.map((w) => [w.kind, w.metadata.name, (w.spec as { size: number }).size]),
+      [['Widget', 'w', 3]],
+    );
+    await assert.rejects(
+      one.apply({
+        apiVersion: 'lab.meshfed.dev/v1',
+        kind: 'Widget',
+        metadata: { name: 'w', namespace: 'default' },
+        spec: { size: 3, colour: 'red' },
+      }),
+      /\.spec\.colour: field not declared in schema/,
+    );
+  });
+
+  test('delete: deleted, then absent (not found is done)', async () => {
+    const ref = { apiVersion: 'v1', kind: 'ConfigMap', name: 'settings', namespace: 'default' };
+    assert.equal(await one.delete(ref), 'deleted');
+    await waitUntil('gone', async () => (await one.get(ref)) === undefined);
+    assert.equal(await one.delete(ref), 'absent');
+  });
+
+  test('kubeconfig errors: a missing context lists the ones there are; a cluster without TLS verification is refused', () => {
+    assert.throws(
+      () => clientsFor(kubeconfig, ['cluster-1', 'cluster-9']),
+      (e: unknown) =>
+        e instanceof KubeconfigError &&
+        /has no context "cluster-9" \(it has: cluster-1, cluster-2\)/.test(e.message),
+    );
+    const insecure = join(dir, 'insecure');
+    writeFileSync(
+      insecure,
+      `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: abc}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`,
+    );
+    assert.throws(() => clientsFor(insecure, ['x']), /skips TLS verification/);
+    assert.throws(() => clientsFor(join(dir, 'nope'), ['x']), /cannot read kubeconfig/);
+  });
+});
