@@ -18,19 +18,14 @@
 import { type RequestOptions, request } from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 
-export const FIELD_MANAGER = 'meshfed';
+import { FIELD_MANAGER } from '../render/meta.js';
+import type { ObjectMeta } from '../render/types.js';
 
+/** An object as the API server returns it: what meshfed renders, plus server-set metadata. */
 export interface KubeObject {
   apiVersion: string;
   kind: string;
-  metadata: {
-    name: string;
-    namespace?: string;
-    resourceVersion?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    [k: string]: unknown;
-  };
+  metadata: ObjectMeta & { resourceVersion?: string; uid?: string; [k: string]: unknown };
   [k: string]: unknown;
 }
 
