@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { execFileBounded } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
+import { clientsFor } from '../../src/kube/client.js';
 import { type Health, healthOf, type ObjectState, worst } from '../../src/kube/health.js';
+import { WaitError, waitHealthy } from '../../src/kube/wait.js';
 import { type KubeCluster, startKubeCluster } from '../../src/lab/kube.js';
 import { DEFAULT_POD_TIMINGS, kwokStagesConfig } from '../../src/lab/stages.js';
 import { LAB_DIR, requireLab } from '../helpers/lab.js';
@@ -275,5 +277,51 @@ describe('health on a real control plane', { skip, timeout: 180_000 }, () => {
     assert.equal(right.status, 'Progressing', 'an updated spec is not Healthy at once');
     const notYet = await kubectl(['rollout', 'status', 'deployment/web', '--timeout=1ms']);
     assert.notEqual(notYet.code, 0, 'kubectl agrees');
+  });
+
+  test('waitHealthy: waits out a rollout with progress lines; a timeout names each object still pending and why', async () => {
+    const client = clientsFor(cluster!.kubeconfig, ['kwok-health']).get('kwok-health')!;
+    const web = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'default', name: 'web' };
+    const lines: string[] = [];
+    const took = await waitHealthy(client, [web], {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      onProgress: (l) => lines.push(l),
+    });
+    assert.ok(took >= 0);
+    await client.apply({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'stuck', namespace: 'default' },
+      spec: {
+        selector: { matchLabels: { app: 'stuck' } },
+        template: {
+          metadata: { labels: { app: 'stuck' } },
+          spec: {
+            nodeSelector: { 'no-such-node': 'true' },
+            containers: [{ name: 'c', image: 'registry.invalid/c:1' }],
+          },
+        },
+      },
+    });
+    const missing = { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name: 'never' };
+    const stuck = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'default', name: 'stuck' };
+    const t0 = Date.now();
+    const err = await waitHealthy(client, [web, stuck, missing], {
+      timeoutMs: 3000,
+      intervalMs: 200,
+      onProgress: (l) => lines.push(l),
+    }).catch((e: unknown) => e);
+    assert.ok(err instanceof WaitError, String(err));
+    assert.ok(Date.now() - t0 < 8000, 'bounded');
+    assert.match(err.message, /^kwok-health: not healthy after 3 s: /);
+    assert.match(err.message, /Deployment default\/stuck: Progressing, 0 of 1 updated replicas available/);
+    assert.match(err.message, /ConfigMap default\/never: Missing, not found/);
+    assert.doesNotMatch(err.message, /default\/web/, 'healthy objects are not named');
+    assert.deepEqual(err.pending.map((p) => p.ref.name).sort(), ['never', 'stuck']);
+    assert.ok(
+      lines.some((l) => /^kwok-health: waiting for Deployment default\/stuck \(.+\) and 1 more$/.test(l)),
+      lines.join('\n'),
+    );
   });
 });
