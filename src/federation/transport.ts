@@ -81,3 +81,31 @@ export function localServerTransport(
     run: (args, opts) => execFileBounded(binary, [...args, '-socketPath', socketPath], opts),
   };
 }
+
+/** The part of a Kubernetes client a pod transport needs (src/kube/client.ts implements it). */
+export interface PodExec {
+  readonly context: string;
+  exec(
+    pod: { namespace: string; name: string; container: string },
+    command: string[],
+    o?: { stdin?: string; timeoutMs?: number; maxBytes?: number },
+  ): Promise<ExecResult>;
+}
+
+/**
+ * spire-server in its pod, through a pod exec. The command is relative,
+ * `bin/spire-server`: SPIRE's images (1.5 to 1.15) run in WORKDIR /opt/spire,
+ * so it is /opt/spire/bin/spire-server there, and the lab maps it to its own
+ * build. No -socketPath: the server's socket is SPIRE's default, which is
+ * what meshfed renders.
+ */
+export function podServerTransport(
+  client: PodExec,
+  pod: { namespace: string; name: string; container?: string },
+): SpireServerTransport {
+  const target = { namespace: pod.namespace, name: pod.name, container: pod.container ?? 'spire-server' };
+  return {
+    target: `${client.context}: ${pod.namespace}/${pod.name}`,
+    run: (args, opts) => client.exec(target, ['bin/spire-server', ...args], opts ?? {}),
+  };
+}

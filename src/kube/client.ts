@@ -16,7 +16,8 @@
  * fieldValidation are ours to set.
  */
 import { type RequestOptions, request } from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+import { Readable, Writable } from 'node:stream';
+import { Exec, KubeConfig, type V1Status } from '@kubernetes/client-node';
 
 import { FIELD_MANAGER } from '../render/meta.js';
 import type { ObjectMeta } from '../render/types.js';
@@ -56,6 +57,12 @@ export interface ClusterClient {
   ): Promise<KubeObject[]>;
   apply(obj: KubeObject, o?: ApplyOptions): Promise<{ object: KubeObject; action: ApplyAction }>;
   delete(ref: ObjectRef): Promise<'deleted' | 'absent'>;
+  /** Runs a command in a container (no TTY), bounded in time and output; resolves with its exit code. */
+  exec(
+    pod: { namespace: string; name: string; container: string },
+    command: string[],
+    o?: { stdin?: string; timeoutMs?: number; maxBytes?: number },
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
 export const refOf = (o: KubeObject): ObjectRef => ({
@@ -265,6 +272,74 @@ class HttpsClusterClient implements ClusterClient {
         ? 'unchanged'
         : 'updated';
     return { object, action };
+  }
+
+  exec(
+    pod: { namespace: string; name: string; container: string },
+    command: string[],
+    o: { stdin?: string; timeoutMs?: number; maxBytes?: number } = {},
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    const timeoutMs = o.timeoutMs ?? 30_000;
+    const maxBytes = o.maxBytes ?? 8 << 20;
+    const where = `${this.context}: exec in ${pod.namespace}/${pod.name}/${pod.container}`;
+    return new Promise((resolve, reject) => {
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let bytes = 0;
+      let settled = false;
+      let socket: { close(): void } | undefined;
+      const finish = (f: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket?.close();
+        f();
+      };
+      const sink = (into: Buffer[]) =>
+        new Writable({
+          write(chunk: Buffer, _enc, cb) {
+            bytes += chunk.length;
+            if (bytes > maxBytes) finish(() => reject(new Error(`${where}: output over ${maxBytes} bytes`)));
+            else into.push(chunk);
+            cb();
+          },
+        });
+      const timer = setTimeout(
+        () => finish(() => reject(new Error(`${where}: no answer within ${timeoutMs} ms`))),
+        timeoutMs,
+      );
+      const onStatus = (s: V1Status) => {
+        const exit = s.details?.causes?.find((c) => c.reason === 'ExitCode')?.message;
+        const code = s.status === 'Success' ? 0 : exit !== undefined ? Number(exit) : -1;
+        // Let the last output frames arrive before the socket is closed.
+        setImmediate(() =>
+          finish(() =>
+            resolve({
+              code,
+              stdout: Buffer.concat(out).toString('utf8'),
+              stderr: Buffer.concat(err).toString('utf8') || (code === -1 ? (s.message ?? '') : ''),
+            }),
+          ),
+        );
+      };
+      new Exec(this.kc)
+        .exec(
+          pod.namespace,
+          pod.name,
+          pod.container,
+          command,
+          sink(out),
+          sink(err),
+          o.stdin === undefined ? null : Readable.from([Buffer.from(o.stdin)]),
+          false,
+          onStatus,
+        )
+        .then((ws) => {
+          socket = ws;
+          if (settled) ws.close();
+        })
+        .catch((e: unknown) => finish(() => reject(new Error(`${where}: ${(e as Error).message}`))));
+    });
   }
 
   async delete(ref: ObjectRef): Promise<'deleted' | 'absent'> {

@@ -192,6 +192,31 @@ function spireStandIn(d: LabTrustDomain): StandIn {
 }
 
 /**
+ * `kubectl exec` into the cluster's SPIRE server pods reaches the real
+ * server: kwok runs the exec'd command on this machine (its ClusterExec, for
+ * the spire namespace only) in a folder whose `bin/spire-server` stands for
+ * the image's /opt/spire/bin/spire-server (the images' WORKDIR is
+ * /opt/spire), pointed at the cluster's real server socket. Returns the kwok
+ * configuration to pass to kwokctl.
+ */
+export function spireExecStandIn(clusterDir: string, spireServer: string, socket: string): string {
+  const work = join(clusterDir, 'exec');
+  mkdirSync(join(work, 'bin'), { recursive: true });
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  writeFileSync(
+    join(work, 'bin', 'spire-server'),
+    `#!/bin/sh\n# meshfed lab: the SPIRE server pod's spire-server is this cluster's real one.\nexec ${q(spireServer)} "$@" -socketPath ${q(socket)}\n`,
+    { mode: 0o755 },
+  );
+  return stringify({
+    apiVersion: 'kwok.x-k8s.io/v1alpha1',
+    kind: 'ClusterExec',
+    metadata: { name: 'spire-server' },
+    spec: { selector: { matchNamespaces: [SPIRE_NAMESPACE] }, execs: [{ local: { workDir: work } }] },
+  });
+}
+
+/**
  * Starts the lab. Idempotent: when the folder holds a running lab of the same
  * shape, returns its state; a different or broken one is an error naming
  * `meshfed lab down`. On failure, whatever was started is stopped again.
@@ -290,13 +315,15 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
           agent: false,
           detached: true,
         });
+        const execConfig = join(cdir, 'kwok-exec.yaml');
+        writeFileSync(execConfig, spireExecStandIn(cdir, join(p.spire, 'spire-server'), c.spireServerSocket));
         const [kube] = await Promise.all([
           startKubeCluster({
             name,
             kubernetesVersion: p.v.kubernetes,
             workdir: c.kwokWorkdir,
             nodes: o.nodes ?? 2,
-            configFiles: [stagesFile],
+            configFiles: [stagesFile, execConfig],
           }),
           (async () => {
             progress(name, `SPIRE ${p.v.spire} server of ${trustDomain} on ${c.address}`);

@@ -13,8 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SpireServerCli } from '../../src/federation/spire-cli.js';
-import { execFileBounded, localServerTransport } from '../../src/federation/transport.js';
+import { execFileBounded, localServerTransport, podServerTransport } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
+import { clientsFor } from '../../src/kube/client.js';
 import { LAB_CERT_MANAGER_VERSION, LAB_SPIRE_CONTROLLER_MANAGER_VERSION } from '../../src/lab/controllers.js';
 import { processesUnder } from '../../src/lab/kube.js';
 import { type LabState, type LabStatus, readLabState } from '../../src/lab/lab.js';
@@ -391,6 +392,26 @@ spec:
     assert.notEqual(gw, ip);
     await waitUntil('the gateway listener', async () => !(await refused(gw, 15443)));
     assert.equal(await closedAtOnce(gw, 15443), true, 'nothing real answers behind the gateway');
+  });
+
+  test('kubectl exec into the SPIRE server pod reaches the real server: the federation CLI through a pod exec', async () => {
+    const client = clientsFor(state.kubeconfig, ['cluster-2']).get('cluster-2')!;
+    const transport = podServerTransport(client, { namespace: 'spire', name: 'spire-server-0' });
+    const inPod = new SpireServerCli(transport);
+    assert.equal(await inPod.healthy(), true);
+    const served = await inPod.ownBundle('bar.com');
+    const local = await server(1).ownBundle('bar.com');
+    assert.deepEqual(
+      served.x509Authorities.map((a) => a.fingerprintSha256),
+      local.x509Authorities.map((a) => a.fingerprintSha256),
+    );
+    assert.deepEqual(
+      (await inPod.relationships()).map((r) => r.trustDomain),
+      (await server(1).relationships()).map((r) => r.trustDomain),
+    );
+    const bad = await transport.run(['bundle', 'show', '-format', 'bogus'], { timeoutMs: 10_000 });
+    assert.notEqual(bad.code, 0, 'the exit code of the command in the pod');
+    assert.match(bad.stderr, /bogus/);
   });
 
   test('lab status: healthy, with the load balancer table; a stopped controller is named, and lab up refuses to reuse the lab', async () => {
