@@ -196,16 +196,50 @@ function spireStandIn(d: LabTrustDomain): StandIn {
  * server: kwok runs the exec'd command on this machine (its ClusterExec, for
  * the spire namespace only) in a folder whose `bin/spire-server` stands for
  * the image's /opt/spire/bin/spire-server (the images' WORKDIR is
- * /opt/spire), pointed at the cluster's real server socket. Returns the kwok
- * configuration to pass to kwokctl.
+ * /opt/spire), pointed at the cluster's real server socket.
+ *
+ * kwok's local exec never closes the command's stdin, so the stand-in (a
+ * small Node script) reads what `bundle set` gets on stdin up to the end of
+ * one JSON document, and hands it to spire-server as a file (-path). Returns
+ * the kwok configuration to pass to kwokctl.
  */
 export function spireExecStandIn(clusterDir: string, spireServer: string, socket: string): string {
   const work = join(clusterDir, 'exec');
   mkdirSync(join(work, 'bin'), { recursive: true });
-  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  // The stand-in is CommonJS wherever the lab folder is (even inside an ES module package).
+  writeFileSync(join(work, 'package.json'), '{"type": "commonjs"}\n');
+  const q = JSON.stringify;
   writeFileSync(
     join(work, 'bin', 'spire-server'),
-    `#!/bin/sh\n# meshfed lab: the SPIRE server pod's spire-server is this cluster's real one.\nexec ${q(spireServer)} "$@" -socketPath ${q(socket)}\n`,
+    `#!${process.execPath}
+// meshfed lab: the SPIRE server pod's spire-server is this cluster's real one.
+const { spawnSync } = require('node:child_process');
+const { mkdtempSync, writeFileSync, rmSync } = require('node:fs');
+const { join } = require('node:path');
+const { tmpdir } = require('node:os');
+const args = process.argv.slice(2);
+const run = (a) => {
+  const r = spawnSync(${q(spireServer)}, [...a, '-socketPath', ${q(socket)}], { stdio: 'inherit' });
+  return r.status ?? 1;
+};
+if (!(args[0] === 'bundle' && args[1] === 'set' && !args.includes('-path'))) process.exit(run(args));
+let text = '';
+process.stdin.on('data', (d) => {
+  text += d;
+  try {
+    JSON.parse(text);
+  } catch {
+    return;
+  }
+  process.stdin.pause();
+  const dir = mkdtempSync(join(tmpdir(), 'mf-bundle-'));
+  writeFileSync(join(dir, 'bundle'), text);
+  const code = run([...args, '-path', join(dir, 'bundle')]);
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(code);
+});
+process.stdin.on('end', () => process.exit(run(args)));
+`,
     { mode: 0o755 },
   );
   return stringify({

@@ -394,7 +394,7 @@ spec:
     assert.equal(await closedAtOnce(gw, 15443), true, 'nothing real answers behind the gateway');
   });
 
-  test('kubectl exec into the SPIRE server pod reaches the real server: the federation CLI through a pod exec', async () => {
+  test('kubectl exec into the SPIRE server pod reaches the real server: the federation CLI through a pod exec, stdin included', async () => {
     const client = clientsFor(state.kubeconfig, ['cluster-2']).get('cluster-2')!;
     const transport = podServerTransport(client, { namespace: 'spire', name: 'spire-server-0' });
     const inPod = new SpireServerCli(transport);
@@ -408,6 +408,14 @@ spec:
     assert.deepEqual(
       (await inPod.relationships()).map((r) => r.trustDomain),
       (await server(1).relationships()).map((r) => r.trustDomain),
+    );
+    // bundle set reads the bundle from stdin: foo.com's bundle, handed to bar.com's server through the pod.
+    const foo = await server(0).ownBundle('foo.com');
+    await inPod.setBundle(foo);
+    const held = await server(1).heldBundle('foo.com');
+    assert.deepEqual(
+      held?.x509Authorities.map((a) => a.fingerprintSha256),
+      foo.x509Authorities.map((a) => a.fingerprintSha256),
     );
     const bad = await transport.run(['bundle', 'show', '-format', 'bogus'], { timeoutMs: 10_000 });
     assert.notEqual(bad.code, 0, 'the exit code of the command in the pod');
