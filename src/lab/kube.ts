@@ -82,7 +82,8 @@ async function waitExited(pids: number[], timeoutMs: number): Promise<void> {
   }
 }
 
-function refuses(host: string, port: number): Promise<boolean> {
+/** The port refuses connections (nothing listens there any more). */
+export function refuses(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(port, host);
     s.on('connect', () => {

@@ -12,11 +12,10 @@ import { parse, parseAllDocuments } from 'yaml';
 import { remoteSecretOf } from '../../src/engine/remote-secrets.js';
 import { execFileBounded } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
-import { type ClusterClient, clientsFor, type KubeObject } from '../../src/kube/client.js';
+import type { ClusterClient, KubeObject } from '../../src/kube/client.js';
 import { LAB_ISTIO_BUILDS } from '../../src/lab/binaries.js';
-import { type KubeCluster, startKubeCluster } from '../../src/lab/kube.js';
-import { mergeKubeconfigs } from '../../src/lab/lab.js';
-import { labBin, requireLab } from '../helpers/lab.js';
+import type { KubeCluster } from '../../src/lab/kube.js';
+import { labBin, requireLab, startTwoClusters } from '../helpers/lab.js';
 
 const V = PROFILE_VERSIONS.current;
 const ISTIO = LAB_ISTIO_BUILDS[V.istio]!;
@@ -33,22 +32,16 @@ describe('remote secrets on real API servers', { skip, timeout: 240_000 }, () =>
   let two: ClusterClient;
   let ours: KubeObject;
 
+  let stopClusters = async (): Promise<unknown> => undefined;
+
   before(async () => {
-    for (const name of ['cluster-1', 'cluster-2'])
-      clusters.push(
-        await startKubeCluster({ name, kubernetesVersion: V.kubernetes, workdir: join(dir, name) }),
-      );
-    kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(
-      kubeconfig,
-      mergeKubeconfigs(clusters.map((c) => ({ name: c.name, kubeconfig: c.kubeconfig }))),
-    );
-    const clients = clientsFor(kubeconfig, ['cluster-1', 'cluster-2']);
-    one = clients.get('cluster-1')!;
-    two = clients.get('cluster-2')!;
+    const lab = await startTwoClusters(dir, V.kubernetes);
+    clusters.push(...lab.clusters);
+    ({ kubeconfig, one, two } = lab);
+    stopClusters = lab.stop;
   });
   after(async () => {
-    await Promise.all(clusters.map((c) => c.stop().catch(() => {})));
+    await stopClusters();
     rmSync(dir, { recursive: true, force: true });
   });
 

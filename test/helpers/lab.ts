@@ -4,10 +4,12 @@
  * MESHFED_REQUIRE_LAB=1) it is a failure, so CI can never pass by skipping.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { connect } from 'node:net';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileBounded } from '../../src/federation/transport.js';
+import { type ClusterClient, clientsFor } from '../../src/kube/client.js';
+import { type KubeCluster, refuses, startKubeCluster } from '../../src/lab/kube.js';
+import { mergeKubeconfigs } from '../../src/lab/lab.js';
 
 export const REPO_ROOT = new URL('../../../', import.meta.url).pathname;
 export const LAB_DIR = join(REPO_ROOT, '.lab');
@@ -43,16 +45,7 @@ export function labKubectl(kubernetesVersion: string, kubeconfig: string) {
 }
 
 /** The port refuses connections (nothing listens there any more). */
-export function refused(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, host);
-    s.on('connect', () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.on('error', () => resolve(true));
-  });
-}
+export const refused = refuses;
 
 /** Polls `holds` every 250 ms until it is true; fails after `timeoutMs` naming `what`. */
 export async function waitUntil(
@@ -65,4 +58,33 @@ export async function waitUntil(
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/**
+ * Two lab control planes (cluster-1, cluster-2) under `dir`, one kubeconfig
+ * naming both, and a client for each; `stop()` deletes them.
+ */
+export async function startTwoClusters(dir: string, kubernetesVersion: string) {
+  const clusters: KubeCluster[] = [];
+  const stop = () => Promise.all(clusters.map((c) => c.stop().catch(() => {})));
+  try {
+    for (const name of ['cluster-1', 'cluster-2'])
+      clusters.push(await startKubeCluster({ name, kubernetesVersion, workdir: join(dir, name) }));
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(
+    kubeconfig,
+    mergeKubeconfigs(clusters.map((c) => ({ name: c.name, kubeconfig: c.kubeconfig }))),
+  );
+  const clients = clientsFor(kubeconfig, ['cluster-1', 'cluster-2']);
+  return {
+    clusters,
+    kubeconfig,
+    one: clients.get('cluster-1') as ClusterClient,
+    two: clients.get('cluster-2') as ClusterClient,
+    stop,
+  };
 }

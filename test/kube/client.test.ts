@@ -19,9 +19,8 @@ import {
   KubeconfigError,
   type KubeObject,
 } from '../../src/kube/client.js';
-import { type KubeCluster, startKubeCluster } from '../../src/lab/kube.js';
-import { mergeKubeconfigs } from '../../src/lab/lab.js';
-import { requireLab, waitUntil } from '../helpers/lab.js';
+import type { KubeCluster } from '../../src/lab/kube.js';
+import { requireLab, startTwoClusters, waitUntil } from '../helpers/lab.js';
 
 const K8S = PROFILE_VERSIONS.current.kubernetes;
 const skip = requireLab([`bin/kubernetes/${K8S}/kubectl`, 'bin/kwok/0.8.0/kwokctl'], 'npm run lab:build');
@@ -46,20 +45,16 @@ describe('kube client on real API servers', { skip, timeout: 240_000 }, () => {
       ...(stdin ? { stdin } : {}),
     });
 
+  let stopClusters = async (): Promise<unknown> => undefined;
+
   before(async () => {
-    for (const name of ['cluster-1', 'cluster-2'])
-      clusters.push(await startKubeCluster({ name, kubernetesVersion: K8S, workdir: join(dir, name) }));
-    kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(
-      kubeconfig,
-      mergeKubeconfigs(clusters.map((c) => ({ name: c.name, kubeconfig: c.kubeconfig }))),
-    );
-    const clients = clientsFor(kubeconfig, ['cluster-1', 'cluster-2']);
-    one = clients.get('cluster-1')!;
-    two = clients.get('cluster-2')!;
+    const lab = await startTwoClusters(dir, K8S);
+    clusters.push(...lab.clusters);
+    ({ kubeconfig, one, two } = lab);
+    stopClusters = lab.stop;
   });
   after(async () => {
-    await Promise.all(clusters.map((c) => c.stop().catch(() => {})));
+    await stopClusters();
     rmSync(dir, { recursive: true, force: true });
   });
 
