@@ -307,8 +307,7 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     },
     clusters: [],
   };
-  const crds =
-    crdManifests(join(p.certManager, 'crds')) + '---\n' + crdManifests(join(p.registrarDir, 'crds'));
+  const crds = `${crdManifests(join(p.certManager, 'crds'))}---\n${crdManifests(join(p.registrarDir, 'crds'))}`;
   const standIns: LbCluster[] = [];
   // The state is written as it grows, so that `lab down` can clean up a half-started lab.
   const save = () => writeLabState(state);
@@ -432,10 +431,16 @@ export interface ProcessHealth {
   alive: boolean;
 }
 
+const processHealth = (d: DaemonRecord): ProcessHealth => ({
+  name: d.name,
+  pid: d.pid,
+  alive: daemonAlive(d),
+});
+
 /** Every recorded process of the lab, alive or not. */
 export function labProcesses(s: LabState): ProcessHealth[] {
   const all = [...s.clusters.flatMap((c) => c.daemons), ...(s.loadBalancer ? [s.loadBalancer] : [])];
-  return all.map((d) => ({ name: d.name, pid: d.pid, alive: daemonAlive(d) }));
+  return all.map(processHealth);
 }
 
 export interface LabDownResult {
@@ -559,14 +564,12 @@ export async function labStatus(dirArg: string): Promise<LabStatus | undefined> 
         },
         nodes: { ready: readyNodes, total },
         spireServer: { healthy: health.code === 0, bundleEndpoint: c.bundleEndpoint },
-        processes: c.daemons.map((d) => ({ name: d.name, pid: d.pid, alive: daemonAlive(d) })),
+        processes: c.daemons.map(processHealth),
         loadBalancers: lb?.clusters[c.name] ?? [],
       };
     }),
   );
-  const loadBalancer = s.loadBalancer
-    ? { name: s.loadBalancer.name, pid: s.loadBalancer.pid, alive: daemonAlive(s.loadBalancer) }
-    : undefined;
+  const loadBalancer = s.loadBalancer ? processHealth(s.loadBalancer) : undefined;
   const healthy =
     !!loadBalancer?.alive &&
     clusters.every(

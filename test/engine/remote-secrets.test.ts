@@ -14,7 +14,6 @@ import { execFileBounded } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import type { ClusterClient, KubeObject } from '../../src/kube/client.js';
 import { LAB_ISTIO_BUILDS } from '../../src/lab/binaries.js';
-import type { KubeCluster } from '../../src/lab/kube.js';
 import { labBin, requireLab, startTwoClusters } from '../helpers/lab.js';
 
 const V = PROFILE_VERSIONS.current;
@@ -26,7 +25,6 @@ const skip = requireLab(
 
 describe('remote secrets on real API servers', { skip, timeout: 240_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'mf-remote-'));
-  const clusters: KubeCluster[] = [];
   let kubeconfig: string;
   let one: ClusterClient;
   let two: ClusterClient;
@@ -36,7 +34,6 @@ describe('remote secrets on real API servers', { skip, timeout: 240_000 }, () =>
 
   before(async () => {
     const lab = await startTwoClusters(dir, V.kubernetes);
-    clusters.push(...lab.clusters);
     ({ kubeconfig, one, two } = lab);
     stopClusters = lab.stop;
   });
