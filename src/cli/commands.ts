@@ -1,5 +1,6 @@
 /** Every meshfed subcommand, in the order `meshfed --help` lists them. */
 import { certsCommand } from './commands/certs.js';
+import { downCommand, planCommand, statusCommand, upCommand } from './commands/engine.js';
 import { initCommand } from './commands/init.js';
 import { labCommand } from './commands/lab.js';
 import { renderCommand } from './commands/render.js';
@@ -12,6 +13,10 @@ export const COMMANDS: Command[] = [
   validateCommand,
   schemaCommand,
   renderCommand,
+  planCommand,
+  upCommand,
+  statusCommand,
+  downCommand,
   certsCommand,
   labCommand,
 ];

@@ -19,6 +19,8 @@ export interface RemoteSecretOptions {
   server?: string;
   timeoutMs?: number;
   labels?: Record<string, string>;
+  /** How the reader's token Secret is applied (default: a plain apply); the engine passes its own, which marks ownership. */
+  applyTokenSecret?: (secret: KubeObject) => Promise<unknown>;
 }
 
 export async function remoteSecretOf(
@@ -36,7 +38,7 @@ export async function remoteSecretOf(
     throw new Error(
       `${client.context}: no ServiceAccount ${ISTIO_NAMESPACE}/${READER_SERVICE_ACCOUNT} (Istio's base install creates it): install Istio in ${cluster} first`,
     );
-  await client.apply(readerTokenSecret() as KubeObject);
+  await (o.applyTokenSecret ?? ((x: KubeObject) => client.apply(x)))(readerTokenSecret() as KubeObject);
   const deadline = Date.now() + (o.timeoutMs ?? 30_000);
   for (;;) {
     const s = await client.get({

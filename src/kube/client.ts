@@ -26,7 +26,14 @@ import type { ObjectMeta } from '../render/types.js';
 export interface KubeObject {
   apiVersion: string;
   kind: string;
-  metadata: ObjectMeta & { resourceVersion?: string; uid?: string; [k: string]: unknown };
+  metadata: ObjectMeta & {
+    resourceVersion?: string;
+    uid?: string;
+    generation?: number;
+    managedFields?: unknown[];
+    creationTimestamp?: string;
+    deletionTimestamp?: string;
+  };
   [k: string]: unknown;
 }
 
@@ -44,6 +51,20 @@ export interface ApplyOptions {
   force?: boolean;
   /** Server-side dry run: validated and admitted, not persisted. */
   dryRun?: boolean;
+  /**
+   * Builds the object to send from the live one (undefined when absent),
+   * read just before the apply: how the engine tells what it creates from
+   * what it finds.
+   */
+  prepare?: (before: KubeObject | undefined) => KubeObject;
+}
+
+/** A kind the API server serves, from discovery. */
+export interface ServedKind {
+  apiVersion: string;
+  kind: string;
+  namespaced: boolean;
+  verbs: string[];
 }
 
 export interface ClusterClient {
@@ -57,6 +78,10 @@ export interface ClusterClient {
   ): Promise<KubeObject[]>;
   apply(obj: KubeObject, o?: ApplyOptions): Promise<{ object: KubeObject; action: ApplyAction }>;
   delete(ref: ObjectRef): Promise<'deleted' | 'absent'>;
+  /** The API server's version (GET /version): "v1.35.0". */
+  version(): Promise<string>;
+  /** Every kind the API server serves that can be listed and deleted (preferred versions only). */
+  kinds(): Promise<ServedKind[]>;
   /** Runs a command in a container (no TTY), bounded in time and output; resolves with its exit code. */
   exec(
     pod: { namespace: string; name: string; container: string },
@@ -243,8 +268,9 @@ class HttpsClusterClient implements ClusterClient {
   }
 
   async apply(obj: KubeObject, o: ApplyOptions = {}): Promise<{ object: KubeObject; action: ApplyAction }> {
+    const before = await this.get(refOf(obj));
+    if (o.prepare) obj = o.prepare(before);
     const ref = refOf(obj);
-    const before = await this.get(ref);
     const q = new URLSearchParams({ fieldManager: FIELD_MANAGER, fieldValidation: 'Strict' });
     if (o.force) q.set('force', 'true');
     if (o.dryRun) q.set('dryRun', 'All');
@@ -340,6 +366,39 @@ class HttpsClusterClient implements ClusterClient {
         })
         .catch((e: unknown) => finish(() => reject(new Error(`${where}: ${(e as Error).message}`))));
     });
+  }
+
+  async version(): Promise<string> {
+    const r = await this.call('GET', '/version');
+    if (r.status !== 200) this.fail('version', r.status, r.json);
+    return (r.json as { gitVersion: string }).gitVersion;
+  }
+
+  async kinds(): Promise<ServedKind[]> {
+    const versions: string[] = [];
+    const core = await this.call('GET', '/api');
+    if (core.status !== 200) this.fail('discovery', core.status, core.json);
+    versions.push(...(core.json as { versions: string[] }).versions);
+    const groups = await this.call('GET', '/apis');
+    if (groups.status !== 200) this.fail('discovery', groups.status, groups.json);
+    for (const g of (groups.json as { groups: Array<{ preferredVersion: { groupVersion: string } }> }).groups)
+      versions.push(g.preferredVersion.groupVersion);
+    const out: ServedKind[] = [];
+    await Promise.all(
+      versions.map(async (apiVersion) => {
+        const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+        const r = await this.call('GET', path);
+        if (r.status === 404 || r.status === 503) return; // an aggregated API that is down
+        if (r.status !== 200) this.fail(`discovery of ${apiVersion}`, r.status, r.json);
+        const list = r.json as {
+          resources: Array<{ name: string; kind: string; namespaced: boolean; verbs: string[] }>;
+        };
+        for (const res of list.resources)
+          if (!res.name.includes('/') && res.verbs.includes('list') && res.verbs.includes('delete'))
+            out.push({ apiVersion, kind: res.kind, namespaced: res.namespaced, verbs: res.verbs });
+      }),
+    );
+    return out.sort((a, b) => `${a.apiVersion}/${a.kind}`.localeCompare(`${b.apiVersion}/${b.kind}`));
   }
 
   async delete(ref: ObjectRef): Promise<'deleted' | 'absent'> {

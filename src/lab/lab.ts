@@ -50,6 +50,7 @@ import {
 import { type LbCluster, MAX_LAB_CLUSTERS, type StandIn } from './loadbalancer.js';
 import { LAB_PORTS, LabTrustDomain, labAddress } from './spire.js';
 import { DEFAULT_POD_TIMINGS, kwokStagesConfig, type PodTimings } from './stages.js';
+import { writeLabFleetFiles } from './upstream.js';
 
 export const LAB_STATE_FILE = 'lab.json';
 export const LB_CONFIG_FILE = 'loadbalancer.json';
@@ -126,6 +127,15 @@ function writeLabState(s: LabState): void {
 }
 
 /** Every program the lab of a profile runs, with the command that builds them when one is missing. */
+const KWOK_APISERVER_CONFIG = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - key: disable-admission-plugins
+    value: MutatingAdmissionWebhook,ValidatingAdmissionWebhook
+`;
+
 export function labPrograms(profile: Profile) {
   const v = PROFILE_VERSIONS[profile];
   const seed = v.registrar === 'k8s-workload-registrar';
@@ -284,6 +294,11 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
       `${dir} is too deep for the SPIRE server's unix socket (${longest}): give a shorter --dir`,
     );
   mkdirSync(dir, { recursive: true });
+  // Admission webhooks that the installs register (Istio's injector and
+  // validator, cert-manager's webhook) have nothing real behind them in the
+  // lab: the API servers do not call them (see docs/lab.md).
+  const apiServerConfig = join(dir, 'kwok-apiserver.yaml');
+  writeFileSync(apiServerConfig, KWOK_APISERVER_CONFIG);
   const stagesFile = join(dir, 'kwok-stages.yaml');
   writeFileSync(
     stagesFile,
@@ -356,7 +371,7 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
             kubernetesVersion: p.v.kubernetes,
             workdir: c.kwokWorkdir,
             nodes: o.nodes ?? 2,
-            configFiles: [stagesFile, execConfig],
+            configFiles: [apiServerConfig, stagesFile, execConfig],
           }),
           (async () => {
             progress(name, `SPIRE ${p.v.spire} server of ${trustDomain} on ${c.address}`);
@@ -399,6 +414,13 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     );
     for (const s of starts) if (s.status === 'rejected') throw s.reason;
     state.clusters.sort((a, b) => a.index - b.index);
+    writeLabFleetFiles(dir, {
+      clusters: o.clusters,
+      profile: o.profile,
+      certManagerCrds: join(p.certManager, 'crds'),
+      certManagerLabVersion: LAB_CERT_MANAGER_VERSION,
+      registrarCrds: join(p.registrarDir, 'crds'),
+    });
     writeFileSync(state.kubeconfig, mergeKubeconfigs(state.clusters), { mode: 0o600 });
     writeFileSync(
       join(dir, LB_CONFIG_FILE),

@@ -9,6 +9,12 @@ export const MANAGED_BY = 'meshfed';
 export const FLEET_LABEL = 'meshfed.dev/fleet';
 export const PHASE_LABEL = 'meshfed.dev/phase';
 export const FIELD_MANAGER = 'meshfed';
+/**
+ * Set on every object meshfed created (it was absent when meshfed applied it):
+ * `down` deletes only objects carrying it, meshfed's labels and meshfed's
+ * field manager. Objects that existed before are co-managed, never deleted.
+ */
+export const CREATED_ANNOTATION = 'meshfed.dev/created';
 
 /** Returns a copy of `obj` with meshfed's ownership labels merged into its metadata. */
 export function withOwnership(obj: KubeObject, fleet: string, phase: PhaseName): KubeObject {

@@ -1,0 +1,193 @@
+/**
+ * Applying a set of objects to one cluster: in waves (order.ts), in parallel
+ * within a wave, CRDs Established before anything after them, every object
+ * marked as created by meshfed or found, and transient API failures (a
+ * restarting API server, 429, 5xx, a webhook not serving yet) retried within
+ * a bound.
+ */
+import {
+  type ApplyAction,
+  type ClusterClient,
+  describeRef,
+  KubeApiError,
+  type KubeObject,
+  refOf,
+} from '../kube/client.js';
+import { waitHealthy } from '../kube/wait.js';
+import {
+  CREATED_ANNOTATION,
+  FIELD_MANAGER,
+  FLEET_LABEL,
+  MANAGED_BY,
+  MANAGED_BY_LABEL,
+  PHASE_LABEL,
+} from '../render/meta.js';
+import { applyWaves, mapLimit } from './order.js';
+
+export type EnginePhase =
+  | 'namespaces'
+  | 'cert-manager'
+  | 'spire'
+  | 'federation'
+  | 'istio'
+  | 'remote-secrets'
+  | 'apps';
+
+export const ENGINE_PHASES: readonly EnginePhase[] = [
+  'namespaces',
+  'cert-manager',
+  'spire',
+  'federation',
+  'istio',
+  'remote-secrets',
+  'apps',
+];
+
+export interface Counts {
+  created: number;
+  updated: number;
+  unchanged: number;
+}
+
+export const noCounts = (): Counts => ({ created: 0, updated: 0, unchanged: 0 });
+export const addCounts = (a: Counts, b: Counts): Counts => ({
+  created: a.created + b.created,
+  updated: a.updated + b.updated,
+  unchanged: a.unchanged + b.unchanged,
+});
+
+/** Whether the live object is one meshfed created for this fleet (labels, annotation, field manager). */
+export function ownedBy(o: KubeObject, fleet: string): boolean {
+  const labels = o.metadata.labels ?? {};
+  const managers = (o.metadata.managedFields as Array<{ manager?: string }> | undefined) ?? [];
+  return (
+    labels[MANAGED_BY_LABEL] === MANAGED_BY &&
+    labels[FLEET_LABEL] === fleet &&
+    o.metadata.annotations?.[CREATED_ANNOTATION] === 'true' &&
+    managers.some((m) => m.manager === FIELD_MANAGER)
+  );
+}
+
+/**
+ * The object to send, given what is live: meshfed's labels and its created
+ * mark when meshfed creates it (or created it before); neither when the
+ * object was there first, so that meshfed never claims what it did not make.
+ */
+export function withMark(
+  desired: KubeObject,
+  live: KubeObject | undefined,
+  fleet: string,
+  phase: EnginePhase,
+): KubeObject {
+  const ours = !live || live.metadata.annotations?.[CREATED_ANNOTATION] === 'true';
+  const labels = { ...desired.metadata.labels };
+  const annotations = { ...desired.metadata.annotations };
+  if (ours) {
+    Object.assign(labels, { [MANAGED_BY_LABEL]: MANAGED_BY, [FLEET_LABEL]: fleet, [PHASE_LABEL]: phase });
+    annotations[CREATED_ANNOTATION] = 'true';
+  } else {
+    delete labels[MANAGED_BY_LABEL];
+    delete labels[FLEET_LABEL];
+    delete labels[PHASE_LABEL];
+    delete annotations[CREATED_ANNOTATION];
+  }
+  const metadata: KubeObject['metadata'] = { ...desired.metadata, labels };
+  if (Object.keys(annotations).length) metadata.annotations = annotations;
+  else delete metadata.annotations;
+  return { ...desired, metadata };
+}
+
+/** Errors worth another try: no connection, the API server busy or restarting, a webhook not up yet. */
+export function transient(e: unknown): boolean {
+  if (e instanceof KubeApiError)
+    return e.status === 429 || e.status >= 500 || e.reason === 'ServiceUnavailable' || e.reason === 'Timeout';
+  const m = (e as Error).message ?? '';
+  return /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|socket hang up|no answer from|EAI_AGAIN/.test(m);
+}
+
+/** Runs `fn` again on transient errors, with backoff, until `deadlineMs` has passed. */
+export async function retrying<T>(
+  fn: () => Promise<T>,
+  o: { deadlineMs?: number; onRetry?: (e: Error) => void } = {},
+): Promise<T> {
+  const end = Date.now() + (o.deadlineMs ?? 120_000);
+  let delay = 250;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!transient(e) || Date.now() + delay > end) throw e;
+      o.onRetry?.(e as Error);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 5_000);
+    }
+  }
+}
+
+export interface ApplyRun {
+  fleet: string;
+  phase: EnginePhase;
+  dryRun?: boolean;
+  force?: boolean;
+  /** Bound for CRD establishment and for retries of one object. */
+  timeoutMs?: number;
+  onProgress?: (line: string) => void;
+}
+
+export interface Applied {
+  object: KubeObject;
+  action: ApplyAction;
+  /** Dry run only: why the server could not check it (its CRD is not installed yet). */
+  note?: string;
+}
+
+/** Applies `objects` to one cluster in waves; resolves with each object's outcome, in input order of waves. */
+export async function applyObjects(
+  client: ClusterClient,
+  objects: KubeObject[],
+  run: ApplyRun,
+): Promise<Applied[]> {
+  const out: Applied[] = [];
+  for (const wave of applyWaves(objects)) {
+    const results = await mapLimit(wave, 8, async (desired): Promise<Applied> => {
+      try {
+        const r = await retrying(
+          () =>
+            client.apply(desired, {
+              ...(run.dryRun ? { dryRun: true } : {}),
+              ...(run.force ? { force: true } : {}),
+              prepare: (live) => withMark(desired, live, run.fleet, run.phase),
+            }),
+          {
+            deadlineMs: run.timeoutMs ?? 120_000,
+            onRetry: (e) =>
+              run.onProgress?.(`retrying ${describeRef(refOf(desired))}: ${e.message.split('\n')[0]}`),
+          },
+        );
+        return r;
+      } catch (e) {
+        if (run.dryRun && e instanceof KubeApiError && e.status === 404 && /does not serve/.test(e.message))
+          return {
+            object: desired,
+            action: 'created',
+            note: 'its CRD is not installed yet, so the server could not check it',
+          };
+        throw e;
+      }
+    });
+    out.push(...results);
+    const crds = wave.filter((o) => o.kind === 'CustomResourceDefinition');
+    if (crds.length && !run.dryRun)
+      await waitHealthy(client, crds.map(refOf), {
+        timeoutMs: run.timeoutMs ?? 120_000,
+        ...(run.onProgress ? { onProgress: run.onProgress } : {}),
+      });
+  }
+  return out;
+}
+
+export function countsOf(applied: Applied[]): Counts {
+  const c = noCounts();
+  for (const a of applied) c[a.action]++;
+  return c;
+}

@@ -1,0 +1,92 @@
+/**
+ * What each engine phase wants in one cluster, as steps: a step's objects are
+ * applied, then waited for, before the next step starts. Shared by `up`,
+ * `plan` and `status`, so the three agree on what a phase is.
+ *
+ * - namespaces: the registrar's CRDs (upstream) and the namespaces;
+ * - cert-manager: its release manifest, then the root CA, issuers and cacerts;
+ * - spire, federation, apps: what the renderer makes;
+ * - istio: istioctl's manifests for the rendered IstioOperator, then the
+ *   objects applied after Istio (STRICT mTLS, cross-network Gateway);
+ * - remote-secrets: built at apply time from the peers' tokens (up.ts).
+ */
+import type { Fleet } from '../fleet/model.js';
+import { renderCluster } from '../render/index.js';
+import type { KubeObject, PendingInput, PhaseName, RenderInputs } from '../render/types.js';
+import type { EnginePhase } from './apply.js';
+import { generateIstio, type Istioctl } from './istioctl.js';
+import type { UpstreamSource } from './upstream.js';
+
+export interface Step {
+  /** What the step is, for progress lines: "cert-manager 1.21.2 release". */
+  label: string;
+  objects: KubeObject[];
+}
+
+export interface PhaseWant {
+  phase: EnginePhase;
+  steps: Step[];
+  pending: PendingInput[];
+  warnings: string[];
+}
+
+export interface DesiredSources {
+  upstream: UpstreamSource;
+  /** Needed for the istio phase; its absence is an error there. */
+  istioctl?: Istioctl;
+  cacheDir?: string;
+}
+
+export async function desiredPhase(
+  fleet: Fleet,
+  cluster: string,
+  phase: Exclude<EnginePhase, 'remote-secrets'>,
+  inputs: RenderInputs,
+  src: DesiredSources,
+): Promise<PhaseWant> {
+  const render = renderCluster(fleet, cluster, inputs).phases.find((p) => p.phase === (phase as PhaseName))!;
+  const upstream = (await Promise.all(render.upstream.map((u) => src.upstream.objects(u)))).flat();
+  const want: PhaseWant = { phase, steps: [], pending: render.pending, warnings: [] };
+  switch (phase) {
+    case 'namespaces':
+      want.steps.push({
+        label: 'namespaces and registration CRDs',
+        objects: [...upstream, ...render.objects],
+      });
+      break;
+    case 'cert-manager':
+      want.steps.push(
+        { label: `cert-manager ${fleet.versions.certManager} release`, objects: upstream },
+        { label: 'root CA, issuers, Istio CA', objects: render.objects },
+      );
+      break;
+    case 'istio': {
+      const iop = render.generatorInputs.find((o) => o.kind === 'IstioOperator');
+      if (!src.istioctl)
+        throw new Error('the istio phase needs istioctl: give --istioctl PATH or put it on PATH');
+      if (iop) {
+        const g = await generateIstio(src.istioctl, iop, src.cacheDir ? { cacheDir: src.cacheDir } : {});
+        want.warnings.push(...g.warnings);
+        want.steps.push({
+          label: `Istio ${fleet.versions.istio} (istioctl ${src.istioctl.version})`,
+          objects: g.objects,
+        });
+      }
+      want.steps.push({ label: 'mTLS policy and cross-network gateway', objects: render.objects });
+      break;
+    }
+    default:
+      want.steps.push({ label: phase, objects: render.objects });
+  }
+  return want;
+}
+
+/** group/kind/namespace/name, the identity of an object across API versions. */
+export function identity(o: {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+}): string {
+  const group = o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : '';
+  return `${group}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+}

@@ -1,0 +1,97 @@
+/**
+ * `meshfed status`: per cluster, per phase, the health of what meshfed owns
+ * there (read from the cluster: inventory.ts), with the first thing still
+ * pending, and the addresses peers use. Reads only.
+ */
+import type { Fleet } from '../fleet/model.js';
+import { type ClusterClient, describeRef, refOf } from '../kube/client.js';
+import { type HealthStatus, healthOf, type ObjectState } from '../kube/health.js';
+import { PHASE_LABEL } from '../render/meta.js';
+import { ENGINE_PHASES, type EnginePhase } from './apply.js';
+import { serviceAddress } from './discover.js';
+import { ownedObjects } from './inventory.js';
+
+export interface PhaseStatus {
+  phase: EnginePhase;
+  /** NotApplied: meshfed owns nothing of this phase in the cluster. */
+  status: HealthStatus | 'NotApplied';
+  objects: number;
+  /** The first object not Healthy, and why. */
+  pending?: string;
+}
+
+export interface ClusterStatus {
+  cluster: string;
+  context: string;
+  reachable: boolean;
+  error?: string;
+  phases: PhaseStatus[];
+  bundleEndpoint?: string;
+  eastWestGateway?: string;
+}
+
+export interface FleetStatus {
+  fleet: string;
+  healthy: boolean;
+  clusters: ClusterStatus[];
+}
+
+/** Phases that own nothing in some fleets (seed federation is static config; a lone cluster has no peers). */
+const MAY_BE_EMPTY: ReadonlySet<EnginePhase> = new Set(['federation', 'remote-secrets']);
+
+async function address(client: ClusterClient, svc: { namespace: string; name: string; portName?: string }) {
+  return serviceAddress(client, svc, { timeoutMs: 0 }).catch(() => undefined);
+}
+
+export async function fleetStatus(fleet: Fleet, clients: Map<string, ClusterClient>): Promise<FleetStatus> {
+  const clusters = await Promise.all(
+    fleet.clusters.map(async (c): Promise<ClusterStatus> => {
+      const client = clients.get(c.context)!;
+      try {
+        const owned = await ownedObjects(client, fleet.name);
+        const phases = ENGINE_PHASES.map((phase): PhaseStatus => {
+          const mine = owned.filter((x) => x.metadata.labels?.[PHASE_LABEL] === phase);
+          if (!mine.length)
+            return { phase, status: MAY_BE_EMPTY.has(phase) ? 'Healthy' : 'NotApplied', objects: 0 };
+          const bad = mine
+            .map((x) => ({ x, h: healthOf(x as ObjectState) }))
+            .filter((r) => r.h.status !== 'Healthy');
+          const first = bad[0];
+          return {
+            phase,
+            status: first ? first.h.status : 'Healthy',
+            objects: mine.length,
+            ...(first ? { pending: `${describeRef(refOf(first.x))}: ${first.h.message}` } : {}),
+          };
+        });
+        const be = await address(client, { namespace: 'spire', name: 'spire-server-bundle-endpoint' });
+        const ew = await address(client, {
+          namespace: 'istio-system',
+          name: 'istio-eastwestgateway',
+          portName: 'tls',
+        });
+        return {
+          cluster: c.name,
+          context: c.context,
+          reachable: true,
+          phases,
+          ...(be ? { bundleEndpoint: be } : {}),
+          ...(ew ? { eastWestGateway: ew } : {}),
+        };
+      } catch (e) {
+        return {
+          cluster: c.name,
+          context: c.context,
+          reachable: false,
+          error: (e as Error).message,
+          phases: [],
+        };
+      }
+    }),
+  );
+  return {
+    fleet: fleet.name,
+    healthy: clusters.every((c) => c.reachable && c.phases.every((p) => p.status === 'Healthy')),
+    clusters,
+  };
+}

@@ -1,0 +1,464 @@
+/**
+ * `meshfed up`: every cluster of the fleet from empty to the whole system, in
+ * phases (apply.ts ENGINE_PHASES). Clusters run in parallel; a phase waits for
+ * its peers only where it needs them:
+ *
+ * - spire: each cluster applies what it can and discovers its bundle endpoint
+ *   address; the held-back objects (the seed's static federation config) are
+ *   applied once every peer's address is known;
+ * - federation: once every SPIRE server is up, one bootstrap for every
+ *   federated pair (through pod exec to spire-server), then each cluster's
+ *   relationships (ClusterFederatedTrustDomains) with the discovered URLs,
+ *   waited for in the server;
+ * - remote-secrets: once every Istio is up, each cluster's reader token is
+ *   read and its remote secret written into every federated peer.
+ *
+ * Each step's objects are applied (server-side, meshfed's field manager) and
+ * then waited for until healthy, with a bound. After a phase, objects meshfed
+ * created in that phase and no longer wants are pruned. Progress is recorded
+ * (progress.ts); since every step is an idempotent apply, a run that was
+ * killed converges when run again.
+ */
+
+import { bootstrap, type FederationMember } from '../federation/engine.js';
+import { SpireServerCli } from '../federation/spire-cli.js';
+import { podServerTransport } from '../federation/transport.js';
+import type { Fleet } from '../fleet/model.js';
+import { peersOf } from '../fleet/model.js';
+import { type ClusterClient, describeRef, type KubeObject, refOf } from '../kube/client.js';
+import { waitHealthy } from '../kube/wait.js';
+import { PHASE_LABEL } from '../render/meta.js';
+import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
+import type { RenderInputs } from '../render/types.js';
+import {
+  type Applied,
+  addCounts,
+  applyObjects,
+  type Counts,
+  countsOf,
+  ENGINE_PHASES,
+  type EnginePhase,
+  noCounts,
+  retrying,
+} from './apply.js';
+import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';
+import { serviceAddress } from './discover.js';
+import { ownedObjects } from './inventory.js';
+import { mapLimit } from './order.js';
+import type { ProgressStore } from './progress.js';
+import { remoteSecretOf } from './remote-secrets.js';
+
+export interface EngineEvent {
+  cluster?: string;
+  phase?: EnginePhase;
+  kind: 'phase-start' | 'phase-done' | 'progress' | 'warning';
+  message: string;
+  counts?: Counts;
+}
+
+export interface UpOptions extends DesiredSources {
+  fleet: Fleet;
+  /** A client for each cluster's context. */
+  clients: Map<string, ClusterClient>;
+  dryRun?: boolean;
+  force?: boolean;
+  /** Bound of each wait (ms, default 300 s). */
+  timeoutMs?: number;
+  progress?: ProgressStore;
+  onEvent?: (e: EngineEvent) => void;
+}
+
+export interface PhaseResult {
+  phase: EnginePhase;
+  counts: Counts;
+  pruned: number;
+  seconds: number;
+  /** Dry run: what could not be done without doing the phases before. */
+  notes: string[];
+}
+
+export interface ClusterResult {
+  cluster: string;
+  phases: PhaseResult[];
+}
+
+export interface UpResult {
+  clusters: ClusterResult[];
+  bundleEndpoints: Record<string, string>;
+  eastWestGateways: Record<string, string>;
+  writes: number;
+}
+
+export class UpError extends Error {
+  override name = 'UpError';
+  constructor(
+    message: string,
+    readonly failures: Array<{ cluster: string; phase: EnginePhase; error: string }>,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A meeting point for the clusters of a phase: each arrives with a value;
+ * `all` resolves once every cluster has arrived, and rejects as soon as one
+ * has failed, so no cluster waits for a peer that will never come.
+ */
+class Barrier<T> {
+  private readonly values = new Map<string, T>();
+  private readonly waiters: Array<{ resolve: (m: Map<string, T>) => void; reject: (e: Error) => void }> = [];
+  private failed: Error | undefined;
+  constructor(private readonly names: string[]) {}
+  arrive(name: string, value: T) {
+    this.values.set(name, value);
+    if (this.values.size === this.names.length)
+      for (const w of this.waiters.splice(0)) w.resolve(this.values);
+  }
+  fail(name: string, why: string) {
+    if (this.failed) return;
+    this.failed = new Error(`${name} failed (${why})`);
+    for (const w of this.waiters.splice(0)) w.reject(this.failed);
+  }
+  all(): Promise<Map<string, T>> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.values.size === this.names.length) return Promise.resolve(this.values);
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+}
+
+const BUNDLE_ENDPOINT_SERVICE = { namespace: SPIRE_NAMESPACE, name: 'spire-server-bundle-endpoint' };
+const EAST_WEST_SERVICE = { namespace: ISTIO_NAMESPACE, name: 'istio-eastwestgateway', portName: 'tls' };
+const SPIRE_SERVER_POD = { namespace: SPIRE_NAMESPACE, name: 'spire-server-0' };
+
+export async function up(o: UpOptions): Promise<UpResult> {
+  const { fleet } = o;
+  const names = fleet.clusters.map((c) => c.name);
+  const emit = o.onEvent ?? (() => {});
+  const timeoutMs = o.timeoutMs ?? 300_000;
+  const bundleEndpoints: Record<string, string> = {};
+  const eastWest: Record<string, string> = {};
+  for (const c of fleet.clusters)
+    if (c.bundleEndpoint.address) bundleEndpoints[c.name] = c.bundleEndpoint.address;
+  const barriers = {
+    endpoints: new Barrier<string | undefined>(names),
+    spire: new Barrier<true>(names),
+    istio: new Barrier<true>(names),
+    remoteSecret: new Barrier<KubeObject | undefined>(names),
+  };
+  const failAll = (cluster: string, why: string) => {
+    for (const b of Object.values(barriers)) b.fail(cluster, why);
+  };
+  let federation: Promise<void> | undefined;
+
+  const clientOf = (cluster: string) => {
+    const spec = fleet.clusters.find((c) => c.name === cluster)!;
+    const client = o.clients.get(spec.context);
+    if (!client) throw new Error(`no client for context ${spec.context}`);
+    return client;
+  };
+
+  const runCluster = async (cluster: string): Promise<ClusterResult> => {
+    const client = clientOf(cluster);
+    const result: ClusterResult = { cluster, phases: [] };
+    const progress = (phase: EnginePhase) => (message: string) =>
+      emit({ cluster, phase, kind: 'progress', message });
+    const owned = o.dryRun ? [] : await ownedObjects(client, fleet.name);
+
+    const applySteps = async (phase: EnginePhase, steps: Step[]): Promise<Applied[]> => {
+      const all: Applied[] = [];
+      for (const step of steps) {
+        if (!step.objects.length) continue;
+        progress(phase)(
+          `applying ${step.label} (${step.objects.length} objects)${o.dryRun ? ', server-side dry run' : ''}`,
+        );
+        const applied = await applyObjects(client, step.objects, {
+          fleet: fleet.name,
+          phase,
+          timeoutMs,
+          onProgress: progress(phase),
+          ...(o.dryRun ? { dryRun: true } : {}),
+          ...(o.force ? { force: true } : {}),
+        });
+        all.push(...applied);
+        if (!o.dryRun)
+          await waitHealthy(client, step.objects.map(refOf), { timeoutMs, onProgress: progress(phase) });
+      }
+      return all;
+    };
+
+    const prune = async (phase: EnginePhase, wanted: KubeObject[]): Promise<number> => {
+      if (o.dryRun) return 0;
+      const keep = new Set(wanted.map(identity));
+      const stale = owned.filter((x) => x.metadata.labels?.[PHASE_LABEL] === phase && !keep.has(identity(x)));
+      await mapLimit(stale, 8, (x) => {
+        progress(phase)(`pruning ${describeRef(refOf(x))}, which the fleet no longer has`);
+        return retrying(() => client.delete(refOf(x)));
+      });
+      return stale.length;
+    };
+
+    for (const phase of ENGINE_PHASES) {
+      const t0 = Date.now();
+      emit({ cluster, phase, kind: 'phase-start', message: phase });
+      o.progress?.phaseStarted(cluster, phase);
+      const notes: string[] = [];
+      let applied: Applied[] = [];
+      let wanted: KubeObject[] = [];
+      const inputs = (): RenderInputs => ({ bundleEndpoints: { ...bundleEndpoints } });
+      try {
+        switch (phase) {
+          case 'spire': {
+            const first = await desiredPhase(fleet, cluster, 'spire', inputs(), o);
+            // Objects applied now; the held-back ones wait for the peers' addresses.
+            applied = await applyStepsNoWaitOnServer(first.steps);
+            let address: string | undefined = bundleEndpoints[cluster];
+            if (!address) {
+              if (o.dryRun) {
+                notes.push('the bundle endpoint address is discovered once its Service exists');
+              } else {
+                address = await serviceAddress(
+                  client,
+                  { ...BUNDLE_ENDPOINT_SERVICE },
+                  { timeoutMs, onProgress: progress(phase) },
+                );
+                progress(phase)(`bundle endpoint at https://${address}`);
+              }
+            }
+            barriers.endpoints.arrive(cluster, address);
+            const addresses = await barriers.endpoints.all();
+            for (const [n, a] of addresses) if (a) bundleEndpoints[n] = a;
+            o.progress?.record({ bundleEndpoints });
+            const full = await desiredPhase(fleet, cluster, 'spire', inputs(), o);
+            if (full.pending.length && !o.dryRun)
+              throw new Error(
+                `still missing: ${full.pending.map((p) => `${p.what} of ${p.cluster}`).join(', ')}`,
+              );
+            for (const p of full.pending)
+              notes.push(`held back until ${p.cluster}'s ${p.what} is known: ${p.heldBack.join(', ')}`);
+            applied = strongest([...applied, ...(await applySteps(phase, full.steps))]);
+            wanted = full.steps.flatMap((s) => s.objects);
+            barriers.spire.arrive(cluster, true);
+            break;
+          }
+          case 'federation': {
+            if (o.dryRun) {
+              notes.push('bootstrap and relationships need running SPIRE servers: not in a dry run');
+              const want = await desiredPhase(fleet, cluster, 'federation', inputs(), o);
+              applied = await applySteps(phase, want.steps);
+              break;
+            }
+            await barriers.spire.all();
+            federation ??= bootstrapFleet(o, clientOf, bundleEndpoints, (m) =>
+              emit({ phase, kind: 'progress', message: m }),
+            );
+            await federation;
+            const want = await desiredPhase(fleet, cluster, 'federation', inputs(), o);
+            applied = await applySteps(phase, want.steps);
+            wanted = want.steps.flatMap((s) => s.objects);
+            if (fleet.versions.registrar === 'spire-controller-manager')
+              await waitRelationships(client, fleet, cluster, bundleEndpoints, timeoutMs, progress(phase));
+            break;
+          }
+          case 'istio': {
+            const want = await desiredPhase(fleet, cluster, 'istio', inputs(), o);
+            for (const w of want.warnings) emit({ cluster, phase, kind: 'warning', message: w });
+            applied = await applySteps(phase, want.steps);
+            wanted = want.steps.flatMap((s) => s.objects);
+            const spec = fleet.clusters.find((c) => c.name === cluster)!;
+            if (!o.dryRun) {
+              eastWest[cluster] =
+                spec.eastWestGateway.address ??
+                (await serviceAddress(client, EAST_WEST_SERVICE, { timeoutMs, onProgress: progress(phase) }));
+              progress(phase)(`east-west gateway at ${eastWest[cluster]}`);
+              o.progress?.record({ eastWestGateways: eastWest });
+            }
+            barriers.istio.arrive(cluster, true);
+            break;
+          }
+          case 'remote-secrets': {
+            if (o.dryRun) {
+              notes.push("remote secrets carry each peer's reader token: not in a dry run");
+              barriers.remoteSecret.arrive(cluster, undefined);
+              break;
+            }
+            await barriers.istio.all();
+            const tokenApplied: Applied[] = [];
+            const mine = await retrying(() =>
+              remoteSecretOf(client, cluster, {
+                timeoutMs,
+                applyTokenSecret: async (s) => {
+                  wanted.push(s);
+                  tokenApplied.push(
+                    ...(await applyObjects(client, [s], { fleet: fleet.name, phase, timeoutMs })),
+                  );
+                },
+              }),
+            );
+            barriers.remoteSecret.arrive(cluster, mine);
+            const secrets = await barriers.remoteSecret.all();
+            const peers = peersOf(fleet, cluster).map((p) => secrets.get(p.name)!);
+            wanted.push(...peers);
+            progress(phase)(
+              `writing the remote secrets of ${
+                peersOf(fleet, cluster)
+                  .map((p) => p.name)
+                  .join(', ') || 'no peer'
+              }`,
+            );
+            applied = [
+              ...tokenApplied,
+              ...(await applyObjects(client, peers, { fleet: fleet.name, phase, timeoutMs })),
+            ];
+            break;
+          }
+          default: {
+            const want = await desiredPhase(fleet, cluster, phase, inputs(), o);
+            applied = await applySteps(phase, want.steps);
+            wanted = want.steps.flatMap((s) => s.objects);
+          }
+        }
+        const pruned = await prune(phase, wanted);
+        const r: PhaseResult = {
+          phase,
+          counts: countsOf(applied),
+          pruned,
+          seconds: (Date.now() - t0) / 1000,
+          notes,
+        };
+        result.phases.push(r);
+        o.progress?.phaseDone(cluster, phase, r.counts);
+        emit({ cluster, phase, kind: 'phase-done', message: phase, counts: r.counts });
+      } catch (e) {
+        const why = (e as Error).message;
+        o.progress?.phaseFailed(cluster, phase, why);
+        failAll(cluster, `${phase}: ${why.split('\n')[0]}`);
+        throw Object.assign(e as Error, { phase });
+      }
+    }
+    return result;
+
+    // The spire phase's first pass: apply without waiting on the objects that
+    // cannot be healthy before the held-back ones exist.
+    async function applyStepsNoWaitOnServer(steps: Step[]): Promise<Applied[]> {
+      const out: Applied[] = [];
+      for (const s of steps)
+        out.push(
+          ...(await applyObjects(client, s.objects, {
+            fleet: fleet.name,
+            phase: 'spire',
+            timeoutMs,
+            onProgress: progress('spire'),
+            ...(o.dryRun ? { dryRun: true } : {}),
+            ...(o.force ? { force: true } : {}),
+          })),
+        );
+      return out;
+    }
+  };
+
+  o.progress?.runStarted(fleet, o.dryRun ?? false);
+  const settled = await Promise.allSettled(names.map(runCluster));
+  const failures = settled.flatMap((s, i) =>
+    s.status === 'rejected'
+      ? [
+          {
+            cluster: names[i]!,
+            phase: ((s.reason as { phase?: EnginePhase }).phase ?? 'namespaces') as EnginePhase,
+            error: (s.reason as Error).message,
+          },
+        ]
+      : [],
+  );
+  // A cluster that stopped only because a peer failed is not a failure of its own.
+  const own = failures.filter((f) => !/^\S+ failed \(/.test(f.error));
+  if (failures.length) {
+    const shown = own.length ? own : failures;
+    throw new UpError(shown.map((f) => `${f.cluster}: ${f.phase}: ${f.error}`).join('\n'), shown);
+  }
+  const clusters = settled.map((s) => (s as PromiseFulfilledResult<ClusterResult>).value);
+  const writes = clusters
+    .flatMap((c) => c.phases)
+    .reduce((n, p) => n + p.counts.created + p.counts.updated + p.pruned, 0);
+  o.progress?.runDone();
+  return { clusters, bundleEndpoints, eastWestGateways: eastWest, writes };
+}
+
+const STRENGTH = { created: 2, updated: 1, unchanged: 0 } as const;
+
+/** One outcome per object when it was applied twice: created beats updated beats unchanged. */
+function strongest(applied: Applied[]): Applied[] {
+  const by = new Map<string, Applied>();
+  for (const a of applied) {
+    const k = identity(a.object);
+    const had = by.get(k);
+    if (!had || STRENGTH[a.action] > STRENGTH[had.action]) by.set(k, a);
+  }
+  return [...by.values()];
+}
+
+/** Every federated pair's bundles, through pod exec into each cluster's SPIRE server. */
+async function bootstrapFleet(
+  o: UpOptions,
+  clientOf: (cluster: string) => ClusterClient,
+  bundleEndpoints: Record<string, string>,
+  progress: (m: string) => void,
+): Promise<void> {
+  const members: FederationMember[] = o.fleet.clusters.map((c) => ({
+    name: c.name,
+    trustDomain: c.trustDomain,
+    server: new SpireServerCli(podServerTransport(clientOf(c.name), SPIRE_SERVER_POD)),
+    bundleEndpoint: {
+      url: `https://${bundleEndpoints[c.name]}`,
+      spiffeId: `spiffe://${c.trustDomain}/spire/server`,
+    },
+  }));
+  progress(`bootstrapping ${o.fleet.federation.pairs.length} federated pairs`);
+  const deadline = Date.now() + (o.timeoutMs ?? 300_000);
+  for (;;) {
+    const steps = await bootstrap(members, o.fleet.federation.pairs);
+    const failed = steps.filter((s) => s.result === 'failed');
+    if (!failed.length) {
+      const n = (r: string) => steps.filter((s) => s.result === r).length;
+      progress(`bundles: ${n('created')} set, ${n('updated')} updated, ${n('unchanged')} already current`);
+      return;
+    }
+    if (Date.now() > deadline)
+      throw new Error(failed.map((f) => `${f.holder} ← ${f.peer}: ${f.error}`).join('; '));
+    progress(
+      `retrying the bootstrap: ${failed[0]!.holder} ← ${failed[0]!.peer}: ${failed[0]!.error?.split('\n')[0]}`,
+    );
+    await new Promise((r) => setTimeout(r, 2_000));
+  }
+}
+
+/** Waits until spire-controller-manager has made each relationship in the cluster's server. */
+async function waitRelationships(
+  client: ClusterClient,
+  fleet: Fleet,
+  cluster: string,
+  bundleEndpoints: Record<string, string>,
+  timeoutMs: number,
+  progress: (m: string) => void,
+): Promise<void> {
+  const server = new SpireServerCli(podServerTransport(client, SPIRE_SERVER_POD));
+  const want = peersOf(fleet, cluster).map((p) => ({
+    td: p.trustDomain,
+    url: `https://${bundleEndpoints[p.name]}`,
+  }));
+  const deadline = Date.now() + timeoutMs;
+  let said = '';
+  for (;;) {
+    const have = await server.relationships().catch(() => undefined);
+    const missing = want.filter(
+      (w) => !have?.some((r) => r.trustDomain === w.td && r.bundleEndpointUrl === w.url),
+    );
+    if (have && !missing.length) return;
+    const line = `waiting for spire-controller-manager to make the relationships with ${missing.map((m) => m.td).join(', ')}`;
+    if (Date.now() > deadline) throw new Error(`${line}: not done after ${Math.round(timeoutMs / 1000)} s`);
+    if (line !== said) {
+      said = line;
+      progress(line);
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * The engine's pure parts: upstream manifests (offline, cache, checksums),
+ * istioctl's output, apply order, ownership marks, plan diffs, the progress
+ * record.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { ownedBy, transient, withMark } from '../../src/engine/apply.js';
+import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
+import { applyWaves, mapLimit } from '../../src/engine/order.js';
+import { comparable, objectDiff } from '../../src/engine/plan.js';
+import { ProgressStore, unfinished } from '../../src/engine/progress.js';
+import { mirrorPath, parseManifests, UpstreamError, UpstreamSource } from '../../src/engine/upstream.js';
+import { defaultFleet } from '../../src/fleet/load.js';
+import { KubeApiError, type KubeObject } from '../../src/kube/client.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'mf-engine-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const CM = (name: string, extra: Partial<KubeObject> = {}): KubeObject => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name, namespace: 'spire' },
+  ...extra,
+});
+const manifest = {
+  name: 'cert-manager',
+  version: '1.2.3',
+  url: 'https://example.test/rel/v1.2.3/cert-manager.yaml',
+};
+const TEXT = 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: cert-manager\n---\n# only a comment\n';
+
+describe('upstream manifests', () => {
+  test('--offline reads the mirror path of the URL and never downloads; a missing file names the path to put it at', async () => {
+    const dir = join(tmp, 'offline');
+    const src = new UpstreamSource({
+      offlineDir: dir,
+      fetchText: () => Promise.reject(new Error('must not download')),
+    });
+    await assert.rejects(src.text(manifest), (e: Error) => {
+      assert.ok(e instanceof UpstreamError);
+      assert.match(e.message, /offline\/example\.test\/rel\/v1\.2\.3\/cert-manager\.yaml/);
+      return true;
+    });
+    const p = mirrorPath(dir, manifest.url);
+    mkdirSync(dirname(p), { recursive: true });
+    writeFileSync(p, TEXT);
+    const objects = await new UpstreamSource({ offlineDir: dir }).objects(manifest);
+    assert.deepEqual(
+      objects.map((o) => `${o.kind}/${o.metadata.name}`),
+      ['Namespace/cert-manager'],
+    );
+  });
+
+  test('a SHA256SUMS beside the offline files is enforced', async () => {
+    const dir = join(tmp, 'offline');
+    writeFileSync(join(dir, 'SHA256SUMS'), `${'0'.repeat(64)}  example.test/rel/v1.2.3/cert-manager.yaml\n`);
+    await assert.rejects(new UpstreamSource({ offlineDir: dir }).text(manifest), /sha256 .* expected 0{64}/);
+    rmSync(join(dir, 'SHA256SUMS'));
+  });
+
+  test('a download is cached with its digest; a cached copy that changed is refused', async () => {
+    const cacheDir = join(tmp, 'cache');
+    let downloads = 0;
+    const src = () =>
+      new UpstreamSource({
+        cacheDir,
+        fetchText: async () => {
+          downloads++;
+          return TEXT;
+        },
+      });
+    assert.equal(await src().text(manifest), TEXT);
+    assert.equal(await src().text(manifest), TEXT);
+    assert.equal(downloads, 1);
+    writeFileSync(mirrorPath(cacheDir, manifest.url), `${TEXT}# tampered\n`);
+    await assert.rejects(src().text(manifest), /has sha256 .* expected/);
+  });
+
+  test('no network and no --offline: the error says how to work offline', async () => {
+    const src = new UpstreamSource({
+      cacheDir: join(tmp, 'empty-cache'),
+      fetchText: () => Promise.reject(new Error('getaddrinfo ENOTFOUND example.test')),
+    });
+    await assert.rejects(src.text(manifest), /cannot download .*ENOTFOUND.*--offline DIR/);
+  });
+
+  test('parseManifests flattens Lists and refuses a document that is not an object', () => {
+    const list = parseManifests(
+      'apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n',
+      'x',
+    );
+    assert.equal(list[0]?.metadata.name, 'a');
+    assert.throws(
+      () => parseManifests('just: text\n', 'm.yaml'),
+      /m\.yaml: a document is not a Kubernetes object/,
+    );
+  });
+});
+
+describe('istioctl output', () => {
+  test('log lines are taken out of the YAML and kept with their level', () => {
+    const out = [
+      '2026-11-25T10:00:00.123456Z\twarn\tIstioOperator: something deprecated',
+      'apiVersion: v1',
+      'kind: ConfigMap',
+      'metadata:',
+      '  name: istio',
+      '2026-11-25T10:00:00.2Z\tinfo\tdone',
+    ].join('\n');
+    const r = splitIstioctlOutput(out);
+    assert.deepEqual(r.logs, [
+      { level: 'warn', text: 'IstioOperator: something deprecated' },
+      { level: 'info', text: 'done' },
+    ]);
+    assert.deepEqual(
+      parseManifests(r.yaml, 'istioctl').map((o) => o.metadata.name),
+      ['istio'],
+    );
+  });
+});
+
+describe('apply order', () => {
+  test('namespaces and CRDs first, workloads after their config, custom resources after built-ins, webhooks last', () => {
+    const kinds = [
+      'ValidatingWebhookConfiguration',
+      'Certificate',
+      'Deployment',
+      'ConfigMap',
+      'CustomResourceDefinition',
+      'Service',
+      'Namespace',
+      'ClusterRoleBinding',
+      'ClusterRole',
+    ];
+    const waves = applyWaves(kinds.map((kind) => ({ kind })));
+    assert.deepEqual(
+      waves.map((w) => w.map((o) => o.kind)),
+      [
+        ['Namespace'],
+        ['CustomResourceDefinition'],
+        ['ConfigMap'],
+        ['ClusterRole'],
+        ['ClusterRoleBinding'],
+        ['Service'],
+        ['Deployment'],
+        ['Certificate'],
+        ['ValidatingWebhookConfiguration'],
+      ],
+    );
+  });
+
+  test('mapLimit keeps input order and never runs more than the limit at once', async () => {
+    let running = 0;
+    let most = 0;
+    const r = await mapLimit([5, 1, 3, 2, 4], 2, async (n) => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise((res) => setTimeout(res, n * 3));
+      running--;
+      return n * 10;
+    });
+    assert.deepEqual(r, [50, 10, 30, 20, 40]);
+    assert.equal(most, 2);
+  });
+});
+
+describe('ownership', () => {
+  test('an object meshfed creates gets its labels and created mark; one it finds gets neither', () => {
+    const desired = CM('spire-agent', {
+      metadata: { name: 'spire-agent', namespace: 'spire', labels: { app: 'x' } },
+    });
+    const created = withMark(desired, undefined, 'mesh', 'spire');
+    assert.equal(created.metadata.labels?.['app.kubernetes.io/managed-by'], 'meshfed');
+    assert.equal(created.metadata.labels?.['meshfed.dev/fleet'], 'mesh');
+    assert.equal(created.metadata.labels?.['meshfed.dev/phase'], 'spire');
+    assert.equal(created.metadata.labels?.app, 'x');
+    assert.equal(created.metadata.annotations?.['meshfed.dev/created'], 'true');
+    // Found already there (made by someone else): meshfed co-manages fields but claims nothing.
+    const found = withMark(created, CM('spire-agent'), 'mesh', 'spire');
+    assert.equal(found.metadata.labels?.['app.kubernetes.io/managed-by'], undefined);
+    assert.equal(found.metadata.annotations, undefined);
+    // Created by meshfed in an earlier run: still meshfed's.
+    const again = withMark(desired, created, 'mesh', 'spire');
+    assert.equal(again.metadata.annotations?.['meshfed.dev/created'], 'true');
+  });
+
+  test('ownedBy needs the labels of the fleet, the created mark and meshfed among the field managers', () => {
+    const mine = withMark(CM('a'), undefined, 'mesh', 'spire');
+    mine.metadata.managedFields = [{ manager: 'meshfed', operation: 'Apply' }];
+    assert.equal(ownedBy(mine, 'mesh'), true);
+    assert.equal(ownedBy(mine, 'other-fleet'), false);
+    assert.equal(
+      ownedBy({ ...mine, metadata: { ...mine.metadata, managedFields: [{ manager: 'kubectl' }] } }, 'mesh'),
+      false,
+    );
+    assert.equal(ownedBy({ ...mine, metadata: { ...mine.metadata, annotations: {} } }, 'mesh'), false);
+  });
+
+  test('transient: connection failures, 429 and 5xx are retried; 4xx answers are not', () => {
+    assert.equal(transient(new Error('cluster-1: PATCH /api: connect ECONNREFUSED 127.0.0.1:6443')), true);
+    assert.equal(transient(new KubeApiError('x', 503, 'ServiceUnavailable')), true);
+    assert.equal(transient(new KubeApiError('x', 429, 'TooManyRequests')), true);
+    assert.equal(transient(new KubeApiError('x', 422, 'Invalid')), false);
+    assert.equal(transient(new KubeApiError('x', 409, 'Conflict')), false);
+  });
+});
+
+describe('plan diffs', () => {
+  test('server bookkeeping and status are not compared; a change shows as a unified diff', () => {
+    const live = CM('a', {
+      data: { k: 'old' },
+      metadata: { name: 'a', namespace: 'spire', resourceVersion: '5', uid: 'u' },
+    });
+    const same = { ...live, metadata: { ...live.metadata, resourceVersion: '6' }, status: { x: 1 } };
+    assert.equal(objectDiff('ConfigMap spire/a', live, same), undefined);
+    const diff = objectDiff('ConfigMap spire/a', live, { ...live, data: { k: 'new' } });
+    assert.match(diff ?? '', /^-\s+k: old$/m);
+    assert.match(diff ?? '', /^\+\s+k: new$/m);
+  });
+
+  test('Secret values never appear, only that they changed', () => {
+    const s = (token: string): KubeObject => ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'r', namespace: 'istio-system' },
+      data: { token },
+    });
+    assert.doesNotMatch(JSON.stringify(comparable(s('c2VjcmV0LXRva2Vu'))), /c2VjcmV0/);
+    const diff =
+      objectDiff('Secret istio-system/r', s('c2VjcmV0LXRva2Vu'), s('b3RoZXItc2VjcmV0LXRva2Vu')) ?? '';
+    assert.match(diff, /secret, 16 characters/);
+    assert.doesNotMatch(diff, /c2VjcmV0|b3RoZXI/);
+  });
+});
+
+describe('progress record', () => {
+  test('a run that stopped is described on the next start; a finished run is not', () => {
+    const path = join(tmp, 'p', 'mesh.progress.json');
+    const fleet = defaultFleet();
+    const s1 = new ProgressStore(path);
+    assert.equal(unfinished(s1.previous), undefined);
+    s1.runStarted(fleet, false);
+    s1.phaseDone('cluster-1', 'namespaces', { created: 3, updated: 0, unchanged: 0 });
+    s1.phaseStarted('cluster-2', 'spire');
+    s1.record({ bundleEndpoints: { 'cluster-1': '10.0.0.1:8443' } });
+    const s2 = new ProgressStore(path);
+    assert.equal(unfinished(s2.previous), 'cluster-2 in spire (started)');
+    assert.equal(s2.previous?.bundleEndpoints['cluster-1'], '10.0.0.1:8443');
+    s2.runStarted(fleet, false);
+    s2.runDone();
+    assert.equal(unfinished(new ProgressStore(path).previous), undefined);
+    assert.ok(!existsSync(`${path}.tmp`));
+    assert.equal(JSON.parse(readFileSync(path, 'utf8')).fleet, fleet.name);
+  });
+});
