@@ -4,7 +4,7 @@
  * for the fleet, and an object counts only when it also carries meshfed's
  * created mark and meshfed's field manager (ownedBy).
  */
-import type { ClusterClient, KubeObject } from '../kube/client.js';
+import { type ClusterClient, KubeApiError, type KubeObject } from '../kube/client.js';
 import { FLEET_LABEL, MANAGED_BY, MANAGED_BY_LABEL } from '../render/meta.js';
 import { ownedBy, retrying } from './apply.js';
 import { mapLimit } from './order.js';
@@ -16,7 +16,14 @@ export async function ownedObjects(client: ClusterClient, fleet: string): Promis
   const lists = await mapLimit(
     kinds.filter((k) => k.kind !== 'Event'),
     8,
-    (k) => retrying(() => client.list(k.apiVersion, k.kind, { labelSelector: fleetSelector(fleet) })),
+    (k) =>
+      retrying(() =>
+        client.list(k.apiVersion, k.kind, { labelSelector: fleetSelector(fleet) }).catch((e) => {
+          // An aggregated API that is down, or a kind gone since discovery: nothing of meshfed's.
+          if (e instanceof KubeApiError && [404, 405, 503].includes(e.status)) return [];
+          throw e;
+        }),
+      ),
   );
   return lists.flat().filter((o) => ownedBy(o, fleet));
 }

@@ -32,13 +32,11 @@ import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
 import type { RenderInputs } from '../render/types.js';
 import {
   type Applied,
-  addCounts,
   applyObjects,
   type Counts,
   countsOf,
   ENGINE_PHASES,
   type EnginePhase,
-  noCounts,
   retrying,
 } from './apply.js';
 import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';

@@ -69,7 +69,7 @@ export function crdManifests(dir: string): string {
   return docs.join('---\n');
 }
 
-/** Applies CRDs with the lab's kubectl (server-side, field manager meshfed-lab) and waits until Established. */
+/** Applies the lab's cluster-wide objects with the lab's kubectl (server-side, field manager meshfed-lab) and waits until its CRDs are Established. */
 export async function installCrds(
   kubectl: string,
   kubeconfig: string,
@@ -83,7 +83,10 @@ export async function installCrds(
     { stdin: manifests, timeoutMs },
   );
   if (apply.code !== 0) throw new Error(`applying the lab's CRDs: ${apply.stderr.trim()}`);
-  const names = apply.stdout.trim().split('\n').filter(Boolean);
+  const names = apply.stdout
+    .trim()
+    .split('\n')
+    .filter((n) => n.startsWith('customresourcedefinition'));
   const wait = await execFileBounded(
     kubectl,
     [...kc, 'wait', '--for=condition=Established', `--timeout=${Math.round(timeoutMs / 1000)}s`, ...names],

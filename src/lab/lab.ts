@@ -127,13 +127,34 @@ function writeLabState(s: LabState): void {
 }
 
 /** Every program the lab of a profile runs, with the command that builds them when one is missing. */
-const KWOK_APISERVER_CONFIG = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+/**
+ * The lab's control planes: admission webhooks off (what the installs
+ * register has nothing real behind it), and volumes provisioned the way a
+ * cloud's default StorageClass does (kube-controller-manager's own hostPath
+ * provisioner, for testing; kwok's pods never mount them).
+ */
+const KWOK_CONTROL_PLANE_CONFIG = `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 componentsPatches:
 - name: kube-apiserver
   extraArgs:
   - key: disable-admission-plugins
     value: MutatingAdmissionWebhook,ValidatingAdmissionWebhook
+- name: kube-controller-manager
+  extraArgs:
+  - key: enable-hostpath-provisioner
+    value: "true"
+`;
+
+const LAB_STORAGE_CLASS = `apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: lab-hostpath
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
 `;
 
 export function labPrograms(profile: Profile) {
@@ -294,11 +315,8 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
       `${dir} is too deep for the SPIRE server's unix socket (${longest}): give a shorter --dir`,
     );
   mkdirSync(dir, { recursive: true });
-  // Admission webhooks that the installs register (Istio's injector and
-  // validator, cert-manager's webhook) have nothing real behind them in the
-  // lab: the API servers do not call them (see docs/lab.md).
-  const apiServerConfig = join(dir, 'kwok-apiserver.yaml');
-  writeFileSync(apiServerConfig, KWOK_APISERVER_CONFIG);
+  const apiServerConfig = join(dir, 'kwok-control-plane.yaml');
+  writeFileSync(apiServerConfig, KWOK_CONTROL_PLANE_CONFIG);
   const stagesFile = join(dir, 'kwok-stages.yaml');
   writeFileSync(
     stagesFile,
@@ -322,7 +340,7 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     },
     clusters: [],
   };
-  const crds = `${crdManifests(join(p.certManager, 'crds'))}---\n${crdManifests(join(p.registrarDir, 'crds'))}`;
+  const crds = `${crdManifests(join(p.certManager, 'crds'))}---\n${crdManifests(join(p.registrarDir, 'crds'))}---\n${LAB_STORAGE_CLASS}`;
   const standIns: LbCluster[] = [];
   // The state is written as it grows, so that `lab down` can clean up a half-started lab.
   const save = () => writeLabState(state);

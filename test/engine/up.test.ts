@@ -1,0 +1,272 @@
+/**
+ * `meshfed up`, `status`, `plan` and `down` through the CLI against the lab:
+ * real Kubernetes API servers (kwok nodes and pods), the real cert-manager
+ * controller issuing the CAs, the real registrar, real SPIRE servers reached
+ * through pod exec and through their real bundle endpoints behind the lab's
+ * load balancer, and the real istioctl of the profile.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parse } from 'yaml';
+import type { UpResult } from '../../src/engine/up.js';
+import { SpireServerCli } from '../../src/federation/spire-cli.js';
+import { localServerTransport } from '../../src/federation/transport.js';
+import type { Profile } from '../../src/fleet/model.js';
+import { fleetTemplate } from '../../src/fleet/template.js';
+import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
+import type { KubeObject } from '../../src/kube/client.js';
+import type { LabState } from '../../src/lab/lab.js';
+import { labSkip, objectSet, startLab } from '../helpers/engine.js';
+import { labBin } from '../helpers/lab.js';
+
+/** GET with the bearer token and CA of a kubeconfig (the one inside a remote secret). */
+function getWithKubeconfig(kubeconfig: string, path: string): Promise<number> {
+  const kc = parse(kubeconfig) as {
+    clusters: Array<{ cluster: { server: string; 'certificate-authority-data': string } }>;
+    users: Array<{ user: { token: string } }>;
+  };
+  const u = new URL(path, kc.clusters[0]!.cluster.server);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        hostname: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        ca: Buffer.from(kc.clusters[0]!.cluster['certificate-authority-data'], 'base64'),
+        headers: { Authorization: `Bearer ${kc.users[0]!.user.token}` },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const upJson = (stdout: string) => JSON.parse(stdout) as UpResult;
+
+for (const [profile, clusters] of [
+  ['current', 2],
+  ['seed', 2],
+] as Array<[Profile, number]>) {
+  describe(`meshfed up and down on the lab (${profile} profile, ${clusters} clusters)`, {
+    skip: labSkip(profile),
+    timeout: 900_000,
+  }, () => {
+    let lab: Awaited<ReturnType<typeof startLab>>;
+    let state: LabState;
+    const before_: Map<string, Set<string>> = new Map();
+    let first: UpResult;
+    const client = (i: number) => lab.clients.get(state.clusters[i]!.context)!;
+
+    before(async () => {
+      lab = await startLab(profile, clusters);
+      state = lab.state;
+      for (const c of state.clusters) before_.set(c.name, await objectSet(lab.clients.get(c.context)!));
+    });
+    after(async () => lab?.stop());
+
+    test('up brings every cluster to healthy in every phase', async () => {
+      const r = await lab.meshfed(['up', '-o', 'json']);
+      assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`);
+      first = upJson(r.stdout);
+      assert.equal(first.clusters.length, clusters);
+      assert.ok(first.writes > 100, `only ${first.writes} writes`);
+      // Progress is printed per cluster and phase (plain lines: not a TTY).
+      assert.match(r.stderr, /cluster-1\s+spire\s+done \(\d+ created/);
+      assert.match(r.stderr, /cluster-2\s+remote-secrets\s+done/);
+      const s = await lab.meshfed(['status', '-o', 'json']);
+      assert.equal(s.code, 0, s.stdout + s.stderr);
+      const status = JSON.parse(s.stdout) as {
+        clusters: Array<{
+          cluster: string;
+          phases: Array<{ phase: string; status: string; objects: number }>;
+        }>;
+      };
+      for (const c of status.clusters)
+        for (const p of c.phases) assert.equal(p.status, 'Healthy', `${c.cluster} ${p.phase}`);
+    });
+
+    test("each cluster's SPIRE federation carries its peers' discovered bundle endpoint URLs, and the real servers hold them", async () => {
+      for (const [i, c] of state.clusters.entries()) {
+        const svc = (await client(i).get({
+          apiVersion: 'v1',
+          kind: 'Service',
+          namespace: 'spire',
+          name: 'spire-server-bundle-endpoint',
+        })) as KubeObject & { status: { loadBalancer: { ingress: Array<{ ip: string }> } } };
+        assert.equal(first.bundleEndpoints[c.name], `${svc.status.loadBalancer.ingress[0]!.ip}:8443`);
+      }
+      for (const [i, c] of state.clusters.entries()) {
+        const peers = state.clusters.filter((p) => p.name !== c.name);
+        if (profile === 'current') {
+          const cftds = await client(i).list('spire.spiffe.io/v1alpha1', 'ClusterFederatedTrustDomain');
+          assert.deepEqual(
+            cftds.map((x) => (x.spec as { bundleEndpointURL: string }).bundleEndpointURL).sort(),
+            peers.map((p) => `https://${first.bundleEndpoints[p.name]}`).sort(),
+          );
+          // spire-controller-manager made them in the real server.
+          const server = new SpireServerCli(
+            localServerTransport(
+              labBin('spire', PROFILE_VERSIONS[profile].spire, 'spire-server'),
+              c.spireServerSocket,
+            ),
+          );
+          const rel = await server.relationships();
+          assert.deepEqual(
+            rel.map((x) => `${x.trustDomain} ${x.bundleEndpointUrl}`).sort(),
+            peers.map((p) => `${p.trustDomain} https://${first.bundleEndpoints[p.name]}`).sort(),
+          );
+        } else {
+          const cm = await client(i).get({
+            apiVersion: 'v1',
+            kind: 'ConfigMap',
+            namespace: 'spire',
+            name: 'spire-server',
+          });
+          const conf = (cm!.data as Record<string, string>)['server.conf']!;
+          for (const p of peers)
+            assert.ok(
+              conf.includes(`bundle_endpoint_url = "https://${first.bundleEndpoints[p.name]}"`),
+              `${c.name} server.conf lacks ${p.name}'s URL:\n${conf}`,
+            );
+        }
+        // The bootstrap gave each real server its peers' bundles.
+        const server = new SpireServerCli(
+          localServerTransport(
+            labBin('spire', PROFILE_VERSIONS[profile].spire, 'spire-server'),
+            c.spireServerSocket,
+          ),
+        );
+        const held = await server.heldBundles();
+        for (const p of peers) assert.ok(held.has(p.trustDomain), `${c.name} does not hold ${p.trustDomain}`);
+      }
+    });
+
+    test("a remote secret meshfed wrote lets its holder reach the other cluster's API server with the token inside", async () => {
+      const secret = await client(1).get({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        namespace: 'istio-system',
+        name: 'istio-remote-secret-cluster-1',
+      });
+      assert.ok(secret, 'cluster-2 holds no remote secret of cluster-1');
+      assert.equal(secret.metadata.labels?.['istio/multiCluster'], 'true');
+      const kubeconfig = Buffer.from(
+        (secret.data as Record<string, string>)['cluster-1']!,
+        'base64',
+      ).toString();
+      assert.equal(await getWithKubeconfig(kubeconfig, '/api/v1/namespaces/istio-system/pods'), 200);
+      assert.equal(await getWithKubeconfig(kubeconfig, '/api/v1/namespaces/istio-system/secrets'), 403);
+    });
+
+    test('running up again writes nothing; plan shows nothing to do', async () => {
+      const r = await lab.meshfed(['up', '-o', 'json']);
+      assert.equal(r.code, 0, r.stderr);
+      const again = upJson(r.stdout);
+      assert.equal(
+        again.writes,
+        0,
+        JSON.stringify(again.clusters.map((c) => c.phases.map((p) => [p.phase, p.counts]))),
+      );
+      const p = await lab.meshfed(['plan']);
+      assert.equal(p.code, 0, p.stdout + p.stderr);
+      assert.match(p.stdout, /cluster-1: 0 to create, 0 to update, 0 to prune, \d+ unchanged/);
+    });
+
+    test('plan shows a changed object as a diff, and up puts it back', async () => {
+      const cm = await client(0).get({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        namespace: 'spire',
+        name: 'spire-agent',
+      });
+      const conf = (cm!.data as Record<string, string>)['agent.conf']!;
+      await client(0).apply(
+        {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'spire-agent', namespace: 'spire' },
+          data: { 'agent.conf': conf.replace('log_level = "', 'log_level = "DEBUG" # was "') },
+        },
+        { force: true },
+      );
+      const p = await lab.meshfed(['plan']);
+      assert.equal(p.code, 1);
+      assert.match(p.stdout, /update\s+spire\s+ConfigMap spire\/spire-agent/);
+      assert.match(p.stdout, /^\s+-\s+log_level = "DEBUG"/m);
+      const r = await lab.meshfed(['up', '-o', 'json', '--force']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(upJson(r.stdout).writes, 1);
+    });
+
+    test('down returns every cluster to its set of objects from before up', async () => {
+      const r = await lab.meshfed(['down']);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      for (const c of state.clusters) {
+        const now = await objectSet(lab.clients.get(c.context)!);
+        const was = before_.get(c.name)!;
+        assert.deepEqual(
+          [...now].filter((x) => !was.has(x)),
+          [],
+          `${c.name}: left behind`,
+        );
+        assert.deepEqual(
+          [...was].filter((x) => !now.has(x)),
+          [],
+          `${c.name}: removed what was there before`,
+        );
+      }
+    });
+  });
+}
+
+describe('bad input: exit 2 and no cluster written', { skip: labSkip('current'), timeout: 300_000 }, () => {
+  let lab: Awaited<ReturnType<typeof startLab>>;
+  let before_: Set<string>;
+  before(async () => {
+    lab = await startLab('current', 1);
+    before_ = await objectSet(lab.clients.get('cluster-1')!);
+  });
+  after(async () => lab?.stop());
+
+  test('a fleet file with a problem: file:line error, exit 2', async () => {
+    const f = join(lab.parent, 'bad.yaml');
+    writeFileSync(
+      f,
+      'apiVersion: meshfed.dev/v1alpha1\nkind: Fleet\nmetadata: {name: m}\nspec:\n  clusters:\n  - name: Cluster_1\n',
+    );
+    const r = await lab.meshfed(['up', '-f', f]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /bad\.yaml:6:\d+/);
+    assert.deepEqual(await objectSet(lab.clients.get('cluster-1')!), before_);
+  });
+
+  test('a context whose API server does not answer: named, exit 2, the reachable cluster untouched', async () => {
+    const kc = parse(readFileSync(lab.state.kubeconfig, 'utf8')) as {
+      clusters: Array<{ name: string; cluster: Record<string, string> }>;
+      contexts: Array<{ name: string; context: { cluster: string; user: string } }>;
+    };
+    kc.clusters.push({
+      name: 'gone',
+      cluster: { ...kc.clusters[0]!.cluster, server: 'https://127.0.0.1:1' },
+    });
+    kc.contexts.push({ name: 'cluster-2', context: { ...kc.contexts[0]!.context, cluster: 'gone' } });
+    const kubeconfig = join(lab.parent, 'two.kubeconfig');
+    writeFileSync(kubeconfig, JSON.stringify(kc));
+    // A two-cluster fleet: cluster-1 is the lab's, cluster-2's context points at a closed port.
+    writeFileSync(join(lab.parent, 'two.yaml'), fleetTemplate(2));
+    const r2 = await lab.meshfed(['up', '-f', join(lab.parent, 'two.yaml'), '--kubeconfig', kubeconfig]);
+    assert.equal(r2.code, 2, r2.stderr);
+    assert.match(
+      r2.stderr,
+      /cannot reach a cluster; nothing was written:\n\s+context cluster-2 \(https:\/\/127\.0\.0\.1:1\)/,
+    );
+    assert.deepEqual(await objectSet(lab.clients.get('cluster-1')!), before_);
+  });
+});

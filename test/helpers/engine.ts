@@ -1,0 +1,59 @@
+/** The lab around an engine test: a lab of N clusters of a profile, the CLI pointed at it with --lab. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Profile } from '../../src/fleet/model.js';
+import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
+import { type ClusterClient, clientsFor } from '../../src/kube/client.js';
+import { LAB_ISTIO_BUILDS } from '../../src/lab/binaries.js';
+import { readLabState } from '../../src/lab/lab.js';
+import { runMeshfed } from './cli.js';
+import { requireLab } from './lab.js';
+
+/** Every object of the cluster, as kind/namespace/name (Events and Leases, which controllers churn, left out). */
+export async function objectSet(client: ClusterClient): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const k of await client.kinds()) {
+    if (k.kind === 'Event' || k.kind === 'Lease') continue;
+    for (const o of await client.list(k.apiVersion, k.kind))
+      out.add(`${k.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`);
+  }
+  return out;
+}
+
+export function labSkip(profile: Profile): string | undefined {
+  const v = PROFILE_VERSIONS[profile];
+  return requireLab(
+    [
+      `bin/kubernetes/${v.kubernetes}/kubectl`,
+      `bin/spire/${v.spire}/spire-server`,
+      `bin/istio/${LAB_ISTIO_BUILDS[v.istio]}/istioctl`,
+      'bin/kwok/0.8.0/stages/.done',
+      'bin/cert-manager/1.11.5/crds/.done',
+    ],
+    'npm run lab:build',
+  );
+}
+
+export async function startLab(profile: Profile, clusters: number) {
+  const parent = mkdtempSync(join(tmpdir(), `mf-up-${profile[0]}${clusters}-`));
+  const dir = join(parent, 'lab');
+  const env = { MESHFED_LAB_DIR: dir, HOME: parent, XDG_CACHE_HOME: join(parent, 'cache') };
+  const r = await runMeshfed(
+    ['lab', 'up', '--clusters', String(clusters), '--profile', profile, '--pod-ready-delay', '0.3s..0.8s'],
+    { cwd: parent, env },
+  );
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  const state = readLabState(dir)!;
+  const clients = clientsFor(
+    state.kubeconfig,
+    state.clusters.map((c) => c.context),
+  );
+  const meshfed = (args: string[]) => runMeshfed([...args, '--lab'], { cwd: parent, env });
+  const stop = async () => {
+    await runMeshfed(['lab', 'down'], { cwd: parent, env }).catch(() => {});
+    rmSync(parent, { recursive: true, force: true });
+  };
+  return { parent, dir, env, state, clients, meshfed, stop };
+}
