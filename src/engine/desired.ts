@@ -56,7 +56,10 @@ export async function desiredPhase(
       break;
     case 'cert-manager':
       want.steps.push(
-        { label: `cert-manager ${fleet.versions.certManager} release`, objects: upstream },
+        {
+          label: `cert-manager ${fleet.versions.certManager} release`,
+          objects: upstream.map(withoutEmptyCaBundles),
+        },
         { label: 'root CA, issuers, Istio CA', objects: render.objects },
       );
       break;
@@ -79,6 +82,22 @@ export async function desiredPhase(
       want.steps.push({ label: phase, objects: render.objects });
   }
   return want;
+}
+
+/**
+ * Webhook configurations as installs ship them carry `caBundle: ""`, which
+ * the install's own controller fills in (istiod, cert-manager's cainjector).
+ * Applying the empty value would make meshfed own the field and undo the
+ * controller at every run; without it, the controller owns it alone.
+ */
+export function withoutEmptyCaBundles(o: KubeObject): KubeObject {
+  if (o.kind !== 'MutatingWebhookConfiguration' && o.kind !== 'ValidatingWebhookConfiguration') return o;
+  const webhooks = (o.webhooks as Array<{ clientConfig?: { caBundle?: string } }> | undefined)?.map((w) => {
+    if (w.clientConfig?.caBundle !== '') return w;
+    const { caBundle: _empty, ...clientConfig } = w.clientConfig;
+    return { ...w, clientConfig };
+  });
+  return webhooks ? { ...o, webhooks } : o;
 }
 
 /** group/kind/namespace/name, the identity of an object across API versions. */

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ownedBy, transient, withMark } from '../../src/engine/apply.js';
+import { withoutEmptyCaBundles } from '../../src/engine/desired.js';
 import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
 import { applyWaves, mapLimit } from '../../src/engine/order.js';
 import { comparable, objectDiff } from '../../src/engine/plan.js';
@@ -206,6 +207,26 @@ describe('ownership', () => {
     assert.equal(transient(new KubeApiError('x', 429, 'TooManyRequests')), true);
     assert.equal(transient(new KubeApiError('x', 422, 'Invalid')), false);
     assert.equal(transient(new KubeApiError('x', 409, 'Conflict')), false);
+  });
+});
+
+describe('objects as applied', () => {
+  test("an empty caBundle of a webhook is left to the install's controller; a set one is kept", () => {
+    const hook = withoutEmptyCaBundles({
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'MutatingWebhookConfiguration',
+      metadata: { name: 'istio-sidecar-injector' },
+      webhooks: [
+        { name: 'a', clientConfig: { caBundle: '', service: { name: 'istiod' } } },
+        { name: 'b', clientConfig: { caBundle: 'LS0t' } },
+      ],
+    });
+    assert.deepEqual(hook.webhooks, [
+      { name: 'a', clientConfig: { service: { name: 'istiod' } } },
+      { name: 'b', clientConfig: { caBundle: 'LS0t' } },
+    ]);
+    const cm = CM('x', { data: { caBundle: '' } });
+    assert.equal(withoutEmptyCaBundles(cm), cm);
   });
 });
 
