@@ -166,11 +166,14 @@ export async function applyObjects(
         );
         return r;
       } catch (e) {
-        if (run.dryRun && e instanceof KubeApiError && e.status === 404 && /does not serve/.test(e.message))
+        // A dry run persists nothing, so what an earlier object would create (a CRD, a namespace) is not there.
+        if (run.dryRun && e instanceof KubeApiError && e.status === 404)
           return {
             object: desired,
             action: 'created',
-            note: 'its CRD is not installed yet, so the server could not check it',
+            note: /does not serve/.test(e.message)
+              ? 'its CRD is not installed yet, so the server could not check it'
+              : 'its namespace is not there yet, so the server could not check it',
           };
         throw e;
       }

@@ -292,7 +292,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
                 },
               }),
             );
-            barriers.remoteSecret.arrive(cluster, mine);
+            barriers.remoteSecret.arrive(cluster, storedForm(mine));
             const secrets = await barriers.remoteSecret.all();
             const peers = peersOf(fleet, cluster).map((p) => secrets.get(p.name)!);
             wanted.push(...peers);
@@ -379,6 +379,20 @@ export async function up(o: UpOptions): Promise<UpResult> {
     .reduce((n, p) => n + p.counts.created + p.counts.updated + p.pruned, 0);
   o.progress?.runDone();
   return { clusters, bundleEndpoints, eastWestGateways: eastWest, writes };
+}
+
+/**
+ * A Secret in the form the API server stores it: `stringData` (write-only,
+ * never read back) as base64 `data`, so that applying it again is a no-op
+ * that server-side apply can see as one.
+ */
+export function storedForm(secret: KubeObject): KubeObject {
+  const { stringData, ...rest } = secret as KubeObject & { stringData?: Record<string, string> };
+  if (!stringData) return secret;
+  const data = Object.fromEntries(
+    Object.entries(stringData).map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
+  );
+  return { ...rest, data: { ...((rest.data as Record<string, string> | undefined) ?? {}), ...data } };
 }
 
 const STRENGTH = { created: 2, updated: 1, unchanged: 0 } as const;

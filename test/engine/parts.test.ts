@@ -14,6 +14,7 @@ import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
 import { applyWaves, mapLimit } from '../../src/engine/order.js';
 import { comparable, objectDiff } from '../../src/engine/plan.js';
 import { ProgressStore, unfinished } from '../../src/engine/progress.js';
+import { storedForm } from '../../src/engine/up.js';
 import { mirrorPath, parseManifests, UpstreamError, UpstreamSource } from '../../src/engine/upstream.js';
 import { defaultFleet } from '../../src/fleet/load.js';
 import { KubeApiError, type KubeObject } from '../../src/kube/client.js';
@@ -211,7 +212,7 @@ describe('ownership', () => {
 });
 
 describe('objects as applied', () => {
-  test("an empty caBundle of a webhook is left to the install's controller; a set one is kept", () => {
+  test("an empty caBundle of a webhook is left to the install's controller; a set one is kept; a Secret is sent as stored", () => {
     const hook = withoutEmptyCaBundles({
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'MutatingWebhookConfiguration',
@@ -225,6 +226,14 @@ describe('objects as applied', () => {
       { name: 'a', clientConfig: { service: { name: 'istiod' } } },
       { name: 'b', clientConfig: { caBundle: 'LS0t' } },
     ]);
+    const secret = storedForm({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'istio-remote-secret-c1', namespace: 'istio-system' },
+      stringData: { c1: 'kubeconfig text' },
+    });
+    assert.deepEqual(secret.data, { c1: Buffer.from('kubeconfig text').toString('base64') });
+    assert.equal(secret.stringData, undefined);
     const cm = CM('x', { data: { caBundle: '' } });
     assert.equal(withoutEmptyCaBundles(cm), cm);
   });

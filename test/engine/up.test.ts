@@ -71,6 +71,19 @@ for (const [profile, clusters] of [
     });
     after(async () => lab?.stop());
 
+    test('up --dry-run is a server-side dry run: it reports what it would create and writes nothing', async () => {
+      const r = await lab.meshfed(['up', '--dry-run']);
+      assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`);
+      assert.match(r.stdout, /dry run: nothing was written/);
+      assert.match(r.stdout, /cluster-1 federation: bootstrap and relationships need running SPIRE servers/);
+      for (const c of state.clusters)
+        assert.deepEqual(
+          await objectSet(lab.clients.get(c.context)!),
+          before_.get(c.name),
+          `${c.name} was written to`,
+        );
+    });
+
     test('up brings every cluster to healthy in every phase', async () => {
       const r = await lab.meshfed(['up', '-o', 'json']);
       assert.equal(r.code, 0, `${r.stderr}\n${r.stdout}`);
@@ -209,8 +222,13 @@ for (const [profile, clusters] of [
       const r = await lab.meshfed(['down']);
       assert.equal(r.code, 0, r.stderr + r.stdout);
       for (const c of state.clusters) {
-        const now = await objectSet(lab.clients.get(c.context)!);
         const was = before_.get(c.name)!;
+        // Volumes are released by kube-controller-manager after their claims are gone: allow it a moment.
+        let now = await objectSet(lab.clients.get(c.context)!);
+        for (let i = 0; i < 60 && [...now].some((x) => !was.has(x)); i++) {
+          await new Promise((res) => setTimeout(res, 1000));
+          now = await objectSet(lab.clients.get(c.context)!);
+        }
         assert.deepEqual(
           [...now].filter((x) => !was.has(x)),
           [],
