@@ -3,7 +3,7 @@
  * there (read from the cluster: inventory.ts), with the first thing still
  * pending, and the addresses peers use. Reads only.
  */
-import type { Fleet } from '../fleet/model.js';
+import { type Fleet, peersOf } from '../fleet/model.js';
 import { type ClusterClient, describeRef, refOf } from '../kube/client.js';
 import { type HealthStatus, healthOf, type ObjectState } from '../kube/health.js';
 import { PHASE_LABEL } from '../render/meta.js';
@@ -36,8 +36,13 @@ export interface FleetStatus {
   clusters: ClusterStatus[];
 }
 
-/** Phases that own nothing in some fleets (seed federation is static config; a lone cluster has no peers). */
-const MAY_BE_EMPTY: ReadonlySet<EnginePhase> = new Set(['federation', 'remote-secrets']);
+/** Whether a phase owns nothing in this cluster by design (seed federation is static config; no peers, no remote secrets). */
+function emptyByDesign(fleet: Fleet, cluster: string, phase: EnginePhase): boolean {
+  const peers = peersOf(fleet, cluster).length;
+  if (phase === 'federation') return peers === 0 || fleet.versions.registrar !== 'spire-controller-manager';
+  if (phase === 'remote-secrets') return peers === 0;
+  return false;
+}
 
 async function address(client: ClusterClient, svc: { namespace: string; name: string; portName?: string }) {
   return serviceAddress(client, svc, { timeoutMs: 0 }).catch(() => undefined);
@@ -52,7 +57,11 @@ export async function fleetStatus(fleet: Fleet, clients: Map<string, ClusterClie
         const phases = ENGINE_PHASES.map((phase): PhaseStatus => {
           const mine = owned.filter((x) => x.metadata.labels?.[PHASE_LABEL] === phase);
           if (!mine.length)
-            return { phase, status: MAY_BE_EMPTY.has(phase) ? 'Healthy' : 'NotApplied', objects: 0 };
+            return {
+              phase,
+              status: emptyByDesign(fleet, c.name, phase) ? 'Healthy' : 'NotApplied',
+              objects: 0,
+            };
           const bad = mine
             .map((x) => ({ x, h: healthOf(x as ObjectState) }))
             .filter((r) => r.h.status !== 'Healthy');

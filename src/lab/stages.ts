@@ -21,6 +21,8 @@ export interface PodTimings {
   start: DelayRange;
   /** Running → Ready (kwok's pod-ready stage). */
   ready: DelayRange;
+  /** Deleted → gone (kwok's pod-delete stage); absent: kwok's own, within the pod's grace period. */
+  stop?: DelayRange;
 }
 
 export const DEFAULT_POD_TIMINGS: PodTimings = {
@@ -43,12 +45,19 @@ const POD_STAGE_TIMING: Record<string, keyof PodTimings | undefined> = {
   'pod-init-container-running': 'start',
   'pod-init-container-completed': 'start',
   'pod-ready': 'ready',
+  'pod-delete': 'stop',
 };
 
 interface StageDoc {
   kind?: string;
   metadata?: { name?: string };
-  spec?: { delay?: { durationMilliseconds?: number; jitterDurationMilliseconds?: number } };
+  spec?: {
+    delay?: {
+      durationMilliseconds?: number;
+      jitterDurationMilliseconds?: number;
+      jitterDurationFrom?: unknown;
+    };
+  };
 }
 
 /**
@@ -69,9 +78,11 @@ export function kwokStagesConfig(stagesDir: string, timings: PodTimings = DEFAUL
       if (stage?.kind !== 'Stage') continue;
       const name = stage.metadata?.name ?? '';
       const which = POD_STAGE_TIMING[name];
-      if (which && stage.spec?.delay) {
-        stage.spec.delay.durationMilliseconds = timings[which].minMs;
-        stage.spec.delay.jitterDurationMilliseconds = timings[which].maxMs;
+      const timing = which ? timings[which] : undefined;
+      if (timing && stage.spec?.delay) {
+        stage.spec.delay.durationMilliseconds = timing.minMs;
+        stage.spec.delay.jitterDurationMilliseconds = timing.maxMs;
+        delete stage.spec.delay.jitterDurationFrom;
       }
       names.push(name);
       out.push(stringify(stage, { lineWidth: 0 }));

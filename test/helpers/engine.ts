@@ -41,7 +41,18 @@ export async function startLab(profile: Profile, clusters: number) {
   const dir = join(parent, 'lab');
   const env = { MESHFED_LAB_DIR: dir, HOME: parent, XDG_CACHE_HOME: join(parent, 'cache') };
   const r = await runMeshfed(
-    ['lab', 'up', '--clusters', String(clusters), '--profile', profile, '--pod-ready-delay', '0.3s..0.8s'],
+    [
+      'lab',
+      'up',
+      '--clusters',
+      String(clusters),
+      '--profile',
+      profile,
+      '--pod-ready-delay',
+      '0.3s..0.8s',
+      '--pod-stop-delay',
+      '0.5s..2s',
+    ],
     { cwd: parent, env },
   );
   assert.equal(r.code, 0, r.stderr + r.stdout);

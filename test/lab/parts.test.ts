@@ -53,6 +53,19 @@ describe('lab parts', () => {
     // Deletion keeps kwok's own timing (up to the pod's deletion timestamp).
     assert.equal(by.get('pod-delete')!.spec.delay!.durationMilliseconds, 1000);
     assert.ok(by.has('node-initialize') && by.has('node-heartbeat-with-lease'));
+    // With a stop delay, deletion takes that instead.
+    const fast = parseAllDocuments(
+      kwokStagesConfig(join(LAB_DIR, 'bin/kwok/0.8.0/stages'), {
+        start: { minMs: 100, maxMs: 200 },
+        ready: { minMs: 100, maxMs: 200 },
+        stop: { minMs: 300, maxMs: 900 },
+      }),
+    )
+      .map((d) => d.toJS() as { metadata: { name: string }; spec: { delay?: Record<string, unknown> } })
+      .find((s) => s.metadata.name === 'pod-delete')!;
+    assert.equal(fast.spec.delay!.durationMilliseconds, 300);
+    assert.equal(fast.spec.delay!.jitterDurationMilliseconds, 900);
+    assert.equal(fast.spec.delay!.jitterDurationFrom, undefined);
   });
 
   test('stages without the pod lifecycle are refused with the command that restores them', () => {

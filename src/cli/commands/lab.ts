@@ -7,7 +7,7 @@ import { DEFAULT_POD_TIMINGS, parseDelayRange } from '../../lab/stages.js';
 import { type CliIO, type Command, EXIT_FAILED, EXIT_OK, UsageError } from '../io.js';
 
 const USAGE = `Usage: meshfed lab up [--clusters N] [--profile current|seed] [--nodes N]
-                      [--pod-ready-delay MIN[..MAX]] [--dir DIR]
+                      [--pod-ready-delay MIN[..MAX]] [--pod-stop-delay MIN[..MAX]] [--dir DIR]
        meshfed lab status [--dir DIR] [-o text|json]
        meshfed lab down [--dir DIR] [--keep]
 
@@ -26,6 +26,8 @@ fleet's clusters (cluster-1, cluster-2, …). Needs \`npm run lab:build\` first.
   --nodes N             simulated nodes per cluster (default 2)
   --pod-ready-delay D   how long a started pod takes to become Ready, a Go
                         duration or a range MIN..MAX (default 1s..3s)
+  --pod-stop-delay D    how long a deleted pod takes to go (default: kwok's,
+                        within the pod's termination grace period)
   --dir DIR             the lab's folder (default .meshfed-lab, or
                         $MESHFED_LAB_DIR)
   --keep                lab down: keep the folder's logs and data
@@ -87,6 +89,7 @@ export const labCommand: Command = {
         profile: { type: 'string', default: 'current' },
         nodes: { type: 'string', default: '2' },
         'pod-ready-delay': { type: 'string' },
+        'pod-stop-delay': { type: 'string' },
         dir: { type: 'string' },
         keep: { type: 'boolean', default: false },
         output: { type: 'string', short: 'o', default: 'text' },
@@ -117,6 +120,14 @@ export const labCommand: Command = {
                 `--pod-ready-delay "${values['pod-ready-delay']}" is not a duration like 2s or a range like 1s..3s`,
               );
             podTimings = { ...DEFAULT_POD_TIMINGS, ready };
+          }
+          if (values['pod-stop-delay'] !== undefined) {
+            const stop = parseDelayRange(values['pod-stop-delay']);
+            if (!stop)
+              throw new UsageError(
+                `--pod-stop-delay "${values['pod-stop-delay']}" is not a duration like 2s or a range like 1s..3s`,
+              );
+            podTimings = { ...podTimings, stop };
           }
           const { state, reused } = await labUp({
             dir,
