@@ -27,14 +27,21 @@ function outputFormat(v: string | undefined): 'text' | 'json' {
   return v;
 }
 
-/** The progress record lives beside the fleet file (or in the lab's folder): .meshfed/<fleet>.progress.json. */
-function progressPath(io: CliIO, fleetLabel: string, fleetName: string, labDir?: string): string {
+/**
+ * meshfed's own files live beside the fleet file (or in the lab's folder), in
+ * .meshfed/: <fleet>.progress.json and cache/ (istioctl's generations).
+ */
+function stateDir(io: CliIO, fleetLabel: string, labDir?: string): string {
   const base =
     labDir ??
     (fleetLabel.startsWith('(') || fleetLabel.startsWith('<')
       ? io.cwd
       : dirname(resolve(io.cwd, fleetLabel)));
-  return join(base, '.meshfed', `${fleetName}.progress.json`);
+  return join(base, '.meshfed');
+}
+
+function progressPath(io: CliIO, fleetLabel: string, fleetName: string, labDir?: string): string {
+  return join(stateDir(io, fleetLabel, labDir), `${fleetName}.progress.json`);
 }
 
 export const upCommand: Command = {
@@ -86,7 +93,7 @@ Exit 0 when every cluster is up, 1 when a phase failed, 2 for bad input
         fleet: c.fleet,
         clients: c.clients,
         ...src,
-        cacheDir: join(dirname(store?.path ?? join(io.cwd, '.meshfed', 'x')), 'cache'),
+        cacheDir: join(stateDir(io, c.fleetLabel, c.labDir), 'cache'),
         timeoutMs: c.timeoutMs,
         dryRun: values['dry-run'],
         force: values.force,
@@ -166,7 +173,12 @@ Exit 0 when nothing would change, 1 when something would, 2 for bad input.`,
     const format = outputFormat(values.output);
     const c = await connect(values, io);
     const src = await sources(values, c, io);
-    const plans = await plan({ fleet: c.fleet, clients: c.clients, ...src });
+    const plans = await plan({
+      fleet: c.fleet,
+      clients: c.clients,
+      ...src,
+      cacheDir: join(stateDir(io, c.fleetLabel, c.labDir), 'cache'),
+    });
     const changes = plans.flatMap((p) => p.items).filter((i) => i.action !== 'unchanged').length;
     if (format === 'json') io.stdout.write(`${JSON.stringify(plans, null, 2)}\n`);
     else {
