@@ -17,13 +17,14 @@ export async function ownedObjects(client: ClusterClient, fleet: string): Promis
     kinds.filter((k) => k.kind !== 'Event'),
     8,
     (k) =>
-      retrying(() =>
-        client.list(k.apiVersion, k.kind, { labelSelector: fleetSelector(fleet) }).catch((e) => {
-          // An aggregated API that is down, or a kind gone since discovery: nothing of meshfed's.
-          if (e instanceof KubeApiError && [404, 405, 503].includes(e.status)) return [];
-          throw e;
-        }),
-      ),
+      // A kind whose storage is still initialising answers 503 for a moment; an
+      // aggregated API that is down keeps answering so: nothing of meshfed's there.
+      retrying(() => client.list(k.apiVersion, k.kind, { labelSelector: fleetSelector(fleet) }), {
+        deadlineMs: 15_000,
+      }).catch((e) => {
+        if (e instanceof KubeApiError && [404, 405, 503].includes(e.status)) return [];
+        throw e;
+      }),
   );
   return lists.flat().filter((o) => ownedBy(o, fleet));
 }

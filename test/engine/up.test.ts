@@ -23,7 +23,7 @@ import { labSkip, objectSet, startLab } from '../helpers/engine.js';
 import { labBin } from '../helpers/lab.js';
 
 /** GET with the bearer token and CA of a kubeconfig (the one inside a remote secret). */
-function getWithKubeconfig(kubeconfig: string, path: string): Promise<number> {
+function getWithKubeconfig(kubeconfig: string, path: string, method = 'GET', body?: string): Promise<number> {
   const kc = parse(kubeconfig) as {
     clusters: Array<{ cluster: { server: string; 'certificate-authority-data': string } }>;
     users: Array<{ user: { token: string } }>;
@@ -34,9 +34,13 @@ function getWithKubeconfig(kubeconfig: string, path: string): Promise<number> {
       {
         hostname: u.hostname,
         port: u.port,
-        path: u.pathname,
+        path: u.pathname + u.search,
+        method,
         ca: Buffer.from(kc.clusters[0]!.cluster['certificate-authority-data'], 'base64'),
-        headers: { Authorization: `Bearer ${kc.users[0]!.user.token}` },
+        headers: {
+          Authorization: `Bearer ${kc.users[0]!.user.token}`,
+          ...(body ? { 'Content-Type': 'application/json' } : {}),
+        },
       },
       (res) => {
         res.resume();
@@ -44,7 +48,7 @@ function getWithKubeconfig(kubeconfig: string, path: string): Promise<number> {
       },
     );
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
@@ -175,7 +179,20 @@ for (const [profile, clusters] of [
         'base64',
       ).toString();
       assert.equal(await getWithKubeconfig(kubeconfig, '/api/v1/namespaces/istio-system/pods'), 200);
-      assert.equal(await getWithKubeconfig(kubeconfig, '/api/v1/namespaces/istio-system/secrets'), 403);
+      // It is the reader's identity, not an admin's: a write is forbidden (a dry run, should it not be).
+      assert.equal(
+        await getWithKubeconfig(
+          kubeconfig,
+          '/api/v1/namespaces?dryRun=All',
+          'POST',
+          JSON.stringify({
+            apiVersion: 'v1',
+            kind: 'Namespace',
+            metadata: { name: 'reader-must-not-write' },
+          }),
+        ),
+        403,
+      );
     });
 
     test('running up again writes nothing; plan shows nothing to do', async () => {

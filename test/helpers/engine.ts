@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { retrying } from '../../src/engine/apply.js';
 import type { Profile } from '../../src/fleet/model.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { type ClusterClient, clientsFor } from '../../src/kube/client.js';
@@ -16,7 +17,7 @@ export async function objectSet(client: ClusterClient): Promise<Set<string>> {
   const out = new Set<string>();
   for (const k of await client.kinds()) {
     if (k.kind === 'Event' || k.kind === 'Lease') continue;
-    for (const o of await client.list(k.apiVersion, k.kind))
+    for (const o of await retrying(() => client.list(k.apiVersion, k.kind)))
       out.add(`${k.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`);
   }
   return out;
