@@ -91,9 +91,11 @@ export function withMark(
     delete labels[PHASE_LABEL];
     delete annotations[CREATED_ANNOTATION];
   }
-  const metadata: KubeObject['metadata'] = { ...desired.metadata, labels };
-  if (Object.keys(annotations).length) metadata.annotations = annotations;
-  else delete metadata.annotations;
+  // An empty map is left out: the API server drops it, and Kubernetes 1.29
+  // would count sending it again as a change at every apply.
+  const metadata: KubeObject['metadata'] = { ...desired.metadata, labels, annotations };
+  if (!Object.keys(labels).length) delete metadata.labels;
+  if (!Object.keys(annotations).length) delete metadata.annotations;
   return { ...desired, metadata };
 }
 

@@ -2,8 +2,9 @@
  * `meshfed down`: removes from each cluster exactly what meshfed created for
  * the fleet (inventory.ts: labels, created mark and field manager), in the
  * reverse order of `up` (phases backwards; within a phase webhooks first,
- * namespaces and CRDs last), waiting after each wave until its objects are
- * gone, so that namespaces are really gone when it returns. Objects meshfed
+ * CRDs last; the namespaces at the very end, together), waiting after each
+ * wave until its objects are gone, so that namespaces are really gone when
+ * it returns. Objects meshfed
  * found already there are left as they are. Clusters run in parallel.
  */
 import type { Fleet } from '../fleet/model.js';
@@ -63,18 +64,33 @@ export async function down(o: {
       const client = o.clients.get(c.context)!;
       const owned = await ownedObjects(client, o.fleet.name);
       let deleted = 0;
-      for (const phase of [...ENGINE_PHASES].reverse() as EnginePhase[]) {
-        const mine = owned.filter((x) => x.metadata.labels?.[PHASE_LABEL] === phase);
-        if (!mine.length) continue;
-        const progress = (message: string) => emit({ cluster: c.name, phase, kind: 'progress', message });
-        emit({ cluster: c.name, phase, kind: 'phase-start', message: `removing ${mine.length} objects` });
-        for (const wave of applyWaves(mine).reverse()) {
+      const remove = async (objects: KubeObject[], progress: (m: string) => void) => {
+        for (const wave of applyWaves(objects).reverse()) {
           await mapLimit(wave, 8, async (x) => {
             if ((await retrying(() => client.delete(refOf(x)))) === 'deleted') deleted++;
           });
           await waitGone(client, wave, timeoutMs, progress);
         }
+      };
+      // Namespaces go last, all at once: what meshfed made in them is already
+      // gone in reverse order, and their own deletion (the pods' grace periods)
+      // is the slow part, so it is done once, in parallel.
+      for (const phase of [...ENGINE_PHASES].reverse() as EnginePhase[]) {
+        const mine = owned.filter(
+          (x) => x.metadata.labels?.[PHASE_LABEL] === phase && x.kind !== 'Namespace',
+        );
+        if (!mine.length) continue;
+        const progress = (message: string) => emit({ cluster: c.name, phase, kind: 'progress', message });
+        emit({ cluster: c.name, phase, kind: 'phase-start', message: `removing ${mine.length} objects` });
+        await remove(mine, progress);
         emit({ cluster: c.name, phase, kind: 'phase-done', message: `removed ${mine.length} objects` });
+      }
+      const namespaces = owned.filter((x) => x.kind === 'Namespace');
+      if (namespaces.length) {
+        const progress = (message: string) => emit({ cluster: c.name, kind: 'progress', message });
+        emit({ cluster: c.name, kind: 'phase-start', message: `removing ${namespaces.length} namespaces` });
+        await remove(namespaces, progress);
+        emit({ cluster: c.name, kind: 'phase-done', message: `removed ${namespaces.length} namespaces` });
       }
       return { cluster: c.name, deleted };
     }),

@@ -432,13 +432,15 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     );
     for (const s of starts) if (s.status === 'rejected') throw s.reason;
     state.clusters.sort((a, b) => a.index - b.index);
-    writeLabFleetFiles(dir, {
-      clusters: o.clusters,
-      profile: o.profile,
-      certManagerCrds: join(p.certManager, 'crds'),
-      certManagerLabVersion: LAB_CERT_MANAGER_VERSION,
-      registrarCrds: join(p.registrarDir, 'crds'),
-    });
+    // A fleet needs two clusters to federate; a one-cluster lab gets no fleet file.
+    if (o.clusters >= 2)
+      writeLabFleetFiles(dir, {
+        clusters: o.clusters,
+        profile: o.profile,
+        certManagerCrds: join(p.certManager, 'crds'),
+        certManagerLabVersion: LAB_CERT_MANAGER_VERSION,
+        registrarCrds: join(p.registrarDir, 'crds'),
+      });
     writeFileSync(state.kubeconfig, mergeKubeconfigs(state.clusters), { mode: 0o600 });
     writeFileSync(
       join(dir, LB_CONFIG_FILE),
