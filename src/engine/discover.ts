@@ -4,7 +4,16 @@
  * InternalIP) with the node port. Returns "host:port".
  */
 import type { ClusterClient, KubeObject } from '../kube/client.js';
+import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
 import { retrying } from './apply.js';
+
+/** The Services whose addresses peers use: the SPIRE bundle endpoint and the east-west gateway. */
+export const BUNDLE_ENDPOINT_SERVICE = { namespace: SPIRE_NAMESPACE, name: 'spire-server-bundle-endpoint' };
+export const EAST_WEST_SERVICE = {
+  namespace: ISTIO_NAMESPACE,
+  name: 'istio-eastwestgateway',
+  portName: 'tls',
+};
 
 export class DiscoveryError extends Error {
   override name = 'DiscoveryError';
@@ -77,4 +86,12 @@ export async function serviceAddress(
     }
     throw new DiscoveryError(`${where} is of type ${type ?? 'ClusterIP'}: peers cannot reach it`);
   }
+}
+
+/** The address a Service has now, without waiting; undefined when it has none (yet). */
+export function currentAddress(
+  client: ClusterClient,
+  svc: { namespace: string; name: string; portName?: string },
+): Promise<string | undefined> {
+  return serviceAddress(client, svc, { timeoutMs: 0 }).catch(() => undefined);
 }

@@ -15,7 +15,7 @@ import { READER_TOKEN_SECRET, remoteSecretName } from '../render/remote-secret.j
 import type { RenderInputs } from '../render/types.js';
 import { ENGINE_PHASES, type EnginePhase, retrying, withMark } from './apply.js';
 import { type DesiredSources, desiredPhase, identity } from './desired.js';
-import { serviceAddress } from './discover.js';
+import { BUNDLE_ENDPOINT_SERVICE, currentAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
 import { mapLimit } from './order.js';
 
@@ -100,11 +100,7 @@ export async function plan(
     fleet.clusters.map(async (c) => {
       const a =
         c.bundleEndpoint.address ??
-        (await serviceAddress(
-          o.clients.get(c.context)!,
-          { namespace: 'spire', name: 'spire-server-bundle-endpoint' },
-          { timeoutMs: 0 },
-        ).catch(() => undefined));
+        (await currentAddress(o.clients.get(c.context)!, BUNDLE_ENDPOINT_SERVICE));
       if (a) bundleEndpoints[c.name] = a;
     }),
   );

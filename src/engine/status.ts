@@ -8,7 +8,7 @@ import { type ClusterClient, describeRef, refOf } from '../kube/client.js';
 import { type HealthStatus, healthOf, type ObjectState } from '../kube/health.js';
 import { PHASE_LABEL } from '../render/meta.js';
 import { ENGINE_PHASES, type EnginePhase } from './apply.js';
-import { serviceAddress } from './discover.js';
+import { BUNDLE_ENDPOINT_SERVICE, currentAddress, EAST_WEST_SERVICE } from './discover.js';
 import { ownedObjects } from './inventory.js';
 
 export interface PhaseStatus {
@@ -44,10 +44,6 @@ function emptyByDesign(fleet: Fleet, cluster: string, phase: EnginePhase): boole
   return false;
 }
 
-async function address(client: ClusterClient, svc: { namespace: string; name: string; portName?: string }) {
-  return serviceAddress(client, svc, { timeoutMs: 0 }).catch(() => undefined);
-}
-
 export async function fleetStatus(fleet: Fleet, clients: Map<string, ClusterClient>): Promise<FleetStatus> {
   const clusters = await Promise.all(
     fleet.clusters.map(async (c): Promise<ClusterStatus> => {
@@ -73,12 +69,8 @@ export async function fleetStatus(fleet: Fleet, clients: Map<string, ClusterClie
             ...(first ? { pending: `${describeRef(refOf(first.x))}: ${first.h.message}` } : {}),
           };
         });
-        const be = await address(client, { namespace: 'spire', name: 'spire-server-bundle-endpoint' });
-        const ew = await address(client, {
-          namespace: 'istio-system',
-          name: 'istio-eastwestgateway',
-          portName: 'tls',
-        });
+        const be = await currentAddress(client, BUNDLE_ENDPOINT_SERVICE);
+        const ew = await currentAddress(client, EAST_WEST_SERVICE);
         return {
           cluster: c.name,
           context: c.context,

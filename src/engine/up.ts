@@ -28,7 +28,7 @@ import { peersOf } from '../fleet/model.js';
 import { type ClusterClient, describeRef, type KubeObject, refOf } from '../kube/client.js';
 import { waitHealthy } from '../kube/wait.js';
 import { PHASE_LABEL } from '../render/meta.js';
-import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
+import { SPIRE_NAMESPACE } from '../render/namespaces.js';
 import type { RenderInputs } from '../render/types.js';
 import {
   type Applied,
@@ -40,7 +40,7 @@ import {
   retrying,
 } from './apply.js';
 import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';
-import { serviceAddress } from './discover.js';
+import { BUNDLE_ENDPOINT_SERVICE, EAST_WEST_SERVICE, serviceAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
 import { mapLimit } from './order.js';
 import type { ProgressStore } from './progress.js';
@@ -124,8 +124,6 @@ class Barrier<T> {
   }
 }
 
-const BUNDLE_ENDPOINT_SERVICE = { namespace: SPIRE_NAMESPACE, name: 'spire-server-bundle-endpoint' };
-const EAST_WEST_SERVICE = { namespace: ISTIO_NAMESPACE, name: 'istio-eastwestgateway', portName: 'tls' };
 const SPIRE_SERVER_POD = { namespace: SPIRE_NAMESPACE, name: 'spire-server-0' };
 
 export async function up(o: UpOptions): Promise<UpResult> {
@@ -162,7 +160,8 @@ export async function up(o: UpOptions): Promise<UpResult> {
       emit({ cluster, phase, kind: 'progress', message });
     const owned = o.dryRun ? [] : await ownedObjects(client, fleet.name);
 
-    const applySteps = async (phase: EnginePhase, steps: Step[]): Promise<Applied[]> => {
+    /** Applies each step, then waits for it to be healthy (unless `wait` is false or in a dry run). */
+    const applySteps = async (phase: EnginePhase, steps: Step[], wait = true): Promise<Applied[]> => {
       const all: Applied[] = [];
       for (const step of steps) {
         if (!step.objects.length) continue;
@@ -178,7 +177,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
           ...(o.force ? { force: true } : {}),
         });
         all.push(...applied);
-        if (!o.dryRun)
+        if (wait && !o.dryRun)
           await waitHealthy(client, step.objects.map(refOf), { timeoutMs, onProgress: progress(phase) });
       }
       return all;
@@ -207,8 +206,8 @@ export async function up(o: UpOptions): Promise<UpResult> {
         switch (phase) {
           case 'spire': {
             const first = await desiredPhase(fleet, cluster, 'spire', inputs(), o);
-            // Objects applied now; the held-back ones wait for the peers' addresses.
-            applied = await applyStepsNoWaitOnServer(first.steps);
+            // What can be applied now; not waited for, since the server cannot be healthy before its held-back config exists.
+            applied = await applySteps(phase, first.steps, false);
             let address: string | undefined = bundleEndpoints[cluster];
             if (!address) {
               if (o.dryRun) {
@@ -334,24 +333,6 @@ export async function up(o: UpOptions): Promise<UpResult> {
       }
     }
     return result;
-
-    // The spire phase's first pass: apply without waiting on the objects that
-    // cannot be healthy before the held-back ones exist.
-    async function applyStepsNoWaitOnServer(steps: Step[]): Promise<Applied[]> {
-      const out: Applied[] = [];
-      for (const s of steps)
-        out.push(
-          ...(await applyObjects(client, s.objects, {
-            fleet: fleet.name,
-            phase: 'spire',
-            timeoutMs,
-            onProgress: progress('spire'),
-            ...(o.dryRun ? { dryRun: true } : {}),
-            ...(o.force ? { force: true } : {}),
-          })),
-        );
-      return out;
-    }
   };
 
   o.progress?.runStarted(fleet, o.dryRun ?? false);

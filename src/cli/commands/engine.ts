@@ -9,18 +9,7 @@ import { UpError, up } from '../../engine/up.js';
 import { connect, ENGINE_OPTIONS, ENGINE_USAGE, sources } from '../engine-args.js';
 import { type CliIO, type Command, EXIT_FAILED, EXIT_OK, UsageError } from '../io.js';
 import { progressView } from '../progress.js';
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
-}
+import { table } from '../table.js';
 
 function outputFormat(v: string | undefined): 'text' | 'json' {
   if (v !== 'text' && v !== 'json') throw new UsageError(`-o must be text or json, not "${v}"`);

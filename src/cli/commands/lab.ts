@@ -5,6 +5,7 @@ import { LabNotBuiltError } from '../../lab/binaries.js';
 import { LabError, type LabStatus, labDown, labStatus, labUp } from '../../lab/lab.js';
 import { DEFAULT_POD_TIMINGS, parseDelayRange } from '../../lab/stages.js';
 import { type CliIO, type Command, EXIT_FAILED, EXIT_OK, UsageError } from '../io.js';
+import { table } from '../table.js';
 
 const USAGE = `Usage: meshfed lab up [--clusters N] [--profile current|seed] [--nodes N]
                       [--pod-ready-delay MIN[..MAX]] [--pod-stop-delay MIN[..MAX]] [--dir DIR]
@@ -61,14 +62,7 @@ function formatStatus(s: LabStatus, io: CliIO): string {
             .join(', ')
         : '-',
     ]);
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows)
-    lines.push(
-      r
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    );
+  lines.push(table(rows));
   lines.push('', `load balancer: ${s.loadBalancer?.alive ? 'running' : 'DOWN'}`);
   for (const c of s.clusters)
     for (const p of c.processes.filter((x) => !x.alive)) lines.push(`DOWN: ${p.name} (pid ${p.pid})`);
