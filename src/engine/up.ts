@@ -336,7 +336,15 @@ export async function up(o: UpOptions): Promise<UpResult> {
   };
 
   o.progress?.runStarted(fleet, o.dryRun ?? false);
-  const settled = await Promise.allSettled(names.map(runCluster));
+  const settled = await Promise.allSettled(
+    names.map((n) =>
+      // Whatever stops a cluster (its inventory, a phase) releases the peers waiting for it.
+      runCluster(n).catch((e: unknown) => {
+        failAll(n, (e as Error).message.split('\n')[0] ?? '');
+        throw e;
+      }),
+    ),
+  );
   const failures = settled.flatMap((s, i) =>
     s.status === 'rejected'
       ? [
