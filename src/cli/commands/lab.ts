@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import type { Profile } from '../../fleet/model.js';
 import { LabNotBuiltError } from '../../lab/binaries.js';
 import { LabError, type LabStatus, labDown, labStatus, labUp } from '../../lab/lab.js';
-import { DEFAULT_POD_TIMINGS, parseDelayRange } from '../../lab/stages.js';
+import { DEFAULT_POD_TIMINGS, type DelayRange, parseDelayRange } from '../../lab/stages.js';
 import { type CliIO, type Command, EXIT_FAILED, EXIT_OK, UsageError } from '../io.js';
 import { table } from '../table.js';
 
@@ -70,6 +70,14 @@ function formatStatus(s: LabStatus, io: CliIO): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** A delay option's range, or undefined when not given; a UsageError when it does not parse. */
+function delayOption(name: string, value: string | undefined): DelayRange | undefined {
+  if (value === undefined) return undefined;
+  const range = parseDelayRange(value);
+  if (!range) throw new UsageError(`--${name} "${value}" is not a duration like 2s or a range like 1s..3s`);
+  return range;
+}
+
 export const labCommand: Command = {
   name: 'lab',
   summary: 'start, inspect and stop a local lab of real Kubernetes control planes with SPIRE',
@@ -106,23 +114,13 @@ export const labCommand: Command = {
             throw new UsageError(`--nodes must be a whole number from 1 to 100, not "${values.nodes}"`);
           if (values.profile !== 'current' && values.profile !== 'seed')
             throw new UsageError(`--profile must be current or seed, not "${values.profile}"`);
-          let podTimings = DEFAULT_POD_TIMINGS;
-          if (values['pod-ready-delay'] !== undefined) {
-            const ready = parseDelayRange(values['pod-ready-delay']);
-            if (!ready)
-              throw new UsageError(
-                `--pod-ready-delay "${values['pod-ready-delay']}" is not a duration like 2s or a range like 1s..3s`,
-              );
-            podTimings = { ...DEFAULT_POD_TIMINGS, ready };
-          }
-          if (values['pod-stop-delay'] !== undefined) {
-            const stop = parseDelayRange(values['pod-stop-delay']);
-            if (!stop)
-              throw new UsageError(
-                `--pod-stop-delay "${values['pod-stop-delay']}" is not a duration like 2s or a range like 1s..3s`,
-              );
-            podTimings = { ...podTimings, stop };
-          }
+          const ready = delayOption('pod-ready-delay', values['pod-ready-delay']);
+          const stop = delayOption('pod-stop-delay', values['pod-stop-delay']);
+          const podTimings = {
+            ...DEFAULT_POD_TIMINGS,
+            ...(ready ? { ready } : {}),
+            ...(stop ? { stop } : {}),
+          };
           const { state, reused } = await labUp({
             dir,
             clusters: n,
