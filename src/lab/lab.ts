@@ -131,7 +131,8 @@ function writeLabState(s: LabState): void {
  * The lab's control planes: admission webhooks off (what the installs
  * register has nothing real behind it), and volumes provisioned the way a
  * cloud's default StorageClass does (kube-controller-manager's own hostPath
- * provisioner, for testing; kwok's pods never mount them).
+ * provisioner, for testing; kwok's pods never mount them), bound within a
+ * second rather than at the binder's default 15 s sync.
  */
 const KWOK_CONTROL_PLANE_CONFIG = `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
@@ -144,6 +145,8 @@ componentsPatches:
   extraArgs:
   - key: enable-hostpath-provisioner
     value: "true"
+  - key: pvclaimbinder-sync-period
+    value: 1s
 `;
 
 const LAB_STORAGE_CLASS = `apiVersion: storage.k8s.io/v1
