@@ -26,6 +26,7 @@ import { execFileBounded } from '../federation/transport.js';
 import type { Profile } from '../fleet/model.js';
 import { PROFILE_VERSIONS } from '../fleet/versions.js';
 import { SPIRE_NAMESPACE } from '../render/namespaces.js';
+import type { AgentCluster } from './agents.js';
 import { labBinDir, requireLabBinaries } from './binaries.js';
 import {
   crdManifests,
@@ -345,6 +346,7 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
   };
   const crds = `${crdManifests(join(p.certManager, 'crds'))}---\n${crdManifests(join(p.registrarDir, 'crds'))}---\n${LAB_STORAGE_CLASS}`;
   const standIns: LbCluster[] = [];
+  const agents: AgentCluster[] = [];
   // The state is written as it grows, so that `lab down` can clean up a half-started lab.
   const save = () => writeLabState(state);
   try {
@@ -386,28 +388,27 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
         });
         const execConfig = join(cdir, 'kwok-exec.yaml');
         writeFileSync(execConfig, spireExecStandIn(cdir, join(p.spire, 'spire-server'), c.spireServerSocket));
-        const [kube] = await Promise.all([
-          startKubeCluster({
-            name,
-            kubernetesVersion: p.v.kubernetes,
-            workdir: c.kwokWorkdir,
-            nodes: o.nodes ?? 2,
-            configFiles: [apiServerConfig, stagesFile, execConfig],
-          }),
-          (async () => {
-            progress(name, `SPIRE ${p.v.spire} server of ${trustDomain} on ${c.address}`);
-            await domain.start();
-            const pid = domain.pids()[0];
-            if (pid !== undefined)
-              c.daemons.push({
-                name: `${name} spire-server`,
-                pid,
-                program: join(p.spire, 'spire-server'),
-                log: join(c.spireDir, 'spire-server.log'),
-              });
-            save();
-          })(),
-        ]);
+        const kube = await startKubeCluster({
+          name,
+          kubernetesVersion: p.v.kubernetes,
+          workdir: c.kwokWorkdir,
+          nodes: o.nodes ?? 2,
+          configFiles: [apiServerConfig, stagesFile, execConfig],
+        });
+        // The server reviews agents' tokens (k8s_psat) with the cluster's
+        // kubeconfig, which it reads when it starts: after the control plane.
+        domain.opts.k8sPsat = { cluster: name, kubeconfig: kube.kubeconfig };
+        progress(name, `SPIRE ${p.v.spire} server of ${trustDomain} on ${c.address}`);
+        await domain.start();
+        const pid = domain.pids()[0];
+        if (pid !== undefined)
+          c.daemons.push({
+            name: `${name} spire-server`,
+            pid,
+            program: join(p.spire, 'spire-server'),
+            log: join(c.spireDir, 'spire-server.log'),
+          });
+        save();
         c.apiServer = apiServerOf(kube.kubeconfig) ?? '';
         c.bundleEndpoint = domain.bundleEndpointUrl;
         save();
@@ -430,6 +431,16 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
         save();
         for (const s of started) if (s.status === 'rejected') throw s.reason;
         standIns.push({ name, kubeconfig: kube.kubeconfig, index, standIns: [spireStandIn(domain)] });
+        agents.push({
+          name,
+          trustDomain,
+          kubeconfig: kube.kubeconfig,
+          serverAddress: c.address,
+          serverPort: LAB_PORTS.server,
+          serverSocket: c.spireServerSocket,
+          binDir: p.spire,
+          dir: join(cdir, 'agents'),
+        });
         progress(name, 'ready');
       }),
     );
@@ -447,7 +458,15 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     writeFileSync(state.kubeconfig, mergeKubeconfigs(state.clusters), { mode: 0o600 });
     writeFileSync(
       join(dir, LB_CONFIG_FILE),
-      JSON.stringify({ block, clusters: standIns.sort((a, b) => a.index - b.index) }, null, 2),
+      JSON.stringify(
+        {
+          block,
+          clusters: standIns.sort((a, b) => a.index - b.index),
+          agents: agents.sort((a, b) => a.name.localeCompare(b.name)),
+        },
+        null,
+        2,
+      ),
     );
     rmSync(join(dir, LB_STATUS_FILE), { force: true });
     progress(undefined, 'load balancer for Services of type LoadBalancer');

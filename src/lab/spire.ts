@@ -59,6 +59,12 @@ export interface TrustDomainOptions {
   refreshHint?: string;
   /** Static relationships written into server.conf (`federates_with`). */
   staticPeers?: StaticPeer[];
+  /**
+   * Also attest agents of a lab cluster with k8s_psat, as meshfed's
+   * server.conf does: tokens of the service account spire:spire-agent,
+   * reviewed with this kubeconfig (src/lab/agents.ts runs the agents).
+   */
+  k8sPsat?: { cluster: string; kubeconfig: string };
   /** Start an agent too (default true). */
   agent?: boolean;
   /**
@@ -188,6 +194,20 @@ plugins {
   }
   NodeAttestor "join_token" {
     plugin_data {}
+  }${
+    o.k8sPsat
+      ? `
+  NodeAttestor "k8s_psat" {
+    plugin_data {
+      clusters = {
+        ${q(o.k8sPsat.cluster)} = {
+          service_account_allow_list = ["spire:spire-agent"]
+          kube_config_file = ${q(o.k8sPsat.kubeconfig)}
+        }
+      }
+    }
+  }`
+      : ''
   }
   KeyManager "disk" {
     plugin_data {
