@@ -1,5 +1,6 @@
 /** Every meshfed subcommand, in the order `meshfed --help` lists them. */
 import { certsCommand } from './commands/certs.js';
+import { checkCommand, reportCommand, verifyCommand } from './commands/check.js';
 import { downCommand, planCommand, statusCommand, upCommand } from './commands/engine.js';
 import { initCommand } from './commands/init.js';
 import { labCommand } from './commands/lab.js';
@@ -17,6 +18,9 @@ export const COMMANDS: Command[] = [
   upCommand,
   statusCommand,
   downCommand,
+  checkCommand,
+  verifyCommand,
+  reportCommand,
   certsCommand,
   labCommand,
 ];

@@ -62,6 +62,8 @@ export interface Connected {
   labDir?: string;
   /** The API server version of each context. */
   versions: Map<string, string>;
+  /** With `tolerateUnreachable`: why a context could not be reached (by context). */
+  unreachable: Map<string, string>;
 }
 
 export function labDirOf(io: CliIO): string {
@@ -69,7 +71,11 @@ export function labDirOf(io: CliIO): string {
 }
 
 /** Loads the fleet and reaches every context; throws UsageError (exit 2) for anything wrong, before any write. */
-export async function connect(v: EngineArgs, io: CliIO): Promise<Connected> {
+export async function connect(
+  v: EngineArgs,
+  io: CliIO,
+  o: { tolerateUnreachable?: boolean } = {},
+): Promise<Connected> {
   const timeoutMs = parseGoDuration(v.timeout ?? '5m');
   if (timeoutMs === undefined || timeoutMs <= 0)
     throw new UsageError(`--timeout "${v.timeout}" is not a Go duration like 90s or 5m`);
@@ -101,18 +107,19 @@ export async function connect(v: EngineArgs, io: CliIO): Promise<Connected> {
   }
   const versions = new Map<string, string>();
   const unreachable: string[] = [];
+  const why = new Map<string, string>();
   await Promise.all(
     [...clients.values()].map(async (c) => {
       try {
         versions.set(c.context, await c.version());
       } catch (e) {
-        unreachable.push(
-          `context ${c.context} (${c.server}): ${(e as Error).message.replace(`${c.context}: `, '')}`,
-        );
+        const m = `context ${c.context} (${c.server}): ${(e as Error).message.replace(`${c.context}: `, '')}`;
+        unreachable.push(m);
+        why.set(c.context, m);
       }
     }),
   );
-  if (unreachable.length)
+  if (unreachable.length && !o.tolerateUnreachable)
     throw new UsageError(
       `cannot reach ${unreachable.length === 1 ? 'a cluster' : `${unreachable.length} clusters`}; nothing was written:\n  ${unreachable.sort().join('\n  ')}`,
     );
@@ -123,6 +130,7 @@ export async function connect(v: EngineArgs, io: CliIO): Promise<Connected> {
     clients,
     timeoutMs,
     versions,
+    unreachable: why,
     ...(labDir ? { labDir } : {}),
   };
 }

@@ -15,6 +15,9 @@ export const EAST_WEST_SERVICE = {
   portName: 'tls',
 };
 
+/** The SPIRE server's pod, which `spire-server` CLI calls go to through pod exec. */
+export const SPIRE_SERVER_POD = { namespace: SPIRE_NAMESPACE, name: 'spire-server-0' };
+
 export class DiscoveryError extends Error {
   override name = 'DiscoveryError';
 }

@@ -28,7 +28,6 @@ import { peersOf } from '../fleet/model.js';
 import { type ClusterClient, describeRef, type KubeObject, refOf } from '../kube/client.js';
 import { waitHealthy } from '../kube/wait.js';
 import { PHASE_LABEL } from '../render/meta.js';
-import { SPIRE_NAMESPACE } from '../render/namespaces.js';
 import type { RenderInputs } from '../render/types.js';
 import {
   type Applied,
@@ -40,7 +39,7 @@ import {
   retrying,
 } from './apply.js';
 import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';
-import { BUNDLE_ENDPOINT_SERVICE, EAST_WEST_SERVICE, serviceAddress } from './discover.js';
+import { BUNDLE_ENDPOINT_SERVICE, EAST_WEST_SERVICE, SPIRE_SERVER_POD, serviceAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
 import { mapLimit } from './order.js';
 import type { ProgressStore } from './progress.js';
@@ -123,8 +122,6 @@ class Barrier<T> {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 }
-
-const SPIRE_SERVER_POD = { namespace: SPIRE_NAMESPACE, name: 'spire-server-0' };
 
 export async function up(o: UpOptions): Promise<UpResult> {
   const { fleet } = o;

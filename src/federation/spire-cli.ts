@@ -124,6 +124,16 @@ export class SpireServerCli {
     await this.ok(['federation', 'refresh', '-id', tdId(trustDomain)]);
   }
 
+  /** Registration entries (`entry show`; the text output, the same from SPIRE 1.5 to 1.15). */
+  async entries(): Promise<RegistrationEntry[]> {
+    return parseEntries((await this.ok(['entry', 'show'])).stdout);
+  }
+
+  /** Attested agents (`agent list`). */
+  async agents(): Promise<AttestedAgent[]> {
+    return parseAgents((await this.ok(['agent', 'list'])).stdout);
+  }
+
   /** Generates a join token; the agent that uses it gets `spiffeId` as an alias. */
   async joinToken(spiffeId: string, ttlSeconds = 600): Promise<string> {
     const r = await this.ok([
@@ -191,6 +201,58 @@ export function parseBundleList(text: string): Map<string, Bundle> {
     out.set(td, parseJwksBundle((parts[i + 1] as string).trim(), td));
   }
   return out;
+}
+
+export interface RegistrationEntry {
+  entryId: string;
+  spiffeId: string;
+  parentId: string;
+  selectors: string[];
+  federatesWith: string[];
+}
+
+export interface AttestedAgent {
+  spiffeId: string;
+  attestationType?: string;
+  expiresAt?: string;
+}
+
+/** "Key   : value" blocks, a new block at each `first` key. */
+function blocks(text: string, first: string): Array<Array<[string, string]>> {
+  const out: Array<Array<[string, string]>> = [];
+  for (const line of text.split('\n')) {
+    const m = /^([A-Za-z0-9 -]+?)\s*:\s*(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const key = m[1] as string;
+    if (key === first) out.push([]);
+    out.at(-1)?.push([key, (m[2] as string).trim()]);
+  }
+  return out;
+}
+
+export function parseEntries(text: string): RegistrationEntry[] {
+  return blocks(text, 'Entry ID').map((b) => {
+    const all = (k: string) => b.filter(([key]) => key === k).map(([, v]) => v);
+    return {
+      entryId: all('Entry ID')[0] ?? '',
+      spiffeId: all('SPIFFE ID')[0] ?? '',
+      parentId: all('Parent ID')[0] ?? '',
+      selectors: all('Selector'),
+      federatesWith: all('FederatesWith'),
+    };
+  });
+}
+
+export function parseAgents(text: string): AttestedAgent[] {
+  return blocks(text, 'SPIFFE ID').map((b) => {
+    const get = (k: string) => b.find(([key]) => key === k)?.[1];
+    const a: AttestedAgent = { spiffeId: get('SPIFFE ID') ?? '' };
+    const t = get('Attestation type');
+    if (t) a.attestationType = t;
+    const x = get('Expiration time');
+    if (x) a.expiresAt = x;
+    return a;
+  });
 }
 
 export function parseRelationships(text: string): Relationship[] {

@@ -69,3 +69,20 @@ export const SPIRE_SINCE = {
 export function spireHas(version: string, feature: keyof typeof SPIRE_SINCE): boolean {
   return compareVersions(version, SPIRE_SINCE[feature]) >= 0;
 }
+
+/**
+ * The Kubernetes minors each Istio minor supports (istio.io's supported
+ * releases table: 1.22 → 1.27–1.30; 1.30 → 1.32–1.36), inclusive, for the
+ * profiles' Istio minors. `check --pre` fails a cluster outside its fleet's
+ * Istio range, and warns for an Istio minor not listed here.
+ */
+export const ISTIO_KUBERNETES_SUPPORT: Readonly<Record<string, readonly [string, string]>> = {
+  '1.22': ['1.27', '1.30'],
+  '1.30': ['1.32', '1.36'],
+};
+
+/** "1.35.0" / "v1.35.0-gke.1" → "1.35". */
+export function minorOf(version: string): string {
+  const m = /^v?(\d+)\.(\d+)/.exec(version);
+  return m ? `${m[1]}.${m[2]}` : version;
+}

@@ -78,6 +78,13 @@ export interface ClusterClient {
   ): Promise<KubeObject[]>;
   apply(obj: KubeObject, o?: ApplyOptions): Promise<{ object: KubeObject; action: ApplyAction }>;
   delete(ref: ObjectRef): Promise<'deleted' | 'absent'>;
+  /**
+   * POST of an object the server answers and does not keep (a review:
+   * SelfSubjectAccessReview, TokenReview); resolves with the server's answer.
+   */
+  review(obj: KubeObject): Promise<KubeObject>;
+  /** The resource (plural) name the server serves a kind under, or undefined when it does not serve the kind. */
+  resourceName(apiVersion: string, kind: string): Promise<string | undefined>;
   /** The API server's version (GET /version): "v1.35.0". */
   version(): Promise<string>;
   /** Every kind the API server serves that can be listed and deleted (preferred versions only). */
@@ -368,6 +375,22 @@ class HttpsClusterClient implements ClusterClient {
     });
   }
 
+  async review(obj: KubeObject): Promise<KubeObject> {
+    const path = await this.path({ apiVersion: obj.apiVersion, kind: obj.kind });
+    const r = await this.call('POST', path, JSON.stringify(obj));
+    if (r.status !== 200 && r.status !== 201) this.fail(`create ${obj.kind}`, r.status, r.json);
+    return r.json as KubeObject;
+  }
+
+  async resourceName(apiVersion: string, kind: string): Promise<string | undefined> {
+    try {
+      return (await this.resource(apiVersion, kind)).name;
+    } catch (e) {
+      if (e instanceof KubeApiError && e.status === 404) return undefined;
+      throw e;
+    }
+  }
+
   async version(): Promise<string> {
     const r = await this.call('GET', '/version');
     if (r.status !== 200) this.fail('version', r.status, r.json);
@@ -411,6 +434,20 @@ class HttpsClusterClient implements ClusterClient {
     if (r.status !== 200 && r.status !== 202) this.fail(`delete ${describeRef(ref)}`, r.status, r.json);
     return 'deleted';
   }
+}
+
+/**
+ * A client from a kubeconfig held in memory (a remote secret's), for its
+ * current context; refuses one that skips TLS verification.
+ */
+export function clientFromKubeconfig(text: string, o: { timeoutMs?: number } = {}): ClusterClient {
+  const kc = new KubeConfig();
+  kc.loadFromString(text);
+  const cluster = kc.getCurrentCluster();
+  if (!cluster?.server) throw new KubeconfigError('the kubeconfig names no cluster server');
+  if (cluster.skipTLSVerify)
+    throw new KubeconfigError('the kubeconfig skips TLS verification (insecure-skip-tls-verify)');
+  return new HttpsClusterClient(kc.getCurrentContext(), cluster.server, kc, o.timeoutMs ?? 30_000);
 }
 
 /** The kubeconfig path: --kubeconfig, else $KUBECONFIG (its first file), else ~/.kube/config. */

@@ -26,7 +26,7 @@ export interface ParsedInput {
   secretName?: string;
 }
 
-interface EnvoySecret {
+export interface EnvoySecret {
   name?: string;
   secret?: {
     name?: string;
@@ -37,15 +37,20 @@ interface EnvoySecret {
   };
 }
 
-function envoySecrets(doc: Record<string, unknown>): EnvoySecret[] {
+/** The secrets of an Envoy config dump (full, or `istioctl proxy-config secret -o json`). */
+export function envoySecrets(doc: Record<string, unknown>): EnvoySecret[] {
   const fromDump = (d: Record<string, unknown>) =>
     ((d.dynamicActiveSecrets ?? d.dynamic_active_secrets ?? []) as EnvoySecret[]).concat(
       (d.staticSecrets ?? d.static_secrets ?? []) as EnvoySecret[],
     );
   if (Array.isArray(doc.configs))
-    return (doc.configs as Array<Record<string, unknown>>)
-      .filter((c) => String(c['@type'] ?? '').endsWith('SecretsConfigDump'))
-      .flatMap(fromDump);
+    return (doc.configs as Array<Record<string, unknown>>).flatMap((c) => {
+      const type = String(c['@type'] ?? '');
+      // A whole dump has a SecretsConfigDump section; `config_dump?resource=dynamic_active_secrets` lists the secrets themselves.
+      if (type.endsWith('SecretsConfigDump')) return fromDump(c);
+      if (type.endsWith('SecretsConfigDump.DynamicSecret')) return [c as EnvoySecret];
+      return [];
+    });
   return fromDump(doc);
 }
 

@@ -1,0 +1,502 @@
+/**
+ * `meshfed verify`: the guide's walk-through, automated. The checks read the
+ * data plane through a `Probe` (curl in each cluster's sleep pod, Envoy's
+ * config dump of a workload's proxy, the ingress address) and judge what
+ * curl and Envoy print; the parsers and verdicts here are pure, so they are
+ * tested on recorded output (test/verify/fixtures), and `kubeProbe` runs
+ * them on real clusters through pod exec (docs/verify.md).
+ */
+import { parseGoDuration } from '../fleet/durations.js';
+import { clusterIndex, peersOf } from '../fleet/model.js';
+import type { ClusterClient, KubeObject } from '../kube/client.js';
+import { APP_NAMESPACES } from '../render/apps.js';
+import { ROOT_ISSUER } from '../render/cert-manager.js';
+import { workloadSpiffeId } from '../render/identity.js';
+import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
+import { envoySecrets, inspectChain, parseCertInput } from '../spiffe/inspect.js';
+import { type CertView, certOrigin, parsePemCertificates } from '../spiffe/x509.js';
+import { type CheckDef, type Finding, fail, pass, perCluster, skip, warn } from './catalog.js';
+import { type CheckContext, clientOf, reachable, spireOf } from './context.js';
+
+/** What verify needs from the data plane; `kubeProbe` is the real one, tests give recorded output. */
+export interface Probe {
+  /** `n` requests with curl from the cluster's sleep pod; each request's output (body, or curl's error line). */
+  curl(cluster: string, url: string, n: number): Promise<string[]>;
+  /** Envoy's config dump (JSON text) of the first Running pod matching `selector` in `namespace`. */
+  configDump(cluster: string, namespace: string, selector: string): Promise<{ pod: string; dump: string }>;
+  /** Deletes the cluster's helloworld Service, runs `during`, and puts the Service back exactly as it was. */
+  withoutLocalService<T>(cluster: string, during: () => Promise<T>): Promise<T>;
+  /** The ingress gateway's address (host or host:port) in a cluster, if it has one. */
+  ingressAddress(cluster: string): Promise<string | undefined>;
+}
+
+export interface VerifyContext extends CheckContext {
+  probe: Probe;
+  /** Requests per traffic check (default 20). */
+  requests: number;
+}
+
+export const HELLO_URL = `http://helloworld.${APP_NAMESPACES.helloworld}:5000/hello`;
+
+/** The marker the probe's shell loop prints after each request, to split curl's output. */
+export const REQUEST_END = '#meshfed-request-end';
+
+/** Splits the output of the probe's loop into one text per request. */
+export function splitRequests(output: string): string[] {
+  return output
+    .split(`${REQUEST_END}\n`)
+    .map((s) => s.trim())
+    .filter((s, i, all) => s || i < all.length - 1);
+}
+
+export interface HelloTally {
+  /** Answers per version ("v1" → 12). */
+  versions: Record<string, number>;
+  /** Requests that got no helloworld answer, with what came instead (curl's error, Envoy's reply). */
+  errors: string[];
+  total: number;
+}
+
+/** Tallies helloworld answers: "Hello version: v1, instance: helloworld-v1-…". */
+export function tallyHello(responses: string[]): HelloTally {
+  const t: HelloTally = { versions: {}, errors: [], total: responses.length };
+  for (const r of responses) {
+    const m = /Hello version: (v\d+), instance: (\S+)/.exec(r);
+    if (m) t.versions[m[1]!] = (t.versions[m[1]!] ?? 0) + 1;
+    else t.errors.push(r.split('\n')[0]!.slice(0, 200) || '(empty answer)');
+  }
+  return t;
+}
+
+export const versionOf = (ctx: CheckContext, cluster: string) => `v${clusterIndex(ctx.fleet, cluster) + 1}`;
+
+const distribution = (t: HelloTally) =>
+  Object.entries(t.versions)
+    .sort()
+    .map(([v, n]) => `${v} ${n}`)
+    .join(', ') || 'none';
+
+/** East-west: every cluster reached from `cluster` answers (its own version and each peer's). */
+export function judgeEastWest(ctx: CheckContext, cluster: string, t: HelloTally): Omit<Finding, 'cluster'> {
+  const want = [cluster, ...peersOf(ctx.fleet, cluster).map((p) => p.name)].map((c) => versionOf(ctx, c));
+  const missing = want.filter((v) => !t.versions[v]);
+  const data = { versions: t.versions, errors: t.errors.length, total: t.total };
+  if (missing.length)
+    return fail(
+      `${t.total} requests: ${distribution(t)}; no answer from ${missing.join(', ')}${t.errors.length ? `; ${t.errors.length} failed (${t.errors[0]})` : ''}`,
+      data,
+    );
+  if (t.errors.length)
+    return warn(`${distribution(t)}; ${t.errors.length} of ${t.total} failed (${t.errors[0]})`, data);
+  return pass(`${t.total} requests: ${distribution(t)}`, data);
+}
+
+/** Failover: with the local Service gone, only peers' versions answer, and every request is answered. */
+export function judgeFailover(ctx: CheckContext, cluster: string, t: HelloTally): Omit<Finding, 'cluster'> {
+  const local = versionOf(ctx, cluster);
+  const remote = peersOf(ctx.fleet, cluster).map((p) => versionOf(ctx, p.name));
+  const data = { versions: t.versions, errors: t.errors.length, total: t.total };
+  if (t.versions[local])
+    return fail(`the local ${local} still answered ${t.versions[local]} times without its Service`, data);
+  if (!remote.some((v) => t.versions[v]))
+    return fail(`no remote version answered (${t.errors[0] ?? 'no answer'})`, data);
+  if (t.errors.length)
+    return fail(`${t.errors.length} of ${t.total} requests failed during failover (${t.errors[0]})`, data);
+  return pass(`local Service removed: ${distribution(t)}, restored`, data);
+}
+
+// ---- Envoy config dump: identity and trust ----
+
+interface DumpSecret {
+  name: string;
+  chain: CertView[];
+  trusted: CertView[];
+}
+
+/** The secrets of a config dump (`/config_dump` or `istioctl proxy-config secret -o json`), by name. */
+export function dumpSecrets(dump: string): DumpSecret[] {
+  const pem = (b?: string) => (b ? parsePemCertificates(Buffer.from(b, 'base64').toString('utf8')) : []);
+  return envoySecrets(JSON.parse(dump) as Record<string, unknown>).map((e) => {
+    const sec = e.secret ?? {};
+    return {
+      name: String(e.name ?? sec.name ?? ''),
+      chain: pem(
+        sec.tls_certificate?.certificate_chain?.inline_bytes ??
+          sec.tlsCertificate?.certificateChain?.inlineBytes,
+      ),
+      trusted: pem(
+        sec.validation_context?.trusted_ca?.inline_bytes ?? sec.validationContext?.trustedCa?.inlineBytes,
+      ),
+    };
+  });
+}
+
+/** Identity: the proxy's SVID names the workload, and its trusted CAs include every peer's root (by fingerprint). */
+export function judgeIdentity(
+  dump: string,
+  want: { spiffeId: string; ownRoots: string[]; peerRoots: Record<string, string[]> },
+): Omit<Finding, 'cluster'> {
+  const secrets = dumpSecrets(dump);
+  const svid = secrets.find((s) => s.name === 'default' && s.chain.length);
+  const roots = secrets.find((s) => s.name === 'ROOTCA' && s.trusted.length);
+  if (!svid)
+    return fail('the proxy has no workload certificate (secret "default"): SDS from SPIRE did not deliver');
+  const id = svid.chain[0]!.uriSans.find((u) => u.startsWith('spiffe://'));
+  if (id !== want.spiffeId)
+    return fail(`the proxy's SVID is ${id ?? 'without SPIFFE ID'}, expected ${want.spiffeId}`);
+  if (!roots) return fail('the proxy has no trusted CAs (secret "ROOTCA")');
+  const have = new Set(roots.trusted.map((c) => c.fingerprintSha256));
+  const missing = Object.entries(want.peerRoots)
+    .filter(([, fps]) => !fps.some((f) => have.has(f)))
+    .map(([td]) => td);
+  if (!want.ownRoots.some((f) => have.has(f))) missing.unshift('its own trust domain');
+  return missing.length
+    ? fail(`${id}: ROOTCA lacks the bundle of ${missing.join(', ')}`)
+    : pass(`${id}; trusts ${Object.keys(want.peerRoots).length + 1} trust domains`, {
+        spiffeId: id,
+        trusted: roots.trusted.length,
+      });
+}
+
+/** Trust chain: leaf = workload SVID, then SPIRE's intermediate, up to the cert-manager root; valid against the trusted CAs. */
+export function judgeChain(dump: string, trustDomain: string, now: Date): Omit<Finding, 'cluster'> {
+  const input = parseCertInput(dump, { trustDomain });
+  const report = inspectChain(input, { warnWithinSeconds: 0, now });
+  const all = [...input.chain, ...input.trusted];
+  const roles = input.chain.map((c) => certOrigin(c));
+  const issuerRoot = all.find(
+    (c) => certOrigin(c) === 'cert-manager root' && input.chain.at(-1)?.issuer === c.subject,
+  );
+  const problems: string[] = [];
+  if (roles[0] !== 'workload SVID') problems.push(`the leaf is a ${roles[0] ?? 'missing certificate'}`);
+  if (!roles.slice(1).includes('SPIRE intermediate')) problems.push('no SPIRE intermediate in the chain');
+  if (!issuerRoot) problems.push('the chain does not end at a cert-manager root');
+  if (report.verdict && !report.verdict.valid)
+    problems.push(report.verdict.problems.map((p) => p.message).join('; ') || 'not a valid SVID');
+  const path = [...roles, issuerRoot ? 'cert-manager root' : '?'].join(' ← ');
+  return problems.length ? fail(`${path}: ${problems.join('; ')}`) : pass(path, { chain: roles.length + 1 });
+}
+
+/** SVID rotation observed: the proxy's SVID is younger than the configured SVID TTL (SPIRE renews at half-life). */
+export function judgeSvidAge(dump: string, svidTtl: string, now: Date): Omit<Finding, 'cluster'> {
+  const svid = dumpSecrets(dump).find((s) => s.name === 'default' && s.chain.length)?.chain[0];
+  if (!svid) return fail('no workload certificate in the config dump');
+  const ttl = parseGoDuration(svidTtl) ?? 3_600_000;
+  const lifetime = svid.notAfter.getTime() - svid.notBefore.getTime();
+  const age = now.getTime() - svid.notBefore.getTime();
+  const mins = (ms: number) => `${Math.round(ms / 60_000)} min`;
+  if (lifetime > ttl + 60_000)
+    return fail(`the SVID lives ${mins(lifetime)}, more than the configured ${svidTtl}`);
+  if (age > lifetime / 2 + 5 * 60_000)
+    return fail(`the SVID is ${mins(age)} old: past half its ${mins(lifetime)} life, it was not renewed`);
+  return pass(`SVID ${mins(age)} old of ${mins(lifetime)} (TTL ${svidTtl})`, {
+    ageSeconds: Math.round(age / 1000),
+  });
+}
+
+// ---- the checks ----
+
+const perReachable = (
+  ctx: VerifyContext,
+  f: (c: { name: string; trustDomain: string }) => Promise<Omit<Finding, 'cluster'>>,
+) => perCluster(reachable(ctx), f);
+
+async function rootsOf(
+  ctx: CheckContext,
+): Promise<{ own: Map<string, string[]>; held: Map<string, Map<string, string[]>> }> {
+  return ctx.memo('roots', async () => {
+    const own = new Map<string, string[]>();
+    const held = new Map<string, Map<string, string[]>>();
+    await Promise.all(
+      reachable(ctx).map(async (c) => {
+        const s = spireOf(ctx, c.name);
+        const [b, list] = await Promise.all([s.ownBundle(c.trustDomain), s.heldBundles()]);
+        own.set(
+          c.name,
+          b.x509Authorities.map((a) => a.fingerprintSha256),
+        );
+        held.set(
+          c.name,
+          new Map([...list].map(([td, x]) => [td, x.x509Authorities.map((a) => a.fingerprintSha256)])),
+        );
+      }),
+    );
+    return { own, held };
+  });
+}
+
+const sleepDump = (ctx: VerifyContext, cluster: string) =>
+  ctx.memo(`dump:${cluster}`, () => ctx.probe.configDump(cluster, APP_NAMESPACES.sleep, 'app=sleep'));
+
+export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
+  {
+    code: 'MF301',
+    title: 'East-west traffic',
+    category: 'traffic',
+    severity: 'error',
+    stage: 'verify',
+    description: `From sleep in each cluster, N requests to ${HELLO_URL}: every federated cluster's helloworld version answers; the distribution is reported.`,
+    hint: 'docs/verify.md#east-west: check the east-west gateway (MF210), remote secrets (MF209) and istioctl proxy-config endpoints deploy/sleep -n sleep',
+    run: (ctx) =>
+      perReachable(ctx, async (c) =>
+        judgeEastWest(ctx, c.name, tallyHello(await ctx.probe.curl(c.name, HELLO_URL, ctx.requests))),
+      ),
+  },
+  {
+    code: 'MF302',
+    title: 'Failover to peers',
+    category: 'traffic',
+    severity: 'error',
+    stage: 'verify',
+    description:
+      "With a cluster's own helloworld Service removed, its sleep's requests are all answered by peers' versions; the Service is then restored as it was.",
+    hint: "docs/verify.md#failover: the peers' endpoints must be known to this istiod (remote secrets, MF209)",
+    async run(ctx) {
+      const out: Finding[] = [];
+      // One cluster at a time: each removal changes what its peers' requests may reach.
+      for (const c of reachable(ctx)) {
+        try {
+          const t = await ctx.probe.withoutLocalService(c.name, async () =>
+            tallyHello(await ctx.probe.curl(c.name, HELLO_URL, ctx.requests)),
+          );
+          out.push({ ...judgeFailover(ctx, c.name, t), cluster: c.name });
+        } catch (e) {
+          out.push({ status: 'failed', cluster: c.name, message: (e as Error).message });
+        }
+      }
+      return out;
+    },
+  },
+  {
+    code: 'MF303',
+    title: 'North-south through each ingress gateway',
+    category: 'traffic',
+    severity: 'error',
+    stage: 'verify',
+    description:
+      "From another cluster's sleep, GET /hello on each cluster's ingress gateway address answers with helloworld.",
+    hint: 'docs/verify.md#north-south: kubectl -n istio-system get svc istio-ingressgateway; the Gateway and VirtualService helloworld in namespace helloworld',
+    run: (ctx) =>
+      perReachable(ctx, async (c) => {
+        if (!ctx.fleet.apps.ingressRoute.enabled)
+          return skip('the fleet has no ingress route (spec.apps.ingressRoute)');
+        const addr = await ctx.probe.ingressAddress(c.name);
+        if (!addr) return fail('the ingress gateway has no address');
+        const from = reachable(ctx).find((x) => x.name !== c.name) ?? c;
+        const t = tallyHello(
+          await ctx.probe.curl(from.name, `http://${addr}/hello`, Math.min(ctx.requests, 5)),
+        );
+        return Object.keys(t.versions).length && !t.errors.length
+          ? pass(`${addr}/hello from ${from.name}: ${distribution(t)}`, {
+              from: from.name,
+              versions: t.versions,
+            })
+          : fail(
+              `${addr}/hello from ${from.name}: ${t.errors.length} of ${t.total} failed (${t.errors[0] ?? 'no helloworld answer'})`,
+            );
+      }),
+  },
+  {
+    code: 'MF304',
+    title: 'Workload identity and federated trust in the proxy',
+    category: 'identity',
+    severity: 'error',
+    stage: 'verify',
+    description:
+      "sleep's proxy holds the SVID spiffe://TD/ns/sleep/sa/sleep (Envoy secret default) and trusts its own and every federated peer's bundle (ROOTCA), compared with what the SPIRE servers hold.",
+    hint: 'docs/verify.md#identity: istioctl proxy-config secret deploy/sleep -n sleep; the spire sidecar template and the CSI driver must be in place',
+    run: (ctx) =>
+      perReachable(ctx, async (c) => {
+        const { dump } = await sleepDump(ctx, c.name);
+        const roots = await rootsOf(ctx);
+        const held = roots.held.get(c.name) ?? new Map<string, string[]>();
+        const peerRoots = Object.fromEntries(
+          peersOf(ctx.fleet, c.name).map((p) => [p.trustDomain, held.get(p.trustDomain) ?? []]),
+        );
+        return judgeIdentity(dump, {
+          spiffeId: workloadSpiffeId(c.trustDomain, APP_NAMESPACES.sleep, 'sleep'),
+          ownRoots: roots.own.get(c.name) ?? [],
+          peerRoots,
+        });
+      }),
+  },
+  {
+    code: 'MF305',
+    title: 'Trust chain: cert-manager root ← SPIRE ← workload',
+    category: 'trust-chain',
+    severity: 'error',
+    stage: 'verify',
+    description:
+      "The chain sleep's proxy presents is workload SVID ← SPIRE intermediate ← the cluster's cert-manager root, and validates as an X.509-SVID against the proxy's trusted CAs (meshfed certs' library).",
+    hint: 'docs/verify.md#trust-chain: meshfed certs on the dump shows each certificate and what is wrong',
+    run: (ctx) =>
+      perReachable(ctx, async (c) => judgeChain((await sleepDump(ctx, c.name)).dump, c.trustDomain, ctx.now)),
+  },
+  {
+    code: 'MF306',
+    title: 'Rotation: configured lifetimes, observed renewals',
+    category: 'rotation',
+    severity: 'error',
+    stage: 'verify',
+    description:
+      "cert-manager's Certificates carry the fleet's durations and renewBefore and have been issued (Ready, a renewal time ahead); SPIRE's server.conf has the fleet's ca_ttl and SVID TTL; the proxy's SVID is younger than half its life (renewed).",
+    hint: 'docs/verify.md#rotation: kubectl get certificates -A; cmctl renew to force one; SPIRE renews SVIDs at half-life',
+    run: (ctx) =>
+      perReachable(ctx, async (c) => {
+        const problems: string[] = [];
+        const notes: string[] = [];
+        problems.push(...(await certificateProblems(ctx, clientOf(ctx, c.name))));
+        problems.push(...(await spireTtlProblems(ctx, clientOf(ctx, c.name))));
+        try {
+          const age = judgeSvidAge((await sleepDump(ctx, c.name)).dump, ctx.fleet.ca.spire.svidTTL, ctx.now);
+          (age.status === 'passed' ? notes : problems).push(age.message);
+        } catch (e) {
+          problems.push(`SVID renewal not observed: ${(e as Error).message}`);
+        }
+        return problems.length
+          ? fail(problems.join('; '))
+          : pass(`lifetimes as configured; ${notes.join('; ')}`);
+      }),
+  },
+];
+
+/** The fleet's Certificates as issued: durations as configured, Ready, renewal scheduled ahead. */
+export async function certificateProblems(ctx: CheckContext, client: ClusterClient): Promise<string[]> {
+  const want: Array<{ ns: string; name: string; duration: string; renewBefore: string }> = [
+    { ns: 'cert-manager', name: ROOT_ISSUER, ...ctx.fleet.ca.root },
+    { ns: ISTIO_NAMESPACE, name: 'cacerts', ...ctx.fleet.ca.istio },
+  ];
+  const out: string[] = [];
+  for (const w of want) {
+    const cert = await client.get({
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Certificate',
+      namespace: w.ns,
+      name: w.name,
+    });
+    if (!cert) {
+      out.push(`Certificate ${w.ns}/${w.name} missing`);
+      continue;
+    }
+    const spec = cert.spec as { duration?: string; renewBefore?: string };
+    const same = (a: string | undefined, b: string) => parseGoDuration(a ?? '') === parseGoDuration(b);
+    if (!same(spec.duration, w.duration) || !same(spec.renewBefore, w.renewBefore))
+      out.push(
+        `${w.name}: duration ${spec.duration}/renewBefore ${spec.renewBefore}, the fleet says ${w.duration}/${w.renewBefore}`,
+      );
+    const st = (cert.status ?? {}) as {
+      conditions?: Array<{ type: string; status: string }>;
+      renewalTime?: string;
+      notAfter?: string;
+    };
+    if (!st.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'))
+      out.push(`${w.name} is not Ready`);
+    else if (!st.renewalTime || Date.parse(st.renewalTime) < ctx.now.getTime() - 60_000)
+      out.push(`${w.name}: renewal time ${st.renewalTime ?? 'unset'} has passed and it was not renewed`);
+  }
+  return out;
+}
+
+/** The SPIRE server's CA and SVID lifetimes, as its ConfigMap sets them. */
+export async function spireTtlProblems(ctx: CheckContext, client: ClusterClient): Promise<string[]> {
+  const cm: KubeObject | undefined = await client.get({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    namespace: SPIRE_NAMESPACE,
+    name: 'spire-server',
+  });
+  const conf = (cm?.data as Record<string, string> | undefined)?.['server.conf'];
+  if (!conf) return ['ConfigMap spire/spire-server has no server.conf'];
+  const val = (k: string) => new RegExp(`^\\s*${k}\\s*=\\s*"([^"]+)"`, 'm').exec(conf)?.[1];
+  const out: string[] = [];
+  const caTtl = val('ca_ttl');
+  const svid = val('default_x509_svid_ttl') ?? val('default_svid_ttl');
+  if (parseGoDuration(caTtl ?? '') !== parseGoDuration(ctx.fleet.ca.spire.caTTL))
+    out.push(`server.conf ca_ttl is ${caTtl ?? 'unset'}, the fleet says ${ctx.fleet.ca.spire.caTTL}`);
+  if (parseGoDuration(svid ?? '') !== parseGoDuration(ctx.fleet.ca.spire.svidTTL))
+    out.push(`server.conf SVID TTL is ${svid ?? 'unset'}, the fleet says ${ctx.fleet.ca.spire.svidTTL}`);
+  return out;
+}
+
+// ---- the real probe ----
+
+/** The probe on real clusters: pod exec into sleep (curl) and into a proxy (pilot-agent's config dump). */
+export function kubeProbe(ctx: CheckContext, timeoutMs = 60_000): Probe {
+  const firstPod = async (
+    client: ClusterClient,
+    namespace: string,
+    selector: string,
+  ): Promise<KubeObject> => {
+    const pods = (await client.list('v1', 'Pod', { namespace, labelSelector: selector })).filter(
+      (p) => (p.status as { phase?: string } | undefined)?.phase === 'Running',
+    );
+    if (!pods.length) throw new Error(`no Running pod ${selector} in ${namespace}`);
+    return pods[0]!;
+  };
+  const run = async (cluster: string, namespace: string, pod: string, container: string, cmd: string[]) => {
+    const r = await clientOf(ctx, cluster).exec({ namespace, name: pod, container }, cmd, { timeoutMs });
+    if (r.code !== 0 && !r.stdout)
+      throw new Error(`exec in ${namespace}/${pod}: exit ${r.code}: ${r.stderr.trim().slice(0, 200)}`);
+    return r.stdout;
+  };
+  return {
+    async curl(cluster, url, n) {
+      const pod = await firstPod(clientOf(ctx, cluster), APP_NAMESPACES.sleep, 'app=sleep');
+      const loop = `for i in $(seq 1 ${n}); do curl -sS --max-time 5 '${url.replace(/'/g, '')}' 2>&1; echo; echo '${REQUEST_END}'; done`;
+      return splitRequests(
+        await run(cluster, APP_NAMESPACES.sleep, pod.metadata.name, 'sleep', ['sh', '-c', loop]),
+      );
+    },
+    async configDump(cluster, namespace, selector) {
+      const pod = await firstPod(clientOf(ctx, cluster), namespace, selector);
+      const dump = await run(cluster, namespace, pod.metadata.name, 'istio-proxy', [
+        'pilot-agent',
+        'request',
+        'GET',
+        'config_dump?resource=dynamic_active_secrets',
+      ]);
+      return { pod: pod.metadata.name, dump };
+    },
+    async withoutLocalService(cluster, during) {
+      const client = clientOf(ctx, cluster);
+      const ref = {
+        apiVersion: 'v1',
+        kind: 'Service',
+        namespace: APP_NAMESPACES.helloworld,
+        name: 'helloworld',
+      };
+      const svc = await client.get(ref);
+      if (!svc) throw new Error('no helloworld Service to remove');
+      await client.delete(ref);
+      try {
+        // Let istiod push the change to the proxies.
+        await new Promise((r) => setTimeout(r, 5_000));
+        return await during();
+      } finally {
+        const {
+          resourceVersion: _rv,
+          uid: _uid,
+          creationTimestamp: _ct,
+          managedFields: _mf,
+          ...metadata
+        } = svc.metadata;
+        const spec = { ...(svc.spec as Record<string, unknown>) };
+        delete spec.clusterIP;
+        delete spec.clusterIPs;
+        await client.apply({ apiVersion: 'v1', kind: 'Service', metadata, spec });
+      }
+    },
+    async ingressAddress(cluster) {
+      const svc = await clientOf(ctx, cluster).get({
+        apiVersion: 'v1',
+        kind: 'Service',
+        namespace: ISTIO_NAMESPACE,
+        name: 'istio-ingressgateway',
+      });
+      const ing = (
+        svc?.status as { loadBalancer?: { ingress?: Array<{ ip?: string; hostname?: string }> } } | undefined
+      )?.loadBalancer?.ingress?.[0];
+      return ing?.ip ?? ing?.hostname;
+    },
+  };
+}

@@ -1,0 +1,29 @@
+/** Renderers of check results: a text table with the fixes, and JSON. Pure. */
+import type { CheckResult, Status } from './catalog.js';
+
+const MARK: Record<Status, string> = { passed: 'ok', warning: 'WARN', failed: 'FAIL', skipped: 'skip' };
+
+export function counts(results: CheckResult[]): Record<Status, number> {
+  const c: Record<Status, number> = { passed: 0, warning: 0, failed: 0, skipped: 0 };
+  for (const r of results) c[r.status]++;
+  return c;
+}
+
+/** One line per check (status, code, title, summary); then, per failed or warning check, its fix. */
+export function formatText(results: CheckResult[], o: { width?: number } = {}): string {
+  const width = o.width ?? 160;
+  const codeW = 5;
+  const titleW = Math.max(...results.map((r) => r.title.length), 5);
+  const lines = results.map((r) => {
+    const head = `${MARK[r.status].padEnd(4)}  ${r.code.padEnd(codeW)}  ${r.title.padEnd(titleW)}  `;
+    const room = Math.max(20, width - head.length);
+    return `${head}${r.summary.length > room ? `${r.summary.slice(0, room - 1)}…` : r.summary}`;
+  });
+  const fixes = results.filter((r) => r.hint).map((r) => `  ${r.code}: ${r.hint}`);
+  const c = counts(results);
+  return `${lines.join('\n')}\n${fixes.length ? `\nHow to fix:\n${fixes.join('\n')}\n` : ''}\n${c.passed} passed, ${c.warning} warnings, ${c.failed} failed, ${c.skipped} skipped\n`;
+}
+
+export function formatJson(results: CheckResult[], meta: { fleet: string; stage: string; at: Date }): string {
+  return `${JSON.stringify({ fleet: meta.fleet, stage: meta.stage, at: meta.at.toISOString(), counts: counts(results), results }, null, 2)}\n`;
+}

@@ -1,0 +1,525 @@
+/**
+ * `meshfed check`: the control plane after `up`. Every check reads the
+ * clusters (and the SPIRE servers, through pod exec); nothing is written.
+ */
+import { parse as parseYaml } from 'yaml';
+import { BUNDLE_ENDPOINT_SERVICE, currentAddress, EAST_WEST_SERVICE } from '../engine/discover.js';
+import { fleetStatus } from '../engine/status.js';
+import { federationStatus, type PairStatus } from '../federation/engine.js';
+import { parseGoDuration } from '../fleet/durations.js';
+import { peersOf } from '../fleet/model.js';
+import { type ClusterClient, clientFromKubeconfig, type KubeObject } from '../kube/client.js';
+import { ROOT_ISSUER } from '../render/cert-manager.js';
+import { SPIRE_MANAGED_LABEL, workloadSpiffeId } from '../render/identity.js';
+import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
+import { MULTICLUSTER_LABEL, remoteSecretName } from '../render/remote-secret.js';
+import { issuedBy, parsePemCertificates } from '../spiffe/x509.js';
+import { type CheckDef, type Finding, fail, pass, perCluster, skip, warn } from './catalog.js';
+import { type CheckContext, clientOf, federationMembers, reachable, spireOf } from './context.js';
+
+const unreachable = (ctx: CheckContext): Finding[] =>
+  [...ctx.unreachable.keys()].map((cluster) => ({
+    status: 'skipped' as const,
+    cluster,
+    message: 'cluster not reachable',
+  }));
+
+/** Federation status of every federated direction, once per run. */
+function pairStatuses(ctx: CheckContext): Promise<{ statuses: PairStatus[]; missing: Finding[] }> {
+  return ctx.memo('federation-status', async () => {
+    const members = await federationMembers(ctx);
+    const names = new Set(members.map((m) => m.name));
+    const pairs = ctx.fleet.federation.pairs.filter(([a, b]) => names.has(a) && names.has(b));
+    const missing: Finding[] = ctx.fleet.clusters
+      .filter((c) => ctx.clients.has(c.name) && !names.has(c.name))
+      .map((c) => ({
+        status: 'failed' as const,
+        cluster: c.name,
+        message: `no bundle endpoint address (Service ${BUNDLE_ENDPOINT_SERVICE.namespace}/${BUNDLE_ENDPOINT_SERVICE.name})`,
+      }));
+    const statuses = await federationStatus(members, pairs, { now: ctx.now });
+    return { statuses, missing };
+  });
+}
+
+function secretText(s: KubeObject | undefined, key: string): string | undefined {
+  const v = (s?.data as Record<string, string> | undefined)?.[key];
+  return v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8');
+}
+
+function meshConfigOf(
+  cm: KubeObject | undefined,
+): { trustDomain?: string; trustDomainAliases?: string[] } | undefined {
+  const text = (cm?.data as Record<string, string> | undefined)?.mesh;
+  if (!text) return undefined;
+  return (parseYaml(text) ?? {}) as { trustDomain?: string; trustDomainAliases?: string[] };
+}
+
+const sameSet = (a: string[], b: string[]) => a.length === b.length && a.every((x) => b.includes(x));
+
+/** A request with the remote secret's token; "accepted" when the peer API server answers it. */
+async function tokenAccepted(kubeconfig: string, timeoutMs: number): Promise<string | undefined> {
+  let client: ClusterClient;
+  try {
+    client = clientFromKubeconfig(kubeconfig, { timeoutMs });
+  } catch (e) {
+    return (e as Error).message;
+  }
+  try {
+    await client.list('v1', 'Pod', { namespace: ISTIO_NAMESPACE });
+    return undefined;
+  } catch (e) {
+    const m = (e as Error).message;
+    return /401|Unauthorized/i.test(m) ? `token rejected (401): ${m}` : m;
+  }
+}
+
+export const POST_CHECKS: CheckDef<CheckContext>[] = [
+  {
+    code: 'MF201',
+    title: 'Every phase healthy',
+    category: 'phases',
+    severity: 'error',
+    stage: 'post',
+    description:
+      'What meshfed applied in each phase exists and is healthy (rollouts done, certificates Ready, CRDs Established).',
+    hint: 'meshfed status; then meshfed up to converge',
+    async run(ctx) {
+      const byContext = new Map(reachable(ctx).map((c) => [c.context, clientOf(ctx, c.name)]));
+      const fleet = { ...ctx.fleet, clusters: reachable(ctx) };
+      const st = await fleetStatus(fleet, byContext);
+      return [
+        ...st.clusters.map((c): Finding => {
+          if (!c.reachable)
+            return { status: 'failed', cluster: c.cluster, message: c.error ?? 'unreachable' };
+          const bad = c.phases.filter((p) => p.status !== 'Healthy');
+          return bad.length
+            ? {
+                status: 'failed',
+                cluster: c.cluster,
+                message: bad
+                  .map((p) => `${p.phase} ${p.status}${p.pending ? ` (${p.pending})` : ''}`)
+                  .join('; '),
+              }
+            : { status: 'passed', cluster: c.cluster, message: `${c.phases.length} phases healthy` };
+        }),
+        ...unreachable(ctx),
+      ];
+    },
+  },
+  {
+    code: 'MF202',
+    title: 'SPIRE server healthy',
+    category: 'spire',
+    severity: 'error',
+    stage: 'post',
+    description: "`spire-server healthcheck` in each cluster's SPIRE server pod succeeds.",
+    hint: 'kubectl --context CONTEXT -n spire logs spire-server-0 -c spire-server; kubectl -n spire rollout restart statefulset/spire-server',
+    async run(ctx) {
+      return [
+        ...(await perCluster(reachable(ctx), async (c) =>
+          (await spireOf(ctx, c.name).healthy())
+            ? pass('spire-server healthcheck passed')
+            : fail('spire-server healthcheck failed or the server does not answer'),
+        )),
+        ...unreachable(ctx),
+      ];
+    },
+  },
+  {
+    code: 'MF203',
+    title: 'SPIRE agent attested on every node',
+    category: 'spire',
+    severity: 'error',
+    stage: 'post',
+    description:
+      'Every Ready node has an agent attested with k8s_psat (spiffe://TD/spire/agent/k8s_psat/CLUSTER/NODE-UID) in `spire-server agent list`.',
+    hint: 'kubectl -n spire get ds spire-agent; kubectl -n spire logs ds/spire-agent (a psat audience or cluster name that differs from server.conf fails attestation)',
+    async run(ctx) {
+      return [
+        ...(await perCluster(reachable(ctx), async (c) => {
+          const client = clientOf(ctx, c.name);
+          const [agents, nodes] = await Promise.all([
+            spireOf(ctx, c.name).agents(),
+            client.list('v1', 'Node'),
+          ]);
+          const prefix = `spiffe://${c.trustDomain}/spire/agent/k8s_psat/${c.name}/`;
+          const attested = new Set(
+            agents.filter((a) => a.spiffeId.startsWith(prefix)).map((a) => a.spiffeId.slice(prefix.length)),
+          );
+          const ready = nodes.filter((n) =>
+            (
+              (n.status as { conditions?: Array<{ type: string; status: string }> } | undefined)
+                ?.conditions ?? []
+            ).some((x) => x.type === 'Ready' && x.status === 'True'),
+          );
+          const without = ready.filter((n) => !attested.has(n.metadata.uid ?? ''));
+          return without.length
+            ? fail(
+                `${without.length} of ${ready.length} Ready nodes have no attested agent: ${without
+                  .slice(0, 3)
+                  .map((n) => n.metadata.name)
+                  .join(', ')}${without.length > 3 ? ', …' : ''}`,
+                { nodes: ready.length, agents: agents.length },
+              )
+            : pass(`${ready.length} nodes, each with an attested agent`, {
+                nodes: ready.length,
+                agents: agents.length,
+              });
+        })),
+        ...unreachable(ctx),
+      ];
+    },
+  },
+  {
+    code: 'MF204',
+    title: 'Every meshed pod has its SPIRE entry',
+    category: 'spire',
+    severity: 'error',
+    stage: 'post',
+    description: `Each running pod labelled ${SPIRE_MANAGED_LABEL}=true has a registration entry for spiffe://TD/ns/NAMESPACE/sa/SERVICEACCOUNT that selects it (by pod uid or name).`,
+    hint: 'the registrar makes entries: kubectl -n spire logs spire-server-0 -c spire-controller-manager (seed: -c k8s-workload-registrar); kubectl get clusterspiffeids',
+    async run(ctx) {
+      return [
+        ...(await perCluster(reachable(ctx), async (c) => {
+          const client = clientOf(ctx, c.name);
+          const [pods, entries] = await Promise.all([
+            client.list('v1', 'Pod', { labelSelector: `${SPIRE_MANAGED_LABEL}=true` }),
+            spireOf(ctx, c.name).entries(),
+          ]);
+          const running = pods.filter(
+            (p) => (p.status as { phase?: string } | undefined)?.phase === 'Running',
+          );
+          if (!running.length) return skip('no running meshed pods');
+          const without = running.filter((p) => {
+            const sa =
+              (p.spec as { serviceAccountName?: string } | undefined)?.serviceAccountName ?? 'default';
+            const id = workloadSpiffeId(c.trustDomain, p.metadata.namespace ?? 'default', sa);
+            return !entries.some(
+              (e) =>
+                e.spiffeId === id &&
+                e.selectors.some(
+                  (s) => s === `k8s:pod-uid:${p.metadata.uid}` || s === `k8s:pod-name:${p.metadata.name}`,
+                ),
+            );
+          });
+          return without.length
+            ? fail(
+                `${without.length} of ${running.length} meshed pods have no entry: ${without
+                  .slice(0, 3)
+                  .map((p) => `${p.metadata.namespace}/${p.metadata.name}`)
+                  .join(', ')}${without.length > 3 ? ', …' : ''}`,
+              )
+            : pass(`${running.length} meshed pods, each with its entry`, {
+                pods: running.length,
+                entries: entries.length,
+              });
+        })),
+        ...unreachable(ctx),
+      ];
+    },
+  },
+  {
+    code: 'MF205',
+    title: 'Federated bundles current',
+    category: 'federation',
+    severity: 'error',
+    stage: 'post',
+    description:
+      "Each cluster holds exactly the bundle each federated peer's endpoint serves now (compared key by key, the peer's endpoint authenticated as spiffe://TD/spire/server).",
+    hint: 'meshfed up (bootstraps the bundles again); or refresh one: kubectl -n spire exec spire-server-0 -c spire-server -- bin/spire-server federation refresh -id spiffe://PEER_TRUST_DOMAIN',
+    async run(ctx) {
+      const { statuses, missing } = await pairStatuses(ctx);
+      const out: Finding[] = [...missing, ...unreachable(ctx)];
+      for (const s of statuses) {
+        const data = { holder: s.holder, peer: s.peer, state: s.state };
+        if (s.state === 'current')
+          out.push({
+            status: 'passed',
+            cluster: s.holder,
+            message: `holds ${s.peer}'s current bundle`,
+            data,
+          });
+        else if (s.state === 'peer-unreachable')
+          out.push({
+            status: 'failed',
+            cluster: s.peer,
+            message:
+              `its bundle endpoint or server does not answer ${s.holder}'s check: ${s.detail ?? ''}`.trim(),
+            data,
+          });
+        else
+          out.push({
+            status: 'failed',
+            cluster: s.holder,
+            message: `${s.state} bundle of ${s.peer}${s.detail ? `: ${s.detail}` : ''}`,
+            data,
+          });
+      }
+      return out;
+    },
+  },
+  {
+    code: 'MF206',
+    title: 'Federated bundles not near expiry',
+    category: 'federation',
+    severity: 'warning',
+    stage: 'post',
+    description:
+      'The newest authority each cluster holds for a peer is valid for more than a sixth of the CA TTL (SPIRE activates the next authority at five sixths; a refreshing holder has it by then).',
+    hint: 'kubectl -n spire exec spire-server-0 -c spire-server -- bin/spire-server federation refresh -id spiffe://PEER_TRUST_DOMAIN; then check the relationship (MF207)',
+    async run(ctx) {
+      const { statuses } = await pairStatuses(ctx);
+      const ttl = parseGoDuration(ctx.fleet.ca.spire.caTTL) ?? 86_400_000;
+      const out: Finding[] = [];
+      for (const s of statuses) {
+        if (!s.expiresAt) continue;
+        const left = s.expiresAt.getTime() - ctx.now.getTime();
+        const hours = (left / 3_600_000).toFixed(1);
+        out.push(
+          left > ttl / 6
+            ? {
+                status: 'passed',
+                cluster: s.holder,
+                message: `peer bundles valid for hours yet`,
+                data: { peer: s.peer, hoursLeft: Number(hours) },
+              }
+            : {
+                status: 'failed',
+                cluster: s.holder,
+                message: `${s.peer}'s bundle expires in ${hours} h`,
+                data: { peer: s.peer, hoursLeft: Number(hours) },
+              },
+        );
+      }
+      return out.length ? out : [{ status: 'skipped', message: 'no held bundle could be read (MF205)' }];
+    },
+  },
+  {
+    code: 'MF207',
+    title: 'Federation relationships refresh',
+    category: 'federation',
+    severity: 'error',
+    stage: 'post',
+    description:
+      "Each cluster's SPIRE server refreshes every peer's bundle from the peer's current bundle endpoint: a relationship with the discovered URL (spire-controller-manager) or `federates_with` in server.conf (seed).",
+    hint: 'kubectl get clusterfederatedtrustdomains -o wide; meshfed up (it rewrites the relationships with the discovered addresses)',
+    async run(ctx) {
+      const urls = new Map<string, string | undefined>();
+      await Promise.all(
+        reachable(ctx).map(async (c) =>
+          urls.set(
+            c.name,
+            await currentAddress(clientOf(ctx, c.name), BUNDLE_ENDPOINT_SERVICE).catch(() => undefined),
+          ),
+        ),
+      );
+      return [
+        ...(await perCluster(reachable(ctx), async (c) => {
+          const peers = peersOf(ctx.fleet, c.name);
+          if (!peers.length) return skip('no federated peers');
+          const want = peers.map((p) => ({
+            td: p.trustDomain,
+            url: urls.get(p.name) ? `https://${urls.get(p.name)}` : undefined,
+          }));
+          let have: Array<{ td: string; url: string }>;
+          if (ctx.fleet.versions.registrar === 'spire-controller-manager') {
+            have = (await spireOf(ctx, c.name).relationships()).map((r) => ({
+              td: r.trustDomain,
+              url: r.bundleEndpointUrl,
+            }));
+          } else {
+            const cm = await clientOf(ctx, c.name).get({
+              apiVersion: 'v1',
+              kind: 'ConfigMap',
+              namespace: SPIRE_NAMESPACE,
+              name: 'spire-server',
+            });
+            const conf = (cm?.data as Record<string, string> | undefined)?.['server.conf'] ?? '';
+            have = [
+              ...conf.matchAll(/federates_with\s+"([^"]+)"\s*\{[^}]*?bundle_endpoint_url\s*=\s*"([^"]+)"/g),
+            ].map((m) => ({
+              td: m[1]!,
+              url: m[2]!,
+            }));
+          }
+          const wrong = want.filter((w) => !have.some((h) => h.td === w.td && (!w.url || h.url === w.url)));
+          return wrong.length
+            ? fail(
+                wrong
+                  .map((w) => {
+                    const h = have.find((x) => x.td === w.td);
+                    return h
+                      ? `${w.td} refreshes from ${h.url}, its endpoint is ${w.url}`
+                      : `no relationship with ${w.td}`;
+                  })
+                  .join('; '),
+              )
+            : pass(`refreshes ${want.length} peer bundles from their endpoints`);
+        })),
+        ...unreachable(ctx),
+      ];
+    },
+  },
+  {
+    code: 'MF208',
+    title: 'Istio trust domain and aliases match the federation',
+    category: 'istio',
+    severity: 'error',
+    stage: 'post',
+    description:
+      "Istio's mesh config (ConfigMap istio-system/istio) names the cluster's trust domain and, as trustDomainAliases, exactly the trust domains it federates with.",
+    hint: 'meshfed up (istio phase); a missing alias makes istiod refuse the peer identities in authorization policies',
+    async run(ctx) {
+      return [
+        ...(await perCluster(reachable(ctx), async (c) => {
+          const cm = await clientOf(ctx, c.name).get({
+            apiVersion: 'v1',
+            kind: 'ConfigMap',
+            namespace: ISTIO_NAMESPACE,
+            name: 'istio',
+          });
+          const mesh = meshConfigOf(cm);
+          if (!mesh) return fail('no mesh config (ConfigMap istio-system/istio, key mesh)');
+          const want = peersOf(ctx.fleet, c.name).map((p) => p.trustDomain);
+          const aliases = mesh.trustDomainAliases ?? [];
+          const problems: string[] = [];
+          if (mesh.trustDomain !== c.trustDomain)
+            problems.push(`trustDomain is ${mesh.trustDomain ?? 'unset'}, not ${c.trustDomain}`);
+          const missing = want.filter((w) => !aliases.includes(w));
+          const extra = aliases.filter((a) => !want.includes(a));
+          if (missing.length) problems.push(`alias missing for ${missing.join(', ')}`);
+          if (extra.length) problems.push(`alias for ${extra.join(', ')}, which it does not federate with`);
+          return problems.length
+            ? fail(problems.join('; '))
+            : pass(
+                sameSet(aliases, want)
+                  ? `trust domain ${c.trustDomain}, aliases ${want.join(', ') || 'none'}`
+                  : 'consistent',
+              );
+        })),
+        ...unreachable(ctx),
+      ];
+    },
+  },
+  {
+    code: 'MF209',
+    title: 'Remote secrets present, tokens accepted',
+    category: 'remote-secrets',
+    severity: 'error',
+    stage: 'post',
+    description:
+      "Each cluster holds a remote secret (label istio/multiCluster=true) for every federated peer, and the peer's API server accepts its token (a list of pods in istio-system).",
+    hint: "meshfed up (remote-secrets phase) writes them again; a rejected token means the peer's reader token Secret was deleted or rotated",
+    async run(ctx) {
+      return [
+        ...(await perCluster(reachable(ctx), async (c) => {
+          const client = clientOf(ctx, c.name);
+          const peers = peersOf(ctx.fleet, c.name);
+          if (!peers.length) return skip('no federated peers');
+          const problems: string[] = [];
+          await Promise.all(
+            peers.map(async (p) => {
+              const s = await client.get({
+                apiVersion: 'v1',
+                kind: 'Secret',
+                namespace: ISTIO_NAMESPACE,
+                name: remoteSecretName(p.name),
+              });
+              if (!s) return void problems.push(`no remote secret for ${p.name}`);
+              if (s.metadata.labels?.[MULTICLUSTER_LABEL] !== 'true')
+                return void problems.push(
+                  `${remoteSecretName(p.name)} lacks the label ${MULTICLUSTER_LABEL}=true (istiod ignores it)`,
+                );
+              const kc = secretText(s, p.name);
+              if (!kc)
+                return void problems.push(
+                  `${remoteSecretName(p.name)} has no kubeconfig under key ${p.name}`,
+                );
+              const why = await tokenAccepted(kc, ctx.timeoutMs);
+              if (why) problems.push(`${p.name}'s API server refuses ${remoteSecretName(p.name)}: ${why}`);
+            }),
+          );
+          return problems.length
+            ? fail(problems.sort().join('; '))
+            : pass(`${peers.length} remote secrets, tokens accepted`);
+        })),
+        ...unreachable(ctx),
+      ];
+    },
+  },
+  {
+    code: 'MF210',
+    title: 'Gateway and bundle endpoint addresses set',
+    category: 'gateways',
+    severity: 'error',
+    stage: 'post',
+    description:
+      'The east-west gateway and the SPIRE bundle endpoint Services have the address peers use (LoadBalancer ingress, or node address and node port).',
+    hint: 'kubectl -n istio-system get svc istio-eastwestgateway; kubectl -n spire get svc spire-server-bundle-endpoint (no EXTERNAL-IP: no load balancer; use NodePort or a fixed address)',
+    async run(ctx) {
+      return [
+        ...(await perCluster(reachable(ctx), async (c) => {
+          const client = clientOf(ctx, c.name);
+          const [be, ew] = await Promise.all([
+            currentAddress(client, BUNDLE_ENDPOINT_SERVICE).catch(() => undefined),
+            currentAddress(client, EAST_WEST_SERVICE).catch(() => undefined),
+          ]);
+          const missing = [!be && 'bundle endpoint', !ew && 'east-west gateway'].filter(Boolean);
+          return missing.length
+            ? fail(`no address for the ${missing.join(' and ')}`)
+            : pass(`bundle endpoint ${be}, east-west ${ew}`, { bundleEndpoint: be, eastWestGateway: ew });
+        })),
+        ...unreachable(ctx),
+      ];
+    },
+  },
+  {
+    code: 'MF211',
+    title: 'Istio CA chain valid',
+    category: 'istio',
+    severity: 'error',
+    stage: 'post',
+    description:
+      "istiod's plug-in CA (Secret istio-system/cacerts, from cert-manager) is a CA certificate signed by the cluster's cert-manager root (Secret cert-manager/selfsigned-ca), in its validity, and renewed before its renewBefore.",
+    hint: 'kubectl -n istio-system describe certificate cacerts; cmctl renew cacerts -n istio-system',
+    async run(ctx) {
+      const renewMs = parseGoDuration(ctx.fleet.ca.istio.renewBefore) ?? 0;
+      return [
+        ...(await perCluster(reachable(ctx), async (c) => {
+          const client = clientOf(ctx, c.name);
+          const [ca, root] = await Promise.all([
+            client.get({ apiVersion: 'v1', kind: 'Secret', namespace: ISTIO_NAMESPACE, name: 'cacerts' }),
+            client.get({ apiVersion: 'v1', kind: 'Secret', namespace: 'cert-manager', name: ROOT_ISSUER }),
+          ]);
+          const caPem = secretText(ca, 'tls.crt') ?? secretText(ca, 'ca-cert.pem');
+          const rootPem =
+            secretText(root, 'tls.crt') ?? secretText(ca, 'ca.crt') ?? secretText(ca, 'root-cert.pem');
+          if (!caPem) return fail('Secret istio-system/cacerts is missing or has no tls.crt');
+          if (!rootPem) return fail(`Secret cert-manager/${ROOT_ISSUER} is missing or has no tls.crt`);
+          const [cert] = parsePemCertificates(caPem);
+          const [rootCert] = parsePemCertificates(rootPem);
+          if (!cert || !rootCert) return fail('no certificate in cacerts or the root');
+          const problems: string[] = [];
+          if (!cert.isCA) problems.push('the Istio CA certificate is not a CA (basicConstraints)');
+          if (!issuedBy(cert, rootCert))
+            problems.push(`not signed by the cert-manager root (${rootCert.subject})`);
+          if (!(rootCert.isCA && rootCert.selfIssued)) problems.push('the root is not a self-signed CA');
+          const now = ctx.now.getTime();
+          if (cert.notBefore.getTime() > now || cert.notAfter.getTime() < now)
+            problems.push(`outside its validity (until ${cert.notAfter.toISOString()})`);
+          if (problems.length) return fail(problems.join('; '));
+          const left = cert.notAfter.getTime() - now;
+          if (left < renewMs)
+            return warn(
+              `expires ${cert.notAfter.toISOString()}, inside its renewBefore (${ctx.fleet.ca.istio.renewBefore}) and not renewed`,
+            );
+          return pass(
+            `${cert.subject} ← ${rootCert.subject}, valid until ${cert.notAfter.toISOString().slice(0, 10)}`,
+          );
+        })),
+        ...unreachable(ctx),
+      ];
+    },
+  },
+];

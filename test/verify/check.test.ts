@@ -1,0 +1,250 @@
+/**
+ * `meshfed check --pre` and `meshfed check` on the lab: real API servers,
+ * real SPIRE servers (through pod exec), real spire-controller-manager and
+ * cert-manager, real spire-agents attesting with k8s_psat for the nodes'
+ * agent pods. Every control-plane check passes on a healthy fleet, and fails
+ * with its code and the cluster named under each induced fault.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { SPIRE_SERVER_POD } from '../../src/engine/discover.js';
+import { SpireServerCli } from '../../src/federation/spire-cli.js';
+import { podServerTransport } from '../../src/federation/transport.js';
+import type { ClusterClient, KubeObject } from '../../src/kube/client.js';
+import { parsePemBundle } from '../../src/spiffe/bundle.js';
+import type { CheckResult } from '../../src/verify/catalog.js';
+import { labSkip, startLab } from '../helpers/engine.js';
+import { intermediate, root } from '../helpers/pki.js';
+
+const skip = labSkip('current');
+let lab: Awaited<ReturnType<typeof startLab>>;
+let c1: ClusterClient;
+let c2: ClusterClient;
+
+interface CheckJson {
+  results: CheckResult[];
+  counts: Record<string, number>;
+}
+
+async function check(args: string[] = []): Promise<{ code: number; json: CheckJson; stderr: string }> {
+  const r = await lab.meshfed(['check', '-o', 'json', ...args]);
+  assert.notEqual(r.code, 2, r.stderr);
+  return { code: r.code, json: JSON.parse(r.stdout) as CheckJson, stderr: r.stderr };
+}
+
+const result = (j: CheckJson, code: string) => {
+  const r = j.results.find((x) => x.code === code);
+  assert.ok(r, `no result for ${code}`);
+  return r;
+};
+
+/** The check failed, and its failing findings name exactly `clusters`. */
+function failedOn(j: CheckJson, code: string, clusters: string[], pattern?: RegExp) {
+  const r = result(j, code);
+  assert.equal(r.status, 'failed', `${code}: ${r.summary}`);
+  const named = [...new Set(r.findings.filter((f) => f.status === 'failed').map((f) => f.cluster))].sort();
+  assert.deepEqual(named, clusters, `${code}: ${r.summary}`);
+  if (pattern) assert.match(r.summary, pattern);
+  assert.ok(r.hint, `${code} has a fix`);
+}
+
+/** Every check passed but those listed. */
+function allPassedBut(j: CheckJson, except: string[]) {
+  for (const r of j.results)
+    if (!except.includes(r.code)) assert.equal(r.status, 'passed', `${r.code} ${r.title}: ${r.summary}`);
+}
+
+const strip = (o: KubeObject): KubeObject => {
+  const { resourceVersion: _r, uid: _u, creationTimestamp: _c, managedFields: _m, ...metadata } = o.metadata;
+  return { ...o, metadata };
+};
+
+before(async () => {
+  if (skip) return;
+  lab = await startLab('current', 2);
+  [c1, c2] = [...lab.clients.values()] as [ClusterClient, ClusterClient];
+});
+after(async () => {
+  await lab?.stop();
+});
+
+test('check --pre on a fresh lab, then check after up, and under induced faults', {
+  skip,
+  timeout: 900_000,
+}, async (t) => {
+  await t.test(
+    'check --pre passes before up (LoadBalancer: a warning, nothing to tell from yet)',
+    async () => {
+      const r = await lab.meshfed(['check', '--pre', '-o', 'json']);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const j = JSON.parse(r.stdout) as CheckJson;
+      assert.deepEqual(
+        j.results.map((x) => x.code),
+        ['MF101', 'MF102', 'MF103', 'MF104', 'MF105', 'MF106', 'MF107'],
+      );
+      allPassedBut(j, ['MF106']);
+      assert.equal(result(j, 'MF106').status, 'warning');
+      assert.match(result(j, 'MF104').summary, /permissions granted/);
+      // --fail-on warning turns the warning into exit 1.
+      const strict = await lab.meshfed(['check', '--pre', '--fail-on', 'warning']);
+      assert.equal(strict.code, 1);
+      assert.match(strict.stdout, /WARN\s+MF106/);
+    },
+  );
+
+  await t.test('up, then every control-plane check passes', async () => {
+    const up = await lab.meshfed(['up']);
+    assert.equal(up.code, 0, up.stderr + up.stdout);
+    // The lab starts a real spire-agent for each spire-agent pod once it runs; attestation takes a moment.
+    let last: CheckJson | undefined;
+    for (let i = 0; i < 60; i++) {
+      const { code, json } = await check(['--only', 'MF203']);
+      last = json;
+      if (code === 0) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.equal(result(last!, 'MF203').status, 'passed', result(last!, 'MF203').summary);
+    assert.match(result(last!, 'MF203').summary, /2 nodes, each with an attested agent/);
+    const { code, json } = await check();
+    assert.equal(code, 0, JSON.stringify(json.results.filter((r) => r.status !== 'passed')));
+    allPassedBut(json, []);
+    // MF204 read the real entries spire-controller-manager made for the meshed pods.
+    assert.match(result(json, 'MF204').summary, /meshed pods, each with its entry/);
+    const some = await check(['--only', 'federation,istio']);
+    assert.deepEqual(
+      some.json.results.map((r) => r.code),
+      ['MF205', 'MF206', 'MF207', 'MF208', 'MF211'],
+    );
+    // Text output: a line per check.
+    const text = await lab.meshfed(['check', '--only', 'MF203,MF205']);
+    assert.equal(text.code, 0);
+    assert.match(text.stdout, /^ok\s+MF203\s+SPIRE agent attested on every node/m);
+    assert.match(text.stdout, /^ok\s+MF205/m);
+    assert.match(text.stdout, /2 passed, 0 warnings, 0 failed, 0 skipped/);
+  });
+
+  await t.test('a node without an agent: MF203 fails on that cluster, naming the node', async () => {
+    // A node pool tainted against the agent DaemonSet (it tolerates no custom
+    // taint): kwok makes the node Ready, no agent pod goes there, so pods
+    // that tolerate the taint would run without an identity.
+    const model = (await c2.list('v1', 'Node'))[0]!;
+    const name = 'node-tainted';
+    await c2.apply({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name,
+        labels: { ...model.metadata.labels, 'kubernetes.io/hostname': name },
+        annotations: { ...model.metadata.annotations },
+      },
+      spec: { taints: [{ key: 'dedicated', value: 'gpu', effect: 'NoSchedule' }] },
+    });
+    try {
+      let json: CheckJson | undefined;
+      for (let i = 0; i < 30; i++) {
+        json = (await check(['--only', 'MF203'])).json;
+        if (result(json, 'MF203').status === 'failed') break;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      failedOn(json!, 'MF203', ['cluster-2'], /1 of 3 Ready nodes have no attested agent: node-tainted/);
+    } finally {
+      await c2.delete({ apiVersion: 'v1', kind: 'Node', name });
+    }
+    const { json } = await check(['--only', 'MF203']);
+    assert.equal(result(json, 'MF203').status, 'passed', result(json, 'MF203').summary);
+  });
+
+  await t.test('a remote secret deleted: MF209 fails on the cluster that held it', async () => {
+    const ref = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      namespace: 'istio-system',
+      name: 'istio-remote-secret-cluster-1',
+    };
+    const saved = (await c2.get(ref))!;
+    await c2.delete(ref);
+    try {
+      const { json } = await check(['--only', 'MF209']);
+      failedOn(json, 'MF209', ['cluster-2'], /no remote secret for cluster-1/);
+    } finally {
+      await c2.apply(strip(saved), { force: true });
+    }
+    const { json } = await check(['--only', 'MF209']);
+    assert.equal(result(json, 'MF209').status, 'passed');
+  });
+
+  await t.test("a remote secret's token rejected: MF209 names the holder", async () => {
+    const ref = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      namespace: 'istio-system',
+      name: 'istio-remote-secret-cluster-2',
+    };
+    const saved = (await c1.get(ref))!;
+    const kc = Buffer.from((saved.data as Record<string, string>)['cluster-2']!, 'base64').toString('utf8');
+    const forged = kc.replace(/token: \S+/, 'token: not-a-token');
+    assert.notEqual(forged, kc);
+    await c1.apply(strip({ ...saved, data: { 'cluster-2': Buffer.from(forged).toString('base64') } }), {
+      force: true,
+    });
+    try {
+      const { json } = await check(['--only', 'MF209']);
+      failedOn(json, 'MF209', ['cluster-1'], /refuses istio-remote-secret-cluster-2/);
+      assert.doesNotMatch(JSON.stringify(json), /not-a-token/, 'no token in the output');
+    } finally {
+      await c1.apply(strip(saved), { force: true });
+    }
+  });
+
+  await t.test('an alias removed from Istio config: MF208 fails on that cluster', async () => {
+    const ref = { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'istio-system', name: 'istio' };
+    const saved = (await c1.get(ref))!;
+    const mesh = (saved.data as Record<string, string>).mesh!;
+    assert.match(mesh, /bar\.com/);
+    const doc = parseYaml(mesh) as Record<string, unknown>;
+    delete doc.trustDomainAliases;
+    const edited = stringifyYaml(doc);
+    assert.doesNotMatch(edited, /bar\.com/, 'the alias is gone');
+    await c1.apply(strip({ ...saved, data: { ...(saved.data as object), mesh: edited } }), { force: true });
+    try {
+      const { json } = await check(['--only', 'MF208']);
+      failedOn(json, 'MF208', ['cluster-1'], /alias missing for bar\.com/);
+    } finally {
+      await c1.apply(strip(saved), { force: true });
+    }
+  });
+
+  await t.test('a federated bundle replaced by a stale one: MF205 fails on the holder', async () => {
+    const spire1 = new SpireServerCli(podServerTransport(c1, SPIRE_SERVER_POD));
+    const old = await intermediate(await root(), 'bar.com');
+    await spire1.setBundle(parsePemBundle(old.pem, 'bar.com'));
+    const { json: stale } = await check(['--only', 'MF205']);
+    failedOn(stale, 'MF205', ['cluster-1'], /stale bundle of cluster-2/);
+    // SPIRE authenticates the peer's endpoint with the bundle it holds, so a
+    // stale bundle cannot refresh itself: the fix is a new bootstrap (the hint).
+    await assert.rejects(spire1.refresh('bar.com'), /certificate signed by unknown authority/);
+    assert.match(result(stale, 'MF205').hint ?? '', /meshfed up/);
+    const up = await lab.meshfed(['up']);
+    assert.equal(up.code, 0, up.stderr);
+    const { json } = await check(['--only', 'MF205']);
+    assert.equal(result(json, 'MF205').status, 'passed', result(json, 'MF205').summary);
+  });
+
+  await t.test('one SPIRE server stopped: MF202 and MF205 name its cluster', async () => {
+    const daemon = lab.state.clusters[1]!.daemons.find((d) => d.name.endsWith('spire-server'))!;
+    process.kill(daemon.pid, 'SIGSTOP');
+    try {
+      const { json } = await check(['--only', 'MF202,MF205', '--timeout', '20s']);
+      failedOn(json, 'MF202', ['cluster-2']);
+      failedOn(json, 'MF205', ['cluster-2']);
+    } finally {
+      process.kill(daemon.pid, 'SIGCONT');
+    }
+  });
+
+  await t.test('after the faults are undone, the control plane checks pass again', async () => {
+    const { json } = await check();
+    allPassedBut(json, []);
+  });
+});

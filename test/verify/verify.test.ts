@@ -1,0 +1,322 @@
+/**
+ * The check runner and renderers, and `meshfed verify`'s judgement of the
+ * data plane on recorded output: curl's and helloworld's lines as the
+ * probe's loop prints them, and Envoy config dumps in both forms pilot-agent
+ * gives (the whole /config_dump, and ?resource=dynamic_active_secrets), with
+ * certificate chains made by the tests in the mesh's shape.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { Fleet } from '../../src/fleet/model.js';
+import { resolveFleet } from '../../src/fleet/resolve.js';
+import { type CheckDef, exitCodeFor, type Finding, runChecks, summarize } from '../../src/verify/catalog.js';
+import { type CheckContext, makeContext } from '../../src/verify/context.js';
+import {
+  judgeChain,
+  judgeEastWest,
+  judgeFailover,
+  judgeIdentity,
+  judgeSvidAge,
+  type Probe,
+  REQUEST_END,
+  splitRequests,
+  tallyHello,
+  VERIFY_CHECKS,
+  type VerifyContext,
+} from '../../src/verify/dataplane.js';
+import { formatJson, formatText } from '../../src/verify/format.js';
+import { edgesOf, reportHtml } from '../../src/verify/report.js';
+import { REPO_ROOT } from '../helpers/lab.js';
+import { type Issued, intermediate, root, svid } from '../helpers/pki.js';
+
+const FIX = join(REPO_ROOT, 'test/verify/fixtures');
+const fixture = (f: string) => readFileSync(join(FIX, f), 'utf8');
+const fleet: Fleet = resolveFleet(undefined).fleet!;
+const ctx: CheckContext = makeContext({ fleet, clients: new Map(), versions: new Map() });
+
+test('the runner: worst status, clusters named once per message, thrown errors, --fail-on', async () => {
+  const def = (code: string, severity: 'error' | 'warning', findings: Finding[] | Error): CheckDef<null> => ({
+    code,
+    title: code,
+    category: 'spire',
+    severity,
+    stage: 'post',
+    description: '',
+    hint: `fix ${code}`,
+    run: async () => {
+      if (findings instanceof Error) throw findings;
+      return findings;
+    },
+  });
+  const seen: string[] = [];
+  const results = await runChecks(
+    [
+      def('MF901', 'error', [
+        { status: 'passed', cluster: 'a', message: 'fine' },
+        { status: 'failed', cluster: 'b', message: 'server down' },
+        { status: 'failed', cluster: 'c', message: 'server down' },
+      ]),
+      def('MF902', 'warning', [{ status: 'failed', cluster: 'a', message: 'expires soon' }]),
+      def('MF903', 'error', new Error('boom')),
+      def('MF904', 'error', [
+        { status: 'passed', cluster: 'a', message: 'ok' },
+        { status: 'passed', cluster: 'b', message: 'ok' },
+      ]),
+      def('MF905', 'error', []),
+    ],
+    null,
+    { observe: (r) => seen.push(r.code), concurrency: 2 },
+  );
+  assert.deepEqual(
+    results.map((r) => [r.code, r.status]),
+    [
+      ['MF901', 'failed'],
+      ['MF902', 'warning'],
+      ['MF903', 'failed'],
+      ['MF904', 'passed'],
+      ['MF905', 'skipped'],
+    ],
+  );
+  assert.equal(seen.length, 5);
+  assert.equal(results[0]!.summary, 'failed: b, c: server down');
+  assert.equal(results[0]!.hint, 'fix MF901');
+  assert.equal(results[3]!.hint, undefined, 'no fix for a passed check');
+  assert.equal(results[3]!.summary, 'ok (a, b)');
+  assert.match(results[2]!.summary, /the check could not run: boom/);
+  assert.equal(exitCodeFor(results, 'failed'), 1);
+  assert.equal(exitCodeFor(results.slice(1, 2), 'failed'), 0);
+  assert.equal(exitCodeFor(results.slice(1, 2), 'warning'), 1);
+  assert.equal(exitCodeFor(results, 'never'), 0);
+  assert.equal(summarize([]), 'nothing to check');
+  const text = formatText(results);
+  assert.match(text, /^FAIL {2}MF901/m);
+  assert.match(text, /^WARN {2}MF902/m);
+  assert.match(text, /How to fix:\n {2}MF901: fix MF901\n {2}MF902: fix MF902\n {2}MF903: fix MF903/);
+  assert.match(text, /1 passed, 1 warnings, 2 failed, 1 skipped/);
+  const json = JSON.parse(formatJson(results, { fleet: 'f', stage: 'post', at: new Date(0) }));
+  assert.deepEqual(json.counts, { passed: 1, warning: 1, failed: 2, skipped: 1 });
+  assert.equal(json.results[0].findings.length, 3);
+});
+
+test('east-west and failover from recorded curl output', () => {
+  const ew = tallyHello(splitRequests(fixture('curl-east-west.txt')));
+  assert.deepEqual(ew, { versions: { v1: 3, v2: 3 }, errors: [], total: 6 });
+  const ok = judgeEastWest(ctx, 'cluster-1', ew);
+  assert.equal(ok.status, 'passed');
+  assert.equal(ok.message, '6 requests: v1 3, v2 3');
+
+  const local = tallyHello(splitRequests(fixture('curl-local-only.txt')));
+  assert.equal(local.total, 4);
+  assert.deepEqual(local.versions, { v1: 3 });
+  assert.match(local.errors[0]!, /^upstream connect error/);
+  const bad = judgeEastWest(ctx, 'cluster-1', local);
+  assert.equal(bad.status, 'failed');
+  assert.match(bad.message, /no answer from v2; 1 failed \(upstream connect error/);
+
+  const fo = tallyHello(splitRequests(fixture('curl-failover.txt')));
+  assert.equal(judgeFailover(ctx, 'cluster-1', fo).status, 'passed');
+  const stillLocal = judgeFailover(ctx, 'cluster-1', local);
+  assert.equal(stillLocal.status, 'failed');
+  assert.match(stillLocal.message, /local v1 still answered 3 times/);
+
+  const errs = tallyHello(splitRequests(fixture('curl-errors.txt')));
+  assert.deepEqual(errs.versions, {});
+  assert.deepEqual(errs.errors, [
+    'no healthy upstream',
+    'curl: (28) Connection timed out after 5002 milliseconds',
+    'curl: (6) Could not resolve host: helloworld.helloworld',
+    'upstream connect error or disconnect/reset before headers. reset reason: connection termination',
+  ]);
+  const none = judgeFailover(ctx, 'cluster-2', errs);
+  assert.equal(none.status, 'failed');
+  assert.match(none.message, /no remote version answered \(no healthy upstream\)/);
+  assert.ok(fixture('curl-errors.txt').includes(REQUEST_END));
+});
+
+interface Pki {
+  rootA: Issued;
+  rootB: Issued;
+  spireA: Issued;
+  leaf: Issued;
+}
+
+async function pki(leafOver: Parameters<typeof svid>[2] = {}): Promise<Pki> {
+  const rootA = await root();
+  const rootB = await root();
+  const spireA = await intermediate(rootA, 'foo.com');
+  const leaf = await svid(spireA, 'spiffe://foo.com/ns/sleep/sa/sleep', leafOver);
+  return { rootA, rootB, spireA, leaf };
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+function dump(file: string, chain: Issued[], roots: Issued[]): string {
+  return fixture(file)
+    .replace('@@CHAIN@@', b64(chain.map((c) => c.pem).join('\n')))
+    .replace('@@ROOTS@@', b64(roots.map((c) => c.pem).join('\n')));
+}
+
+test('identity, trust chain and SVID age from recorded Envoy config dumps', async () => {
+  const p = await pki({
+    notBefore: new Date(Date.now() - 10 * 60_000),
+    notAfter: new Date(Date.now() + 50 * 60_000),
+  });
+  const want = {
+    spiffeId: 'spiffe://foo.com/ns/sleep/sa/sleep',
+    ownRoots: [p.rootA.cert.fingerprintSha256],
+    peerRoots: { 'bar.com': [p.rootB.cert.fingerprintSha256] },
+  };
+  for (const file of ['envoy-config-dump.json', 'envoy-secrets-only.json']) {
+    const good = dump(file, [p.leaf, p.spireA], [p.rootA, p.rootB]);
+    const id = judgeIdentity(good, want);
+    assert.equal(id.status, 'passed', `${file}: ${id.message}`);
+    assert.equal(id.message, 'spiffe://foo.com/ns/sleep/sa/sleep; trusts 2 trust domains');
+    const chain = judgeChain(good, 'foo.com', new Date());
+    assert.equal(chain.status, 'passed', `${file}: ${chain.message}`);
+    assert.equal(chain.message, 'workload SVID ← SPIRE intermediate ← cert-manager root');
+    const age = judgeSvidAge(good, '1h', new Date());
+    assert.equal(age.status, 'passed', age.message);
+    assert.match(age.message, /^SVID 10 min old of 60 min \(TTL 1h\)$/);
+
+    // The peer's bundle missing from ROOTCA: federation did not reach the proxy.
+    const noPeer = judgeIdentity(dump(file, [p.leaf, p.spireA], [p.rootA]), want);
+    assert.equal(noPeer.status, 'failed');
+    assert.match(noPeer.message, /ROOTCA lacks the bundle of bar\.com/);
+  }
+  const file = 'envoy-config-dump.json';
+  // Another workload's SVID.
+  const other = await svid(p.spireA, 'spiffe://foo.com/ns/default/sa/default');
+  const wrong = judgeIdentity(dump(file, [other, p.spireA], [p.rootA, p.rootB]), want);
+  assert.equal(wrong.status, 'failed');
+  assert.match(
+    wrong.message,
+    /is spiffe:\/\/foo\.com\/ns\/default\/sa\/default, expected spiffe:\/\/foo\.com\/ns\/sleep\/sa\/sleep/,
+  );
+  // A chain without SPIRE's intermediate, signed straight by the root: not the mesh's shape.
+  const direct = await svid(p.rootA, 'spiffe://foo.com/ns/sleep/sa/sleep');
+  const flat = judgeChain(dump(file, [direct], [p.rootA, p.rootB]), 'foo.com', new Date());
+  assert.equal(flat.status, 'failed');
+  assert.match(flat.message, /no SPIRE intermediate in the chain/);
+  // A chain that does not validate against the trusted CAs.
+  const foreign = judgeChain(dump(file, [p.leaf, p.spireA], [p.rootB]), 'foo.com', new Date());
+  assert.equal(foreign.status, 'failed');
+  // An SVID past half its life: not renewed.
+  const stale = await pki({
+    notBefore: new Date(Date.now() - 50 * 60_000),
+    notAfter: new Date(Date.now() + 10 * 60_000),
+  });
+  const old = judgeSvidAge(dump(file, [stale.leaf, stale.spireA], [stale.rootA]), '1h', new Date());
+  assert.equal(old.status, 'failed');
+  assert.match(old.message, /50 min old: past half its 60 min life, it was not renewed/);
+  // An SVID living longer than the configured TTL.
+  const long = judgeSvidAge(dump(file, [p.leaf, p.spireA], [p.rootA]), '30m', new Date());
+  assert.equal(long.status, 'failed');
+  assert.match(long.message, /lives 60 min, more than the configured 30m/);
+  // No workload certificate at all.
+  const empty = judgeIdentity(JSON.stringify({ configs: [] }), want);
+  assert.match(empty.message, /no workload certificate/);
+});
+
+test('verify checks through a probe fed with recorded output', async () => {
+  const removed: string[] = [];
+  const probe: Probe = {
+    curl: async (cluster, url) => {
+      if (url.endsWith('/hello') && url.startsWith('http://127.'))
+        return splitRequests(fixture('curl-east-west.txt')).slice(0, 2);
+      if (removed.includes(cluster)) return splitRequests(fixture('curl-failover.txt'));
+      return splitRequests(fixture(cluster === 'cluster-1' ? 'curl-east-west.txt' : 'curl-local-only.txt'));
+    },
+    configDump: async () => {
+      throw new Error('no pod');
+    },
+    withoutLocalService: async (cluster, during) => {
+      removed.push(cluster);
+      try {
+        return await during();
+      } finally {
+        removed.pop();
+      }
+    },
+    ingressAddress: async (cluster) => (cluster === 'cluster-1' ? '127.101.1.3' : undefined),
+  };
+  const vctx: VerifyContext = {
+    ...makeContext({
+      fleet,
+      clients: new Map([
+        ['cluster-1', {} as never],
+        ['cluster-2', {} as never],
+      ]),
+      versions: new Map(),
+    }),
+    probe,
+    requests: 6,
+  };
+  const results = await runChecks(VERIFY_CHECKS, vctx, { only: ['traffic'] });
+  const by = Object.fromEntries(results.map((r) => [r.code, r]));
+  assert.equal(by.MF301!.status, 'failed');
+  assert.equal(
+    by.MF301!.summary,
+    'failed: cluster-2: 4 requests: v1 3; no answer from v2; 1 failed (upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure, transport failure reason: delayed connect error: 111)',
+  );
+  // Failover from cluster-2 gets only v2, its own version: failed there; cluster-1 gets only v2: passed.
+  assert.deepEqual(
+    by.MF302!.findings.map((f) => [f.cluster, f.status]),
+    [
+      ['cluster-1', 'passed'],
+      ['cluster-2', 'failed'],
+    ],
+  );
+  assert.equal(removed.length, 0, 'every Service restored');
+  assert.deepEqual(
+    by.MF303!.findings.map((f) => [f.cluster, f.status, f.message]),
+    [
+      ['cluster-1', 'passed', '127.101.1.3/hello from cluster-2: v1 1, v2 1'],
+      ['cluster-2', 'failed', 'the ingress gateway has no address'],
+    ],
+  );
+});
+
+test('the report: fleet picture with federation edges from MF205, every result, escaped', async () => {
+  const results = await runChecks(
+    [
+      {
+        code: 'MF205',
+        title: 'Federated bundles current',
+        category: 'federation',
+        severity: 'error',
+        stage: 'post',
+        description: '',
+        hint: 'meshfed up',
+        run: async () => [
+          {
+            status: 'passed',
+            cluster: 'cluster-1',
+            message: 'ok',
+            data: { holder: 'cluster-1', peer: 'cluster-2' },
+          },
+          {
+            status: 'failed',
+            cluster: 'cluster-2',
+            message: 'stale <bundle>',
+            data: { holder: 'cluster-2', peer: 'cluster-1' },
+          },
+        ],
+      },
+    ],
+    ctx,
+  );
+  assert.deepEqual(edgesOf(fleet, results), [
+    { a: 'cluster-1', b: 'cluster-2', status: 'failed', detail: 'stale <bundle>' },
+  ]);
+  assert.deepEqual(edgesOf(fleet, []), [
+    { a: 'cluster-1', b: 'cluster-2', status: 'unknown', detail: 'not checked' },
+  ]);
+  const html = reportHtml(fleet, results, { at: new Date(0) });
+  assert.match(html, /<g class="edge" data-a="cluster-1" data-b="cluster-2" data-status="failed">/);
+  assert.match(html, /data-cluster="cluster-2" data-status="failed"/);
+  assert.match(html, /trust domain bar\.com/);
+  assert.match(html, /stale &lt;bundle&gt;/);
+  assert.doesNotMatch(html, /<bundle>/);
+  assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'self-contained, no script');
+});
