@@ -120,6 +120,19 @@ for (const [profile, clusters] of [
         for (const p of c.phases) assert.equal(p.status, 'Healthy', `${c.cluster} ${p.phase}`);
     });
 
+    test('meshfed check: every control-plane check passes (agents attested, entries, bundles, aliases, remote secrets)', async () => {
+      // The lab's agents start once their pods run; give attestation a few seconds.
+      let r = await lab.meshfed(['check', '-o', 'json']);
+      for (let i = 0; i < 20 && r.code !== 0; i++) {
+        await new Promise((res) => setTimeout(res, 1000));
+        r = await lab.meshfed(['check', '-o', 'json']);
+      }
+      const j = JSON.parse(r.stdout) as { results: Array<{ code: string; status: string; summary: string }> };
+      for (const x of j.results) assert.equal(x.status, 'passed', `${x.code}: ${x.summary}`);
+      assert.equal(j.results.length, 11);
+      assert.equal(r.code, 0);
+    });
+
     test("each cluster's SPIRE federation carries its peers' discovered bundle endpoint URLs, and the real servers hold them", async () => {
       for (const [i, c] of state.clusters.entries()) {
         const svc = (await client(i).get({
