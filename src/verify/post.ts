@@ -281,7 +281,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
             ? {
                 status: 'passed',
                 cluster: s.holder,
-                message: `peer bundles valid for hours yet`,
+                message: `${s.peer}'s bundle valid ${hours} h more`,
                 data: { peer: s.peer, hoursLeft: Number(hours) },
               }
             : {
@@ -355,7 +355,9 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
                   })
                   .join('; '),
               )
-            : pass(`refreshes ${want.length} peer bundles from their endpoints`);
+            : pass(
+                `refreshes ${want.map((w) => w.td).join(', ')} from ${want.length === 1 ? 'its endpoint' : 'their endpoints'}`,
+              );
         })),
         ...unreachable(ctx),
       ];
@@ -442,7 +444,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
           );
           return problems.length
             ? fail(problems.sort().join('; '))
-            : pass(`${peers.length} remote secrets, tokens accepted`);
+            : pass(`remote secrets of ${peers.map((p) => p.name).join(', ')}; tokens accepted`);
         })),
         ...unreachable(ctx),
       ];
@@ -522,4 +524,90 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
       ];
     },
   },
+  {
+    code: 'MF212',
+    title: 'Certificate lifetimes as configured, renewals on schedule',
+    category: 'rotation',
+    severity: 'error',
+    stage: 'post',
+    description:
+      "cert-manager's root and Istio CA Certificates carry the fleet's duration and renewBefore, are Ready and have their next renewal ahead; the SPIRE server's config has the fleet's ca_ttl and SVID TTL.",
+    hint: 'kubectl get certificates -A -o wide; meshfed up puts the lifetimes back; cmctl renew NAME -n NAMESPACE forces a renewal',
+    async run(ctx) {
+      return [
+        ...(await perCluster(reachable(ctx), async (c) => {
+          const client = clientOf(ctx, c.name);
+          const problems = [
+            ...(await certificateProblems(ctx, client)),
+            ...(await spireTtlProblems(ctx, client)),
+          ];
+          const f = ctx.fleet.ca;
+          return problems.length
+            ? fail(problems.join('; '))
+            : pass(
+                `root ${f.root.duration}/${f.root.renewBefore}, Istio CA ${f.istio.duration}/${f.istio.renewBefore}, SPIRE CA ${f.spire.caTTL}, SVID ${f.spire.svidTTL}`,
+              );
+        })),
+        ...unreachable(ctx),
+      ];
+    },
+  },
 ];
+
+/** The fleet's Certificates as issued: durations as configured, Ready, renewal scheduled ahead. */
+export async function certificateProblems(ctx: CheckContext, client: ClusterClient): Promise<string[]> {
+  const want: Array<{ ns: string; name: string; duration: string; renewBefore: string }> = [
+    { ns: 'cert-manager', name: ROOT_ISSUER, ...ctx.fleet.ca.root },
+    { ns: ISTIO_NAMESPACE, name: 'cacerts', ...ctx.fleet.ca.istio },
+  ];
+  const out: string[] = [];
+  for (const w of want) {
+    const cert = await client.get({
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Certificate',
+      namespace: w.ns,
+      name: w.name,
+    });
+    if (!cert) {
+      out.push(`Certificate ${w.ns}/${w.name} missing`);
+      continue;
+    }
+    const spec = cert.spec as { duration?: string; renewBefore?: string };
+    const same = (a: string | undefined, b: string) => parseGoDuration(a ?? '') === parseGoDuration(b);
+    if (!same(spec.duration, w.duration) || !same(spec.renewBefore, w.renewBefore))
+      out.push(
+        `${w.name}: duration ${spec.duration}/renewBefore ${spec.renewBefore}, the fleet says ${w.duration}/${w.renewBefore}`,
+      );
+    const st = (cert.status ?? {}) as {
+      conditions?: Array<{ type: string; status: string }>;
+      renewalTime?: string;
+      notAfter?: string;
+    };
+    if (!st.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'))
+      out.push(`${w.name} is not Ready`);
+    else if (!st.renewalTime || Date.parse(st.renewalTime) < ctx.now.getTime() - 60_000)
+      out.push(`${w.name}: renewal time ${st.renewalTime ?? 'unset'} has passed and it was not renewed`);
+  }
+  return out;
+}
+
+/** The SPIRE server's CA and SVID lifetimes, as its ConfigMap sets them. */
+export async function spireTtlProblems(ctx: CheckContext, client: ClusterClient): Promise<string[]> {
+  const cm: KubeObject | undefined = await client.get({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    namespace: SPIRE_NAMESPACE,
+    name: 'spire-server',
+  });
+  const conf = (cm?.data as Record<string, string> | undefined)?.['server.conf'];
+  if (!conf) return ['ConfigMap spire/spire-server has no server.conf'];
+  const val = (k: string) => new RegExp(`^\\s*${k}\\s*=\\s*"([^"]+)"`, 'm').exec(conf)?.[1];
+  const out: string[] = [];
+  const caTtl = val('ca_ttl');
+  const svid = val('default_x509_svid_ttl') ?? val('default_svid_ttl');
+  if (parseGoDuration(caTtl ?? '') !== parseGoDuration(ctx.fleet.ca.spire.caTTL))
+    out.push(`server.conf ca_ttl is ${caTtl ?? 'unset'}, the fleet says ${ctx.fleet.ca.spire.caTTL}`);
+  if (parseGoDuration(svid ?? '') !== parseGoDuration(ctx.fleet.ca.spire.svidTTL))
+    out.push(`server.conf SVID TTL is ${svid ?? 'unset'}, the fleet says ${ctx.fleet.ca.spire.svidTTL}`);
+  return out;
+}

@@ -129,7 +129,7 @@ for (const [profile, clusters] of [
       }
       const j = JSON.parse(r.stdout) as { results: Array<{ code: string; status: string; summary: string }> };
       for (const x of j.results) assert.equal(x.status, 'passed', `${x.code}: ${x.summary}`);
-      assert.equal(j.results.length, 11);
+      assert.equal(j.results.length, 12);
       assert.equal(r.code, 0);
     });
 

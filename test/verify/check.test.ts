@@ -243,6 +243,50 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
     }
   });
 
+  await t.test("Istio CA's lifetime changed by hand: MF212 fails on that cluster", async () => {
+    const ref = {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Certificate',
+      namespace: 'istio-system',
+      name: 'cacerts',
+    };
+    const saved = (await c2.get(ref))!;
+    const spec = saved.spec as Record<string, unknown>;
+    await c2.apply(strip({ ...saved, spec: { ...spec, duration: '720h' } }), { force: true });
+    try {
+      const { json } = await check(['--only', 'MF212']);
+      failedOn(
+        json,
+        'MF212',
+        ['cluster-2'],
+        /cacerts: duration 720h\/renewBefore 360h, the fleet says 1440h\/360h/,
+      );
+    } finally {
+      await c2.apply(strip({ ...saved, spec }), { force: true });
+    }
+  });
+
+  await t.test(
+    'verify on the lab: the data plane cannot be reached (no containers), every check says so, the Service comes back',
+    async () => {
+      const svc = { apiVersion: 'v1', kind: 'Service', namespace: 'helloworld', name: 'helloworld' };
+      const before = (await c1.get(svc))!;
+      const r = await lab.meshfed(['verify', '--requests', '2', '-o', 'json']);
+      assert.equal(r.code, 1, r.stderr);
+      const j = JSON.parse(r.stdout) as CheckJson;
+      assert.deepEqual(
+        j.results.map((x) => [x.code, x.status]),
+        ['MF301', 'MF302', 'MF303', 'MF304', 'MF305', 'MF306'].map((c) => [c, 'failed']),
+      );
+      for (const x of j.results) assert.match(x.summary, /exec in sleep\//, `${x.code}: ${x.summary}`);
+      // The failover check removed each cluster's helloworld Service and put it back, with meshfed's marks.
+      const after = (await c1.get(svc))!;
+      assert.notEqual(after.metadata.uid, before.metadata.uid, 'the Service was removed and made again');
+      assert.deepEqual(after.metadata.labels, before.metadata.labels);
+      assert.deepEqual(after.metadata.annotations, before.metadata.annotations);
+    },
+  );
+
   await t.test('after the faults are undone, the control plane checks pass again', async () => {
     const { json } = await check();
     allPassedBut(json, []);

@@ -113,7 +113,8 @@ Without --pre, after \`up\`: phases healthy (MF201), SPIRE servers (MF202),
 agents on every node (MF203), entries for meshed pods (MF204), federated
 bundles current (MF205) and not near expiry (MF206), relationships refresh
 (MF207), Istio trust domain aliases (MF208), remote secrets and their tokens
-(MF209), addresses (MF210), Istio CA chain (MF211). Reads only.
+(MF209), addresses (MF210), Istio CA chain (MF211), certificate lifetimes and
+renewals (MF212). Reads only.
 
 ${COMMON_USAGE}
 
@@ -148,7 +149,7 @@ helloworld Service removed in turn, only peers answer, the Service restored.
 North-south (MF303): each ingress gateway from another cluster's sleep.
 Identity (MF304): sleep's proxy holds its SPIFFE ID and every federated
 bundle. Trust chain (MF305): workload ← SPIRE ← cert-manager root. Rotation
-(MF306): configured lifetimes, observed renewals. Through pod exec into
+(MF306): the proxy's SVID renewed. Through pod exec into
 sleep and its istio-proxy: needs running pods (docs/verify.md).
 
 ${COMMON_USAGE}
