@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Fleet } from '../../src/fleet/model.js';
 import { resolveFleet } from '../../src/fleet/resolve.js';
+import type { ClusterClient } from '../../src/kube/client.js';
 import { type CheckDef, exitCodeFor, type Finding, runChecks, summarize } from '../../src/verify/catalog.js';
 import { type CheckContext, makeContext } from '../../src/verify/context.js';
 import {
@@ -27,6 +28,7 @@ import {
   type VerifyContext,
 } from '../../src/verify/dataplane.js';
 import { formatJson, formatText } from '../../src/verify/format.js';
+import { guessPlural, PRE_CHECKS } from '../../src/verify/pre.js';
 import { edgesOf, reportHtml } from '../../src/verify/report.js';
 import { REPO_ROOT } from '../helpers/lab.js';
 import { type Issued, intermediate, root, svid } from '../helpers/pki.js';
@@ -319,4 +321,62 @@ test('the report: fleet picture with federation edges from MF205, every result, 
   assert.match(html, /stale &lt;bundle&gt;/);
   assert.doesNotMatch(html, /<bundle>/);
   assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org)/, 'self-contained, no script');
+});
+
+test('pre checks on given answers: reachability, versions, distinct clusters', async () => {
+  const sameUid = {
+    get: async () => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kube-system', uid: 'u-1' } }),
+  } as unknown as ClusterClient;
+  const two = makeContext({
+    fleet,
+    clients: new Map([
+      ['cluster-1', sameUid],
+      ['cluster-2', sameUid],
+    ]),
+    versions: new Map([
+      ['cluster-1', 'v1.35.2'],
+      ['cluster-2', 'v1.31.0-gke.100'],
+    ]),
+  });
+  const r = await runChecks(PRE_CHECKS, two, { only: ['MF102', 'MF103'] });
+  assert.deepEqual(
+    r[0]!.findings.map((f) => [f.cluster, f.status]),
+    [
+      ['cluster-1', 'passed'],
+      ['cluster-2', 'failed'],
+    ],
+  );
+  assert.match(
+    r[0]!.summary,
+    /cluster-2: Kubernetes v1\.31\.0-gke\.100 is outside what Istio 1\.30 supports \(1\.32–1\.36\)/,
+  );
+  assert.equal(r[1]!.status, 'failed');
+  assert.match(r[1]!.summary, /cluster-1: the same cluster as cluster-2/);
+  // An Istio minor without support data: a warning, not a verdict.
+  const other = makeContext({
+    fleet: { ...fleet, versions: { ...fleet.versions, istio: '1.31.0' } },
+    clients: new Map([['cluster-1', sameUid]]),
+    versions: new Map([['cluster-1', 'v1.35.0']]),
+    unreachable: new Map([['cluster-2', 'context cluster-2 (https://127.0.0.1:1): connect ECONNREFUSED']]),
+  });
+  const o = await runChecks(PRE_CHECKS, other, { only: ['MF101', 'MF102'] });
+  assert.equal(o[0]!.status, 'failed');
+  assert.match(
+    o[0]!.summary,
+    /cluster-2: context cluster-2 \(https:\/\/127\.0\.0\.1:1\): connect ECONNREFUSED/,
+  );
+  assert.deepEqual(
+    o[1]!.findings.map((f) => [f.cluster, f.status]),
+    [
+      ['cluster-1', 'warning'],
+      ['cluster-2', 'skipped'],
+    ],
+  );
+  assert.deepEqual(['Certificate', 'ClusterSPIFFEID', 'Policy', 'Ingress', 'Mesh'].map(guessPlural), [
+    'certificates',
+    'clusterspiffeids',
+    'policies',
+    'ingresses',
+    'meshes',
+  ]);
 });
