@@ -76,6 +76,11 @@ spire() { # VERSION TOOLCHAIN [EXTRA PACKAGE…]
     github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent "$@"
 }
 
+spire 1.15.3 local
+# 1.5.1 also builds the seed's registrar (SPIRE removed it in 1.6).
+spire 1.5.1 local github.com/spiffe/spire/support/k8s/k8s-workload-registrar
+files spire 1.5.1 github.com/spiffe/spire@v1.5.1 support/k8s/k8s-workload-registrar/mode-crd/config crds 'spiffeid.spiffe.io_spiffeids.yaml'
+
 kubernetes() { # VERSION: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
   local v="$1" x=""
   local minor="${v#*.}"; minor="${minor%%.*}"
@@ -87,26 +92,13 @@ kubernetes() { # VERSION: kube-apiserver, kube-controller-manager, kube-schedule
     k8s.io/kubernetes/cmd/kubectl
 }
 
-istio() { # VERSION REVISION: istioctl, with the version stamped the way Istio's release build does
-  local p=istio.io/istio/pkg/version
-  build istio "$1" local "-X $p.buildVersion=$1 -X $p.buildGitRevision=$2 -X $p.buildStatus=Clean -X $p.buildTag=$1 -X $p.buildHub=docker.io/istio" \
-    istio.io/istio/istioctl/cmd/istioctl
-}
-
-# Two lanes run side by side: on a cold machine much of a build is fetching
-# modules from the proxy, which the other lane's compiling overlaps (the module
-# cache is safe for concurrent use). Measured cold: docs/lab.md. Each lane is
-# about half of the total; MESHFED_LAB_LANES=1 runs them one after the other.
-lane_a() {
-spire 1.15.3 local
 kubernetes 1.35.0
-# The cert-manager controller: v1.11 is the newest release whose controller is a
-# package of the main module (from v1.12 it is a module of its own, with
-# replace lines pointing into the repository, which the proxy cannot serve).
-build cert-manager 1.11.5 local "-X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v1.11.5" \
-  github.com/cert-manager/cert-manager/cmd/controller
-if [ -f "$bin/cert-manager/1.11.5/controller" ]; then mv "$bin/cert-manager/1.11.5/controller" "$bin/cert-manager/1.11.5/cert-manager-controller"; fi
-files cert-manager 1.11.5 github.com/cert-manager/cert-manager@v1.11.5 deploy/crds crds 'crd-*.yaml'
+kubernetes 1.29.4
+
+# etcd 3.5 (v3.5.26 is refused by the proxy, 403; v3.5.27 has no sum database entries for its sibling modules).
+build etcd 3.5.24 local "-X go.etcd.io/etcd/api/v3/version.GitSHA=v3.5.24" go.etcd.io/etcd/server/v3
+# go names the binary of a …/v3 package after the element before /v3.
+if [ -f "$bin/etcd/3.5.24/server" ]; then mv "$bin/etcd/3.5.24/server" "$bin/etcd/3.5.24/etcd"; fi
 # kwok (the simulated nodes' controller) and kwokctl (clusters of real control planes).
 build kwok 0.8.0 local "" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
 # kwok's own stages (node: fast initialise, heartbeat with lease; pod: the
@@ -114,33 +106,23 @@ build kwok 0.8.0 local "" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
 # with the pod delays set from --pod-ready-delay.
 files kwok 0.8.0 sigs.k8s.io/kwok@v0.8.0 kustomize/stage stages \
   node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml 'pod/general/pod-*.yaml'
-# etcd 3.5 (v3.5.26 is refused by the proxy, 403; v3.5.27 has no sum database entries for its sibling modules).
-build etcd 3.5.24 local "-X go.etcd.io/etcd/api/v3/version.GitSHA=v3.5.24" go.etcd.io/etcd/server/v3
-# go names the binary of a …/v3 package after the element before /v3.
-if [ -f "$bin/etcd/3.5.24/server" ]; then mv "$bin/etcd/3.5.24/server" "$bin/etcd/3.5.24/etcd"; fi
-}
 
-lane_b() {
-# 1.5.1 also builds the seed's registrar (SPIRE removed it in 1.6).
-spire 1.5.1 local github.com/spiffe/spire/support/k8s/k8s-workload-registrar
-files spire 1.5.1 github.com/spiffe/spire@v1.5.1 support/k8s/k8s-workload-registrar/mode-crd/config crds 'spiffeid.spiffe.io_spiffeids.yaml'
-kubernetes 1.29.4
-istio 1.22.1 a1a76b8e75f810eb6c808b04531343ae2c7b8082
-istio 1.32-dev eed52ebb66ad
 # spire-controller-manager (the current profile's registrar: ClusterSPIFFEID → SPIRE entries).
 build spire-controller-manager 0.7.0 local "" github.com/spiffe/spire-controller-manager/cmd
 if [ -f "$bin/spire-controller-manager/0.7.0/cmd" ]; then mv "$bin/spire-controller-manager/0.7.0/cmd" "$bin/spire-controller-manager/0.7.0/spire-controller-manager"; fi
 files spire-controller-manager 0.7.0 github.com/spiffe/spire-controller-manager@v0.7.0 config/crd/bases crds '*.yaml'
-}
+# The cert-manager controller: v1.11 is the newest release whose controller is a
+# package of the main module (from v1.12 it is a module of its own, with
+# replace lines pointing into the repository, which the proxy cannot serve).
+build cert-manager 1.11.5 local "-X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v1.11.5" \
+  github.com/cert-manager/cert-manager/cmd/controller
+if [ -f "$bin/cert-manager/1.11.5/controller" ]; then mv "$bin/cert-manager/1.11.5/controller" "$bin/cert-manager/1.11.5/cert-manager-controller"; fi
+files cert-manager 1.11.5 github.com/cert-manager/cert-manager@v1.11.5 deploy/crds crds 'crd-*.yaml'
 
-if [ "${MESHFED_LAB_LANES:-2}" = 1 ]; then
-  lane_a
-  lane_b
-else
-  lane_a & a=$!
-  lane_b & b=$!
-  failed=0
-  wait "$a" || failed=1
-  wait "$b" || failed=1
-  [ "$failed" = 0 ] || { log "a build failed (see above)"; exit 1; }
-fi
+istio() { # VERSION REVISION: istioctl, with the version stamped the way Istio's release build does
+  local p=istio.io/istio/pkg/version
+  build istio "$1" local "-X $p.buildVersion=$1 -X $p.buildGitRevision=$2 -X $p.buildStatus=Clean -X $p.buildTag=$1 -X $p.buildHub=docker.io/istio" \
+    istio.io/istio/istioctl/cmd/istioctl
+}
+istio 1.22.1 a1a76b8e75f810eb6c808b04531343ae2c7b8082
+istio 1.32-dev eed52ebb66ad
