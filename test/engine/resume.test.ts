@@ -1,0 +1,158 @@
+/**
+ * `meshfed up` survives being killed and its API servers restarting: on the
+ * lab (current profile, 2 clusters), the real CLI process is SIGKILLed at
+ * random points of a run (seeded, printed), and each time the next `up`
+ * converges: exit 0, every phase healthy, and one more run writes nothing.
+ * Then one kube-apiserver is killed and restarted in the middle of `up`,
+ * which still completes.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { UpResult } from '../../src/engine/up.js';
+import { processesUnder } from '../../src/lab/kube.js';
+import { labSkip, startLab } from '../helpers/engine.js';
+import { REPO_ROOT } from '../helpers/lab.js';
+
+const MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+const POINTS = Number(process.env.MESHFED_KILL_POINTS ?? 10);
+
+/** A small seeded generator (mulberry32), so a failing point can be replayed. */
+function random(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function startUp(
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): { child: ChildProcess; done: Promise<{ code: number | null; out: string; err: string }> } {
+  const child = spawn(process.execPath, [MAIN, 'up', '--lab', '-o', 'json'], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (b: Buffer) => {
+    out += b;
+  });
+  child.stderr!.on('data', (b: Buffer) => {
+    err += b;
+  });
+  const done = new Promise<{ code: number | null; out: string; err: string }>((resolve) =>
+    child.on('close', (code) => resolve({ code, out, err })),
+  );
+  return { child, done };
+}
+
+describe('meshfed up, killed and resumed; an API server restarted under it', {
+  skip: labSkip('current'),
+  timeout: 2_400_000,
+}, () => {
+  let lab: Awaited<ReturnType<typeof startLab>>;
+  let fullMs = 0;
+  before(async () => {
+    lab = await startLab('current', 2);
+    // A lighter fleet (no bookinfo): every phase still does real work, each run is shorter.
+    const fleetFile = join(lab.dir, 'meshfed.yaml');
+    const text = readFileSync(fleetFile, 'utf8');
+    assert.match(text, /bookinfo: \{ enabled: true/);
+    writeFileSync(fleetFile, text.replace(/bookinfo: \{ enabled: true/, 'bookinfo: { enabled: false'));
+  });
+  after(async () => lab?.stop());
+
+  const converges = async (label: string) => {
+    const r = await startUp(lab.env, lab.parent).done;
+    assert.equal(r.code, 0, `${label}: up after the kill failed:\n${r.err}`);
+    assert.match(r.err, /resuming: the last run stopped with|meshfed up/);
+    const s = await lab.meshfed(['status']);
+    assert.equal(s.code, 0, `${label}: not healthy after resuming:\n${s.stdout}`);
+  };
+  const nothingLeftToWrite = async (label: string) => {
+    const again = await startUp(lab.env, lab.parent).done;
+    assert.equal(again.code, 0, again.err);
+    assert.equal((JSON.parse(again.out) as UpResult).writes, 0, `${label}: a further run still wrote`);
+  };
+
+  test('a full run, timed, as the scale for the kill points', async () => {
+    const t0 = Date.now();
+    const r = await startUp(lab.env, lab.parent).done;
+    fullMs = Date.now() - t0;
+    assert.equal(r.code, 0, r.err);
+    const d = await lab.meshfed(['down']);
+    assert.equal(d.code, 0, d.stderr);
+  });
+
+  test(`killed at ${POINTS} random points, the next run converges every time`, async () => {
+    const seed = Number(process.env.MESHFED_KILL_SEED ?? Date.now() % 100000);
+    const rnd = random(seed);
+    const killedIn: string[] = [];
+    for (let i = 0; i < POINTS; i++) {
+      // Node's start-up takes ~0.3 s; points from there to the end of a full run.
+      const at = 300 + Math.round(rnd() * (fullMs - 300));
+      const label = `seed ${seed}, point ${i + 1} at ${at} ms`;
+      const run = startUp(lab.env, lab.parent);
+      const timer = setTimeout(() => run.child.kill('SIGKILL'), at);
+      const r = await run.done;
+      clearTimeout(timer);
+      const last = [...r.err.matchAll(/^\s*[\d.]+s (\S+)\s+(\S+)/gm)].pop();
+      killedIn.push(
+        r.code === null
+          ? `${at} ms (${last ? `${last[1]} ${last[2]}` : 'before the first phase'})`
+          : `${at} ms (finished first)`,
+      );
+      await converges(label);
+      // Converged means nothing left to do: checked after the last point (each run is the same code).
+      if (i === POINTS - 1) await nothingLeftToWrite(label);
+      const d = await lab.meshfed(['down']);
+      assert.equal(d.code, 0, `${label}: down failed:\n${d.stderr}`);
+    }
+    console.log(`kill points (seed ${seed}): ${killedIn.join('; ')}`);
+  });
+
+  test('a kube-apiserver killed and restarted in the middle of up: up completes', async () => {
+    const c = lab.state.clusters[0]!;
+    const pid = processesUnder(c.kwokWorkdir).find((p) =>
+      readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0]!.endsWith('kube-apiserver'),
+    );
+    assert.ok(pid, 'no kube-apiserver process found');
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    const cwd = (await import('node:fs')).readlinkSync(`/proc/${pid}/cwd`);
+    const run = startUp(lab.env, lab.parent);
+    // Restart once the cert-manager phase is under way in cluster-1.
+    await new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        if (
+          /cluster-1\s+cert-manager/.test(
+            (run.child as ChildProcess & { stderrText?: string }).stderrText ?? '',
+          )
+        ) {
+          clearInterval(check);
+          resolve();
+        }
+      }, 100);
+      run.child.stderr!.on('data', (b: Buffer) => {
+        const x = run.child as ChildProcess & { stderrText?: string };
+        x.stderrText = (x.stderrText ?? '') + b;
+      });
+    });
+    process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 3000));
+    const restarted = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: 'ignore' });
+    restarted.unref();
+    const r = await run.done;
+    assert.equal(r.code, 0, `up did not complete across the restart:\n${r.err}`);
+    assert.match(r.err, /retrying|last error|ECONNREFUSED/, 'the restart was not noticed');
+    const s = await lab.meshfed(['status']);
+    assert.equal(s.code, 0, s.stdout);
+  });
+});
