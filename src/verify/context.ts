@@ -10,6 +10,7 @@ import { SpireServerCli } from '../federation/spire-cli.js';
 import { podServerTransport } from '../federation/transport.js';
 import type { ClusterSpec, Fleet } from '../fleet/model.js';
 import type { ClusterClient } from '../kube/client.js';
+import { type Finding, perCluster } from './catalog.js';
 
 export interface CheckContext {
   fleet: Fleet;
@@ -56,6 +57,23 @@ export function makeContext(o: {
 /** The clusters whose API server answered. */
 export function reachable(ctx: CheckContext): ClusterSpec[] {
   return ctx.fleet.clusters.filter((c) => ctx.clients.has(c.name));
+}
+
+/** A skipped finding for each cluster that cannot be reached (MF101 says why). */
+export function unreachableSkips(ctx: CheckContext): Finding[] {
+  return [...ctx.unreachable.keys()].map((cluster) => ({
+    status: 'skipped' as const,
+    cluster,
+    message: 'cluster not reachable (MF101)',
+  }));
+}
+
+/** `f` for every reachable cluster, in parallel, and a skip for each unreachable one. */
+export async function eachCluster(
+  ctx: CheckContext,
+  f: Parameters<typeof perCluster<ClusterSpec>>[1],
+): Promise<Finding[]> {
+  return [...(await perCluster(reachable(ctx), f)), ...unreachableSkips(ctx)];
 }
 
 export function clientOf(ctx: CheckContext, cluster: string): ClusterClient {

@@ -14,8 +14,8 @@ import { workloadSpiffeId } from '../render/identity.js';
 import { ISTIO_NAMESPACE } from '../render/namespaces.js';
 import { envoySecrets, inspectChain, parseCertInput } from '../spiffe/inspect.js';
 import { type CertView, certOrigin, parsePemCertificates } from '../spiffe/x509.js';
-import { type CheckDef, type Finding, fail, pass, perCluster, skip, warn } from './catalog.js';
-import { type CheckContext, clientOf, reachable, spireOf } from './context.js';
+import { type CheckDef, type Finding, fail, pass, skip, warn } from './catalog.js';
+import { type CheckContext, clientOf, eachCluster, reachable, spireOf } from './context.js';
 
 /** What verify needs from the data plane; `kubeProbe` is the real one, tests give recorded output. */
 export interface Probe {
@@ -195,11 +195,6 @@ export function judgeSvidAge(dump: string, svidTtl: string, now: Date): Omit<Fin
 
 // ---- the checks ----
 
-const perReachable = (
-  ctx: VerifyContext,
-  f: (c: { name: string; trustDomain: string }) => Promise<Omit<Finding, 'cluster'>>,
-) => perCluster(reachable(ctx), f);
-
 async function rootsOf(
   ctx: CheckContext,
 ): Promise<{ own: Map<string, string[]>; held: Map<string, Map<string, string[]>> }> {
@@ -237,7 +232,7 @@ export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
     description: `From sleep in each cluster, N requests to ${HELLO_URL}: every federated cluster's helloworld version answers; the distribution is reported.`,
     hint: 'docs/verify.md#east-west: check the east-west gateway (MF210), remote secrets (MF209) and istioctl proxy-config endpoints deploy/sleep -n sleep',
     run: (ctx) =>
-      perReachable(ctx, async (c) =>
+      eachCluster(ctx, async (c) =>
         judgeEastWest(ctx, c.name, tallyHello(await ctx.probe.curl(c.name, HELLO_URL, ctx.requests))),
       ),
   },
@@ -276,7 +271,7 @@ export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
       "From another cluster's sleep, GET /hello on each cluster's ingress gateway address answers with helloworld.",
     hint: 'docs/verify.md#north-south: kubectl -n istio-system get svc istio-ingressgateway; the Gateway and VirtualService helloworld in namespace helloworld',
     run: (ctx) =>
-      perReachable(ctx, async (c) => {
+      eachCluster(ctx, async (c) => {
         if (!ctx.fleet.apps.ingressRoute.enabled)
           return skip('the fleet has no ingress route (spec.apps.ingressRoute)');
         const addr = await ctx.probe.ingressAddress(c.name);
@@ -305,7 +300,7 @@ export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
       "sleep's proxy holds the SVID spiffe://TD/ns/sleep/sa/sleep (Envoy secret default) and trusts its own and every federated peer's bundle (ROOTCA), compared with what the SPIRE servers hold.",
     hint: 'docs/verify.md#identity: istioctl proxy-config secret deploy/sleep -n sleep; the spire sidecar template and the CSI driver must be in place',
     run: (ctx) =>
-      perReachable(ctx, async (c) => {
+      eachCluster(ctx, async (c) => {
         const { dump } = await sleepDump(ctx, c.name);
         const roots = await rootsOf(ctx);
         const held = roots.held.get(c.name) ?? new Map<string, string[]>();
@@ -329,7 +324,7 @@ export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
       "The chain sleep's proxy presents is workload SVID ← SPIRE intermediate ← the cluster's cert-manager root, and validates as an X.509-SVID against the proxy's trusted CAs (meshfed certs' library).",
     hint: 'docs/verify.md#trust-chain: meshfed certs on the dump shows each certificate and what is wrong',
     run: (ctx) =>
-      perReachable(ctx, async (c) => judgeChain((await sleepDump(ctx, c.name)).dump, c.trustDomain, ctx.now)),
+      eachCluster(ctx, async (c) => judgeChain((await sleepDump(ctx, c.name)).dump, c.trustDomain, ctx.now)),
   },
   {
     code: 'MF306',
@@ -341,7 +336,7 @@ export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
       "The SVID sleep's proxy holds lives no longer than the fleet's SVID TTL and is younger than half its life plus 5 minutes (SPIRE renews at half-life), so renewals reach the proxy. The configured lifetimes and cert-manager's renewals are MF212 of meshfed check.",
     hint: 'docs/verify.md#rotation: istioctl proxy-config secret deploy/sleep -n sleep shows the SVID validity; kubectl -n spire logs ds/spire-agent',
     run: (ctx) =>
-      perReachable(ctx, async (c) =>
+      eachCluster(ctx, async (c) =>
         judgeSvidAge((await sleepDump(ctx, c.name)).dump, ctx.fleet.ca.spire.svidTTL, ctx.now),
       ),
   },

@@ -14,15 +14,16 @@ import { SPIRE_MANAGED_LABEL, workloadSpiffeId } from '../render/identity.js';
 import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
 import { MULTICLUSTER_LABEL, remoteSecretName } from '../render/remote-secret.js';
 import { issuedBy, parsePemCertificates } from '../spiffe/x509.js';
-import { type CheckDef, type Finding, fail, pass, perCluster, skip, warn } from './catalog.js';
-import { type CheckContext, clientOf, federationMembers, reachable, spireOf } from './context.js';
-
-const unreachable = (ctx: CheckContext): Finding[] =>
-  [...ctx.unreachable.keys()].map((cluster) => ({
-    status: 'skipped' as const,
-    cluster,
-    message: 'cluster not reachable',
-  }));
+import { type CheckDef, type Finding, fail, pass, skip, warn } from './catalog.js';
+import {
+  type CheckContext,
+  clientOf,
+  eachCluster,
+  federationMembers,
+  reachable,
+  spireOf,
+  unreachableSkips,
+} from './context.js';
 
 /** Federation status of every federated direction, once per run. */
 function pairStatuses(ctx: CheckContext): Promise<{ statuses: PairStatus[]; missing: Finding[] }> {
@@ -103,7 +104,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
               }
             : { status: 'passed', cluster: c.cluster, message: `${c.phases.length} phases healthy` };
         }),
-        ...unreachable(ctx),
+        ...unreachableSkips(ctx),
       ];
     },
   },
@@ -116,14 +117,11 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
     description: "`spire-server healthcheck` in each cluster's SPIRE server pod succeeds.",
     hint: 'kubectl --context CONTEXT -n spire logs spire-server-0 -c spire-server; kubectl -n spire rollout restart statefulset/spire-server',
     async run(ctx) {
-      return [
-        ...(await perCluster(reachable(ctx), async (c) =>
-          (await spireOf(ctx, c.name).healthy())
-            ? pass('spire-server healthcheck passed')
-            : fail('spire-server healthcheck failed or the server does not answer'),
-        )),
-        ...unreachable(ctx),
-      ];
+      return eachCluster(ctx, async (c) =>
+        (await spireOf(ctx, c.name).healthy())
+          ? pass('spire-server healthcheck passed')
+          : fail('spire-server healthcheck failed or the server does not answer'),
+      );
     },
   },
   {
@@ -136,39 +134,33 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
       'Every Ready node has an agent attested with k8s_psat (spiffe://TD/spire/agent/k8s_psat/CLUSTER/NODE-UID) in `spire-server agent list`.',
     hint: 'kubectl -n spire get ds spire-agent; kubectl -n spire logs ds/spire-agent (a psat audience or cluster name that differs from server.conf fails attestation)',
     async run(ctx) {
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const client = clientOf(ctx, c.name);
-          const [agents, nodes] = await Promise.all([
-            spireOf(ctx, c.name).agents(),
-            client.list('v1', 'Node'),
-          ]);
-          const prefix = `spiffe://${c.trustDomain}/spire/agent/k8s_psat/${c.name}/`;
-          const attested = new Set(
-            agents.filter((a) => a.spiffeId.startsWith(prefix)).map((a) => a.spiffeId.slice(prefix.length)),
-          );
-          const ready = nodes.filter((n) =>
-            (
-              (n.status as { conditions?: Array<{ type: string; status: string }> } | undefined)
-                ?.conditions ?? []
-            ).some((x) => x.type === 'Ready' && x.status === 'True'),
-          );
-          const without = ready.filter((n) => !attested.has(n.metadata.uid ?? ''));
-          return without.length
-            ? fail(
-                `${without.length} of ${ready.length} Ready nodes have no attested agent: ${without
-                  .slice(0, 3)
-                  .map((n) => n.metadata.name)
-                  .join(', ')}${without.length > 3 ? ', …' : ''}`,
-                { nodes: ready.length, agents: agents.length },
-              )
-            : pass(`${ready.length} nodes, each with an attested agent`, {
-                nodes: ready.length,
-                agents: agents.length,
-              });
-        })),
-        ...unreachable(ctx),
-      ];
+      return eachCluster(ctx, async (c) => {
+        const client = clientOf(ctx, c.name);
+        const [agents, nodes] = await Promise.all([spireOf(ctx, c.name).agents(), client.list('v1', 'Node')]);
+        const prefix = `spiffe://${c.trustDomain}/spire/agent/k8s_psat/${c.name}/`;
+        const attested = new Set(
+          agents.filter((a) => a.spiffeId.startsWith(prefix)).map((a) => a.spiffeId.slice(prefix.length)),
+        );
+        const ready = nodes.filter((n) =>
+          (
+            (n.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions ??
+            []
+          ).some((x) => x.type === 'Ready' && x.status === 'True'),
+        );
+        const without = ready.filter((n) => !attested.has(n.metadata.uid ?? ''));
+        return without.length
+          ? fail(
+              `${without.length} of ${ready.length} Ready nodes have no attested agent: ${without
+                .slice(0, 3)
+                .map((n) => n.metadata.name)
+                .join(', ')}${without.length > 3 ? ', …' : ''}`,
+              { nodes: ready.length, agents: agents.length },
+            )
+          : pass(`${ready.length} nodes, each with an attested agent`, {
+              nodes: ready.length,
+              agents: agents.length,
+            });
+      });
     },
   },
   {
@@ -180,43 +172,37 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
     description: `Each running pod labelled ${SPIRE_MANAGED_LABEL}=true has a registration entry for spiffe://TD/ns/NAMESPACE/sa/SERVICEACCOUNT that selects it (by pod uid or name).`,
     hint: 'the registrar makes entries: kubectl -n spire logs spire-server-0 -c spire-controller-manager (seed: -c k8s-workload-registrar); kubectl get clusterspiffeids',
     async run(ctx) {
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const client = clientOf(ctx, c.name);
-          const [pods, entries] = await Promise.all([
-            client.list('v1', 'Pod', { labelSelector: `${SPIRE_MANAGED_LABEL}=true` }),
-            spireOf(ctx, c.name).entries(),
-          ]);
-          const running = pods.filter(
-            (p) => (p.status as { phase?: string } | undefined)?.phase === 'Running',
+      return eachCluster(ctx, async (c) => {
+        const client = clientOf(ctx, c.name);
+        const [pods, entries] = await Promise.all([
+          client.list('v1', 'Pod', { labelSelector: `${SPIRE_MANAGED_LABEL}=true` }),
+          spireOf(ctx, c.name).entries(),
+        ]);
+        const running = pods.filter((p) => (p.status as { phase?: string } | undefined)?.phase === 'Running');
+        if (!running.length) return skip('no running meshed pods');
+        const without = running.filter((p) => {
+          const sa = (p.spec as { serviceAccountName?: string } | undefined)?.serviceAccountName ?? 'default';
+          const id = workloadSpiffeId(c.trustDomain, p.metadata.namespace ?? 'default', sa);
+          return !entries.some(
+            (e) =>
+              e.spiffeId === id &&
+              e.selectors.some(
+                (s) => s === `k8s:pod-uid:${p.metadata.uid}` || s === `k8s:pod-name:${p.metadata.name}`,
+              ),
           );
-          if (!running.length) return skip('no running meshed pods');
-          const without = running.filter((p) => {
-            const sa =
-              (p.spec as { serviceAccountName?: string } | undefined)?.serviceAccountName ?? 'default';
-            const id = workloadSpiffeId(c.trustDomain, p.metadata.namespace ?? 'default', sa);
-            return !entries.some(
-              (e) =>
-                e.spiffeId === id &&
-                e.selectors.some(
-                  (s) => s === `k8s:pod-uid:${p.metadata.uid}` || s === `k8s:pod-name:${p.metadata.name}`,
-                ),
-            );
-          });
-          return without.length
-            ? fail(
-                `${without.length} of ${running.length} meshed pods have no entry: ${without
-                  .slice(0, 3)
-                  .map((p) => `${p.metadata.namespace}/${p.metadata.name}`)
-                  .join(', ')}${without.length > 3 ? ', …' : ''}`,
-              )
-            : pass(`${running.length} meshed pods, each with its entry`, {
-                pods: running.length,
-                entries: entries.length,
-              });
-        })),
-        ...unreachable(ctx),
-      ];
+        });
+        return without.length
+          ? fail(
+              `${without.length} of ${running.length} meshed pods have no entry: ${without
+                .slice(0, 3)
+                .map((p) => `${p.metadata.namespace}/${p.metadata.name}`)
+                .join(', ')}${without.length > 3 ? ', …' : ''}`,
+            )
+          : pass(`${running.length} meshed pods, each with its entry`, {
+              pods: running.length,
+              entries: entries.length,
+            });
+      });
     },
   },
   {
@@ -230,7 +216,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
     hint: 'meshfed up (bootstraps the bundles again); or refresh one: kubectl -n spire exec spire-server-0 -c spire-server -- bin/spire-server federation refresh -id spiffe://PEER_TRUST_DOMAIN',
     async run(ctx) {
       const { statuses, missing } = await pairStatuses(ctx);
-      const out: Finding[] = [...missing, ...unreachable(ctx)];
+      const out: Finding[] = [...missing, ...unreachableSkips(ctx)];
       for (const s of statuses) {
         const data = { holder: s.holder, peer: s.peer, state: s.state };
         if (s.state === 'current')
@@ -314,53 +300,50 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
           ),
         ),
       );
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const peers = peersOf(ctx.fleet, c.name);
-          if (!peers.length) return skip('no federated peers');
-          const want = peers.map((p) => ({
-            td: p.trustDomain,
-            url: urls.get(p.name) ? `https://${urls.get(p.name)}` : undefined,
+      return eachCluster(ctx, async (c) => {
+        const peers = peersOf(ctx.fleet, c.name);
+        if (!peers.length) return skip('no federated peers');
+        const want = peers.map((p) => ({
+          td: p.trustDomain,
+          url: urls.get(p.name) ? `https://${urls.get(p.name)}` : undefined,
+        }));
+        let have: Array<{ td: string; url: string }>;
+        if (ctx.fleet.versions.registrar === 'spire-controller-manager') {
+          have = (await spireOf(ctx, c.name).relationships()).map((r) => ({
+            td: r.trustDomain,
+            url: r.bundleEndpointUrl,
           }));
-          let have: Array<{ td: string; url: string }>;
-          if (ctx.fleet.versions.registrar === 'spire-controller-manager') {
-            have = (await spireOf(ctx, c.name).relationships()).map((r) => ({
-              td: r.trustDomain,
-              url: r.bundleEndpointUrl,
-            }));
-          } else {
-            const cm = await clientOf(ctx, c.name).get({
-              apiVersion: 'v1',
-              kind: 'ConfigMap',
-              namespace: SPIRE_NAMESPACE,
-              name: 'spire-server',
-            });
-            const conf = (cm?.data as Record<string, string> | undefined)?.['server.conf'] ?? '';
-            have = [
-              ...conf.matchAll(/federates_with\s+"([^"]+)"\s*\{[^}]*?bundle_endpoint_url\s*=\s*"([^"]+)"/g),
-            ].map((m) => ({
-              td: m[1]!,
-              url: m[2]!,
-            }));
-          }
-          const wrong = want.filter((w) => !have.some((h) => h.td === w.td && (!w.url || h.url === w.url)));
-          return wrong.length
-            ? fail(
-                wrong
-                  .map((w) => {
-                    const h = have.find((x) => x.td === w.td);
-                    return h
-                      ? `${w.td} refreshes from ${h.url}, its endpoint is ${w.url}`
-                      : `no relationship with ${w.td}`;
-                  })
-                  .join('; '),
-              )
-            : pass(
-                `refreshes ${want.map((w) => w.td).join(', ')} from ${want.length === 1 ? 'its endpoint' : 'their endpoints'}`,
-              );
-        })),
-        ...unreachable(ctx),
-      ];
+        } else {
+          const cm = await clientOf(ctx, c.name).get({
+            apiVersion: 'v1',
+            kind: 'ConfigMap',
+            namespace: SPIRE_NAMESPACE,
+            name: 'spire-server',
+          });
+          const conf = (cm?.data as Record<string, string> | undefined)?.['server.conf'] ?? '';
+          have = [
+            ...conf.matchAll(/federates_with\s+"([^"]+)"\s*\{[^}]*?bundle_endpoint_url\s*=\s*"([^"]+)"/g),
+          ].map((m) => ({
+            td: m[1]!,
+            url: m[2]!,
+          }));
+        }
+        const wrong = want.filter((w) => !have.some((h) => h.td === w.td && (!w.url || h.url === w.url)));
+        return wrong.length
+          ? fail(
+              wrong
+                .map((w) => {
+                  const h = have.find((x) => x.td === w.td);
+                  return h
+                    ? `${w.td} refreshes from ${h.url}, its endpoint is ${w.url}`
+                    : `no relationship with ${w.td}`;
+                })
+                .join('; '),
+            )
+          : pass(
+              `refreshes ${want.map((w) => w.td).join(', ')} from ${want.length === 1 ? 'its endpoint' : 'their endpoints'}`,
+            );
+      });
     },
   },
   {
@@ -373,35 +356,32 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
       "Istio's mesh config (ConfigMap istio-system/istio) names the cluster's trust domain and, as trustDomainAliases, exactly the trust domains it federates with.",
     hint: 'meshfed up (istio phase); a missing alias makes istiod refuse the peer identities in authorization policies',
     async run(ctx) {
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const cm = await clientOf(ctx, c.name).get({
-            apiVersion: 'v1',
-            kind: 'ConfigMap',
-            namespace: ISTIO_NAMESPACE,
-            name: 'istio',
-          });
-          const mesh = meshConfigOf(cm);
-          if (!mesh) return fail('no mesh config (ConfigMap istio-system/istio, key mesh)');
-          const want = peersOf(ctx.fleet, c.name).map((p) => p.trustDomain);
-          const aliases = mesh.trustDomainAliases ?? [];
-          const problems: string[] = [];
-          if (mesh.trustDomain !== c.trustDomain)
-            problems.push(`trustDomain is ${mesh.trustDomain ?? 'unset'}, not ${c.trustDomain}`);
-          const missing = want.filter((w) => !aliases.includes(w));
-          const extra = aliases.filter((a) => !want.includes(a));
-          if (missing.length) problems.push(`alias missing for ${missing.join(', ')}`);
-          if (extra.length) problems.push(`alias for ${extra.join(', ')}, which it does not federate with`);
-          return problems.length
-            ? fail(problems.join('; '))
-            : pass(
-                sameSet(aliases, want)
-                  ? `trust domain ${c.trustDomain}, aliases ${want.join(', ') || 'none'}`
-                  : 'consistent',
-              );
-        })),
-        ...unreachable(ctx),
-      ];
+      return eachCluster(ctx, async (c) => {
+        const cm = await clientOf(ctx, c.name).get({
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          namespace: ISTIO_NAMESPACE,
+          name: 'istio',
+        });
+        const mesh = meshConfigOf(cm);
+        if (!mesh) return fail('no mesh config (ConfigMap istio-system/istio, key mesh)');
+        const want = peersOf(ctx.fleet, c.name).map((p) => p.trustDomain);
+        const aliases = mesh.trustDomainAliases ?? [];
+        const problems: string[] = [];
+        if (mesh.trustDomain !== c.trustDomain)
+          problems.push(`trustDomain is ${mesh.trustDomain ?? 'unset'}, not ${c.trustDomain}`);
+        const missing = want.filter((w) => !aliases.includes(w));
+        const extra = aliases.filter((a) => !want.includes(a));
+        if (missing.length) problems.push(`alias missing for ${missing.join(', ')}`);
+        if (extra.length) problems.push(`alias for ${extra.join(', ')}, which it does not federate with`);
+        return problems.length
+          ? fail(problems.join('; '))
+          : pass(
+              sameSet(aliases, want)
+                ? `trust domain ${c.trustDomain}, aliases ${want.join(', ') || 'none'}`
+                : 'consistent',
+            );
+      });
     },
   },
   {
@@ -414,40 +394,35 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
       "Each cluster holds a remote secret (label istio/multiCluster=true) for every federated peer, and the peer's API server accepts its token (a list of pods in istio-system).",
     hint: "meshfed up (remote-secrets phase) writes them again; a rejected token means the peer's reader token Secret was deleted or rotated",
     async run(ctx) {
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const client = clientOf(ctx, c.name);
-          const peers = peersOf(ctx.fleet, c.name);
-          if (!peers.length) return skip('no federated peers');
-          const problems: string[] = [];
-          await Promise.all(
-            peers.map(async (p) => {
-              const s = await client.get({
-                apiVersion: 'v1',
-                kind: 'Secret',
-                namespace: ISTIO_NAMESPACE,
-                name: remoteSecretName(p.name),
-              });
-              if (!s) return void problems.push(`no remote secret for ${p.name}`);
-              if (s.metadata.labels?.[MULTICLUSTER_LABEL] !== 'true')
-                return void problems.push(
-                  `${remoteSecretName(p.name)} lacks the label ${MULTICLUSTER_LABEL}=true (istiod ignores it)`,
-                );
-              const kc = secretText(s, p.name);
-              if (!kc)
-                return void problems.push(
-                  `${remoteSecretName(p.name)} has no kubeconfig under key ${p.name}`,
-                );
-              const why = await tokenAccepted(kc, ctx.timeoutMs);
-              if (why) problems.push(`${p.name}'s API server refuses ${remoteSecretName(p.name)}: ${why}`);
-            }),
-          );
-          return problems.length
-            ? fail(problems.sort().join('; '))
-            : pass(`remote secrets of ${peers.map((p) => p.name).join(', ')}; tokens accepted`);
-        })),
-        ...unreachable(ctx),
-      ];
+      return eachCluster(ctx, async (c) => {
+        const client = clientOf(ctx, c.name);
+        const peers = peersOf(ctx.fleet, c.name);
+        if (!peers.length) return skip('no federated peers');
+        const problems: string[] = [];
+        await Promise.all(
+          peers.map(async (p) => {
+            const s = await client.get({
+              apiVersion: 'v1',
+              kind: 'Secret',
+              namespace: ISTIO_NAMESPACE,
+              name: remoteSecretName(p.name),
+            });
+            if (!s) return void problems.push(`no remote secret for ${p.name}`);
+            if (s.metadata.labels?.[MULTICLUSTER_LABEL] !== 'true')
+              return void problems.push(
+                `${remoteSecretName(p.name)} lacks the label ${MULTICLUSTER_LABEL}=true (istiod ignores it)`,
+              );
+            const kc = secretText(s, p.name);
+            if (!kc)
+              return void problems.push(`${remoteSecretName(p.name)} has no kubeconfig under key ${p.name}`);
+            const why = await tokenAccepted(kc, ctx.timeoutMs);
+            if (why) problems.push(`${p.name}'s API server refuses ${remoteSecretName(p.name)}: ${why}`);
+          }),
+        );
+        return problems.length
+          ? fail(problems.sort().join('; '))
+          : pass(`remote secrets of ${peers.map((p) => p.name).join(', ')}; tokens accepted`);
+      });
     },
   },
   {
@@ -460,20 +435,17 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
       'The east-west gateway and the SPIRE bundle endpoint Services have the address peers use (LoadBalancer ingress, or node address and node port).',
     hint: 'kubectl -n istio-system get svc istio-eastwestgateway; kubectl -n spire get svc spire-server-bundle-endpoint (no EXTERNAL-IP: no load balancer; use NodePort or a fixed address)',
     async run(ctx) {
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const client = clientOf(ctx, c.name);
-          const [be, ew] = await Promise.all([
-            currentAddress(client, BUNDLE_ENDPOINT_SERVICE).catch(() => undefined),
-            currentAddress(client, EAST_WEST_SERVICE).catch(() => undefined),
-          ]);
-          const missing = [!be && 'bundle endpoint', !ew && 'east-west gateway'].filter(Boolean);
-          return missing.length
-            ? fail(`no address for the ${missing.join(' and ')}`)
-            : pass(`bundle endpoint ${be}, east-west ${ew}`, { bundleEndpoint: be, eastWestGateway: ew });
-        })),
-        ...unreachable(ctx),
-      ];
+      return eachCluster(ctx, async (c) => {
+        const client = clientOf(ctx, c.name);
+        const [be, ew] = await Promise.all([
+          currentAddress(client, BUNDLE_ENDPOINT_SERVICE).catch(() => undefined),
+          currentAddress(client, EAST_WEST_SERVICE).catch(() => undefined),
+        ]);
+        const missing = [!be && 'bundle endpoint', !ew && 'east-west gateway'].filter(Boolean);
+        return missing.length
+          ? fail(`no address for the ${missing.join(' and ')}`)
+          : pass(`bundle endpoint ${be}, east-west ${ew}`, { bundleEndpoint: be, eastWestGateway: ew });
+      });
     },
   },
   {
@@ -487,41 +459,38 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
     hint: 'kubectl -n istio-system describe certificate cacerts; cmctl renew cacerts -n istio-system',
     async run(ctx) {
       const renewMs = parseGoDuration(ctx.fleet.ca.istio.renewBefore) ?? 0;
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const client = clientOf(ctx, c.name);
-          const [ca, root] = await Promise.all([
-            client.get({ apiVersion: 'v1', kind: 'Secret', namespace: ISTIO_NAMESPACE, name: 'cacerts' }),
-            client.get({ apiVersion: 'v1', kind: 'Secret', namespace: 'cert-manager', name: ROOT_ISSUER }),
-          ]);
-          const caPem = secretText(ca, 'tls.crt') ?? secretText(ca, 'ca-cert.pem');
-          const rootPem =
-            secretText(root, 'tls.crt') ?? secretText(ca, 'ca.crt') ?? secretText(ca, 'root-cert.pem');
-          if (!caPem) return fail('Secret istio-system/cacerts is missing or has no tls.crt');
-          if (!rootPem) return fail(`Secret cert-manager/${ROOT_ISSUER} is missing or has no tls.crt`);
-          const [cert] = parsePemCertificates(caPem);
-          const [rootCert] = parsePemCertificates(rootPem);
-          if (!cert || !rootCert) return fail('no certificate in cacerts or the root');
-          const problems: string[] = [];
-          if (!cert.isCA) problems.push('the Istio CA certificate is not a CA (basicConstraints)');
-          if (!issuedBy(cert, rootCert))
-            problems.push(`not signed by the cert-manager root (${rootCert.subject})`);
-          if (!(rootCert.isCA && rootCert.selfIssued)) problems.push('the root is not a self-signed CA');
-          const now = ctx.now.getTime();
-          if (cert.notBefore.getTime() > now || cert.notAfter.getTime() < now)
-            problems.push(`outside its validity (until ${cert.notAfter.toISOString()})`);
-          if (problems.length) return fail(problems.join('; '));
-          const left = cert.notAfter.getTime() - now;
-          if (left < renewMs)
-            return warn(
-              `expires ${cert.notAfter.toISOString()}, inside its renewBefore (${ctx.fleet.ca.istio.renewBefore}) and not renewed`,
-            );
-          return pass(
-            `${cert.subject} ← ${rootCert.subject}, valid until ${cert.notAfter.toISOString().slice(0, 10)}`,
+      return eachCluster(ctx, async (c) => {
+        const client = clientOf(ctx, c.name);
+        const [ca, root] = await Promise.all([
+          client.get({ apiVersion: 'v1', kind: 'Secret', namespace: ISTIO_NAMESPACE, name: 'cacerts' }),
+          client.get({ apiVersion: 'v1', kind: 'Secret', namespace: 'cert-manager', name: ROOT_ISSUER }),
+        ]);
+        const caPem = secretText(ca, 'tls.crt') ?? secretText(ca, 'ca-cert.pem');
+        const rootPem =
+          secretText(root, 'tls.crt') ?? secretText(ca, 'ca.crt') ?? secretText(ca, 'root-cert.pem');
+        if (!caPem) return fail('Secret istio-system/cacerts is missing or has no tls.crt');
+        if (!rootPem) return fail(`Secret cert-manager/${ROOT_ISSUER} is missing or has no tls.crt`);
+        const [cert] = parsePemCertificates(caPem);
+        const [rootCert] = parsePemCertificates(rootPem);
+        if (!cert || !rootCert) return fail('no certificate in cacerts or the root');
+        const problems: string[] = [];
+        if (!cert.isCA) problems.push('the Istio CA certificate is not a CA (basicConstraints)');
+        if (!issuedBy(cert, rootCert))
+          problems.push(`not signed by the cert-manager root (${rootCert.subject})`);
+        if (!(rootCert.isCA && rootCert.selfIssued)) problems.push('the root is not a self-signed CA');
+        const now = ctx.now.getTime();
+        if (cert.notBefore.getTime() > now || cert.notAfter.getTime() < now)
+          problems.push(`outside its validity (until ${cert.notAfter.toISOString()})`);
+        if (problems.length) return fail(problems.join('; '));
+        const left = cert.notAfter.getTime() - now;
+        if (left < renewMs)
+          return warn(
+            `expires ${cert.notAfter.toISOString()}, inside its renewBefore (${ctx.fleet.ca.istio.renewBefore}) and not renewed`,
           );
-        })),
-        ...unreachable(ctx),
-      ];
+        return pass(
+          `${cert.subject} ← ${rootCert.subject}, valid until ${cert.notAfter.toISOString().slice(0, 10)}`,
+        );
+      });
     },
   },
   {
@@ -534,22 +503,19 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
       "cert-manager's root and Istio CA Certificates carry the fleet's duration and renewBefore, are Ready and have their next renewal ahead; the SPIRE server's config has the fleet's ca_ttl and SVID TTL.",
     hint: 'kubectl get certificates -A -o wide; meshfed up puts the lifetimes back; cmctl renew NAME -n NAMESPACE forces a renewal',
     async run(ctx) {
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const client = clientOf(ctx, c.name);
-          const problems = [
-            ...(await certificateProblems(ctx, client)),
-            ...(await spireTtlProblems(ctx, client)),
-          ];
-          const f = ctx.fleet.ca;
-          return problems.length
-            ? fail(problems.join('; '))
-            : pass(
-                `root ${f.root.duration}/${f.root.renewBefore}, Istio CA ${f.istio.duration}/${f.istio.renewBefore}, SPIRE CA ${f.spire.caTTL}, SVID ${f.spire.svidTTL}`,
-              );
-        })),
-        ...unreachable(ctx),
-      ];
+      return eachCluster(ctx, async (c) => {
+        const client = clientOf(ctx, c.name);
+        const problems = [
+          ...(await certificateProblems(ctx, client)),
+          ...(await spireTtlProblems(ctx, client)),
+        ];
+        const f = ctx.fleet.ca;
+        return problems.length
+          ? fail(problems.join('; '))
+          : pass(
+              `root ${f.root.duration}/${f.root.renewBefore}, Istio CA ${f.istio.duration}/${f.istio.renewBefore}, SPIRE CA ${f.spire.caTTL}, SVID ${f.spire.svidTTL}`,
+            );
+      });
     },
   },
 ];

@@ -9,8 +9,8 @@ import { compareVersions, ISTIO_KUBERNETES_SUPPORT, minorOf } from '../fleet/ver
 import type { ClusterClient } from '../kube/client.js';
 import { renderCluster } from '../render/index.js';
 import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
-import { type CheckDef, type Finding, fail, pass, perCluster, warn } from './catalog.js';
-import { type CheckContext, clientOf, reachable } from './context.js';
+import { type CheckDef, type Finding, fail, pass, warn } from './catalog.js';
+import { type CheckContext, clientOf, eachCluster, reachable, unreachableSkips } from './context.js';
 
 /** Kinds the upstream installs (cert-manager's release, istioctl's manifests) create, besides what meshfed renders. */
 const UPSTREAM_KINDS: Array<{ apiVersion: string; kind: string; namespace?: string }> = [
@@ -107,14 +107,6 @@ async function allowed(client: ClusterClient, n: AccessNeed, verb: string): Prom
   return (r.status as { allowed?: boolean } | undefined)?.allowed === true;
 }
 
-function unreachableFindings(ctx: CheckContext): Finding[] {
-  return [...ctx.unreachable.keys()].map((cluster) => ({
-    status: 'skipped' as const,
-    cluster,
-    message: 'cluster not reachable (MF101)',
-  }));
-}
-
 export const PRE_CHECKS: CheckDef<CheckContext>[] = [
   {
     code: 'MF101',
@@ -162,7 +154,7 @@ export const PRE_CHECKS: CheckDef<CheckContext>[] = [
               : `Kubernetes ${v} is outside what Istio ${istio} supports (${range[0]}–${range[1]})`,
           };
         }),
-        ...unreachableFindings(ctx),
+        ...unreachableSkips(ctx),
       ];
     },
   },
@@ -200,7 +192,7 @@ export const PRE_CHECKS: CheckDef<CheckContext>[] = [
                 }
               : { status: 'passed', cluster: n, message: 'a cluster of its own' },
           );
-      return [...out, ...unreachableFindings(ctx)];
+      return [...out, ...unreachableSkips(ctx)];
     },
   },
   {
@@ -213,28 +205,25 @@ export const PRE_CHECKS: CheckDef<CheckContext>[] = [
       'SelfSubjectAccessReview for every kind and namespace up and down touch (get, list, create, patch, delete) and pod exec into the SPIRE server.',
     hint: 'run meshfed as a user bound to cluster-admin, or grant the verbs listed (kubectl auth can-i VERB RESOURCE -n NAMESPACE)',
     async run(ctx) {
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const client = clientOf(ctx, c.name);
-          const needs = await accessNeeds(ctx, c.name, client);
-          const checks = needs.flatMap((n) => n.verbs.map((verb) => ({ n, verb })));
-          const answers = await mapLimit(checks, 8, async ({ n, verb }) => ({
-            n,
-            verb,
-            ok: await allowed(client, n, verb),
-          }));
-          const denied = answers.filter((a) => !a.ok);
-          if (!denied.length)
-            return pass(`${answers.length} permissions granted`, { reviewed: answers.length });
-          const fmt = (a: (typeof answers)[number]) =>
-            `${a.verb} ${a.n.resource}${a.n.subresource ? `/${a.n.subresource}` : ''}${a.n.group ? `.${a.n.group}` : ''}${a.n.namespace ? ` in ${a.n.namespace}` : ''}`;
-          return fail(
-            `${denied.length} of ${answers.length} denied: ${denied.slice(0, 3).map(fmt).join(', ')}${denied.length > 3 ? ', …' : ''}`,
-            { denied: denied.map(fmt) },
-          );
-        })),
-        ...unreachableFindings(ctx),
-      ];
+      return eachCluster(ctx, async (c) => {
+        const client = clientOf(ctx, c.name);
+        const needs = await accessNeeds(ctx, c.name, client);
+        const checks = needs.flatMap((n) => n.verbs.map((verb) => ({ n, verb })));
+        const answers = await mapLimit(checks, 8, async ({ n, verb }) => ({
+          n,
+          verb,
+          ok: await allowed(client, n, verb),
+        }));
+        const denied = answers.filter((a) => !a.ok);
+        if (!denied.length)
+          return pass(`${answers.length} permissions granted`, { reviewed: answers.length });
+        const fmt = (a: (typeof answers)[number]) =>
+          `${a.verb} ${a.n.resource}${a.n.subresource ? `/${a.n.subresource}` : ''}${a.n.group ? `.${a.n.group}` : ''}${a.n.namespace ? ` in ${a.n.namespace}` : ''}`;
+        return fail(
+          `${denied.length} of ${answers.length} denied: ${denied.slice(0, 3).map(fmt).join(', ')}${denied.length > 3 ? ', …' : ''}`,
+          { denied: denied.map(fmt) },
+        );
+      });
     },
   },
   {
@@ -247,16 +236,13 @@ export const PRE_CHECKS: CheckDef<CheckContext>[] = [
       'The cluster serves CSIDriver (storage.k8s.io/v1), which the SPIFFE CSI driver registers with to hand the Workload API socket to pods.',
     hint: 'the SPIFFE CSI driver needs Kubernetes ≥ 1.18 with CSI enabled; on managed clusters, check that CSI drivers may be installed',
     async run(ctx) {
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const client = clientOf(ctx, c.name);
-          const r = await client.resourceName('storage.k8s.io/v1', 'CSIDriver');
-          if (!r) return fail('storage.k8s.io/v1 CSIDriver is not served');
-          const nodes = await client.list('v1', 'Node');
-          return pass(`CSIDriver served; ${nodes.length} nodes`);
-        })),
-        ...unreachableFindings(ctx),
-      ];
+      return eachCluster(ctx, async (c) => {
+        const client = clientOf(ctx, c.name);
+        const r = await client.resourceName('storage.k8s.io/v1', 'CSIDriver');
+        if (!r) return fail('storage.k8s.io/v1 CSIDriver is not served');
+        const nodes = await client.list('v1', 'Node');
+        return pass(`CSIDriver served; ${nodes.length} nodes`);
+      });
     },
   },
   {
@@ -269,56 +255,53 @@ export const PRE_CHECKS: CheckDef<CheckContext>[] = [
       'Where the fleet exposes the bundle endpoint or east-west gateway as LoadBalancer, the cluster assigns LoadBalancer addresses (seen on an existing Service); for NodePort, nodes have an address.',
     hint: 'install a load balancer controller (cloud, MetalLB), or set spec.clusters[].bundleEndpoint/eastWestGateway to {type: NodePort} or a fixed address',
     async run(ctx) {
-      return [
-        ...(await perCluster(reachable(ctx), async (c) => {
-          const client = clientOf(ctx, c.name);
-          const types = new Set(
-            [c.bundleEndpoint, c.eastWestGateway].filter((e) => !e.address).map((e) => e.type),
+      return eachCluster(ctx, async (c) => {
+        const client = clientOf(ctx, c.name);
+        const types = new Set(
+          [c.bundleEndpoint, c.eastWestGateway].filter((e) => !e.address).map((e) => e.type),
+        );
+        if (!types.size) return pass('fixed addresses given in the fleet');
+        const out = [];
+        if (types.has('LoadBalancer')) {
+          const lbs = (await client.list('v1', 'Service')).filter(
+            (s) => (s.spec as { type?: string } | undefined)?.type === 'LoadBalancer',
           );
-          if (!types.size) return pass('fixed addresses given in the fleet');
-          const out = [];
-          if (types.has('LoadBalancer')) {
-            const lbs = (await client.list('v1', 'Service')).filter(
-              (s) => (s.spec as { type?: string } | undefined)?.type === 'LoadBalancer',
-            );
-            const withAddress = lbs.filter(
-              (s) =>
-                (
-                  (s.status as { loadBalancer?: { ingress?: unknown[] } } | undefined)?.loadBalancer
-                    ?.ingress ?? []
-                ).length,
-            );
-            out.push(
-              withAddress.length
-                ? pass(
-                    `LoadBalancer addresses are assigned here (${withAddress.length} of ${lbs.length} Services have one)`,
+          const withAddress = lbs.filter(
+            (s) =>
+              (
+                (s.status as { loadBalancer?: { ingress?: unknown[] } } | undefined)?.loadBalancer?.ingress ??
+                []
+              ).length,
+          );
+          out.push(
+            withAddress.length
+              ? pass(
+                  `LoadBalancer addresses are assigned here (${withAddress.length} of ${lbs.length} Services have one)`,
+                )
+              : lbs.length
+                ? fail(
+                    `${lbs.length} LoadBalancer Services here, none has an address: up would wait for one and time out`,
                   )
-                : lbs.length
-                  ? fail(
-                      `${lbs.length} LoadBalancer Services here, none has an address: up would wait for one and time out`,
-                    )
-                  : warn(
-                      'no LoadBalancer Service here yet, so whether addresses are assigned cannot be told before up',
-                    ),
-            );
-          }
-          if (types.has('NodePort')) {
-            const nodes = await client.list('v1', 'Node');
-            const addressed = nodes.filter((n) =>
-              ((n.status as { addresses?: Array<{ type: string }> } | undefined)?.addresses ?? []).some(
-                (a) => a.type === 'ExternalIP' || a.type === 'InternalIP',
-              ),
-            );
-            out.push(
-              addressed.length
-                ? pass(`NodePort: ${addressed.length} nodes have an address`)
-                : fail('NodePort: no node has an ExternalIP or InternalIP'),
-            );
-          }
-          return out;
-        })),
-        ...unreachableFindings(ctx),
-      ];
+                : warn(
+                    'no LoadBalancer Service here yet, so whether addresses are assigned cannot be told before up',
+                  ),
+          );
+        }
+        if (types.has('NodePort')) {
+          const nodes = await client.list('v1', 'Node');
+          const addressed = nodes.filter((n) =>
+            ((n.status as { addresses?: Array<{ type: string }> } | undefined)?.addresses ?? []).some(
+              (a) => a.type === 'ExternalIP' || a.type === 'InternalIP',
+            ),
+          );
+          out.push(
+            addressed.length
+              ? pass(`NodePort: ${addressed.length} nodes have an address`)
+              : fail('NodePort: no node has an ExternalIP or InternalIP'),
+          );
+        }
+        return out;
+      });
     },
   },
   {
