@@ -89,7 +89,9 @@ export function spireOf(ctx: CheckContext, cluster: string): SpireServerCli {
 
 /** The bundle endpoint address peers use (host:port), as the cluster's Service says now. */
 export function bundleEndpointOf(ctx: CheckContext, cluster: string): Promise<string | undefined> {
-  return ctx.memo(`be:${cluster}`, () => currentAddress(clientOf(ctx, cluster), BUNDLE_ENDPOINT_SERVICE));
+  return ctx.memo(`be:${cluster}`, async () =>
+    currentAddress(clientOf(ctx, cluster), BUNDLE_ENDPOINT_SERVICE),
+  );
 }
 
 /** Federation members of the reachable clusters whose bundle endpoint has an address. */

@@ -16,6 +16,7 @@ import { MULTICLUSTER_LABEL, remoteSecretName } from '../render/remote-secret.js
 import { issuedBy, parsePemCertificates } from '../spiffe/x509.js';
 import { type CheckDef, type Finding, fail, pass, skip, warn } from './catalog.js';
 import {
+  bundleEndpointOf,
   type CheckContext,
   clientOf,
   eachCluster,
@@ -291,22 +292,15 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
       "Each cluster's SPIRE server refreshes every peer's bundle from the peer's current bundle endpoint: a relationship with the discovered URL (spire-controller-manager) or `federates_with` in server.conf (seed).",
     hint: 'kubectl get clusterfederatedtrustdomains -o wide; meshfed up (it rewrites the relationships with the discovered addresses)',
     async run(ctx) {
-      const urls = new Map<string, string | undefined>();
-      await Promise.all(
-        reachable(ctx).map(async (c) =>
-          urls.set(
-            c.name,
-            await currentAddress(clientOf(ctx, c.name), BUNDLE_ENDPOINT_SERVICE).catch(() => undefined),
-          ),
-        ),
-      );
       return eachCluster(ctx, async (c) => {
         const peers = peersOf(ctx.fleet, c.name);
         if (!peers.length) return skip('no federated peers');
-        const want = peers.map((p) => ({
-          td: p.trustDomain,
-          url: urls.get(p.name) ? `https://${urls.get(p.name)}` : undefined,
-        }));
+        const want = await Promise.all(
+          peers.map(async (p) => {
+            const be = await bundleEndpointOf(ctx, p.name).catch(() => undefined);
+            return { td: p.trustDomain, url: be ? `https://${be}` : undefined };
+          }),
+        );
         let have: Array<{ td: string; url: string }>;
         if (ctx.fleet.versions.registrar === 'spire-controller-manager') {
           have = (await spireOf(ctx, c.name).relationships()).map((r) => ({
@@ -438,7 +432,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
       return eachCluster(ctx, async (c) => {
         const client = clientOf(ctx, c.name);
         const [be, ew] = await Promise.all([
-          currentAddress(client, BUNDLE_ENDPOINT_SERVICE).catch(() => undefined),
+          bundleEndpointOf(ctx, c.name).catch(() => undefined),
           currentAddress(client, EAST_WEST_SERVICE).catch(() => undefined),
         ]);
         const missing = [!be && 'bundle endpoint', !ew && 'east-west gateway'].filter(Boolean);
