@@ -7,11 +7,11 @@
  * releases (copied by `npm run lab:build`).
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { execFileBounded } from '../federation/transport.js';
 import { type DaemonRecord, daemonAlive, logTail, startDaemon } from './daemon.js';
+import { listensOn } from './procfs.js';
 
 /** cert-manager v1.11 is the newest whose controller builds from the Go module proxy (docs/lab.md). */
 export const LAB_CERT_MANAGER_VERSION = '1.11.5';
@@ -96,21 +96,6 @@ export async function installCrds(
   return names;
 }
 
-function portOpen(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, host);
-    s.setTimeout(1000, () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.on('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
-
 async function httpOk(url: string): Promise<boolean> {
   try {
     const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
@@ -120,7 +105,11 @@ async function httpOk(url: string): Promise<boolean> {
   }
 }
 
-/** Waits until `probe` holds, failing early (with the log's tail) when the process has exited. */
+/**
+ * Waits until `probe` holds, failing early (with the log's tail) when the
+ * process has exited. Probes check that the daemon's own pid listens (procfs'
+ * listensOn), not merely that something answers on its address.
+ */
 export async function waitDaemon(
   d: DaemonRecord,
   probe: () => Promise<boolean>,
@@ -160,7 +149,11 @@ export async function startCertManager(
     join(t.dir, 'cert-manager-controller.log'),
     { env: kubeEnv(t), cwd: t.dir },
   );
-  await waitDaemon(d, () => portOpen(t.address, CONTROLLER_PORTS.certManagerMetrics), timeoutMs);
+  await waitDaemon(
+    d,
+    async () => listensOn(d.pid, t.address, CONTROLLER_PORTS.certManagerMetrics),
+    timeoutMs,
+  );
   return d;
 }
 
@@ -195,7 +188,13 @@ export async function startSpireControllerManager(
     // Its validating webhook needs in-cluster credentials and a Service in front; the lab runs it without.
     { env: { ...kubeEnv(t), ENABLE_WEBHOOKS: 'false' }, cwd: t.dir },
   );
-  await waitDaemon(d, () => httpOk(`http://${t.address}:${CONTROLLER_PORTS.scmHealth}/readyz`), timeoutMs);
+  await waitDaemon(
+    d,
+    async () =>
+      listensOn(d.pid, t.address, CONTROLLER_PORTS.scmHealth) &&
+      (await httpOk(`http://${t.address}:${CONTROLLER_PORTS.scmHealth}/readyz`)),
+    timeoutMs,
+  );
   return d;
 }
 
@@ -232,6 +231,6 @@ export async function startWorkloadRegistrar(
     // In a pod the downward API gives its namespace (where it would keep its leader lock).
     { env: { ...kubeEnv(t), MY_POD_NAMESPACE: 'spire' }, cwd: t.dir },
   );
-  await waitDaemon(d, () => portOpen(t.address, CONTROLLER_PORTS.registrarMetrics), timeoutMs);
+  await waitDaemon(d, async () => listensOn(d.pid, t.address, CONTROLLER_PORTS.registrarMetrics), timeoutMs);
   return d;
 }

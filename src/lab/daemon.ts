@@ -1,12 +1,13 @@
 /**
  * Long-running lab processes that outlive the command that started them
  * (`meshfed lab up` returns; `meshfed lab down`, another process, ends them).
- * A record names the program, its pid and its log; before signalling a pid,
- * its command line is checked against the record, so a reused pid is never
- * killed.
+ * A record names the program, its pid, its start time and its log; before
+ * signalling a pid, its command line and start time are checked against the
+ * record, so a reused pid is never killed.
  */
 import { spawn } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
+import { running, startTime } from './procfs.js';
 
 export interface DaemonRecord {
   /** What it is, for people: "cluster-1 spire-server". */
@@ -15,6 +16,8 @@ export interface DaemonRecord {
   /** The program's path (argv[0]); also what identifies the pid as ours. */
   program: string;
   log: string;
+  /** The process's start time (procfs' startTime); with the pid, it names the process for the machine's uptime. */
+  start?: string;
 }
 
 export interface DaemonOptions {
@@ -39,7 +42,8 @@ export function startDaemon(
   });
   if (child.pid === undefined) throw new Error(`${name}: could not start ${program}`);
   child.unref();
-  return { name, pid: child.pid, program, log };
+  const start = startTime(child.pid);
+  return { name, pid: child.pid, program, log, ...(start ? { start } : {}) };
 }
 
 function cmdline(pid: number): string[] | undefined {
@@ -50,19 +54,15 @@ function cmdline(pid: number): string[] | undefined {
   }
 }
 
-function zombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** The process of the record still runs (same pid, same program, not a zombie). */
+/** The process of the record still runs (same pid, same program, same start time, not a zombie). */
 export function daemonAlive(r: DaemonRecord): boolean {
   const argv = cmdline(r.pid);
-  return !!argv && argv[0] === r.program && !zombie(r.pid);
+  return (
+    !!argv &&
+    argv[0] === r.program &&
+    running(r.pid) &&
+    (r.start === undefined || startTime(r.pid) === r.start)
+  );
 }
 
 /** TERM, then KILL after `graceMs`; resolves once the process is gone. */

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { FederationMember } from '../federation/engine.js';
 import { DEFAULT_MESH_ID, SEED_CLUSTERS } from '../fleet/resolve.js';
 import { labBinDir } from './binaries.js';
+import { claimBlock, releaseBlock } from './claims.js';
 import { LAB_PORTS, LabTrustDomain, labAddress, type TrustDomainOptions } from './spire.js';
 
 export interface LabFederationOptions {
@@ -23,7 +24,7 @@ export interface LabFederationOptions {
   keep?: boolean;
   /** Write every other domain into each server.conf as a static `federates_with` peer (the seed's way). */
   staticFullMesh?: boolean;
-  /** Address block 127.77.<block>.0/24 (default: from the process ID, so parallel test processes do not collide). */
+  /** Address block 127.77.<block>.0/24: exactly this one (default: a free one, claimed machine-wide; claims.ts). */
   block?: number;
 }
 
@@ -53,7 +54,8 @@ export function memberOf(d: LabTrustDomain): FederationMember {
 export async function startLabFederation(o: LabFederationOptions): Promise<LabFederation> {
   const dir = o.baseDir ?? mkdtempSync(join(tmpdir(), 'mf-'));
   const binDir = labBinDir('spire', o.spireVersion);
-  const block = o.block ?? (process.pid % 250) + 1;
+  const owner = `SPIRE lab ${dir} (pid ${process.pid})`;
+  const block = await claimBlock({ owner, ...(o.block !== undefined ? { exact: o.block } : {}) });
   const staticPeers = (index: number) =>
     Array.from({ length: o.count }, (_, i) => i + 1)
       .filter((j) => j !== index)
@@ -87,6 +89,7 @@ export async function startLabFederation(o: LabFederationOptions): Promise<LabFe
     dir,
     async stop() {
       await Promise.all(domains.map((d) => d.stop()));
+      await releaseBlock(block, owner);
       if (!o.keep) rmSync(dir, { recursive: true, force: true });
     },
     logs: () => domains.map((d) => d.logs()).join('\n'),

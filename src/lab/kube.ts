@@ -10,6 +10,10 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { execFileBounded } from '../federation/transport.js';
 import { requireLabBinaries } from './binaries.js';
+import { withMachineLock } from './claims.js';
+import { processesUnder, running } from './procfs.js';
+
+export { processesUnder } from './procfs.js';
 
 export const KWOK_VERSION = '0.8.0';
 export const ETCD_VERSION = '3.5.24';
@@ -45,30 +49,6 @@ export function kubeBinaries(kubernetesVersion: string) {
   const etcd = requireLabBinaries('etcd', ETCD_VERSION, ['etcd']);
   const kwok = requireLabBinaries('kwok', KWOK_VERSION, ['kwok', 'kwokctl']);
   return { k8s, etcd, kwok };
-}
-
-/** Processes whose command line names `dir` (their config and data live there). */
-export function processesUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dir)) out.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-/** Running, as opposed to gone or a zombie (a zombie has closed its files and sockets). */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 async function waitExited(pids: number[], timeoutMs: number): Promise<void> {
@@ -119,15 +99,13 @@ function componentLogs(workdir: string, name: string): string {
 }
 
 /**
- * kwokctl picks its free ports by probing, so two creations at once in one
- * process can pick the same port; creations are serialised here (a few
- * seconds each), and a failed one is retried once (another process may
- * have taken the port).
+ * kwokctl picks its free ports by probing, so two creations at once can pick
+ * the same port: creations on the whole machine take turns under one
+ * machine-wide lock (claims.ts), held until the new cluster's components
+ * listen (`--wait`). A failed creation is deleted and retried once.
  */
-let creating: Promise<unknown> = Promise.resolve();
-
 export async function startKubeCluster(o: KubeClusterOptions): Promise<KubeCluster> {
-  const turn = creating.then(() =>
+  return withMachineLock('kwokctl-create', () =>
     createKubeCluster(o).catch(async (e: unknown) => {
       await deleteKubeCluster(o.name, o.workdir, join(o.workdir, 'kubeconfig')).catch(() => {});
       return createKubeCluster(o).catch((e2: unknown) => {
@@ -135,8 +113,6 @@ export async function startKubeCluster(o: KubeClusterOptions): Promise<KubeClust
       });
     }),
   );
-  creating = turn.catch(() => {});
-  return turn;
 }
 
 async function createKubeCluster(o: KubeClusterOptions): Promise<KubeCluster> {

@@ -28,6 +28,7 @@ import { PROFILE_VERSIONS } from '../fleet/versions.js';
 import { SPIRE_NAMESPACE } from '../render/namespaces.js';
 import type { AgentCluster } from './agents.js';
 import { labBinDir, requireLabBinaries } from './binaries.js';
+import { BLOCK_MAX, BLOCK_MIN, claimBlock, releaseBlock } from './claims.js';
 import {
   crdManifests,
   installCrds,
@@ -64,7 +65,11 @@ export interface LabOptions {
   /** Simulated nodes per cluster (default 2). */
   nodes?: number;
   podTimings?: PodTimings;
-  /** Address block (1–250) of 127.77.<block>.x and the load balancer pools (default: from the folder's path). */
+  /**
+   * Address block (1–250) of 127.77.<block>.x and the load balancer pools:
+   * exactly this one (default: a free one, the folder's usual block first),
+   * claimed machine-wide for as long as lab.json records it (claims.ts).
+   */
   block?: number;
   onProgress?: (cluster: string | undefined, message: string) => void;
 }
@@ -110,11 +115,11 @@ export class LabError extends Error {
   override name = 'LabError';
 }
 
-/** A block from the folder's path, so labs in different folders do not share addresses. */
+/** The block a lab folder asks for first, from its path, so a lab's addresses usually stay the same across runs. */
 export function defaultBlock(dir: string): number {
   let h = 0;
   for (const ch of resolve(dir)) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-  return 200 + (h % 50);
+  return BLOCK_MIN + (h % (BLOCK_MAX - BLOCK_MIN + 1));
 }
 
 export function readLabState(dir: string): LabState | undefined {
@@ -311,7 +316,6 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     );
   }
   const p = labPrograms(o.profile);
-  const block = o.block ?? defaultBlock(dir);
   // Unix socket paths are limited to 107 bytes.
   const longest = join(dir, `cluster-${o.clusters}`, 'spire', 'server.sock');
   if (Buffer.byteLength(longest) > 100)
@@ -319,6 +323,14 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
       `${dir} is too deep for the SPIRE server's unix socket (${longest}): give a shorter --dir`,
     );
   mkdirSync(dir, { recursive: true });
+  const block = await claimBlock({
+    owner: dir,
+    stateFile: join(dir, LAB_STATE_FILE),
+    preferred: defaultBlock(dir),
+    ...(o.block !== undefined ? { exact: o.block } : {}),
+  }).catch((e: unknown) => {
+    throw new LabError((e as Error).message);
+  });
   const apiServerConfig = join(dir, 'kwok-control-plane.yaml');
   writeFileSync(apiServerConfig, KWOK_CONTROL_PLANE_CONFIG);
   const stagesFile = join(dir, 'kwok-stages.yaml');
@@ -548,6 +560,7 @@ export async function labDown(
     );
   }
   const strays = existsSync(dir) ? processesUnder(dir) : [];
+  if (s) await releaseBlock(s.block, dir);
   for (const pid of strays) {
     try {
       process.kill(pid, 'SIGKILL');

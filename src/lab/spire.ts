@@ -20,6 +20,7 @@ import { parseGoDuration } from '../fleet/durations.js';
 import { spireHas } from '../fleet/versions.js';
 import { healthChecksBlock } from '../render/spire/server-conf.js';
 import { makeCertManagerRoot, type RootCa } from './pki.js';
+import { listensOn } from './procfs.js';
 
 /** The loopback address of domain `index` in address block `block`. */
 export function labAddress(block: number, index: number): string {
@@ -269,12 +270,19 @@ ${healthChecksBlock(this.address, LAB_PORTS.agentHealth)}`;
   }
 
   async startServer(timeoutMs = 60_000): Promise<void> {
-    this.serverProc = this.spawn('spire-server', ['run', '-config', join(this.opts.dir, 'server.conf')]);
+    const proc = this.spawn('spire-server', ['run', '-config', join(this.opts.dir, 'server.conf')]);
+    this.serverProc = proc;
+    // Healthy through its own socket, and *this* process holds the API and bundle endpoint
+    // ports of the domain's address (another lab's server there would answer a connect too).
+    const pid = proc.child.pid ?? -1;
     await waitFor(
       `${this.trustDomain} spire-server`,
-      () => this.server.healthy(),
+      async () =>
+        listensOn(pid, this.address, LAB_PORTS.server) &&
+        listensOn(pid, this.address, LAB_PORTS.bundleEndpoint) &&
+        (await this.server.healthy()),
       timeoutMs,
-      this.serverProc,
+      proc,
     );
   }
 

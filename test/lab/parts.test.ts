@@ -184,10 +184,11 @@ spec: {group: example.io}
     }
   });
 
-  test('address blocks: from the folder, in 200–249', () => {
+  test("address blocks: a folder's usual block is stable and in 1–250", () => {
     const a = defaultBlock('/home/a/.meshfed-lab');
-    assert.ok(a >= 200 && a <= 249);
+    assert.ok(a >= 1 && a <= 250);
     assert.equal(defaultBlock('/home/a/.meshfed-lab'), a);
+    assert.notEqual(defaultBlock('/home/a/.meshfed-lab-ci'), a);
   });
 
   test('lab up without a built lab: exit 2, naming the command that builds it, nothing started', async () => {

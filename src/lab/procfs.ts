@@ -1,0 +1,124 @@
+/**
+ * What /proc says about the lab's processes: which run from a folder (exact
+ * path match, so `.meshfed-lab` never matches `.meshfed-lab-ci`), whether a
+ * pid is still the process it was (its start time), and which process
+ * listens on an address (so that a readiness check proves it reached *its*
+ * process, not whatever answers on the port).
+ */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+
+/** The fields of /proc/<pid>/stat from the state letter on (field 3, "R", "S", "Z" …), or undefined when the pid is gone. */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Running, as opposed to gone or a zombie (a zombie has closed its files and sockets). */
+export function running(pid: number): boolean {
+  const f = statFields(pid);
+  return !!f && f[0] !== 'Z';
+}
+
+/**
+ * The process's start time (clock ticks since boot, /proc/<pid>/stat field
+ * 22): with the pid, it names one process for the machine's uptime, so a
+ * reused pid is never taken for the one recorded.
+ */
+export function startTime(pid: number): string | undefined {
+  return statFields(pid)?.[19];
+}
+
+/** The recorded process (pid and start time) still runs. */
+export function sameProcessRuns(pid: number, start: string | undefined): boolean {
+  return running(pid) && start !== undefined && startTime(pid) === start;
+}
+
+/**
+ * `text` names the folder `dir` itself or something inside it: an occurrence
+ * of `dir` that starts the text or follows a separator (`=`, `:`, `,`, space,
+ * quote) and ends the text or is followed by `/` or a separator.
+ */
+export function namesPathUnder(text: string, dir: string): boolean {
+  const d = dir.endsWith('/') ? dir.slice(0, -1) : dir;
+  for (let i = text.indexOf(d); i !== -1; i = text.indexOf(d, i + 1)) {
+    const before = i === 0 ? '' : text[i - 1]!;
+    const after = text[i + d.length] ?? '';
+    if ((before === '' || '=:, "\''.includes(before)) && (after === '' || '/=:, "\''.includes(after)))
+      return true;
+  }
+  return false;
+}
+
+/** Processes (other than this one) with an argument naming `dir` or a path inside it. */
+export function processesUnder(dir: string): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => namesPathUnder(a, dir))) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** /proc/net/tcp's form of an IPv4 address and port: "0100007F:1F90" for 127.0.0.1:8080. */
+function procNetAddress(host: string, port: number): string {
+  const octets = host.split('.').map(Number);
+  const hex = [...octets]
+    .reverse()
+    .map((o) => o.toString(16).padStart(2, '0'))
+    .join('')
+    .toUpperCase();
+  return `${hex}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
+}
+
+/** Socket inodes listening on host:port (IPv4), exactly or on the wildcard address. */
+function listeningInodes(host: string, port: number): Set<string> {
+  const wanted = new Set([procNetAddress(host, port), procNetAddress('0.0.0.0', port)]);
+  const out = new Set<string>();
+  let table = '';
+  try {
+    table = readFileSync('/proc/net/tcp', 'utf8');
+  } catch {
+    return out;
+  }
+  for (const line of table.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    // local_address, rem_address, st (0A = LISTEN), …, inode (field 10)
+    if (f.length > 9 && wanted.has(f[1]!) && f[3] === '0A') out.add(f[9]!);
+  }
+  return out;
+}
+
+/**
+ * `pid` holds the socket listening on host:port. A TCP
+ * connect only proves that *something* listens; this proves it is the
+ * process that was started.
+ */
+export function listensOn(pid: number, host: string, port: number): boolean {
+  const inodes = listeningInodes(host, port);
+  if (inodes.size === 0) return false;
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false;
+  }
+  for (const fd of fds) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m && inodes.has(m[1]!)) return true;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return false;
+}
