@@ -63,8 +63,14 @@ export async function startLab(profile: Profile, clusters: number) {
     state.clusters.map((c) => c.context),
   );
   const meshfed = (args: string[]) => runMeshfed([...args, '--lab'], { cwd: parent, env });
+  // The folder is removed only after a clean `lab down`: a failed one leaves it (and its logs) to look at.
   const stop = async () => {
-    await runMeshfed(['lab', 'down'], { cwd: parent, env }).catch(() => {});
+    const down = await runMeshfed(['lab', 'down'], { cwd: parent, env });
+    assert.equal(
+      down.code,
+      0,
+      `lab down in ${dir} failed; its logs stay there:\n${down.stderr}${down.stdout}`,
+    );
     rmSync(parent, { recursive: true, force: true });
   };
   return { parent, dir, env, state, clients, meshfed, stop };
