@@ -1,6 +1,14 @@
+/**
+ * X.509-SVID validation, cross-checked with `openssl verify` as an
+ * independent oracle. openssl's answer is one of two verdicts: the chain
+ * verified, or it was rejected with the verify errors it printed (`error N at
+ * D depth lookup: REASON`). Anything else (openssl missing, an argument it
+ * refuses, a PEM it cannot read) fails the test: it is not a rejection, and
+ * counting it as one would make agreement with meshfed certain.
+ */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -15,10 +23,22 @@ const bundle = (td: string, ...roots: Issued[]): Bundle => ({
   jwtAuthorities: new Map(),
 });
 
-/** openssl's own verdict on the same chain and roots: an independent oracle. */
-function opensslAccepts(chain: Issued[], roots: Issued[], at?: Date): boolean {
+/** One verify error as openssl prints it: its X509_V_ERR number, the chain depth, the reason. */
+type VerifyError = [code: number, depth: number, reason: string];
+type OpensslVerdict = { accepted: true } | { accepted: false; errors: VerifyError[] };
+const ACCEPTED: OpensslVerdict = { accepted: true };
+const rejected = (...errors: VerifyError[]): OpensslVerdict => ({ accepted: false, errors });
+
+/**
+ * openssl's own verdict on the same chain and roots. Accepted: exit 0 and
+ * `<leaf>: OK`. Rejected: exit 2 with at least one verify error and
+ * `error <leaf>: verification failed`. openssl also exits 2 when it cannot
+ * read the leaf, but then prints no verify error, so it lands in the throw.
+ */
+function opensslVerify(chain: Issued[], roots: Issued[], at?: Date): OpensslVerdict {
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-ossl-'));
-  writeFileSync(join(dir, 'leaf.pem'), chain[0]!.pem);
+  const leaf = join(dir, 'leaf.pem');
+  writeFileSync(leaf, chain[0]!.pem);
   writeFileSync(
     join(dir, 'untrusted.pem'),
     chain
@@ -30,12 +50,18 @@ function opensslAccepts(chain: Issued[], roots: Issued[], at?: Date): boolean {
   const args = ['verify', '-x509_strict', '-purpose', 'any', '-CAfile', join(dir, 'roots.pem')];
   if (chain.length > 1) args.push('-untrusted', join(dir, 'untrusted.pem'));
   if (at) args.push('-attime', String(Math.floor(at.getTime() / 1000)));
-  try {
-    execFileSync('openssl', [...args, join(dir, 'leaf.pem')], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
+  const r = spawnSync('openssl', [...args, leaf], { encoding: 'utf8', timeout: 30_000 });
+  rmSync(dir, { recursive: true, force: true });
+  if (r.error) throw new Error(`openssl did not run: ${r.error.message}`);
+  if (r.status === 0 && r.stdout === `${leaf}: OK\n`) return ACCEPTED;
+  const errors = [...r.stderr.matchAll(/^error (\d+) at (\d+) depth lookup: (.+)$/gm)].map(
+    (m): VerifyError => [Number(m[1]), Number(m[2]), m[3]!],
+  );
+  if (r.status === 2 && errors.length > 0 && r.stderr.includes(`error ${leaf}: verification failed\n`))
+    return rejected(...errors);
+  throw new Error(
+    `openssl verify neither accepted nor rejected the chain (exit ${r.status ?? r.signal}):\n${r.stdout}${r.stderr}`,
+  );
 }
 
 describe('X.509-SVID validation, cross-checked with openssl verify', () => {
@@ -58,13 +84,13 @@ describe('X.509-SVID validation, cross-checked with openssl verify', () => {
     assert.equal(v.valid, true);
     assert.equal(v.spiffeId, 'spiffe://foo.com/ns/sleep/sa/sleep');
     assert.equal(v.anchor, fooRoot.cert.fingerprintSha256);
-    assert.equal(opensslAccepts([leaf, fooInt], [fooRoot]), true);
+    assert.deepEqual(opensslVerify([leaf, fooInt], [fooRoot]), ACCEPTED);
     const remote = await svid(barInt, 'spiffe://bar.com/ns/helloworld/sa/helloworld');
     assert.equal(validateX509Svid([remote.cert, barInt.cert], set()).valid, true);
   });
 
   const cases: Array<
-    [string, () => Promise<{ chain: Issued[]; roots?: Issued[]; at?: Date }>, string, boolean | undefined]
+    [string, () => Promise<{ chain: Issued[]; roots?: Issued[]; at?: Date }>, string, OpensslVerdict]
   > = [
     [
       'two URI SANs',
@@ -75,25 +101,25 @@ describe('X.509-SVID validation, cross-checked with openssl verify', () => {
         ],
       }),
       'multiple-uri-sans',
-      undefined,
+      ACCEPTED,
     ],
     [
       'non-spiffe URI',
       async () => ({ chain: [await svid(fooInt, 'https://foo.com/a'), fooInt] }),
       'bad-spiffe-id',
-      undefined,
+      ACCEPTED,
     ],
     [
       'no URI SAN',
       async () => ({ chain: [await svid(fooInt, '', { uris: [] }), fooInt] }),
       'no-uri-san',
-      undefined,
+      ACCEPTED,
     ],
     [
       'leaf with CA=true',
       async () => ({ chain: [await svid(fooInt, 'spiffe://foo.com/w', { ca: true }), fooInt] }),
       'leaf-is-ca',
-      undefined,
+      ACCEPTED,
     ],
     [
       'leaf that can sign certificates',
@@ -101,7 +127,7 @@ describe('X.509-SVID validation, cross-checked with openssl verify', () => {
         chain: [await svid(fooInt, 'spiffe://foo.com/w', { usages: digitalSignature | keyCertSign }), fooInt],
       }),
       'leaf-key-usage',
-      undefined,
+      rejected([82, 0, 'Key usage keyCertSign invalid for non-CA cert']),
     ],
     [
       'intermediate that is not a CA',
@@ -113,7 +139,7 @@ describe('X.509-SVID validation, cross-checked with openssl verify', () => {
         return { chain: [await svid(notCa, 'spiffe://foo.com/w'), notCa] };
       },
       'ca-not-ca',
-      false,
+      rejected([79, 1, 'invalid CA certificate'], [82, 1, 'Key usage keyCertSign invalid for non-CA cert']),
     ],
     [
       'expired',
@@ -127,7 +153,7 @@ describe('X.509-SVID validation, cross-checked with openssl verify', () => {
         ],
       }),
       'expired',
-      false,
+      rejected([10, 0, 'certificate has expired']),
     ],
     [
       'not yet valid',
@@ -141,19 +167,19 @@ describe('X.509-SVID validation, cross-checked with openssl verify', () => {
         ],
       }),
       'not-yet-valid',
-      false,
+      rejected([9, 0, 'certificate is not yet valid']),
     ],
     [
       'wrong trust domain (bar.com SVID signed under foo.com)',
       async () => ({ chain: [await svid(fooInt, 'spiffe://bar.com/w'), fooInt], roots: [barRoot] }),
       'untrusted-chain',
-      false,
+      rejected([20, 1, 'unable to get local issuer certificate']),
     ],
     [
       'broken chain (intermediate of another root)',
       async () => ({ chain: [await svid(fooInt, 'spiffe://foo.com/w'), barInt] }),
       'broken-chain',
-      false,
+      rejected([20, 0, 'unable to get local issuer certificate']),
     ],
     [
       'tampered signature',
@@ -165,7 +191,7 @@ describe('X.509-SVID validation, cross-checked with openssl verify', () => {
         return { chain: [{ ...leaf, cert: certFromDer(der), pem }, fooInt] };
       },
       'broken-chain',
-      false,
+      rejected([7, 0, 'certificate signature failure']),
     ],
     [
       'bundle of another trust domain only',
@@ -175,11 +201,11 @@ describe('X.509-SVID validation, cross-checked with openssl verify', () => {
         only: 'bar.com',
       }),
       'no-bundle',
-      false,
+      rejected([20, 1, 'unable to get local issuer certificate']),
     ],
   ];
 
-  for (const [name, make, code, opensslExpect] of cases) {
+  for (const [name, make, code, openssl] of cases) {
     test(`rejects: ${name}`, async () => {
       const c = (await make()) as { chain: Issued[]; roots?: Issued[]; only?: string };
       const bundles = c.only
@@ -196,11 +222,12 @@ describe('X.509-SVID validation, cross-checked with openssl verify', () => {
         v.problems.some((p) => p.code === code),
         `expected ${code}, got ${v.problems.map((p) => p.code).join(', ')}`,
       );
-      // openssl can judge chain, signature, CA flags and time; SPIFFE SAN rules are ours alone.
-      if (opensslExpect !== undefined) {
-        const roots = c.only ? (c.roots ?? []) : (c.roots ?? [fooRoot]);
-        assert.equal(opensslAccepts(c.chain, roots), opensslExpect, 'openssl agrees');
-      }
+      // openssl judges chain, signature, CA flags, key usage and time: there it
+      // must reject, with the error that names the same fault. The SPIFFE SAN
+      // rules and a CA leaf are ours alone: openssl accepts those chains, which
+      // shows the rejection comes from the SPIFFE rule and not from the chain.
+      const roots = c.only ? (c.roots ?? []) : (c.roots ?? [fooRoot]);
+      assert.deepEqual(opensslVerify(c.chain, roots), openssl, 'openssl verify');
     });
   }
 
@@ -208,7 +235,15 @@ describe('X.509-SVID validation, cross-checked with openssl verify', () => {
     const leaf = await svid(fooInt, 'spiffe://foo.com/w');
     const later = new Date(Date.now() + 60 * DAY);
     assert.equal(validateX509Svid([leaf.cert, fooInt.cert], set(), later).valid, false);
-    assert.equal(opensslAccepts([leaf, fooInt], [fooRoot], later), false);
+    // 60 days on, the 30-day root, intermediate and leaf have all expired.
+    assert.deepEqual(
+      opensslVerify([leaf, fooInt], [fooRoot], later),
+      rejected(
+        [10, 2, 'certificate has expired'],
+        [10, 1, 'certificate has expired'],
+        [10, 0, 'certificate has expired'],
+      ),
+    );
     assert.equal(validateX509Svid([leaf.cert, fooInt.cert], set(), new Date()).valid, true);
   });
 });
