@@ -3,8 +3,8 @@
  * data plane through a `Probe` (curl in each cluster's sleep pod, Envoy's
  * config dump of a workload's proxy, the ingress address) and judge what
  * curl and Envoy print; the parsers and verdicts here are pure, so they are
- * tested on recorded output (test/verify/fixtures), and `kubeProbe` runs
- * them on real clusters through pod exec (docs/verify.md).
+ * tested on hand-written output in those formats (test/verify/fixtures), and
+ * `kubeProbe` runs them on real clusters through pod exec (docs/verify.md).
  */
 import { parseGoDuration } from '../fleet/durations.js';
 import { clusterIndex, peersOf } from '../fleet/model.js';
@@ -17,7 +17,7 @@ import { type CertView, certOrigin, parsePemCertificates } from '../spiffe/x509.
 import { type CheckDef, type Finding, fail, pass, skip, warn } from './catalog.js';
 import { type CheckContext, clientOf, eachCluster, reachable, spireOf } from './context.js';
 
-/** What verify needs from the data plane; `kubeProbe` is the real one, tests give recorded output. */
+/** What verify needs from the data plane; `kubeProbe` is the real one, tests give hand-written output. */
 export interface Probe {
   /** `n` requests with curl from the cluster's sleep pod; each request's output (body, or curl's error line). */
   curl(cluster: string, url: string, n: number): Promise<string[]>;

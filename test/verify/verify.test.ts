@@ -1,9 +1,11 @@
 /**
  * The check runner and renderers, and `meshfed verify`'s judgement of the
- * data plane on recorded output: curl's and helloworld's lines as the
- * probe's loop prints them, and Envoy config dumps in both forms pilot-agent
- * gives (the whole /config_dump, and ?resource=dynamic_active_secrets), with
- * certificate chains made by the tests in the mesh's shape.
+ * data plane on hand-written fixtures (test/verify/fixtures, README.md there
+ * says how each was made): curl's and helloworld's lines as the probe's loop
+ * prints them, and Envoy config dumps in both forms pilot-agent gives (the
+ * whole /config_dump, and ?resource=dynamic_active_secrets), with certificate
+ * chains made by the tests in the mesh's shape. The fixtures imitate those
+ * formats; none was captured from a real data plane yet.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -102,7 +104,7 @@ test('the runner: worst status, clusters named once per message, thrown errors, 
   assert.equal(json.results[0].findings.length, 3);
 });
 
-test('east-west and failover from recorded curl output', () => {
+test('east-west and failover from hand-written curl output', () => {
   const ew = tallyHello(splitRequests(fixture('curl-east-west.txt')));
   assert.deepEqual(ew, { versions: { v1: 3, v2: 3 }, errors: [], total: 6 });
   const ok = judgeEastWest(ctx, 'cluster-1', ew);
@@ -159,7 +161,7 @@ function dump(file: string, chain: Issued[], roots: Issued[]): string {
     .replace('@@ROOTS@@', b64(roots.map((c) => c.pem).join('\n')));
 }
 
-test('identity, trust chain and SVID age from recorded Envoy config dumps', async () => {
+test('identity, trust chain and SVID age from hand-written Envoy config dumps', async () => {
   const p = await pki({
     notBefore: new Date(Date.now() - 10 * 60_000),
     notAfter: new Date(Date.now() + 50 * 60_000),
@@ -220,7 +222,7 @@ test('identity, trust chain and SVID age from recorded Envoy config dumps', asyn
   assert.match(empty.message, /no workload certificate/);
 });
 
-test('verify checks through a probe fed with recorded output', async () => {
+test('verify checks through a probe fed with hand-written curl output', async () => {
   const removed: string[] = [];
   const probe: Probe = {
     curl: async (cluster, url) => {
