@@ -1,21 +1,21 @@
 /**
- * `meshfed up`, `status`, `plan` and `down` through the CLI against the lab:
+ * The engine's suite on one lab fleet (a profile and a number of clusters),
+ * one test file per fleet (up-<profile>-<clusters>.test.ts) so that the fleets
+ * run side by side. `meshfed up`, `status`, `plan` and `down` through the CLI
+ * against the lab:
  * real Kubernetes API servers (kwok nodes and pods), the real cert-manager
  * controller issuing the CAs, the real registrar, real SPIRE servers reached
  * through pod exec and through their real bundle endpoints behind the lab's
  * load balancer, and the real istioctl of the profile.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import type { UpResult } from '../../src/engine/up.js';
 import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { localServerTransport } from '../../src/federation/transport.js';
 import type { Profile } from '../../src/fleet/model.js';
-import { fleetTemplate } from '../../src/fleet/template.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import type { KubeObject } from '../../src/kube/client.js';
 import type { LabState } from '../../src/lab/lab.js';
@@ -54,16 +54,11 @@ function getWithKubeconfig(kubeconfig: string, path: string, method = 'GET', bod
 
 const upJson = (stdout: string) => JSON.parse(stdout) as UpResult;
 
-// 2 clusters: everything; 3 clusters: up, federation, remote secrets (the dry
-// run, the second run, the plan diff and down are the same code for any N).
-// MESHFED_ENGINE_MATRIX=current-2,seed-3 narrows the matrix (CI's second Node runs one).
-const MATRIX = (process.env.MESHFED_ENGINE_MATRIX ?? 'current-2,seed-2,current-3,seed-3').split(',');
-for (const [profile, clusters] of [
-  ['current', 2],
-  ['seed', 2],
-  ['current', 3],
-  ['seed', 3],
-].filter(([p, n]) => MATRIX.includes(`${p}-${n}`)) as Array<[Profile, number]>) {
+/**
+ * 2 clusters: everything; 3 clusters: up, federation, remote secrets (the dry
+ * run, the second run, the plan diff and down are the same code for any N).
+ */
+export function engineSuite(profile: Profile, clusters: number): void {
   describe(`meshfed up and down on the lab (${profile} profile, ${clusters} clusters)`, {
     skip: labSkip(profile),
     timeout: 900_000,
@@ -287,48 +282,3 @@ for (const [profile, clusters] of [
       });
   });
 }
-
-describe('bad input: exit 2 and no cluster written', { skip: labSkip('current'), timeout: 300_000 }, () => {
-  let lab: Awaited<ReturnType<typeof startLab>>;
-  let before_: Set<string>;
-  before(async () => {
-    lab = await startLab('current', 1);
-    before_ = await objectSet(lab.clients.get('cluster-1')!);
-  });
-  after(async () => lab?.stop());
-
-  test('a fleet file with a problem: file:line error, exit 2', async () => {
-    const f = join(lab.parent, 'bad.yaml');
-    writeFileSync(
-      f,
-      'apiVersion: meshfed.dev/v1alpha1\nkind: Fleet\nmetadata: {name: m}\nspec:\n  clusters:\n  - name: Cluster_1\n',
-    );
-    const r = await lab.meshfed(['up', '-f', f]);
-    assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /bad\.yaml:6:\d+/);
-    assert.deepEqual(await objectSet(lab.clients.get('cluster-1')!), before_);
-  });
-
-  test('a context whose API server does not answer: named, exit 2, the reachable cluster untouched', async () => {
-    const kc = parse(readFileSync(lab.state.kubeconfig, 'utf8')) as {
-      clusters: Array<{ name: string; cluster: Record<string, string> }>;
-      contexts: Array<{ name: string; context: { cluster: string; user: string } }>;
-    };
-    kc.clusters.push({
-      name: 'gone',
-      cluster: { ...kc.clusters[0]!.cluster, server: 'https://127.0.0.1:1' },
-    });
-    kc.contexts.push({ name: 'cluster-2', context: { ...kc.contexts[0]!.context, cluster: 'gone' } });
-    const kubeconfig = join(lab.parent, 'two.kubeconfig');
-    writeFileSync(kubeconfig, JSON.stringify(kc));
-    // A two-cluster fleet: cluster-1 is the lab's, cluster-2's context points at a closed port.
-    writeFileSync(join(lab.parent, 'two.yaml'), fleetTemplate(2));
-    const r2 = await lab.meshfed(['up', '-f', join(lab.parent, 'two.yaml'), '--kubeconfig', kubeconfig]);
-    assert.equal(r2.code, 2, r2.stderr);
-    assert.match(
-      r2.stderr,
-      /cannot reach a cluster; nothing was written:\n\s+context cluster-2 \(https:\/\/127\.0\.0\.1:1\)/,
-    );
-    assert.deepEqual(await objectSet(lab.clients.get('cluster-1')!), before_);
-  });
-});
