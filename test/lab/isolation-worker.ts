@@ -23,7 +23,7 @@ import { fetchBundle } from '../../src/spiffe/endpoint.js';
 const [kind, dir] = process.argv.slice(2) as ['spire' | 'meshfed', string];
 const spireVersion = PROFILE_VERSIONS.current.spire;
 
-interface Reached {
+export interface Reached {
   name: string;
   address: string;
   /** Our server process holds the API and bundle endpoint sockets of the address. */
@@ -59,6 +59,14 @@ async function reach(
   };
 }
 
+/** The worker's first line. */
+export interface Report {
+  kind: 'spire' | 'meshfed';
+  dir: string;
+  block: number;
+  reached: Reached[];
+}
+
 const stdinLine = () =>
   new Promise<void>((resolve) => createInterface({ input: process.stdin }).once('line', () => resolve()));
 
@@ -75,7 +83,8 @@ if (kind === 'spire') {
       ),
     ),
   );
-  console.log(JSON.stringify({ kind, dir, block: Number(fed.domains[0]!.address.split('.')[2]), reached }));
+  const report: Report = { kind, dir, block: Number(fed.domains[0]!.address.split('.')[2]), reached };
+  console.log(JSON.stringify(report));
   await stdinLine();
   await fed.stop();
 } else {
@@ -103,7 +112,8 @@ if (kind === 'spire') {
       return { ...r, kubeSystemUid: ns?.metadata.uid };
     }),
   );
-  console.log(JSON.stringify({ kind, dir, block: state.block, reached }));
+  const report: Report = { kind, dir, block: state.block, reached };
+  console.log(JSON.stringify(report));
   await stdinLine();
   await labDown(dir, { keep: true });
 }

@@ -16,22 +16,10 @@ import { after, describe, test } from 'node:test';
 import { listClaims } from '../../src/lab/claims.js';
 import { labSkip } from '../helpers/engine.js';
 import { REPO_ROOT, waitUntil } from '../helpers/lab.js';
+// A type only: importing the worker's code would start a lab.
+import type { Report } from './isolation-worker.js';
 
 const WORKER = join(REPO_ROOT, 'dist', 'test', 'lab', 'isolation-worker.js');
-
-interface Report {
-  kind: 'spire' | 'meshfed';
-  dir: string;
-  block: number;
-  reached: Array<{
-    name: string;
-    address: string;
-    ownSockets: boolean;
-    servesOwnBundle: boolean;
-    root: string;
-    kubeSystemUid?: string;
-  }>;
-}
 
 interface Worker {
   proc: ChildProcess;
