@@ -334,6 +334,12 @@ export type WatchEvent =
   | { type: 'endpoint-back'; peer: string; at: Date };
 
 export interface Watcher {
+  /**
+   * Poll rounds completed so far. The first only records what is served, so a
+   * change made before it ends is never seen as a change: a caller that
+   * changes a bundle waits for `polls >= 1` first.
+   */
+  readonly polls: number;
   stop(): Promise<void>;
 }
 
@@ -356,6 +362,7 @@ export function watchFederation(
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
+  let polls = 0;
 
   const pollOne = async (m: FederationMember) => {
     let b: Bundle;
@@ -393,11 +400,15 @@ export function watchFederation(
   const tick = () => {
     if (stopped) return;
     running = Promise.all(watched.map(pollOne)).then(() => {
+      polls++;
       if (!stopped) timer = setTimeout(tick, interval);
     });
   };
   tick();
   return {
+    get polls() {
+      return polls;
+    },
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);

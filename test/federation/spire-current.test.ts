@@ -28,7 +28,7 @@ import { inspectChain, parseCertInput } from '../../src/spiffe/inspect.js';
 import { authorizeId, authorizeMemberOf } from '../../src/spiffe/tls.js';
 import { WorkloadApiClient, type X509Context } from '../../src/spiffe/workload.js';
 import { type CertView, issuedBy, parsePemCertificates, toPem } from '../../src/spiffe/x509.js';
-import { requireLab } from '../helpers/lab.js';
+import { requireLab, waitUntil } from '../helpers/lab.js';
 import { allCurrent, contextWith, mtls, registerWorkload, until, withLabLogs } from '../helpers/spire.js';
 
 const VERSION = PROFILE_VERSIONS.current.spire;
@@ -191,13 +191,13 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
         return foo.server.prepareX509Authority();
       };
 
-      // 1. With meshfed's watch.
+      // 1. With meshfed's watch. Its first poll only records what is served: rotate after it.
       const watcher = watchFederation(lab.members, mesh, {
         intervalMs: 500,
         log,
         onEvent: (e) => events.push(e),
       });
-      await new Promise((r) => setTimeout(r, 1500)); // first poll records what is served
+      await waitUntil('the watch has polled once', async () => watcher.polls >= 1, 30_000);
       const t0 = Date.now();
       const prepared = await rotate();
       await until(

@@ -22,7 +22,7 @@ import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { type LabFederation, startLabFederation } from '../../src/lab/federation.js';
 import { authorizeId } from '../../src/spiffe/tls.js';
 import { type CertView, issuedBy, parsePemCertificates } from '../../src/spiffe/x509.js';
-import { requireLab } from '../helpers/lab.js';
+import { requireLab, waitUntil } from '../helpers/lab.js';
 import { allCurrent, contextWith, mtls, registerWorkload, until, withLabLogs } from '../helpers/spire.js';
 
 const VERSION = PROFILE_VERSIONS.seed.spire;
@@ -111,7 +111,8 @@ describe(`seed profile: federation on real SPIRE ${VERSION}`, { skip, timeout: 6
         onEvent: (e) => events.push(e),
       });
       try {
-        await new Promise((r) => setTimeout(r, 1500));
+        // The watch's first poll only records what is served: the change must come after it.
+        await waitUntil('the watch has polled once', async () => watcher.polls >= 1, 30_000);
         const newRoot = parsePemCertificates((await d(0).rotateRoot()).certPem)[0] as CertView;
         // SPIRE prepares its next CA at half of ca_ttl and mints it from the disk root, read again then.
         const changed = await until(
