@@ -197,16 +197,22 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
         log,
         onEvent: (e) => events.push(e),
       });
-      await waitUntil('the watch has polled once', async () => watcher.polls >= 1, 30_000);
-      const t0 = Date.now();
-      const prepared = await rotate();
-      await until(
-        "peers hold foo.com's new bundle (watch)",
-        () => allCurrent(lab.members, mesh, foo.name),
-        60_000,
-      );
-      const withWatch = Date.now() - t0;
-      await watcher.stop();
+      let prepared: Awaited<ReturnType<typeof rotate>>;
+      let withWatch: number;
+      // Stopped however this ends: a watch left polling keeps the test process alive.
+      try {
+        await waitUntil('the watch has polled once', async () => watcher.polls >= 1, 30_000);
+        const t0 = Date.now();
+        prepared = await rotate();
+        await until(
+          "peers hold foo.com's new bundle (watch)",
+          () => allCurrent(lab.members, mesh, foo.name),
+          60_000,
+        );
+        withWatch = Date.now() - t0;
+      } finally {
+        await watcher.stop();
+      }
       assert.ok(
         events.some((e) => e.type === 'served-changed' && e.peer === foo.name),
         JSON.stringify(events),
