@@ -43,8 +43,6 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
   let foo: FederationMember;
   let bar: FederationMember;
   let baz: FederationMember;
-  const events: WatchEvent[] = [];
-  const output: string[] = [];
 
   before(async () => {
     lab = await startLabFederation({ count: 3, spireVersion: VERSION });
@@ -63,7 +61,6 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
     logged(async () => {
       const pair: Pair[] = [[foo.name, bar.name]];
       const steps = await bootstrap(lab.members, pair);
-      output.push(JSON.stringify(steps));
       assert.deepEqual(steps.map((s) => `${s.holder}<-${s.peer}:${s.result}`).sort(), [
         'cluster-1<-cluster-2:created',
         'cluster-2<-cluster-1:created',
@@ -192,6 +189,7 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
       };
 
       // 1. With meshfed's watch. Its first poll only records what is served: rotate after it.
+      const events: WatchEvent[] = [];
       const watcher = watchFederation(lab.members, mesh, {
         intervalMs: 500,
         log,
@@ -432,12 +430,37 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
   test(
     'nothing logged or printed contains key material',
     logged(async () => {
-      const secrets: string[] = [];
-      for (const dom of lab.domains) {
-        const key = readFileSync(`${dom.opts.dir}/root.key`, 'utf8');
-        secrets.push(key.split('\n')[1] ?? 'missing');
+      // Its own output and events (alone or after the others): what bootstrap, relationships
+      // and status print, and what the watch reports through a change of foo.com's bundle.
+      const rootKeys = () => lab.domains.map((dom) => readFileSync(`${dom.opts.dir}/root.key`, 'utf8'));
+      const keys = rootKeys();
+      const pair: Pair[] = [[foo.name, bar.name]];
+      const output = [
+        await bootstrap(lab.members, pair),
+        await ensureRelationships(lab.members, pair),
+        await federationStatus(lab.members, pair),
+      ].map((o) => JSON.stringify(o));
+      const events: WatchEvent[] = [];
+      const watcher = watchFederation(lab.members, pair, {
+        intervalMs: 500,
+        onEvent: (e) => events.push(e),
+      });
+      try {
+        await waitUntil('the watch has polled once', async () => watcher.polls >= 1, 30_000);
+        await d(0).rotateRoot();
+        await foo.server.prepareX509Authority();
+        await waitUntil(
+          'the watch refreshed bar.com from foo.com',
+          async () => events.some((e) => e.type === 'refreshed' && e.holder === bar.name),
+          60_000,
+        );
+      } finally {
+        await watcher.stop();
       }
-      const ctx = await contextWith(d(0), 'spiffe://foo.com/ns/default/sa/helloworld');
+      keys.push(...rootKeys());
+      const secrets = keys.map((key) => key.split('\n')[1] ?? 'missing');
+      const id = await registerWorkload(d(0), '/ns/default/sa/key-material');
+      const ctx = await contextWith(d(0), id);
       for (const s of ctx.svids) {
         const der = s.privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64');
         secrets.push(der.slice(-48));
