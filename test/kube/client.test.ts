@@ -4,6 +4,10 @@
  * field validation, conflicts named with their owner, dry run, discovery of
  * a freshly established CRD, delete with "not found" as done; and the
  * kubeconfig errors that stop meshfed before it touches a cluster.
+ *
+ * The clusters are shared (starting them is the slow part), but each test
+ * works on a ConfigMap of its own name and writes the state it starts from,
+ * so any one test runs alone (`--test-name-pattern`) and in any order.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,13 +29,18 @@ import { requireLab, startTwoClusters, waitUntil } from '../helpers/lab.js';
 const K8S = PROFILE_VERSIONS.current.kubernetes;
 const skip = requireLab([`bin/kubernetes/${K8S}/kubectl`, 'bin/kwok/0.8.0/kwokctl'], 'npm run lab:build');
 
-const configMap = (data: Record<string, string>, extra: Record<string, unknown> = {}): KubeObject => ({
+const configMap = (
+  name: string,
+  data: Record<string, string>,
+  extra: Record<string, unknown> = {},
+): KubeObject => ({
   apiVersion: 'v1',
   kind: 'ConfigMap',
-  metadata: { name: 'settings', namespace: 'default' },
+  metadata: { name, namespace: 'default' },
   data,
   ...extra,
 });
+const configMapRef = (name: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', name, namespace: 'default' });
 
 describe('kube client on real API servers', { skip, timeout: 240_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'mf-client-'));
@@ -60,24 +69,17 @@ describe('kube client on real API servers', { skip, timeout: 240_000 }, () => {
 
   test('each client talks to its own context, whatever the current context is', async () => {
     assert.notEqual(one.server, two.server);
-    await one.apply(configMap({ where: 'one' }));
-    assert.equal(
-      await two.get({ apiVersion: 'v1', kind: 'ConfigMap', name: 'settings', namespace: 'default' }),
-      undefined,
-    );
-    assert.equal(
-      (await one.get({ apiVersion: 'v1', kind: 'ConfigMap', name: 'settings', namespace: 'default' }))
-        ?.data && 'ok',
-      'ok',
-    );
-    await one.delete({ apiVersion: 'v1', kind: 'ConfigMap', name: 'settings', namespace: 'default' });
+    await one.apply(configMap('where', { where: 'one' }));
+    assert.equal(await two.get(configMapRef('where')), undefined);
+    assert.deepEqual((await one.get(configMapRef('where')))?.data, { where: 'one' });
+    await one.delete(configMapRef('where'));
   });
 
   test('apply: created, then unchanged (no write), then updated; the field manager is meshfed', async () => {
-    assert.equal((await one.apply(configMap({ a: '1' }))).action, 'created');
-    const same = await one.apply(configMap({ a: '1' }));
+    assert.equal((await one.apply(configMap('apply', { a: '1' }))).action, 'created');
+    const same = await one.apply(configMap('apply', { a: '1' }));
     assert.equal(same.action, 'unchanged');
-    const changed = await one.apply(configMap({ a: '2' }));
+    const changed = await one.apply(configMap('apply', { a: '2' }));
     assert.equal(changed.action, 'updated');
     const managers = (
       changed.object.metadata.managedFields as Array<{ manager: string; operation: string }>
@@ -86,51 +88,45 @@ describe('kube client on real API servers', { skip, timeout: 240_000 }, () => {
   });
 
   test('strict field validation: an unknown field is refused, naming it; nothing is written', async () => {
+    await one.apply(configMap('strict', { a: '2' }));
     await assert.rejects(
-      one.apply(configMap({ a: '3' }, { bogus: true })),
+      one.apply(configMap('strict', { a: '3' }, { bogus: true })),
       (e: unknown) =>
         e instanceof KubeApiError &&
         e.status === 500 &&
         /\.bogus: field not declared in schema/.test(e.message),
     );
-    const now = await one.get({
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      name: 'settings',
-      namespace: 'default',
-    });
-    assert.deepEqual(now?.data, { a: '2' });
+    assert.deepEqual((await one.get(configMapRef('strict')))?.data, { a: '2' });
   });
 
   test('a field another manager owns is a conflict naming the manager and the field; force takes it over', async () => {
     const r = await kubectl(
       ['apply', '--server-side', '--force-conflicts', '--field-manager=platform-team', '-f', '-'],
-      JSON.stringify(configMap({ a: 'theirs' })),
+      JSON.stringify(configMap('conflict', { a: 'theirs' })),
     );
     assert.equal(r.code, 0, r.stderr);
-    const conflict = await one.apply(configMap({ a: 'ours' })).catch((e: unknown) => e);
+    const conflict = await one.apply(configMap('conflict', { a: 'ours' })).catch((e: unknown) => e);
     assert.ok(conflict instanceof KubeApiError, String(conflict));
     assert.equal(conflict.status, 409);
     assert.deepEqual(conflict.conflicts, [{ manager: 'platform-team', field: '.data.a' }]);
     assert.match(
       conflict.message,
-      /cluster-1: apply ConfigMap default\/settings: \.data\.a is owned by "platform-team" \(force takes them over\)/,
+      /cluster-1: apply ConfigMap default\/conflict: \.data\.a is owned by "platform-team" \(force takes them over\)/,
     );
-    const forced = await one.apply(configMap({ a: 'ours' }), { force: true });
+    const forced = await one.apply(configMap('conflict', { a: 'ours' }), { force: true });
     assert.equal(forced.action, 'updated');
     assert.deepEqual(forced.object.data, { a: 'ours' });
   });
 
   test('dry run: validated by the server, not persisted', async () => {
-    const dry = await one.apply(configMap({ a: 'dry' }), { dryRun: true });
+    await one.apply(configMap('dry-run', { a: 'real' }));
+    const dry = await one.apply(configMap('dry-run', { a: 'dry' }), { dryRun: true });
     assert.deepEqual(dry.object.data, { a: 'dry' });
-    const now = await one.get({
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      name: 'settings',
-      namespace: 'default',
-    });
-    assert.deepEqual(now?.data, { a: 'ours' });
+    assert.deepEqual((await one.get(configMapRef('dry-run')))?.data, { a: 'real' });
+    await assert.rejects(
+      one.apply(configMap('dry-run', { a: 'dry' }, { bogus: true }), { dryRun: true }),
+      /\.bogus: field not declared in schema/,
+    );
   });
 
   test('a CRD applied and Established is served at once (discovery read again); its objects list', async () => {
@@ -195,7 +191,8 @@ describe('kube client on real API servers', { skip, timeout: 240_000 }, () => {
   });
 
   test('delete: deleted, then absent (not found is done)', async () => {
-    const ref = { apiVersion: 'v1', kind: 'ConfigMap', name: 'settings', namespace: 'default' };
+    const ref = configMapRef('delete');
+    await one.apply(configMap('delete', { a: '1' }));
     assert.equal(await one.delete(ref), 'deleted');
     await waitUntil('gone', async () => (await one.get(ref)) === undefined);
     assert.equal(await one.delete(ref), 'absent');
