@@ -2,12 +2,14 @@
  * Health: table tests of the rules, then the rules on the states a real
  * control plane goes through (lab: kube-controller-manager and kwok pods
  * with a 2–2.5 s ready delay), checked against kubectl's own rollout status.
+ * The control plane is shared; each test rolls out a Deployment of its own,
+ * so any one of them runs alone (`--test-name-pattern`).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { execFileBounded } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { clientsFor } from '../../src/kube/client.js';
@@ -15,7 +17,7 @@ import { type Health, healthOf, type ObjectState, worst } from '../../src/kube/h
 import { WaitError, waitHealthy } from '../../src/kube/wait.js';
 import { type KubeCluster, startKubeCluster } from '../../src/lab/kube.js';
 import { DEFAULT_POD_TIMINGS, kwokStagesConfig } from '../../src/lab/stages.js';
-import { LAB_DIR, requireLab } from '../helpers/lab.js';
+import { LAB_DIR, requireLab, waitUntil } from '../helpers/lab.js';
 
 const dep = (
   spec: Record<string, unknown>,
@@ -222,12 +224,11 @@ const skip = requireLab(
 describe('health on a real control plane', { skip, timeout: 180_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'mf-health-'));
   let cluster: KubeCluster | undefined;
-  after(async () => {
-    await cluster?.stop().catch(() => {});
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  test('a Deployment rollout is Progressing with kubectl-like messages, then Healthy exactly when kubectl says it is done', async () => {
+  const kubectl = (args: string[]) =>
+    execFileBounded(cluster!.kubectl, ['--kubeconfig', cluster!.kubeconfig, ...args], {
+      timeoutMs: 60_000,
+    });
+  before(async () => {
     const stages = join(dir, 'stages.yaml');
     writeFileSync(
       stages,
@@ -243,24 +244,31 @@ describe('health on a real control plane', { skip, timeout: 180_000 }, () => {
       nodes: 2,
       configFiles: [stages],
     });
-    const kubectl = (args: string[]) =>
-      execFileBounded(cluster!.kubectl, ['--kubeconfig', cluster!.kubeconfig, ...args], {
-        timeoutMs: 60_000,
-      });
+  });
+  after(async () => {
+    await cluster?.stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a Deployment rollout is Progressing with kubectl-like messages, then Healthy exactly when kubectl says it is done', async () => {
     assert.equal(
       (await kubectl(['create', 'deployment', 'web', '--image=registry.invalid/web:1', '--replicas=3'])).code,
       0,
     );
+    // Every distinct health on the way (read every 250 ms; the pods take 2 s to become Ready).
     const seen: Health[] = [];
-    for (;;) {
-      const r = await kubectl(['get', 'deployment', 'web', '-o', 'json']);
-      const h = healthOf(JSON.parse(r.stdout) as ObjectState);
-      if (seen.at(-1)?.message !== h.message) seen.push(h);
-      if (h.status === 'Healthy') break;
-      assert.equal(h.status, 'Progressing', h.message);
-      assert.ok(seen.length < 50);
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    await waitUntil(
+      'deployment/web Healthy',
+      async () => {
+        const r = await kubectl(['get', 'deployment', 'web', '-o', 'json']);
+        const h = healthOf(JSON.parse(r.stdout) as ObjectState);
+        if (seen.at(-1)?.message !== h.message) seen.push(h);
+        if (h.status === 'Healthy') return true;
+        assert.equal(h.status, 'Progressing', h.message);
+        return false;
+      },
+      60_000,
+    );
     // The pods take 2 s to become Ready, so the rollout was seen waiting for availability.
     assert.ok(
       seen.some((h) => /of 3 updated replicas available/.test(h.message)),
@@ -281,14 +289,34 @@ describe('health on a real control plane', { skip, timeout: 180_000 }, () => {
 
   test('waitHealthy: waits out a rollout with progress lines; a timeout names each object still pending and why', async () => {
     const client = clientsFor(cluster!.kubeconfig, ['kwok-health']).get('kwok-health')!;
-    const web = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'default', name: 'web' };
-    const lines: string[] = [];
-    const took = await waitHealthy(client, [web], {
+    const waited = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'default', name: 'waited' };
+    await client.apply({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'waited', namespace: 'default' },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'waited' } },
+        template: {
+          metadata: { labels: { app: 'waited' } },
+          spec: { containers: [{ name: 'c', image: 'registry.invalid/waited:1' }] },
+        },
+      },
+    });
+    // A fresh rollout: its pods take 2 s to become Ready, so the wait reports what it waits for.
+    const rolledOut: string[] = [];
+    await waitHealthy(client, [waited], {
       timeoutMs: 60_000,
       intervalMs: 100,
-      onProgress: (l) => lines.push(l),
+      onProgress: (l) => rolledOut.push(l),
     });
-    assert.ok(took >= 0);
+    assert.ok(
+      rolledOut.some((l) => /^kwok-health: waiting for Deployment default\/waited \(.+\)$/.test(l)),
+      rolledOut.join('\n'),
+    );
+    const done = await kubectl(['rollout', 'status', 'deployment/waited', '--timeout=1s']);
+    assert.equal(done.code, 0, `kubectl agrees the rollout is done: ${done.stdout}${done.stderr}`);
+    const lines: string[] = [];
     await client.apply({
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -307,7 +335,7 @@ describe('health on a real control plane', { skip, timeout: 180_000 }, () => {
     const missing = { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name: 'never' };
     const stuck = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'default', name: 'stuck' };
     const t0 = Date.now();
-    const err = await waitHealthy(client, [web, stuck, missing], {
+    const err = await waitHealthy(client, [waited, stuck, missing], {
       timeoutMs: 3000,
       intervalMs: 200,
       onProgress: (l) => lines.push(l),
@@ -317,7 +345,7 @@ describe('health on a real control plane', { skip, timeout: 180_000 }, () => {
     assert.match(err.message, /^kwok-health: not healthy after 3 s: /);
     assert.match(err.message, /Deployment default\/stuck: Progressing, 0 of 1 updated replicas available/);
     assert.match(err.message, /ConfigMap default\/never: Missing, not found/);
-    assert.doesNotMatch(err.message, /default\/web/, 'healthy objects are not named');
+    assert.doesNotMatch(err.message, /default\/waited/, 'healthy objects are not named');
     assert.deepEqual(err.pending.map((p) => p.ref.name).sort(), ['never', 'stuck']);
     assert.ok(
       lines.some((l) => /^kwok-health: waiting for Deployment default\/stuck \(.+\) and 1 more$/.test(l)),
