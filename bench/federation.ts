@@ -104,7 +104,9 @@ try {
   const hintAlone: number[] = [];
   for (let i = 0; i < SAMPLES; i++) {
     const w = watchFederation(lab.members, mesh, { intervalMs: 500 });
-    await new Promise((r) => setTimeout(r, 1200));
+    // Its first poll records what is served; a rotation before it ends would not be seen as a change.
+    for (const until = Date.now() + 30_000; w.polls < 1; await new Promise((r) => setTimeout(r, 50)))
+      if (Date.now() > until) throw new Error('the watch did not poll within 30 s');
     withWatch.push(await rotationLatency(lab.members, mesh, rotate));
     await w.stop();
     await activate();
