@@ -1,0 +1,77 @@
+/**
+ * The images the lab node agent can run for real, mapped to the lab's builds:
+ * an image's ENTRYPOINT, CMD and WORKDIR as its Dockerfile sets them (read
+ * from the upstream Dockerfiles of the pinned releases), and the programs it
+ * carries, at their paths inside the image, built by `npm run lab:build`.
+ * Any other image stays simulated by kwok.
+ *
+ * The SPIRE 1.5.1 images start their program under dumb-init (PID 1 signal
+ * forwarding); the lab is that init, so the program is run directly.
+ */
+export interface KnownImage {
+  /** Repository without the tag ("ghcr.io/spiffe/spire-server"). */
+  repository: string;
+  /** ENTRYPOINT and CMD of the image (CMD is replaced by a container's `args`). */
+  entrypoint: string[];
+  cmd: string[];
+  workdir: string;
+  /** The lab build that stands for the image's programs: component, and the program at each path in the image. */
+  build: { component: string; programs: Record<string, string> };
+}
+
+const spire = (repository: string, program: 'spire-server' | 'spire-agent' | 'k8s-workload-registrar') => ({
+  repository,
+  entrypoint: [`/opt/spire/bin/${program}`, ...(program === 'k8s-workload-registrar' ? [] : ['run'])],
+  cmd: [],
+  workdir: '/opt/spire',
+  build: { component: 'spire', programs: { [`/opt/spire/bin/${program}`]: program } },
+});
+
+/** Every known image; the tag is the version of the lab build (`component/<tag without v>`). */
+export const KNOWN_IMAGES: KnownImage[] = [
+  spire('ghcr.io/spiffe/spire-server', 'spire-server'),
+  spire('ghcr.io/spiffe/spire-agent', 'spire-agent'),
+  spire('gcr.io/spiffe-io/spire-server', 'spire-server'),
+  spire('gcr.io/spiffe-io/spire-agent', 'spire-agent'),
+  spire('gcr.io/spiffe-io/k8s-workload-registrar', 'k8s-workload-registrar'),
+  {
+    repository: 'ghcr.io/spiffe/spire-controller-manager',
+    entrypoint: ['/spire-controller-manager'],
+    cmd: [],
+    workdir: '/',
+    build: {
+      component: 'spire-controller-manager',
+      programs: { '/spire-controller-manager': 'spire-controller-manager' },
+    },
+  },
+];
+
+export interface ImageRef {
+  repository: string;
+  tag: string | undefined;
+  digest: string | undefined;
+}
+
+/** Splits an image reference into repository, tag and digest (a registry port is not a tag). */
+export function parseImage(image: string): ImageRef {
+  const [nameTag, digest] = image.split('@', 2) as [string, string | undefined];
+  const slash = nameTag.lastIndexOf('/');
+  const colon = nameTag.lastIndexOf(':');
+  const hasTag = colon > slash;
+  return {
+    repository: hasTag ? nameTag.slice(0, colon) : nameTag,
+    tag: hasTag ? nameTag.slice(colon + 1) : undefined,
+    digest,
+  };
+}
+
+/** The known image and the lab build version for an image reference, or undefined (kwok simulates it). */
+export function knownImage(
+  image: string,
+  table: KnownImage[] = KNOWN_IMAGES,
+): { image: KnownImage; version: string } | undefined {
+  const ref = parseImage(image);
+  const known = table.find((k) => k.repository === ref.repository);
+  if (!known || !ref.tag) return undefined;
+  return { image: known, version: ref.tag.replace(/^v/, '') };
+}
