@@ -16,9 +16,23 @@ const UNIT_MS: Record<string, number> = {
 const DURATION = /^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$/;
 const PART = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
 
-/** Milliseconds in a Go duration, or undefined when the text is not one. */
+/** Go's time.Duration is an int64 of nanoseconds: at most 2562047h47m16.854775807s (here to float precision). */
+export const GO_MAX_DURATION_MS = 2 ** 63 / 1e6;
+
+/** Milliseconds in a Go duration, or undefined when Go's time.ParseDuration would refuse the text. */
 export function parseGoDuration(text: string): number | undefined {
-  if (!DURATION.test(text)) return undefined;
+  return goDurationProblem(text) === undefined ? msOf(text) : undefined;
+}
+
+/** Why Go would refuse `text` as a duration; undefined when it would take it. */
+export function goDurationProblem(text: string): string | undefined {
+  if (!DURATION.test(text)) return 'not a Go duration';
+  // Go fails with "invalid duration" past its maximum; a config meshfed writes must not.
+  if (msOf(text) > GO_MAX_DURATION_MS) return 'longer than Go’s maximum duration, 2562047h';
+  return undefined;
+}
+
+function msOf(text: string): number {
   let ms = 0;
   for (const [, n, unit] of text.matchAll(PART)) ms += Number(n) * UNIT_MS[unit as string]!;
   return ms;

@@ -1,13 +1,33 @@
 /**
- * Loading a fleet file: YAML (with positions) → structure check (zod) →
- * defaults and cross-field rules (resolve.ts). Every problem of every stage is
- * reported at once with file:line:col. No file at all is the guide's topology.
+ * Loading a fleet file: YAML (with positions) → plain values → structure
+ * check (zod) → defaults and cross-field rules (resolve.ts). Every problem of
+ * every stage is reported at once with file:line:col (at most MAX_PROBLEMS
+ * of them). No file at all is the guide's topology.
+ *
+ * Work and memory stay proportional to the text (which the caller bounds):
+ * duplicate keys are found with one set per mapping, not by comparing every
+ * pair; aliases are resolved in one pass in document order and share their
+ * anchor's value, and the document may expand through them to at most
+ * MAX_EXPANDED_NODES nodes (what zod then walks), so a file that reuses one
+ * anchor for every cluster loads and a "billion laughs" is refused at the
+ * alias that crosses the limit; more than MAX_CLUSTERS clusters are refused
+ * before anything grows with their square.
  */
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+} from 'yaml';
 import type { z } from 'zod';
 import type { Fleet, Profile } from './model.js';
 import { PROBLEM_CODES as C, type FleetPath, type FleetProblem, FleetValidationError } from './problems.js';
-import { resolveFleet } from './resolve.js';
+import { MAX_CLUSTERS, resolveFleet } from './resolve.js';
 import { type FleetFile, fleetFileSchema } from './schema.js';
 
 export interface LoadResult {
@@ -21,9 +41,31 @@ export interface LoadOptions {
   profile?: Profile;
 }
 
+/** The most problems one load reports; the last says how many more there were. */
+export const MAX_PROBLEMS = 200;
+/** The most nodes a fleet document may have once its aliases are expanded. */
+export const MAX_EXPANDED_NODES = 100_000;
+
 export function loadFleetText(text: string, opts: LoadOptions = {}): LoadResult {
+  const r = loadAll(text, opts);
+  if (r.problems.length <= MAX_PROBLEMS) return r;
+  const shown = r.problems.slice(0, MAX_PROBLEMS);
+  const last = shown.at(-1)!;
+  shown.push({
+    code: last.code,
+    severity: 'error',
+    path: [],
+    message: `${r.problems.length - MAX_PROBLEMS} more problems not listed (meshfed lists at most ${MAX_PROBLEMS}); fix these and run again`,
+    line: last.line,
+    col: last.col,
+  });
+  return { problems: shown };
+}
+
+function loadAll(text: string, opts: LoadOptions): LoadResult {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
+  // uniqueKeys is checked by toPlain: yaml's own check compares every pair of keys.
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: false });
   const problems: FleetProblem[] = [];
   for (const err of doc.errors) {
     const [line, col] = err.linePos?.[0] ? [err.linePos[0].line, err.linePos[0].col] : [0, 0];
@@ -45,10 +87,30 @@ export function loadFleetText(text: string, opts: LoadOptions = {}): LoadResult 
     return { line: pos.line, col: pos.col };
   };
 
-  const raw = doc.toJS() as unknown;
+  const plain = toPlain(doc, lineCounter);
+  if ('problems' in plain) return { problems: sortProblems(plain.problems) };
+  const raw = plain.value;
+  const rawClusters = (raw as { spec?: { clusters?: unknown } } | null)?.spec?.clusters;
+  if (Array.isArray(rawClusters) && rawClusters.length > MAX_CLUSTERS)
+    return {
+      problems: [
+        {
+          code: C.clusterCount,
+          severity: 'error',
+          path: ['spec', 'clusters', MAX_CLUSTERS],
+          message: `too many clusters: meshfed federates at most ${MAX_CLUSTERS}, and this fleet lists more from here on`,
+          expected: `at most ${MAX_CLUSTERS} clusters`,
+          found: String(rawClusters.length),
+          ...locate(['spec', 'clusters', MAX_CLUSTERS]),
+        },
+      ],
+    };
   const parsed = fleetFileSchema.safeParse(raw, { reportInput: true });
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(...fromZodIssue(issue, locate));
+    for (const issue of parsed.error.issues) {
+      problems.push(...fromZodIssue(issue, locate, MAX_PROBLEMS + 1 - problems.length));
+      if (problems.length > MAX_PROBLEMS) break;
+    }
     return { problems: sortProblems(problems) };
   }
   const file: FleetFile = opts.profile
@@ -84,12 +146,14 @@ export function parseFleet(text: string, file = 'meshfed.yaml', opts: LoadOption
 function fromZodIssue(
   issue: z.core.$ZodIssue,
   locate: (p: FleetPath, key?: boolean) => { line: number; col: number },
+  room: number,
 ): FleetProblem[] {
   const path = issue.path.filter((s): s is string | number => typeof s !== 'symbol');
   const base = { severity: 'error' as const };
   switch (issue.code) {
     case 'unrecognized_keys':
-      return issue.keys.map((k) => ({
+      // Only as many as can be listed: locating each key is a search of its mapping.
+      return issue.keys.slice(0, Math.max(room, 1)).map((k) => ({
         ...base,
         code: C.unknownKey,
         path: [...path, k],
@@ -128,6 +192,105 @@ function fromZodIssue(
     }
     default:
       return [{ ...base, code: C.type, path, message: issue.message, ...locate(path) }];
+  }
+}
+
+type Place = { line: number; col: number };
+
+/** Thrown inside toPlain to stop at the first structural problem of the YAML (with its place). */
+class PlainStop {
+  constructor(
+    readonly message: string,
+    readonly place: Place,
+  ) {}
+}
+
+/**
+ * The document's plain value, like yaml's toJS but in one pass: an alias
+ * takes the value of the last anchor of its name before it (shared, not
+ * copied), and the expansion is counted. Refuses duplicate keys, keys that
+ * are not plain values, aliases with no anchor before them or inside their
+ * own anchor, and expansion beyond MAX_EXPANDED_NODES.
+ */
+function toPlain(doc: Document, lc: LineCounter): { value: unknown } | { problems: FleetProblem[] } {
+  const at = (n: Node | undefined): Place => {
+    const p = lc.linePos(n?.range?.[0] ?? 0);
+    return { line: p.line, col: p.col };
+  };
+  const anchors = new Map<string, Node>();
+  const done = new Map<Node, { value: unknown; size: number }>();
+  const open = new Set<Node>();
+  let total = 0;
+  const grow = (n: number, where: Node) => {
+    total += n;
+    if (total > MAX_EXPANDED_NODES)
+      throw new PlainStop(
+        `the document expands to more than ${MAX_EXPANDED_NODES} nodes through its aliases (meshfed's limit for a fleet file); write the repeated parts out or reuse fewer anchors`,
+        at(where),
+      );
+  };
+  const walk = (node: Node | null | undefined): { value: unknown; size: number } => {
+    if (node === null || node === undefined) return { value: null, size: 1 };
+    if (isAlias(node)) {
+      const target = anchors.get(node.source);
+      if (!target)
+        throw new PlainStop(`alias *${node.source} has no anchor &${node.source} before it`, at(node));
+      if (open.has(target))
+        throw new PlainStop(`alias *${node.source} is inside the node its anchor names`, at(node));
+      const t = done.get(target)!;
+      grow(t.size, node);
+      return t;
+    }
+    const anchor = (node as { anchor?: string }).anchor;
+    if (anchor) anchors.set(anchor, node);
+    open.add(node);
+    let r: { value: unknown; size: number };
+    grow(1, node);
+    if (isMap(node)) {
+      const obj: Record<string, unknown> = {};
+      const seen = new Set<string>();
+      let size = 1;
+      for (const pair of node.items) {
+        if (!isScalar(pair.key) && pair.key !== null)
+          throw new PlainStop(
+            'a mapping key must be a plain value, not a mapping, list or alias',
+            at(pair.key as Node),
+          );
+        const key = pair.key === null ? '' : String(pair.key.value ?? '');
+        if (seen.has(key)) throw new PlainStop('YAML: Map keys must be unique', at(pair.key as Node));
+        seen.add(key);
+        const v = walk(pair.value as Node | null);
+        size += 1 + v.size;
+        // defineProperty: a key "__proto__" is data like any other key, never the object's prototype.
+        Object.defineProperty(obj, key, {
+          value: v.value,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+      r = { value: obj, size };
+    } else if (isSeq(node)) {
+      const arr: unknown[] = [];
+      let size = 1;
+      for (const item of node.items) {
+        const v = walk(item as Node | null);
+        size += v.size;
+        arr.push(v.value);
+      }
+      r = { value: arr, size };
+    } else r = { value: isScalar(node) ? node.value : null, size: 1 };
+    open.delete(node);
+    done.set(node, r);
+    return r;
+  };
+  try {
+    return { value: walk(doc.contents as Node | null).value };
+  } catch (e) {
+    if (!(e instanceof PlainStop)) throw e;
+    return {
+      problems: [{ code: C.yaml, severity: 'error', path: [], message: `YAML: ${e.message}`, ...e.place }],
+    };
   }
 }
 

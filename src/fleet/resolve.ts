@@ -5,7 +5,8 @@
  * bad input; the caller decides what a problem list means.
  */
 
-import { formatDuration, parseGoDuration } from './durations.js';
+import { hostPortProblem } from './address.js';
+import { formatDuration, goDurationProblem, parseGoDuration } from './durations.js';
 import {
   type CertLifetime,
   type ClusterSpec,
@@ -37,7 +38,30 @@ export function maxSvidTtlMs(caTtlMs: number): number {
   return Math.min(caTtlMs / 6, 7 * 24 * 3_600_000);
 }
 
+/**
+ * cert-manager's own floor (its webhook refuses a Certificate below it): a
+ * duration of at least 1h and a renewBefore of at least 5m.
+ */
+export const CERT_MANAGER_MIN_MS = { duration: 3_600_000, renewBefore: 300_000 } as const;
+
+/** The most clusters a fleet may list: full-mesh federation grows with the square of it. */
+export const MAX_CLUSTERS = 256;
+
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const LABEL_VALUE = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+
+/**
+ * Kubernetes' rule for a label value (apimachinery IsValidLabelValue), less
+ * the empty value, which meshfed never wants: at most 63 characters,
+ * alphanumerics, "-", "_" and ".", starting and ending alphanumeric.
+ */
+export function labelValueProblem(s: string): string | undefined {
+  if (s.length === 0) return 'must not be empty';
+  if (s.length > 63) return `must be at most 63 characters (it has ${s.length})`;
+  if (!LABEL_VALUE.test(s))
+    return 'must be a Kubernetes label value: letters, digits, "-", "_" and ".", starting and ending with a letter or digit';
+  return undefined;
+}
 const TRUST_DOMAIN_CHARS = /^[a-z0-9._-]+$/;
 
 /** SPIFFE ID spec §2.1: the trust domain name. Returns the problem, or undefined when valid. */
@@ -79,6 +103,26 @@ export function resolveFleet(file: FleetFile | undefined): ResolveResult {
 
   const spec = file?.spec ?? {};
   const meshID = spec.meshID ?? DEFAULT_MESH_ID;
+  // Both end up in label values (Istio's mesh ID, meshfed.dev/fleet) and the fleet name in a file name.
+  const meshIdProblem = labelValueProblem(meshID);
+  if (meshIdProblem)
+    add(
+      C.dnsName,
+      ['spec', 'meshID'],
+      `meshID ${meshIdProblem}`,
+      'a label value like multi-mesh',
+      JSON.stringify(meshID),
+    );
+  const fleetName = file?.metadata?.name;
+  const fleetNameProblem = fleetName === undefined ? undefined : labelValueProblem(fleetName);
+  if (fleetNameProblem)
+    add(
+      C.dnsName,
+      ['metadata', 'name'],
+      `metadata.name ${fleetNameProblem}`,
+      'a label value like my-fleet',
+      JSON.stringify(fleetName),
+    );
   const profile = spec.profile ?? 'current';
   const profileVersions = PROFILE_VERSIONS[profile];
   const versions = { ...profileVersions, ...stripUndefined(spec.versions ?? {}) };
@@ -147,18 +191,23 @@ export function resolveFleet(file: FleetFile | undefined): ResolveResult {
         JSON.stringify(c.name),
       );
     const netProblem = dnsLabelProblem(c.network);
-    if (netProblem && rawClusters?.[i]?.network !== undefined)
+    const netGiven = rawClusters?.[i]?.network !== undefined;
+    // The network is a label value (topology.istio.io/network) even when derived from the name.
+    if (netProblem && (netGiven || !nameProblem))
       add(
         C.dnsName,
-        at('network'),
-        `network name ${netProblem}`,
+        netGiven ? at('network') : at('name'),
+        netGiven
+          ? `network name ${netProblem}`
+          : `the network derived from the cluster name, "${c.network}", ${netProblem}; shorten the name or set network`,
         'a DNS-1123 label like foo-network',
         JSON.stringify(c.network),
       );
     if (c.context.length === 0)
       add(C.type, at('context'), 'context must not be empty', 'a kubeconfig context name', '""');
     const tdProblem = trustDomainProblem(c.trustDomain);
-    if (tdProblem)
+    // A trust domain derived from a bad name or meshID is reported there, once.
+    if (tdProblem && (rawClusters?.[i]?.trustDomain !== undefined || (!nameProblem && !meshIdProblem)))
       add(
         C.trustDomain,
         at('trustDomain'),
@@ -184,18 +233,25 @@ export function resolveFleet(file: FleetFile | undefined): ResolveResult {
           'a port in 30000-32767',
           String(e.nodePort),
         );
-      if (
-        e.address !== undefined &&
-        !/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$/.test(e.address)
-      )
+      const addressProblem = e.address === undefined ? undefined : hostPortProblem(e.address);
+      if (addressProblem)
         add(
           C.exposure,
           ['spec', 'clusters', i, which, 'address'],
-          'address must be a host or host:port, without scheme or path',
+          `address must be a host or host:port, without scheme or path: ${addressProblem}`,
           'e.g. spire.foo.example:8443',
           JSON.stringify(e.address),
         );
     }
+    const be = c.bundleEndpoint.nodePort;
+    if (be !== undefined && be === c.eastWestGateway.nodePort)
+      add(
+        C.exposure,
+        ['spec', 'clusters', i, 'eastWestGateway', 'nodePort'],
+        `nodePort ${be} is the bundle endpoint's too; two Services of a cluster cannot share a node port`,
+        'a node port of its own',
+        String(be),
+      );
   });
   for (const field of ['name', 'context', 'trustDomain', 'network'] as const) {
     const firstAt = new Map<string, number>();
@@ -382,7 +438,13 @@ type Add = (code: string, path: FleetPath, message: string, expected?: string, f
 function checkDuration(add: Add, path: FleetPath, text: string): number | undefined {
   const ms = parseGoDuration(text);
   if (ms === undefined)
-    add(C.lifetime, path, 'not a Go duration', 'e.g. 1440h, 90m, 1h30m', JSON.stringify(text));
+    add(
+      C.lifetime,
+      path,
+      goDurationProblem(text) ?? 'not a Go duration',
+      'e.g. 1440h, 90m, 1h30m',
+      JSON.stringify(text),
+    );
   else if (ms <= 0) add(C.lifetime, path, 'a lifetime must be positive', 'a duration above 0', text);
   return ms && ms > 0 ? ms : undefined;
 }
@@ -390,6 +452,22 @@ function checkDuration(add: Add, path: FleetPath, text: string): number | undefi
 function checkLifetime(add: Add, path: FleetPath, l: CertLifetime): number | undefined {
   const d = checkDuration(add, [...path, 'duration'], l.duration);
   const r = checkDuration(add, [...path, 'renewBefore'], l.renewBefore);
+  if (d && d < CERT_MANAGER_MIN_MS.duration)
+    add(
+      C.lifetime,
+      [...path, 'duration'],
+      'below cert-manager’s minimum duration',
+      'at least 1h',
+      l.duration,
+    );
+  if (r && r < CERT_MANAGER_MIN_MS.renewBefore)
+    add(
+      C.lifetime,
+      [...path, 'renewBefore'],
+      'below cert-manager’s minimum renewBefore',
+      'at least 5m',
+      l.renewBefore,
+    );
   if (d && r && r >= d)
     add(
       C.lifetime,
