@@ -2,12 +2,14 @@
  * The shared `-f/--file` handling: an explicit file, `-` for stdin, else
  * ./meshfed.yaml when it exists, else the built-in default fleet.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { defaultFleet, type LoadResult, loadFleetText } from '../fleet/load.js';
 import type { Profile } from '../fleet/model.js';
 import { formatProblem } from '../fleet/problems.js';
+import { readInput, readInputFile } from './files.js';
 import { type CliIO, UsageError } from './io.js';
+import { terminalSafe } from './terminal.js';
 
 export interface FleetSource {
   /** Name used in messages: the path, "<stdin>" or "(defaults)". */
@@ -21,7 +23,8 @@ export async function loadFleetArg(
   profile?: Profile,
 ): Promise<FleetSource> {
   const opts = profile ? { profile } : {};
-  if (file === '-') return { label: '<stdin>', result: loadFleetText(await io.readStdin(), opts) };
+  if (file === '-')
+    return { label: '<stdin>', result: loadFleetText(await readInput('-', io, 'fleet'), opts) };
   const path = file ? resolve(io.cwd, file) : resolve(io.cwd, 'meshfed.yaml');
   if (!existsSync(path)) {
     if (file)
@@ -30,12 +33,13 @@ export async function loadFleetArg(
       );
     return { label: '(defaults)', result: { fleet: defaultFleet(opts), problems: [] } };
   }
-  return { label: file ?? 'meshfed.yaml', result: loadFleetText(readFileSync(path, 'utf8'), opts) };
+  const label = file ?? 'meshfed.yaml';
+  return { label, result: loadFleetText(readInputFile(path, label, 'fleet'), opts) };
 }
 
 /** Prints problems to stderr; returns true when there was an error (the caller exits 2). */
 export function reportProblems(src: FleetSource, io: CliIO): boolean {
-  for (const p of src.result.problems) io.stderr.write(`${formatProblem(src.label, p)}\n`);
+  for (const p of src.result.problems) io.stderr.write(`${terminalSafe(formatProblem(src.label, p))}\n`);
   return src.result.fleet === undefined;
 }
 

@@ -5,8 +5,11 @@
 export interface CliIO {
   stdout: { write(chunk: string): unknown; isTTY?: boolean };
   stderr: { write(chunk: string): unknown; isTTY?: boolean };
-  /** Reads all of standard input (for `-` arguments). */
-  readStdin(): Promise<string>;
+  /**
+   * Reads standard input (for `-` arguments), stopping after `maxBytes` + 1
+   * bytes so that a caller can tell input beyond its limit without holding it.
+   */
+  readStdin(maxBytes: number): Promise<string>;
   env: NodeJS.ProcessEnv;
   cwd: string;
 }
@@ -35,10 +38,17 @@ export function processIO(): CliIO {
     stderr: process.stderr,
     env: process.env,
     cwd: process.cwd(),
-    readStdin: async () => {
+    readStdin: async (maxBytes) => {
       const chunks: Buffer[] = [];
-      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks).toString('utf8');
+      let n = 0;
+      for await (const chunk of process.stdin) {
+        chunks.push(chunk as Buffer);
+        n += (chunk as Buffer).length;
+        if (n > maxBytes) break;
+      }
+      return Buffer.concat(chunks)
+        .subarray(0, maxBytes + 1)
+        .toString('utf8');
     },
   };
 }

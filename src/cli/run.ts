@@ -4,6 +4,7 @@
  */
 import { COMMANDS } from './commands.js';
 import { type CliIO, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './io.js';
+import { terminalSafe } from './terminal.js';
 import { VERSION } from './version.js';
 
 function topHelp(): string {
@@ -34,7 +35,9 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
-    io.stderr.write(`meshfed: unknown command "${name}". Run \`meshfed --help\` for the list.\n`);
+    io.stderr.write(
+      `meshfed: unknown command "${terminalSafe(name)}". Run \`meshfed --help\` for the list.\n`,
+    );
     return EXIT_USAGE;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -49,11 +52,11 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
       (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))
     ) {
       io.stderr.write(
-        `meshfed ${name}: ${(err as Error).message}\nRun \`meshfed ${name} --help\` for usage.\n`,
+        `meshfed ${name}: ${terminalSafe((err as Error).message)}\nRun \`meshfed ${name} --help\` for usage.\n`,
       );
       return EXIT_USAGE;
     }
-    io.stderr.write(`meshfed ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
+    io.stderr.write(`meshfed ${name}: ${terminalSafe(err instanceof Error ? err.message : String(err))}\n`);
     return EXIT_FAILED;
   }
 }

@@ -1,8 +1,10 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { MAX_CLUSTERS } from '../../fleet/resolve.js';
 import { fleetJsonSchema } from '../../fleet/schema.js';
 import { fleetTemplate, SCHEMA_FILE } from '../../fleet/template.js';
+import { writeOutputFile } from '../files.js';
 import { type Command, EXIT_OK, UsageError } from '../io.js';
 
 export const initCommand: Command = {
@@ -23,8 +25,10 @@ for editors. Refuses to overwrite an existing file without --force.`,
       },
     });
     const n = Number(values.clusters);
-    if (!Number.isInteger(n) || n < 2 || n > 256)
-      throw new UsageError(`--clusters must be a whole number from 2 to 256, not "${values.clusters}"`);
+    if (!Number.isInteger(n) || n < 2 || n > MAX_CLUSTERS)
+      throw new UsageError(
+        `--clusters must be a whole number from 2 to ${MAX_CLUSTERS}, not "${values.clusters}"`,
+      );
     const text = fleetTemplate(n);
     if (values.output === '-') {
       io.stdout.write(text);
@@ -33,9 +37,13 @@ for editors. Refuses to overwrite an existing file without --force.`,
     const path = resolve(io.cwd, values.output);
     if (existsSync(path) && !values.force)
       throw new UsageError(`${values.output} exists; pass --force to overwrite it`);
-    writeFileSync(path, text);
+    writeOutputFile(path, text, values.output);
     // The schema beside it lets editors (yaml-language-server) complete and check the file at once.
-    writeFileSync(join(dirname(path), SCHEMA_FILE), `${JSON.stringify(fleetJsonSchema(), null, 2)}\n`);
+    writeOutputFile(
+      join(dirname(path), SCHEMA_FILE),
+      `${JSON.stringify(fleetJsonSchema(), null, 2)}\n`,
+      SCHEMA_FILE,
+    );
     io.stdout.write(
       `wrote ${values.output} (${n} clusters) and ${SCHEMA_FILE} for editors; check it with \`meshfed validate -f ${values.output}\`\n`,
     );

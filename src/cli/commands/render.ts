@@ -1,8 +1,10 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { hostPortProblem } from '../../fleet/address.js';
 import { renderFleet } from '../../render/index.js';
 import { allPending, fleetFiles, fleetStream } from '../../render/output.js';
+import { ensureOutputDir, fsReason, writeOutputFile } from '../files.js';
 import { loadFleetArg, parseProfile, reportProblems } from '../fleet-arg.js';
 import { type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from '../io.js';
 
@@ -35,13 +37,16 @@ it is known: give it with --endpoint, or spec.clusters[].bundleEndpoint.address;
     const fleet = src.result.fleet!;
     const bundleEndpoints: Record<string, string> = {};
     for (const e of values.endpoint) {
-      const m = /^([^=]+)=([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(e);
-      if (!m) throw new UsageError(`--endpoint "${e}" is not CLUSTER=HOST:PORT`);
-      if (!fleet.clusters.some((c) => c.name === m[1]))
+      const eq = e.indexOf('=');
+      if (eq <= 0) throw new UsageError(`--endpoint "${e}" is not CLUSTER=HOST:PORT`);
+      const [cluster, address] = [e.slice(0, eq), e.slice(eq + 1)];
+      const problem = hostPortProblem(address, { needPort: true });
+      if (problem) throw new UsageError(`--endpoint "${e}": ${problem}; give CLUSTER=HOST:PORT`);
+      if (!fleet.clusters.some((c) => c.name === cluster))
         throw new UsageError(
-          `--endpoint names unknown cluster "${m[1]}" (clusters: ${fleet.clusters.map((c) => c.name).join(', ')})`,
+          `--endpoint names unknown cluster "${cluster}" (clusters: ${fleet.clusters.map((c) => c.name).join(', ')})`,
         );
-      bundleEndpoints[m[1]!] = `${m[2]}:${m[3]}`;
+      bundleEndpoints[cluster] = address;
     }
     if (values.cluster && !fleet.clusters.some((c) => c.name === values.cluster))
       throw new UsageError(`--cluster names unknown cluster "${values.cluster}"`);
@@ -53,21 +58,24 @@ it is known: give it with --endpoint, or spec.clusters[].bundleEndpoint.address;
     if (values.output === '-') io.stdout.write(fleetStream(rendered));
     else {
       const root = resolve(io.cwd, values.output);
-      if (existsSync(root) && readdirSync(root).length > 0 && !values.force) {
+      const label = `-o ${values.output}`;
+      ensureOutputDir(root, label);
+      let present: string[];
+      try {
+        present = readdirSync(root);
+      } catch (e) {
+        throw new UsageError(`cannot write ${label}: ${root}: ${fsReason(e)}; choose another output path`);
+      }
+      if (present.length > 0 && !values.force) {
         const known = new Set(full.clusters.map((c) => c.cluster));
-        const foreign = readdirSync(root).filter((n) => !known.has(n));
+        const foreign = present.filter((n) => !known.has(n));
         if (foreign.length > 0)
           throw new UsageError(
             `${values.output} holds files meshfed did not render (${foreign.slice(0, 3).join(', ')}); choose another -o or pass --force`,
           );
       }
       const files = fleetFiles(rendered);
-      for (const [rel, content] of files) {
-        const path = join(root, rel);
-        mkdirSync(dirname(path), { recursive: true });
-        writeFileSync(`${path}.tmp`, content);
-        renameSync(`${path}.tmp`, path);
-      }
+      for (const [rel, content] of files) writeOutputFile(join(root, rel), content, label);
       io.stdout.write(
         `rendered ${rendered.clusters.length} clusters (${fleet.profile} profile) into ${values.output}/: ${files.size} files\n`,
       );

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { formatProblem } from '../../fleet/problems.js';
 import { loadFleetArg } from '../fleet-arg.js';
 import { type Command, EXIT_OK, EXIT_USAGE, UsageError } from '../io.js';
+import { terminalSafe } from '../terminal.js';
 
 export const validateCommand: Command = {
   name: 'validate',
@@ -27,7 +28,7 @@ any is an error.`,
         `${JSON.stringify({ file: src.label, valid: fleet !== undefined, problems }, null, 2)}\n`,
       );
     } else {
-      for (const p of problems) io.stderr.write(`${formatProblem(src.label, p)}\n`);
+      for (const p of problems) io.stderr.write(`${terminalSafe(formatProblem(src.label, p))}\n`);
       if (fleet)
         io.stdout.write(
           `ok: ${src.label}: ${fleet.clusters.length} clusters, ${fleet.federation.pairs.length} federation pairs, profile ${fleet.profile}\n`,
