@@ -6,7 +6,14 @@
  */
 
 import { parseTrustDomain } from './id.js';
-import { CertParseError, type CertView, certFromDer, parsePemCertificates } from './x509.js';
+import { JsonSyntaxError, parseJsonText } from './json.js';
+import {
+  CertParseError,
+  type CertView,
+  certFromDer,
+  MAX_CERTIFICATES,
+  parsePemCertificates,
+} from './x509.js';
 
 export class BundleError extends Error {
   override name = 'BundleError';
@@ -28,9 +35,11 @@ export function parseJwksBundle(text: string, trustDomain: string): Bundle {
   if (text.length > MAX_BUNDLE_BYTES) throw new BundleError(`bundle larger than ${MAX_BUNDLE_BYTES} bytes`);
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    // parseJsonText, not JSON.parse: V8's message would quote the text, which can be a private "d".
+    doc = parseJsonText(text);
   } catch (e) {
-    throw new BundleError(`bundle is not JSON: ${(e as Error).message}`);
+    if (e instanceof JsonSyntaxError) throw new BundleError(`bundle is ${e.message}`);
+    throw e;
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc))
     throw new BundleError('bundle must be a JSON object (a JWK Set)');
@@ -48,7 +57,9 @@ export function parseJwksBundle(text: string, trustDomain: string): Bundle {
     bundle.refreshHintSeconds = o.spiffe_refresh_hint as number;
   }
   o.keys.forEach((k, i) => {
-    if (!k || typeof k !== 'object') throw new BundleError(`keys[${i}] is not an object`);
+    if (!k || typeof k !== 'object' || Array.isArray(k)) throw new BundleError(`keys[${i}] is not an object`);
+    if (bundle.x509Authorities.length + bundle.jwtAuthorities.size >= MAX_CERTIFICATES)
+      throw new BundleError(`bundle has more than ${MAX_CERTIFICATES} keys (meshfed's limit for one bundle)`);
     const key = k as Record<string, unknown>;
     if (typeof key.kty !== 'string') throw new BundleError(`keys[${i}] has no "kty"`);
     if (key.use === 'x509-svid') {

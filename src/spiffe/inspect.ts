@@ -7,8 +7,15 @@
  */
 import { type Bundle, BundleSet, parseJwksBundle } from './bundle.js';
 import { parseTrustDomain } from './id.js';
+import { JsonSyntaxError, parseJsonText } from './json.js';
 import { type SvidVerdict, validateX509Svid } from './svid.js';
-import { type CertOrigin, type CertView, certOrigin, parsePemCertificates } from './x509.js';
+import {
+  type CertOrigin,
+  type CertView,
+  certOrigin,
+  MAX_CERTIFICATES,
+  parsePemCertificates,
+} from './x509.js';
 
 export class InputError extends Error {
   override name = 'InputError';
@@ -26,32 +33,123 @@ export interface ParsedInput {
   secretName?: string;
 }
 
-export interface EnvoySecret {
-  name?: string;
-  secret?: {
-    name?: string;
-    tls_certificate?: { certificate_chain?: { inline_bytes?: string } };
-    tlsCertificate?: { certificateChain?: { inlineBytes?: string } };
-    validation_context?: { trusted_ca?: { inline_bytes?: string } };
-    validationContext?: { trustedCa?: { inlineBytes?: string } };
-  };
+type Json = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const kindOf = (v: unknown): string =>
+  v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+
+/** The list under the first of `keys` that `d` has (empty when none), refusing any other shape. */
+function listAt(d: Json, keys: string[], where: string): unknown[] {
+  for (const k of keys) {
+    const v = d[k];
+    if (v === undefined) continue;
+    if (!Array.isArray(v)) throw new InputError(`${where}.${k} must be a list, found ${kindOf(v)}`);
+    return v;
+  }
+  return [];
+}
+
+/** The object at `d[key]` (undefined when absent), refusing any other shape. */
+function objectAt(d: Json, keys: string[], where: string): Json | undefined {
+  for (const k of keys) {
+    const v = d[k];
+    if (v === undefined) continue;
+    if (!isObject(v)) throw new InputError(`${where}.${k} must be an object, found ${kindOf(v)}`);
+    return v;
+  }
+  return undefined;
+}
+
+function stringAt(d: Json | undefined, keys: string[], where: string): string | undefined {
+  if (!d) return undefined;
+  for (const k of keys) {
+    const v = d[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string')
+      throw new InputError(`${where}.${k} must be a base64 string, found ${kindOf(v)}`);
+    return v;
+  }
+  return undefined;
+}
+
+/** A secret of a config dump with where it was found (a JSON path, for messages). */
+interface FoundSecret {
+  at: string;
+  secret: Json;
+}
+
+/** A config dump secret: its name (else its JSON path), presented chain and trusted CAs. */
+export interface DumpSecret {
+  name: string;
+  chain: CertView[];
+  trusted: CertView[];
+}
+
+/**
+ * The secrets of a parsed Envoy config dump (full, or `istioctl
+ * proxy-config secret -o json`) with their certificates; InputError naming
+ * the JSON path for any other shape, and beyond MAX_CERTIFICATES in all.
+ */
+export function configDumpSecrets(doc: unknown): DumpSecret[] {
+  if (!isObject(doc)) throw new InputError('JSON input must be an object');
+  let count = 0;
+  return envoySecrets(doc).map(({ at, secret: s }) => {
+    const sec = objectAt(s, ['secret'], at) ?? {};
+    const name = typeof s.name === 'string' ? s.name : typeof sec.name === 'string' ? sec.name : at;
+    const tls = objectAt(sec, ['tlsCertificate', 'tls_certificate'], `${at}.secret`);
+    const chainSrc =
+      tls && objectAt(tls, ['certificateChain', 'certificate_chain'], `${at}.secret.tlsCertificate`);
+    const c = stringAt(
+      chainSrc,
+      ['inlineBytes', 'inline_bytes'],
+      `${at}.secret.tlsCertificate.certificateChain`,
+    );
+    const vc = objectAt(sec, ['validationContext', 'validation_context'], `${at}.secret`);
+    const caSrc = vc && objectAt(vc, ['trustedCa', 'trusted_ca'], `${at}.secret.validationContext`);
+    const t = stringAt(caSrc, ['inlineBytes', 'inline_bytes'], `${at}.secret.validationContext.trustedCa`);
+    const out = { name, chain: b64pem(c, `secret ${name}`), trusted: b64pem(t, `secret ${name}`) };
+    count += out.chain.length + out.trusted.length;
+    if (count > MAX_CERTIFICATES)
+      throw new InputError(
+        `the config dump holds more than the ${MAX_CERTIFICATES} certificates meshfed reads (at ${at})`,
+      );
+    return out;
+  });
 }
 
 /** The secrets of an Envoy config dump (full, or `istioctl proxy-config secret -o json`). */
-export function envoySecrets(doc: Record<string, unknown>): EnvoySecret[] {
-  const fromDump = (d: Record<string, unknown>) =>
-    ((d.dynamicActiveSecrets ?? d.dynamic_active_secrets ?? []) as EnvoySecret[]).concat(
-      (d.staticSecrets ?? d.static_secrets ?? []) as EnvoySecret[],
-    );
-  if (Array.isArray(doc.configs))
-    return (doc.configs as Array<Record<string, unknown>>).flatMap((c) => {
-      const type = String(c['@type'] ?? '');
+function envoySecrets(doc: Json): FoundSecret[] {
+  const fromDump = (d: Json, where: string): FoundSecret[] =>
+    (['dynamicActiveSecrets', 'dynamic_active_secrets'].some((k) => d[k] !== undefined)
+      ? listAt(d, ['dynamicActiveSecrets', 'dynamic_active_secrets'], where).map((s, i) => ({
+          s,
+          at: `${where}.dynamicActiveSecrets[${i}]`,
+        }))
+      : []
+    )
+      .concat(
+        listAt(d, ['staticSecrets', 'static_secrets'], where).map((s, i) => ({
+          s,
+          at: `${where}.staticSecrets[${i}]`,
+        })),
+      )
+      .map(({ s, at }) => {
+        if (!isObject(s)) throw new InputError(`${at} must be an object, found ${kindOf(s)}`);
+        return { at, secret: s };
+      });
+  if (doc.configs !== undefined)
+    return listAt(doc, ['configs'], '$').flatMap((c, i) => {
+      const at = `$.configs[${i}]`;
+      if (!isObject(c)) throw new InputError(`${at} must be an object, found ${kindOf(c)}`);
+      const type = typeof c['@type'] === 'string' ? c['@type'] : '';
       // A whole dump has a SecretsConfigDump section; `config_dump?resource=dynamic_active_secrets` lists the secrets themselves.
-      if (type.endsWith('SecretsConfigDump')) return fromDump(c);
-      if (type.endsWith('SecretsConfigDump.DynamicSecret')) return [c as EnvoySecret];
+      if (type.endsWith('SecretsConfigDump')) return fromDump(c, at);
+      if (type.endsWith('SecretsConfigDump.DynamicSecret')) return [{ at, secret: c }];
       return [];
     });
-  return fromDump(doc);
+  return fromDump(doc, '$');
 }
 
 const b64pem = (s: string | undefined, what: string): CertView[] => {
@@ -64,8 +162,29 @@ const b64pem = (s: string | undefined, what: string): CertView[] => {
   }
 };
 
-/** Detects the input's format and extracts the chain and trusted authorities. */
+/**
+ * Detects the input's format and extracts the chain and trusted
+ * authorities. Every shape problem is an InputError (or a BundleError,
+ * CertParseError, SpiffeIdError) naming where in the input it is; an input
+ * with no certificate at all is one too, never an empty report.
+ */
 export function parseCertInput(text: string, opts: { trustDomain?: string } = {}): ParsedInput {
+  const input = parseAnyCertInput(text, opts);
+  const n = input.chain.length + input.trusted.length;
+  if (n === 0)
+    throw new InputError(
+      input.kind === 'spiffe-bundle'
+        ? 'the bundle holds no X.509 authority (no key with use "x509-svid"); give a bundle with one, or a PEM chain'
+        : 'the config dump holds no certificate (no tls_certificate.certificate_chain nor validation_context.trusted_ca); dump the proxy whose secrets you want (istioctl proxy-config secret POD -o json)',
+    );
+  if (n > MAX_CERTIFICATES)
+    throw new InputError(
+      `the input holds ${n} certificates, more than the ${MAX_CERTIFICATES} meshfed reads; give one chain`,
+    );
+  return input;
+}
+
+function parseAnyCertInput(text: string, opts: { trustDomain?: string }): ParsedInput {
   const trimmed = text.trimStart();
   if (trimmed.startsWith('-----BEGIN')) {
     try {
@@ -78,38 +197,27 @@ export function parseCertInput(text: string, opts: { trustDomain?: string } = {}
     throw new InputError(
       'input is neither PEM nor JSON (expected a PEM chain, an Envoy config dump or a SPIFFE bundle)',
     );
-  let doc: Record<string, unknown>;
+  let doc: unknown;
   try {
-    doc = JSON.parse(text) as Record<string, unknown>;
+    doc = parseJsonText(text);
   } catch (e) {
-    throw new InputError(`input looks like JSON but does not parse: ${(e as Error).message}`);
+    if (e instanceof JsonSyntaxError) throw new InputError(`input looks like JSON but is ${e.message}`);
+    throw e;
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc))
-    throw new InputError('JSON input must be an object');
-  if (Array.isArray(doc.keys)) {
+  if (!isObject(doc)) throw new InputError('JSON input must be an object');
+  if (doc.keys !== undefined) {
     const td = opts.trustDomain ?? 'unknown.invalid';
     const bundle = parseJwksBundle(text, parseTrustDomain(td));
     return { kind: 'spiffe-bundle', chain: [], trusted: bundle.x509Authorities };
   }
-  const secrets = envoySecrets(doc);
+  const secrets = configDumpSecrets(doc);
   if (secrets.length === 0)
     throw new InputError('JSON input has no Envoy secrets (dynamicActiveSecrets) and no bundle keys');
-  let chain: CertView[] = [];
-  let trusted: CertView[] = [];
-  let secretName: string | undefined;
-  for (const s of secrets) {
-    const sec = s.secret ?? {};
-    const c =
-      sec.tlsCertificate?.certificateChain?.inlineBytes ??
-      sec.tls_certificate?.certificate_chain?.inline_bytes;
-    const t =
-      sec.validationContext?.trustedCa?.inlineBytes ?? sec.validation_context?.trusted_ca?.inline_bytes;
-    if (c && chain.length === 0) {
-      chain = b64pem(c, `secret ${s.name ?? sec.name}`);
-      secretName = s.name ?? sec.name;
-    }
-    if (t) trusted = trusted.concat(b64pem(t, `secret ${s.name ?? sec.name}`));
-  }
+  // The first secret with a chain is the one judged; every secret's trusted CAs count.
+  const judged = secrets.find((x) => x.chain.length > 0);
+  const chain = judged?.chain ?? [];
+  const secretName = judged?.name;
+  const trusted = secrets.flatMap((x) => x.trusted);
   return { kind: 'envoy-config-dump', chain, trusted, ...(secretName ? { secretName } : {}) };
 }
 

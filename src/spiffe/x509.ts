@@ -35,11 +35,22 @@ export interface CertView {
 
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*?)-----END CERTIFICATE-----/g;
 
-/** Every CERTIFICATE block of a PEM text, in order. */
+/**
+ * The most certificates meshfed reads from one input: a chain is a handful,
+ * a federated trust store a few per trust domain; each costs a parse.
+ */
+export const MAX_CERTIFICATES = 256;
+
+/** Every CERTIFICATE block of a PEM text, in order (at most MAX_CERTIFICATES). */
 export function parsePemCertificates(text: string): CertView[] {
   const out: CertView[] = [];
-  for (const m of text.matchAll(PEM_BLOCK))
+  for (const m of text.matchAll(PEM_BLOCK)) {
+    if (out.length === MAX_CERTIFICATES)
+      throw new CertParseError(
+        `more than ${MAX_CERTIFICATES} certificates (meshfed's limit for one input); give one chain`,
+      );
     out.push(certFromDer(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64')));
+  }
   if (out.length === 0) throw new CertParseError('no PEM CERTIFICATE block found');
   return out;
 }

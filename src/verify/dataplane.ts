@@ -12,8 +12,8 @@ import type { ClusterClient, KubeObject } from '../kube/client.js';
 import { APP_NAMESPACES } from '../render/apps.js';
 import { workloadSpiffeId } from '../render/identity.js';
 import { ISTIO_NAMESPACE } from '../render/namespaces.js';
-import { envoySecrets, inspectChain, parseCertInput } from '../spiffe/inspect.js';
-import { type CertView, certOrigin, parsePemCertificates } from '../spiffe/x509.js';
+import { configDumpSecrets, type DumpSecret, inspectChain, parseCertInput } from '../spiffe/inspect.js';
+import { certOrigin } from '../spiffe/x509.js';
 import { type CheckDef, type Finding, fail, pass, skip, warn } from './catalog.js';
 import { type CheckContext, clientOf, eachCluster, reachable, spireOf } from './context.js';
 
@@ -106,28 +106,9 @@ export function judgeFailover(ctx: CheckContext, cluster: string, t: HelloTally)
 
 // ---- Envoy config dump: identity and trust ----
 
-interface DumpSecret {
-  name: string;
-  chain: CertView[];
-  trusted: CertView[];
-}
-
 /** The secrets of a config dump (`/config_dump` or `istioctl proxy-config secret -o json`), by name. */
 export function dumpSecrets(dump: string): DumpSecret[] {
-  const pem = (b?: string) => (b ? parsePemCertificates(Buffer.from(b, 'base64').toString('utf8')) : []);
-  return envoySecrets(JSON.parse(dump) as Record<string, unknown>).map((e) => {
-    const sec = e.secret ?? {};
-    return {
-      name: String(e.name ?? sec.name ?? ''),
-      chain: pem(
-        sec.tls_certificate?.certificate_chain?.inline_bytes ??
-          sec.tlsCertificate?.certificateChain?.inlineBytes,
-      ),
-      trusted: pem(
-        sec.validation_context?.trusted_ca?.inline_bytes ?? sec.validationContext?.trustedCa?.inlineBytes,
-      ),
-    };
-  });
+  return configDumpSecrets(JSON.parse(dump));
 }
 
 /** Identity: the proxy's SVID names the workload, and its trusted CAs include every peer's root (by fingerprint). */

@@ -1,12 +1,12 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseGoDuration } from '../../fleet/durations.js';
 import { type Bundle, BundleError, parseJwksBundle, parsePemBundle } from '../../spiffe/bundle.js';
 import { SpiffeIdError } from '../../spiffe/id.js';
 import { formatChainReport, InputError, inspectChain, parseCertInput } from '../../spiffe/inspect.js';
 import { CertParseError } from '../../spiffe/x509.js';
+import { readInput } from '../files.js';
 import { type Command, EXIT_FAILED, EXIT_OK, UsageError } from '../io.js';
+import { terminalSafe } from '../terminal.js';
 
 export const certsCommand: Command = {
   name: 'certs',
@@ -38,24 +38,21 @@ Exit 0 when valid, 1 when the chain is not a valid SVID, 2 for bad input.`,
       throw new UsageError(`--warn-within "${values['warn-within']}" is not a duration like 168h`);
     if (values.bundle && !values['trust-domain'])
       throw new UsageError('--bundle needs --trust-domain (whose bundle it is)');
-    const read = (f: string) => {
-      try {
-        return f === '-' ? null : readFileSync(resolve(io.cwd, f), 'utf8');
-      } catch (e) {
-        throw new UsageError(
-          `cannot read ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-        );
-      }
-    };
+    if (positionals[0] === '-' && values.bundle === '-')
+      throw new UsageError('only one of the input and --bundle can be standard input');
+    const text = await readInput(positionals[0]!, io, 'certs');
+    const bundleText = values.bundle ? await readInput(values.bundle, io, 'bundle') : undefined;
+    const where = positionals[0] === '-' ? 'standard input' : positionals[0];
+    let part = where;
     try {
-      const text = read(positionals[0]!) ?? (await io.readStdin());
       const input = parseCertInput(
         text,
         values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {},
       );
       let bundles: Bundle[] | undefined;
-      if (values.bundle) {
-        const b = read(values.bundle)!;
+      if (bundleText !== undefined) {
+        const b = bundleText;
+        part = `--bundle ${values.bundle}`;
         bundles = [
           b.trimStart().startsWith('{')
             ? parseJwksBundle(b, values['trust-domain']!)
@@ -67,7 +64,9 @@ Exit 0 when valid, 1 when the chain is not a valid SVID, 2 for bad input.`,
         ...(bundles ? { bundles } : {}),
       });
       io.stdout.write(
-        values.output === 'json' ? `${JSON.stringify(report, null, 2)}\n` : formatChainReport(report),
+        values.output === 'json'
+          ? `${JSON.stringify(report, null, 2)}\n`
+          : terminalSafe(formatChainReport(report)),
       );
       return report.verdict && !report.verdict.valid ? EXIT_FAILED : EXIT_OK;
     } catch (e) {
@@ -77,7 +76,7 @@ Exit 0 when valid, 1 when the chain is not a valid SVID, 2 for bad input.`,
         e instanceof CertParseError ||
         e instanceof SpiffeIdError
       )
-        throw new UsageError(e.message);
+        throw new UsageError(`${part}: ${e.message}`);
       throw e;
     }
   },
