@@ -8,8 +8,15 @@ import type { Fleet } from '../fleet/model.js';
 import type { CheckResult, Status } from './catalog.js';
 import { counts } from './format.js';
 
-const esc = (s: string) =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+/** The one HTML escape: every value in the page that is not a literal of this file goes through it. */
+export const esc = (s: unknown) =>
+  String(s).replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
+
+/** A status colour; an unknown status (a hand-edited results file) is grey, never text from the file. */
+const colour = (s: string) => STATUS_COLOUR[s as Status] ?? STATUS_COLOUR.unknown;
 
 export const STATUS_COLOUR: Record<Status | 'unknown', string> = {
   passed: '#1a7f37',
@@ -72,7 +79,7 @@ export function fleetSvg(fleet: Fleet, results: CheckResult[]): string {
     .map((e) => {
       const p = pos[idx.get(e.a)!]!;
       const q = pos[idx.get(e.b)!]!;
-      return `<g class="edge" data-a="${esc(e.a)}" data-b="${esc(e.b)}" data-status="${e.status}"><line x1="${p.x.toFixed(1)}" y1="${p.y.toFixed(1)}" x2="${q.x.toFixed(1)}" y2="${q.y.toFixed(1)}" stroke="${STATUS_COLOUR[e.status]}" stroke-width="8"${e.status === 'passed' ? '' : ' stroke-dasharray="18 10"'}/><title>${esc(`${e.a} ⇄ ${e.b}: ${e.detail}`)}</title></g>`;
+      return `<g class="edge" data-a="${esc(e.a)}" data-b="${esc(e.b)}" data-status="${esc(e.status)}"><line x1="${p.x.toFixed(1)}" y1="${p.y.toFixed(1)}" x2="${q.x.toFixed(1)}" y2="${q.y.toFixed(1)}" stroke="${colour(e.status)}" stroke-width="8"${e.status === 'passed' ? '' : ' stroke-dasharray="18 10"'}/><title>${esc(`${e.a} ⇄ ${e.b}: ${e.detail}`)}</title></g>`;
     })
     .join('\n');
   const boxes = fleet.clusters
@@ -84,7 +91,7 @@ export function fleetSvg(fleet: Fleet, results: CheckResult[]): string {
       const y = p.y - boxH / 2;
       const line = (k: number, text: string, cls = '') =>
         `<text x="${(x + 14).toFixed(1)}" y="${(y + 26 + k * 21).toFixed(1)}"${cls ? ` class="${cls}"` : ''}>${esc(text)}</text>`;
-      return `<g class="cluster" data-cluster="${esc(c.name)}" data-status="${st}"><rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${boxW}" height="${boxH}" rx="10" fill="#ffffff" stroke="${STATUS_COLOUR[st]}" stroke-width="6"/>${line(0, c.name, 'name')}${line(1, `trust domain ${c.trustDomain}`)}${line(2, `network ${c.network}`)}${line(3, `east-west ${a.ew ?? '—'}`, 'small')}${line(4, `bundle endpoint ${a.be ?? '—'}`, 'small')}</g>`;
+      return `<g class="cluster" data-cluster="${esc(c.name)}" data-status="${esc(st)}"><rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${boxW}" height="${boxH}" rx="10" fill="#ffffff" stroke="${colour(st)}" stroke-width="6"/>${line(0, c.name, 'name')}${line(1, `trust domain ${c.trustDomain}`)}${line(2, `network ${c.network}`)}${line(3, `east-west ${a.ew ?? '—'}`, 'small')}${line(4, `bundle endpoint ${a.be ?? '—'}`, 'small')}</g>`;
     })
     .join('\n');
   return `<svg id="fleet" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="fleet ${esc(fleet.name)}">
@@ -97,15 +104,15 @@ export function reportHtml(fleet: Fleet, results: CheckResult[], o: { at: Date; 
   const c = counts(results);
   const rows = results
     .map(
-      (r) => `<tr class="result" data-code="${r.code}" data-status="${r.status}">
-<td><span class="badge" style="background:${STATUS_COLOUR[r.status]}">${r.status}</span></td>
-<td class="code">${r.code}</td><td>${esc(r.title)}</td><td>${esc(r.category)}</td>
+      (r) => `<tr class="result" data-code="${esc(r.code)}" data-status="${esc(r.status)}">
+<td><span class="badge" style="background:${colour(r.status)}">${esc(r.status)}</span></td>
+<td class="code">${esc(r.code)}</td><td>${esc(r.title)}</td><td>${esc(r.category)}</td>
 <td>${esc(r.summary)}${r.hint ? `<div class="hint">fix: ${esc(r.hint)}</div>` : ''}${
         r.findings.length > 1
           ? `<details><summary>${r.findings.length} findings</summary><ul>${r.findings
               .map(
                 (f) =>
-                  `<li><b style="color:${STATUS_COLOUR[f.status]}">${f.status}</b> ${f.cluster ? `${esc(f.cluster)}: ` : ''}${esc(f.message)}</li>`,
+                  `<li><b style="color:${colour(f.status)}">${esc(f.status)}</b> ${f.cluster ? `${esc(f.cluster)}: ` : ''}${esc(f.message)}</li>`,
               )
               .join('')}</ul></details>`
           : ''

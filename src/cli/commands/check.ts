@@ -1,5 +1,4 @@
 /** `meshfed check [--pre]`, `meshfed verify`, `meshfed report`: the check catalog on real clusters. */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -16,9 +15,12 @@ import { formatJson, formatText } from '../../verify/format.js';
 import { POST_CHECKS } from '../../verify/post.js';
 import { PRE_CHECKS } from '../../verify/pre.js';
 import { reportHtml } from '../../verify/report.js';
+import { parseResultsFile, ResultsFileError } from '../../verify/results-file.js';
 import { type Connected, connect, ENGINE_OPTIONS, ENGINE_USAGE } from '../engine-args.js';
+import { readInputFile, writeOutputFile } from '../files.js';
 import { loadFleetArg, parseProfile, reportProblems } from '../fleet-arg.js';
 import { type CliIO, type Command, EXIT_OK, UsageError } from '../io.js';
+import { terminalSafe } from '../terminal.js';
 
 const CHECK_OPTIONS = {
   ...ENGINE_OPTIONS,
@@ -205,12 +207,12 @@ ${ENGINE_USAGE}`,
         throw new UsageError(`${src.label} has problems (above); fix them and run again`);
       fleet = src.result.fleet!;
       results = values.from.flatMap((f) => {
+        const text = readInputFile(resolve(io.cwd, f), `--from ${f}`, 'results');
         try {
-          const doc = JSON.parse(readFileSync(resolve(io.cwd, f), 'utf8')) as { results?: CheckResult[] };
-          if (!Array.isArray(doc.results)) throw new Error('no "results" list (write it with check -o json)');
-          return doc.results;
+          return parseResultsFile(text);
         } catch (e) {
-          throw new UsageError(`--from ${f}: ${(e as Error).message}`);
+          if (e instanceof ResultsFileError) throw new UsageError(`--from ${f}: ${e.message}`);
+          throw e;
         }
       });
     } else {
@@ -228,8 +230,8 @@ ${ENGINE_USAGE}`,
         );
     }
     const out = resolve(io.cwd, values.out);
-    writeFileSync(out, reportHtml(fleet, results, { at: new Date() }));
-    io.stdout.write(`${formatText(results)}report: ${out}\n`);
+    writeOutputFile(out, reportHtml(fleet, results, { at: new Date() }), `--out ${values.out}`);
+    io.stdout.write(`${terminalSafe(formatText(results))}report: ${terminalSafe(out)}\n`);
     return EXIT_OK;
   },
 };
