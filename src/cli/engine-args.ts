@@ -19,6 +19,7 @@ import type { Fleet } from '../fleet/model.js';
 import { type ClusterClient, clientsFor, KubeconfigError, kubeconfigPath } from '../kube/client.js';
 import { LAB_ISTIO_BUILDS, labBinDir } from '../lab/binaries.js';
 import { renderCluster } from '../render/index.js';
+import { readInputFile } from './files.js';
 import { loadFleetArg, parseProfile, reportProblems } from './fleet-arg.js';
 import { type CliIO, UsageError } from './io.js';
 
@@ -96,10 +97,14 @@ export async function connect(
   const path = resolve(io.cwd, kubeconfigPath(kubeconfig, io.env));
   let clients: Map<string, ClusterClient>;
   try {
+    // Each request is bounded by --timeout too (at most 30 s): the first probe of a silent server included.
     clients = clientsFor(
       path,
       fleet.clusters.map((c) => c.context),
-      { timeoutMs: 30_000 },
+      {
+        timeoutMs: Math.min(timeoutMs, 30_000),
+        text: readInputFile(path, `kubeconfig ${path}`, 'kubeconfig'),
+      },
     );
   } catch (e) {
     if (e instanceof KubeconfigError) throw new UsageError(e.message);

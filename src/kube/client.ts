@@ -15,9 +15,12 @@
  * the requests themselves are plain HTTPS, so that query parameters like
  * fieldValidation are ours to set.
  */
+import { readFileSync } from 'node:fs';
 import { type RequestOptions, request } from 'node:https';
+import { dirname } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Exec, KubeConfig, type V1Status } from '@kubernetes/client-node';
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 
 import { FIELD_MANAGER } from '../render/meta.js';
 import type { ObjectMeta } from '../render/types.js';
@@ -166,7 +169,8 @@ class HttpsClusterClient implements ClusterClient {
     const u = new URL(path, this.server);
     const opts: RequestOptions & { headers: Record<string, string> } = {
       method,
-      hostname: u.hostname,
+      // A URL's hostname keeps an IPv6 address's brackets (https://[::1]:6443); a socket wants it bare.
+      hostname: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
       port: u.port,
       path: u.pathname + u.search,
       headers: { Accept: 'application/json' },
@@ -177,10 +181,21 @@ class HttpsClusterClient implements ClusterClient {
       opts.headers['Content-Length'] = String(Buffer.byteLength(body));
     }
     return new Promise((resolve, reject) => {
+      // A deadline for the whole request (connect, TLS, answer), not an idle timer that each byte restarts.
+      const deadline = setTimeout(
+        () =>
+          req.destroy(
+            new Error(
+              `no answer from ${this.server} within ${this.timeoutMs / 1000} s (the request's bound)`,
+            ),
+          ),
+        this.timeoutMs,
+      );
       const req = request(opts, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
+          clearTimeout(deadline);
           const text = Buffer.concat(chunks).toString('utf8');
           let json: unknown;
           try {
@@ -191,10 +206,10 @@ class HttpsClusterClient implements ClusterClient {
           resolve({ status: res.statusCode ?? 0, json });
         });
       });
-      req.setTimeout(this.timeoutMs, () =>
-        req.destroy(new Error(`${this.context}: no answer from ${this.server} within ${this.timeoutMs} ms`)),
-      );
-      req.on('error', (e) => reject(new Error(`${this.context}: ${method} ${u.pathname}: ${e.message}`)));
+      req.on('error', (e) => {
+        clearTimeout(deadline);
+        reject(new Error(`${this.context}: ${method} ${u.pathname}: ${e.message}`));
+      });
       if (body !== undefined) req.write(body);
       req.end();
     });
@@ -462,17 +477,67 @@ export function kubeconfigPath(flag: string | undefined, env: NodeJS.ProcessEnv)
  * A client for each named context of the kubeconfig. Every context must be
  * there: a missing one is an error listing the contexts the file has.
  */
+/**
+ * A kubeconfig from its text. A kubeconfig holds tokens, passwords and
+ * private keys, so no message shows any of its text: a YAML error is its
+ * place and yaml's error code, a wrong shape is the place and what was
+ * expected. Only then does client-node read it (its YAML parser's errors
+ * quote the lines around the mistake).
+ */
+export function kubeconfigFromText(text: string, path: string): KubeConfig {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false });
+  const at = (offset: number | undefined) => {
+    const p = lc.linePos(offset ?? 0);
+    return `kubeconfig ${path}:${p.line}:${p.col}`;
+  };
+  const fix = 'fix the file, or give another with --kubeconfig';
+  const err = doc.errors[0];
+  if (err) throw new KubeconfigError(`${at(err.pos[0])}: not valid YAML (${err.code}); ${fix}`);
+  if (!isMap(doc.contents))
+    throw new KubeconfigError(
+      `${at(0)}: a kubeconfig is a YAML mapping (apiVersion: v1, kind: Config, clusters, contexts, users); ${fix}`,
+    );
+  for (const key of ['clusters', 'contexts', 'users']) {
+    const list = doc.contents.get(key, true) as Node | undefined;
+    if (list === undefined || (isScalar(list) && list.value === null)) continue;
+    if (!isSeq(list)) throw new KubeconfigError(`${at(list.range?.[0])}: "${key}" must be a list; ${fix}`);
+    for (const item of list.items)
+      if (!isMap(item))
+        throw new KubeconfigError(
+          `${at((item as Node | null)?.range?.[0])}: each of "${key}" must be a mapping; ${fix}`,
+        );
+  }
+  const kc = new KubeConfig();
+  try {
+    kc.loadFromString(text);
+  } catch (e) {
+    // client-node's own checks name fields ("clusters[0].cluster.server is missing"); its YAML errors carry a mark.
+    const mark = (e as { mark?: { position?: number } }).mark;
+    throw new KubeconfigError(
+      mark
+        ? `${at(mark.position)}: not a kubeconfig client-node can read; ${fix}`
+        : `kubeconfig ${path}: ${(e as Error).message}; ${fix}`,
+    );
+  }
+  kc.makePathsAbsolute(dirname(path));
+  return kc;
+}
+
+/** One client per context; `text` is the kubeconfig's when the caller read it already (bounded). */
 export function clientsFor(
   kubeconfig: string,
   contexts: string[],
-  o: { timeoutMs?: number } = {},
+  o: { timeoutMs?: number; text?: string } = {},
 ): Map<string, ClusterClient> {
-  const base = new KubeConfig();
-  try {
-    base.loadFromFile(kubeconfig);
-  } catch (e) {
-    throw new KubeconfigError(`cannot read kubeconfig ${kubeconfig}: ${(e as Error).message}`);
-  }
+  let text = o.text;
+  if (text === undefined)
+    try {
+      text = readFileSync(kubeconfig, 'utf8');
+    } catch (e) {
+      throw new KubeconfigError(`cannot read kubeconfig ${kubeconfig}: ${(e as Error).message}`);
+    }
+  const base = kubeconfigFromText(text, kubeconfig);
   const known = base.getContexts().map((c) => c.name);
   const missing = contexts.filter((c) => !known.includes(c));
   if (missing.length)
@@ -481,8 +546,7 @@ export function clientsFor(
     );
   const out = new Map<string, ClusterClient>();
   for (const name of contexts) {
-    const kc = new KubeConfig();
-    kc.loadFromFile(kubeconfig);
+    const kc = kubeconfigFromText(text, kubeconfig);
     kc.setCurrentContext(name);
     const server = kc.getCurrentCluster()?.server;
     if (!server)
