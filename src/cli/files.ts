@@ -27,7 +27,7 @@ import { type CliIO, UsageError } from './io.js';
 
 /** Size limits of what meshfed reads, by input. Each is far above any real input of its kind. */
 export const INPUT_LIMITS = {
-  fleet: 1 << 20,
+  fleet: 512 << 10,
   kubeconfig: 4 << 20,
   certs: 16 << 20,
   bundle: 1 << 20,

@@ -48,21 +48,23 @@ export const MAX_EXPANDED_NODES = 100_000;
 
 export function loadFleetText(text: string, opts: LoadOptions = {}): LoadResult {
   const r = loadAll(text, opts);
-  if (r.problems.length <= MAX_PROBLEMS) return r;
+  const total = r.problems.length + (r.omitted ?? 0);
+  if (total <= MAX_PROBLEMS) return { ...(r.fleet ? { fleet: r.fleet } : {}), problems: r.problems };
   const shown = r.problems.slice(0, MAX_PROBLEMS);
   const last = shown.at(-1)!;
   shown.push({
     code: last.code,
     severity: 'error',
     path: [],
-    message: `${r.problems.length - MAX_PROBLEMS} more problems not listed (meshfed lists at most ${MAX_PROBLEMS}); fix these and run again`,
+    message: `${total - MAX_PROBLEMS} more problems not listed (meshfed lists at most ${MAX_PROBLEMS}); fix these and run again`,
     line: last.line,
     col: last.col,
   });
   return { problems: shown };
 }
 
-function loadAll(text: string, opts: LoadOptions): LoadResult {
+/** `omitted`: problems found but not made (each costs a search for its place). */
+function loadAll(text: string, opts: LoadOptions): LoadResult & { omitted?: number } {
   const lineCounter = new LineCounter();
   // uniqueKeys is checked by toPlain: yaml's own check compares every pair of keys.
   const doc = parseDocument(text, { lineCounter, uniqueKeys: false });
@@ -107,11 +109,15 @@ function loadAll(text: string, opts: LoadOptions): LoadResult {
     };
   const parsed = fleetFileSchema.safeParse(raw, { reportInput: true });
   if (!parsed.success) {
+    let omitted = 0;
     for (const issue of parsed.error.issues) {
-      problems.push(...fromZodIssue(issue, locate, MAX_PROBLEMS + 1 - problems.length));
-      if (problems.length > MAX_PROBLEMS) break;
+      const n = issue.code === 'unrecognized_keys' ? issue.keys.length : 1;
+      const room = MAX_PROBLEMS + 1 - problems.length;
+      const made = room > 0 ? fromZodIssue(issue, locate, room) : [];
+      problems.push(...made);
+      omitted += n - made.length;
     }
-    return { problems: sortProblems(problems) };
+    return { problems: sortProblems(problems), omitted };
   }
   const file: FleetFile = opts.profile
     ? { ...parsed.data, spec: { ...parsed.data.spec, profile: opts.profile } }
@@ -153,7 +159,7 @@ function fromZodIssue(
   switch (issue.code) {
     case 'unrecognized_keys':
       // Only as many as can be listed: locating each key is a search of its mapping.
-      return issue.keys.slice(0, Math.max(room, 1)).map((k) => ({
+      return issue.keys.slice(0, room).map((k) => ({
         ...base,
         code: C.unknownKey,
         path: [...path, k],

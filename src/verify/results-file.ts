@@ -67,7 +67,7 @@ export function parseResultsFile(text: string): CheckResult[] {
     if (e instanceof JsonSyntaxError) throw new ResultsFileError(e.message);
     throw e;
   }
-  const parsed = resultsFile.safeParse(doc);
+  const parsed = resultsFile.safeParse(doc, { reportInput: true });
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const missing = issue.code === 'invalid_type' && issue.input === undefined;
