@@ -80,6 +80,16 @@ export function firstJsonMistake(t: string): { offset: number; reason: string } 
       ? 'the text ends where a value was expected'
       : 'expected a value (object, array, string, number, true, false or null)';
   };
+  /** A property name and its ":"; what is wrong, or undefined. */
+  const member = (noName: string): string | undefined => {
+    if (t[i] !== '"') return noName;
+    const bad = scalar();
+    if (bad) return bad;
+    skip();
+    if (t[i] !== ':') return 'expected ":" after the property name';
+    i++;
+    return undefined;
+  };
   skip();
   for (;;) {
     // A value is expected here.
@@ -90,12 +100,8 @@ export function firstJsonMistake(t: string): { offset: number; reason: string } 
       if (t[i] === '}') i++;
       else {
         stack.push('{');
-        if (t[i] !== '"') return fail('expected a property name in double quotes, or "}"');
-        const bad = scalar();
+        const bad = member('expected a property name in double quotes, or "}"');
         if (bad) return fail(bad);
-        skip();
-        if (t[i] !== ':') return fail('expected ":" after the property name');
-        i++;
         continue;
       }
     } else if (t[i] === '[') {
@@ -122,12 +128,8 @@ export function firstJsonMistake(t: string): { offset: number; reason: string } 
         i++;
         skip();
         if (top === '{') {
-          if (t[i] !== '"') return fail('expected a property name in double quotes after ","');
-          const bad = scalar();
+          const bad = member('expected a property name in double quotes after ","');
           if (bad) return fail(bad);
-          skip();
-          if (t[i] !== ':') return fail('expected ":" after the property name');
-          i++;
         }
         break;
       }

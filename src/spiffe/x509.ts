@@ -64,6 +64,13 @@ export function certFromDer(der: Buffer): CertView {
   } catch (e) {
     throw new CertParseError(`not a DER X.509 certificate: ${(e as Error).message}`);
   }
+  const notBefore = new Date(node.validFrom);
+  const notAfter = new Date(node.validTo);
+  // OpenSSL reads a malformed UTCTime as "Bad time value" instead of refusing the certificate.
+  if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime()))
+    throw new CertParseError(
+      'not a valid X.509 certificate: its validity (notBefore/notAfter) is not a time',
+    );
   const bc = pc.getExtension(px.BasicConstraintsExtension);
   const ku = pc.getExtension(px.KeyUsagesExtension);
   const san = pc.getExtension(px.SubjectAlternativeNameExtension);
@@ -81,8 +88,8 @@ export function certFromDer(der: Buffer): CertView {
     subject: node.subject.replace(/\n/g, ', '),
     issuer: node.issuer.replace(/\n/g, ', '),
     serial: node.serialNumber,
-    notBefore: new Date(node.validFrom),
-    notAfter: new Date(node.validTo),
+    notBefore,
+    notAfter,
     isCA: bc === null ? undefined : bc.ca,
     keyUsage,
     uriSans: names.filter((n) => n.type === 'url').map((n) => n.value),

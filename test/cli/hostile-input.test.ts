@@ -58,7 +58,12 @@ async function material(): Promise<CertMaterial> {
     uris: ['spiffe://foo.com/ns/x/sa/y\u001b[2J'],
     notAfter: new Date(Date.now() + 30 * DAY),
   });
-  return { chainPem: leaf.pem + int.pem, rootPem: r.pem, hostileSubjectPem: hostile.pem + int.pem };
+  return {
+    chainPem: leaf.pem + int.pem,
+    rootPem: r.pem,
+    rootDer: r.cert.der.toString('base64'),
+    hostileSubjectPem: hostile.pem + int.pem,
+  };
 }
 
 function setUp(c: HostileCase): string {
@@ -137,6 +142,34 @@ describe('hostile input (issue 19)', () => {
       [],
       `${failures.length} of ${cases.length} cases failed:\n${failures.slice(0, 30).join('\n---\n')}`,
     );
+  });
+
+  test('report HTML: every field of a result is escaped, the code and statuses too', async () => {
+    const { defaultFleet } = await import('../../src/fleet/load.js');
+    const { reportHtml } = await import('../../src/verify/report.js');
+    const attack = '<meta http-equiv="refresh" content="0;url=https://evil.example/">';
+    const html = reportHtml(
+      defaultFleet(),
+      [
+        {
+          code: attack,
+          title: attack,
+          category: attack as 'fleet',
+          severity: 'error',
+          status: attack as 'passed',
+          summary: attack,
+          hint: attack,
+          findings: [
+            { status: attack as 'passed', cluster: attack, message: attack },
+            { status: 'passed', message: attack },
+          ],
+          durationMs: 1,
+        },
+      ],
+      { at: new Date(0) },
+    );
+    assert.doesNotMatch(html, /<meta http-equiv="refresh"/);
+    assert.equal(html.match(/<meta /g)?.length, 2, 'only the page’s own charset and CSP');
   });
 
   /** Runs the real executable with a heap cap; resolves with its exit, output, time and peak RSS. */

@@ -207,39 +207,57 @@ export function fleetSeeds(): string[] {
 
 const yamlOut = (v: unknown) => stringify(v, { aliasDuplicateObjects: false });
 
-export function fuzzFleet(seed: number, cases: number, o: { deadlineMs?: number } = {}): FuzzReport {
-  const g = new Gen(seed);
-  const seeds = fleetSeeds();
-  const r: FuzzReport = {
-    target: 'fleet loader',
-    seed,
-    cases: 0,
-    ms: 0,
-    slowestMs: 0,
-    outcomes: {},
-    crashes: [],
-  };
+/**
+ * Runs `cases` inputs from `next` through `judge` (which names the outcome);
+ * a throw is an outcome when `typed` knows its class, else a crash.
+ */
+function runTarget(
+  target: string,
+  seed: number,
+  cases: number,
+  o: { deadlineMs?: number },
+  next: () => string,
+  judge: (input: string) => string,
+  typed: ReadonlyArray<new (...a: never[]) => Error> = [],
+): FuzzReport {
+  const r: FuzzReport = { target, seed, cases: 0, ms: 0, slowestMs: 0, outcomes: {}, crashes: [] };
   const t0 = performance.now();
   for (let n = 0; n < cases; n++) {
     if (o.deadlineMs && performance.now() - t0 > o.deadlineMs) break;
-    const input = mutate(g, g.pick(seeds), seeds, yamlOut, yamlParse);
+    const input = next();
     const c0 = performance.now();
+    let outcome: string;
     try {
-      const res = loadFleetText(input);
-      const k = res.fleet ? 'ok' : 'problems';
-      r.outcomes[k] = (r.outcomes[k] ?? 0) + 1;
+      outcome = judge(input);
     } catch (e) {
-      r.crashes.push({
-        n,
-        error: String((e as Error)?.stack ?? e).slice(0, 500),
-        input: input.slice(0, 2000),
-      });
+      const known = typed.find((T) => e instanceof T);
+      if (!known)
+        r.crashes.push({
+          n,
+          error: String((e as Error)?.stack ?? e).slice(0, 500),
+          input: input.slice(0, 2000),
+        });
+      outcome = known?.name ?? 'crash';
     }
+    r.outcomes[outcome] = (r.outcomes[outcome] ?? 0) + 1;
     r.slowestMs = Math.max(r.slowestMs, performance.now() - c0);
     r.cases++;
   }
   r.ms = performance.now() - t0;
   return r;
+}
+
+export function fuzzFleet(seed: number, cases: number, o: { deadlineMs?: number } = {}): FuzzReport {
+  const g = new Gen(seed);
+  const seeds = fleetSeeds();
+  return runTarget(
+    'fleet loader',
+    seed,
+    cases,
+    o,
+    () => mutate(g, g.pick(seeds), seeds, yamlOut, yamlParse),
+    (input) => (loadFleetText(input).fleet ? 'ok' : 'problems'),
+  );
 }
 
 /** Valid certs inputs: a PEM chain, config dumps in both forms, a JWKS bundle. */
@@ -287,8 +305,6 @@ export async function certSeeds(): Promise<{ inputs: string[]; bundles: string[]
   };
 }
 
-const TYPED = [InputError, BundleError, CertParseError, SpiffeIdError];
-
 export function fuzzCerts(
   seed: number,
   cases: number,
@@ -297,48 +313,32 @@ export function fuzzCerts(
 ): FuzzReport {
   const g = new Gen(seed);
   const all = [...s.inputs, ...s.bundles];
-  const json = (v: unknown) => JSON.stringify(v);
-  const r: FuzzReport = {
-    target: 'certs reader',
-    seed,
-    cases: 0,
-    ms: 0,
-    slowestMs: 0,
-    outcomes: {},
-    crashes: [],
-  };
   const now = new Date();
-  const t0 = performance.now();
-  for (let n = 0; n < cases; n++) {
-    if (o.deadlineMs && performance.now() - t0 > o.deadlineMs) break;
-    const asBundle = g.next() < 0.2;
-    const base = asBundle ? g.pick(s.bundles) : g.pick(s.inputs);
-    const input = mutate(g, base, all, json, JSON.parse);
-    const c0 = performance.now();
-    try {
+  let asBundle = false;
+  return runTarget(
+    'certs reader',
+    seed,
+    cases,
+    o,
+    () => {
+      asBundle = g.next() < 0.2;
+      return mutate(
+        g,
+        asBundle ? g.pick(s.bundles) : g.pick(s.inputs),
+        all,
+        (v) => JSON.stringify(v),
+        JSON.parse,
+      );
+    },
+    (input) => {
       if (asBundle) {
         if (input.trimStart().startsWith('{')) parseJwksBundle(input, 'foo.com');
         else parsePemBundle(input, 'foo.com');
-      } else {
-        const parsed = parseCertInput(input, { trustDomain: 'foo.com' });
-        inspectChain(parsed, { now });
-      }
-      r.outcomes.ok = (r.outcomes.ok ?? 0) + 1;
-    } catch (e) {
-      const typed = TYPED.find((T) => e instanceof T);
-      if (typed) r.outcomes[typed.name] = (r.outcomes[typed.name] ?? 0) + 1;
-      else
-        r.crashes.push({
-          n,
-          error: String((e as Error)?.stack ?? e).slice(0, 500),
-          input: input.slice(0, 2000),
-        });
-    }
-    r.slowestMs = Math.max(r.slowestMs, performance.now() - c0);
-    r.cases++;
-  }
-  r.ms = performance.now() - t0;
-  return r;
+      } else inspectChain(parseCertInput(input, { trustDomain: 'foo.com' }), { now });
+      return 'ok';
+    },
+    [InputError, BundleError, CertParseError, SpiffeIdError],
+  );
 }
 
 export function formatFuzz(r: FuzzReport): string {

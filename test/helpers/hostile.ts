@@ -593,6 +593,8 @@ function* kubeconfigCases(g: Gen): Generator<Omit<HostileCase, 'id'>> {
 export interface CertMaterial {
   chainPem: string;
   rootPem: string;
+  /** The root's DER in base64. */
+  rootDer: string;
   /** A certificate whose subject carries terminal control characters. */
   hostileSubjectPem: string;
 }
@@ -711,6 +713,23 @@ function* certsCases(g: Gen, m: CertMaterial): Generator<Omit<HostileCase, 'id'>
       files: { 'x.pem': text },
       code: 2,
       message: /neither PEM nor JSON|not a DER X\.509 certificate|no PEM CERTIFICATE block|does not parse/,
+    };
+  }
+  // A certificate whose validity time is malformed (found by the fuzzer: a RangeError, exit 1).
+  for (let i = 0; i < 10; i++) {
+    const der = Buffer.from(m.rootDer, 'base64');
+    const t = der.indexOf(Buffer.from([0x17, 0x0d])) + 2 + g.pick([0, 2, 4, 6, 8, 10, 12, 26]);
+    der[t] = g.pick(['-', ':', 'x', '9']).charCodeAt(0);
+    const b = der.toString('base64');
+    const asPem = g.next() < 0.5;
+    yield {
+      cls: 'exit-code',
+      argv: ['certs', asPem ? 'x.pem' : C, '--trust-domain', 'foo.com'],
+      files: asPem
+        ? { 'x.pem': `-----BEGIN CERTIFICATE-----\n${b}\n-----END CERTIFICATE-----\n` }
+        : { [C]: JSON.stringify({ keys: [{ use: 'x509-svid', kty: 'EC', x5c: [b] }] }) },
+      code: 2,
+      message: /its validity \(notBefore\/notAfter\) is not a time|not a DER X\.509 certificate/,
     };
   }
   for (let i = 0; i < 4; i++) {
