@@ -17,7 +17,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ProgressRecord, unfinished } from '../../src/engine/progress.js';
 import type { UpResult } from '../../src/engine/up.js';
-import { processesUnder } from '../../src/lab/kube.js';
+import { withMachineLock } from '../../src/lab/claims.js';
+import { apiServerOf, processesUnder } from '../../src/lab/kube.js';
+import { listensOn } from '../../src/lab/procfs.js';
 import { labSkip, startLab } from '../helpers/engine.js';
 import { REPO_ROOT, waitUntil } from '../helpers/lab.js';
 
@@ -163,11 +165,21 @@ describe('meshfed up, killed and resumed; an API server restarted under it', {
       },
       120_000,
     );
-    process.kill(pid, 'SIGKILL');
-    // The port is free once the process is gone: restart then, not after a guessed pause.
-    await waitUntil('the killed kube-apiserver gone', async () => !existsSync(`/proc/${pid}`), 30_000);
-    const restarted = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: 'ignore' });
-    restarted.unref();
+    // While its port is free, another lab's kwokctl (a test file running beside this one) could
+    // take it: kwokctl probes for free ports. Creations on the machine wait for this lock.
+    const server = new URL(apiServerOf(c.kubeconfig)!);
+    await withMachineLock('kwokctl-create', async () => {
+      process.kill(pid, 'SIGKILL');
+      // The port is free once the process is gone: restart then, not after a guessed pause.
+      await waitUntil('the killed kube-apiserver gone', async () => !existsSync(`/proc/${pid}`), 30_000);
+      const restarted = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: 'ignore' });
+      restarted.unref();
+      await waitUntil(
+        'the restarted kube-apiserver listening on its port',
+        async () => listensOn(restarted.pid!, server.hostname, Number(server.port)),
+        60_000,
+      );
+    });
     const r = await run.done;
     assert.equal(r.code, 0, `up did not complete across the restart:\n${r.err}`);
     assert.match(r.err, /retrying|last error|ECONNREFUSED/, 'the restart was not noticed');

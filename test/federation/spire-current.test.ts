@@ -259,7 +259,14 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
       );
       assert.ok(r.ok, JSON.stringify(r));
 
-      // 2. The refresh hint alone (1m on these endpoints: SPIRE polls every 15 s).
+      // 2. The refresh hint alone (1m on these endpoints: SPIRE polls every 15 s). From a settled
+      // fleet: the taint above makes foo.com's server rotate its own SVID, and a rotation racing
+      // that one is another test.
+      await until(
+        "peers hold foo.com's bundle after the taint",
+        () => allCurrent(lab.members, mesh, foo.name),
+        60_000,
+      );
       const t1 = Date.now();
       await rotate();
       const stale = await federationStatus(lab.members, mesh);
