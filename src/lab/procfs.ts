@@ -69,31 +69,47 @@ export function processesUnder(dir: string): number[] {
   return out;
 }
 
-/** /proc/net/tcp's form of an IPv4 address and port: "0100007F:1F90" for 127.0.0.1:8080. */
-function procNetAddress(host: string, port: number): string {
-  const octets = host.split('.').map(Number);
-  const hex = [...octets]
+/** An IPv4 address as /proc/net/tcp writes it: its 32 bits in host (little-endian) order, "0100007F" for 127.0.0.1. */
+function procNetIPv4(host: string): string {
+  return host
+    .split('.')
+    .map((o) => Number(o).toString(16).padStart(2, '0'))
     .reverse()
-    .map((o) => o.toString(16).padStart(2, '0'))
     .join('')
     .toUpperCase();
-  return `${hex}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
 }
 
-/** Socket inodes listening on host:port (IPv4), exactly or on the wildcard address. */
+const hexPort = (port: number) => port.toString(16).padStart(4, '0').toUpperCase();
+
+/**
+ * Socket inodes listening on host:port (an IPv4 host): on the address
+ * itself or the IPv4 wildcard (/proc/net/tcp), or on the IPv6 wildcard or the
+ * IPv4-mapped address (/proc/net/tcp6: a dual-stack listener, as Go's and
+ * Node's servers bind by default, serves IPv4 too).
+ */
 function listeningInodes(host: string, port: number): Set<string> {
-  const wanted = new Set([procNetAddress(host, port), procNetAddress('0.0.0.0', port)]);
+  const p = hexPort(port);
+  const wanted = {
+    '/proc/net/tcp': new Set([`${procNetIPv4(host)}:${p}`, `${procNetIPv4('0.0.0.0')}:${p}`]),
+    // IPv6 words are in host order too: ::ffff:a.b.c.d is 0…0 FFFF0000 <ipv4>.
+    '/proc/net/tcp6': new Set([
+      `${'0'.repeat(32)}:${p}`,
+      `0000000000000000FFFF0000${procNetIPv4(host)}:${p}`,
+    ]),
+  };
   const out = new Set<string>();
-  let table = '';
-  try {
-    table = readFileSync('/proc/net/tcp', 'utf8');
-  } catch {
-    return out;
-  }
-  for (const line of table.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    // local_address, rem_address, st (0A = LISTEN), …, inode (field 10)
-    if (f.length > 9 && wanted.has(f[1]!) && f[3] === '0A') out.add(f[9]!);
+  for (const [file, addresses] of Object.entries(wanted)) {
+    let table = '';
+    try {
+      table = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of table.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address, rem_address, st (0A = LISTEN), …, inode (field 10)
+      if (f.length > 9 && addresses.has(f[1]!) && f[3] === '0A') out.add(f[9]!);
+    }
   }
   return out;
 }

@@ -173,5 +173,14 @@ for (let k = 0; k < 5; k++)
       await new Promise((r) => server.close(r));
     }
     assert.ok(!listensOn(process.pid, '127.0.0.1', port), 'closed');
+    // A dual-stack listener on the IPv6 wildcard (as kube-apiserver's and Node's default) serves 127.0.0.1 too.
+    const dual = createServer();
+    await new Promise<void>((r) => dual.listen(0, '::', () => r()));
+    const dualPort = (dual.address() as { port: number }).port;
+    try {
+      assert.ok(listensOn(process.pid, '127.0.0.1', dualPort), 'on [::]');
+    } finally {
+      await new Promise((r) => dual.close(r));
+    }
   });
 });
