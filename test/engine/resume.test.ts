@@ -22,21 +22,10 @@ import { apiServerOf, processesUnder } from '../../src/lab/kube.js';
 import { listensOn } from '../../src/lab/procfs.js';
 import { labSkip, startLab } from '../helpers/engine.js';
 import { REPO_ROOT, waitUntil } from '../helpers/lab.js';
+import { prng } from '../helpers/random.js';
 
 const MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
 const POINTS = Number(process.env.MESHFED_KILL_POINTS ?? 3);
-
-/** A small seeded generator (mulberry32), so a failing point can be replayed. */
-function random(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function startUp(
   env: NodeJS.ProcessEnv,
@@ -114,7 +103,7 @@ describe('meshfed up, killed and resumed; an API server restarted under it', {
 
   test(`killed at ${POINTS} random points, the next run converges every time`, async () => {
     const seed = Number(process.env.MESHFED_KILL_SEED ?? Date.now() % 100000);
-    const rnd = random(seed);
+    const rnd = prng(seed);
     const killedIn: string[] = [];
     for (let i = 0; i < POINTS; i++) {
       // Node's start-up takes ~0.3 s; points from there to 3/4 of a full run, so that

@@ -6,7 +6,9 @@
  * exit code, a pattern of the message, where (file:line:col) when the input
  * has a place, and the secrets that must not appear in any output.
  */
+
 import { SEED_CLUSTERS } from '../../src/fleet/resolve.js';
+import { prng } from './random.js';
 
 export type HostileClass =
   | 'crash-memory'
@@ -35,18 +37,6 @@ export interface HostileCase {
   secrets?: string[];
   /** A file the command writes, that must match / must not match. */
   writes?: { file: string; mustMatch?: RegExp; mustNotMatch?: RegExp };
-}
-
-/** mulberry32: small, fast, and the same everywhere. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export class Gen {
