@@ -43,21 +43,24 @@ function bind(name: string): Promise<Server | undefined> {
 
 /**
  * Runs `fn` holding the machine-wide lock `name`; waits for it up to
- * `timeoutMs`, then fails naming the lock.
+ * `timeoutMs`, then fails naming the lock. `onWait` is called once, when the
+ * lock is found held by another process (so that a caller can say why it waits).
  */
 export async function withMachineLock<T>(
   name: string,
   fn: () => Promise<T>,
   timeoutMs = 600_000,
+  onWait?: () => void,
 ): Promise<T> {
   // The abstract namespace (a leading NUL) has no file to clean up; the claims folder in the name keeps
   // the allocator's tests (a private folder) apart from real labs.
   const socket = `\0meshfed-lab:${claimsDir()}:${name}`;
   const deadline = Date.now() + timeoutMs;
   let held: Server | undefined;
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     held = await bind(socket);
     if (held) break;
+    if (attempt === 0) onWait?.();
     if (Date.now() > deadline)
       throw new ClaimError(
         `the machine-wide lab lock "${name}" is still held by another process after ${timeoutMs} ms`,

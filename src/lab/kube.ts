@@ -27,6 +27,8 @@ export interface KubeClusterOptions {
   timeoutMs?: number;
   /** kwokctl configuration files (e.g. the lab's kwok stages, `kwokStagesConfig`). */
   configFiles?: string[];
+  /** Called when the creation waits for another one on the machine (claims.ts' lock). */
+  onWait?: () => void;
 }
 
 export interface KubeCluster {
@@ -105,13 +107,17 @@ function componentLogs(workdir: string, name: string): string {
  * listen (`--wait`). A failed creation is deleted and retried once.
  */
 export async function startKubeCluster(o: KubeClusterOptions): Promise<KubeCluster> {
-  return withMachineLock('kwokctl-create', () =>
-    createKubeCluster(o).catch(async (e: unknown) => {
-      await deleteKubeCluster(o.name, o.workdir, join(o.workdir, 'kubeconfig')).catch(() => {});
-      return createKubeCluster(o).catch((e2: unknown) => {
-        throw new Error(`${(e2 as Error).message} (first attempt: ${(e as Error).message})`);
-      });
-    }),
+  return withMachineLock(
+    'kwokctl-create',
+    () =>
+      createKubeCluster(o).catch(async (e: unknown) => {
+        await deleteKubeCluster(o.name, o.workdir, join(o.workdir, 'kubeconfig')).catch(() => {});
+        return createKubeCluster(o).catch((e2: unknown) => {
+          throw new Error(`${(e2 as Error).message} (first attempt: ${(e as Error).message})`);
+        });
+      }),
+    600_000,
+    o.onWait,
   );
 }
 

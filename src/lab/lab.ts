@@ -406,6 +406,8 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
           workdir: c.kwokWorkdir,
           nodes: o.nodes ?? 2,
           configFiles: [apiServerConfig, stagesFile, execConfig],
+          onWait: () =>
+            progress(name, 'waiting for another control plane on this machine to finish starting'),
         });
         // The server reviews agents' tokens (k8s_psat) with the cluster's
         // kubeconfig, which it reads when it starts: after the control plane.

@@ -77,10 +77,17 @@ for (let k = 0; k < 5; k++)
       env,
     );
     await waitUntil('the child holds the lock', async () => holder.out().includes('held'), 10_000);
+    let waited = 0;
     await assert.rejects(
-      withMachineLock('k', async () => {}, 300),
+      withMachineLock(
+        'k',
+        async () => {},
+        300,
+        () => waited++,
+      ),
       /the machine-wide lab lock "k" is still held by another process after 300 ms/,
     );
+    assert.equal(waited, 1, 'onWait is called once, when the lock is found held');
     holder.proc.kill('SIGKILL');
     await holder.done;
     assert.equal(await withMachineLock('k', async () => 'mine', 2000), 'mine');

@@ -130,7 +130,7 @@ export const labCommand: Command = {
             onProgress: progress,
           });
           io.stdout.write(
-            `${reused ? 'lab already up' : `lab up in ${((Date.now() - t0) / 1000).toFixed(1)} s`}: ${state.clusters.length} clusters (${state.clusters.map((c) => `${c.name} ${c.trustDomain}`).join(', ')})\n` +
+            `${reused ? 'lab already up' : `lab up in ${((Date.now() - t0) / 1000).toFixed(1)} s`}: ${state.clusters.length} cluster${state.clusters.length === 1 ? '' : 's'} (${state.clusters.map((c) => `${c.name} ${c.trustDomain}`).join(', ')})\n` +
               `export KUBECONFIG=${state.kubeconfig}\n` +
               `  contexts: ${state.clusters.map((c) => c.context).join(', ')}\n` +
               `  meshfed lab status --dir ${relative(io.cwd, dir) || '.'}; meshfed lab down --dir ${relative(io.cwd, dir) || '.'}\n`,
