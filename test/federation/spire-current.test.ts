@@ -182,6 +182,12 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
     "rotation of foo.com's root and CA: every peer holds the new bundle, with the watch and with the refresh hint alone; mTLS still works",
     logged(async () => {
       const mesh = fullMesh(lab.members);
+      // Its own federation and workloads (bootstrap and relationships write nothing when earlier
+      // tests made them), so the test also runs alone.
+      await bootstrap(lab.members, mesh);
+      await ensureRelationships(lab.members, mesh);
+      const hw = await registerWorkload(d(0), '/ns/default/sa/helloworld-rotation', [bar.trustDomain]);
+      const sl = await registerWorkload(d(1), '/ns/default/sa/sleep-rotation', [foo.trustDomain]);
       const log = new RefreshLog();
       const rotate = async () => {
         await d(0).rotateRoot();
@@ -234,8 +240,6 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
         c.bundles
           .get('foo.com')
           ?.x509Authorities.some((a) => a.fingerprintSha256 === newRoot.fingerprintSha256);
-      const hw = 'spiffe://foo.com/ns/default/sa/helloworld';
-      const sl = 'spiffe://bar.com/ns/default/sa/sleep';
       const server = await until(
         'foo workload SVID chains to the new root',
         async () => {

@@ -103,6 +103,11 @@ describe(`seed profile: federation on real SPIRE ${VERSION}`, { skip, timeout: 6
     'CA rotation under a new root: the watch brings it to bar.com; mTLS works on the new chain',
     logged(async () => {
       const pairs = fullMesh(lab.members);
+      // Its own bootstrap and workloads (a bootstrap that is already done writes nothing), so the
+      // test also runs alone.
+      await bootstrap(lab.members, pairs);
+      const hw = await registerWorkload(d(0), '/ns/default/sa/helloworld-rotation', [bar.trustDomain]);
+      const sl = await registerWorkload(d(1), '/ns/default/sa/sleep-rotation', [foo.trustDomain]);
       const log = new RefreshLog();
       const events: WatchEvent[] = [];
       const watcher = watchFederation(lab.members, pairs, {
@@ -129,8 +134,6 @@ describe(`seed profile: federation on real SPIRE ${VERSION}`, { skip, timeout: 6
         assert.ok(events.some((e) => e.type === 'refreshed' && e.holder === bar.name));
 
         // Workloads: foo's SVID (15 s) is soon issued under the new CA; bar's workload trusts the new root.
-        const hw = 'spiffe://foo.com/ns/default/sa/helloworld';
-        const sl = 'spiffe://bar.com/ns/default/sa/sleep';
         const server = await until(
           'foo workload SVID under the new root',
           async () => {
