@@ -55,6 +55,17 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
   });
 
   const d = (i: number) => lab.domains[i] as NonNullable<LabFederation['domains'][number]>;
+  /**
+   * The full mesh federated, for a test that needs it: bootstrap and
+   * relationships write nothing when an earlier test made them, so the test
+   * also runs alone.
+   */
+  const federated = async () => {
+    const mesh = fullMesh(lab.members);
+    await bootstrap(lab.members, mesh);
+    await ensureRelationships(lab.members, mesh);
+    return mesh;
+  };
 
   test(
     'two domains federated by the engine: mutual TLS across them by SPIFFE ID; not without federation; not with a wrong ID',
@@ -121,7 +132,7 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
   test(
     'the chain a workload receives is cert-manager root → SPIRE intermediate → SVID',
     logged(async () => {
-      const id = 'spiffe://foo.com/ns/default/sa/helloworld';
+      const id = await registerWorkload(d(0), '/ns/default/sa/chain');
       const ctx = await contextWith(d(0), id);
       const svid = ctx.svids.find((s) => s.spiffeId === id);
       assert.ok(svid);
@@ -291,6 +302,7 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
   test(
     'security: an endpoint presenting another SPIFFE ID is refused; a bundle of another trust domain is refused',
     logged(async () => {
+      await federated();
       const fooBundle = await foo.server.ownBundle(foo.trustDomain);
       await assert.rejects(
         fetchBundle(foo.bundleEndpoint.url, foo.trustDomain, {
@@ -343,7 +355,9 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
   test(
     'one SPIRE server stopped: status names it, the other pairs keep working; a re-run after restart heals',
     logged(async () => {
-      const mesh = fullMesh(lab.members);
+      const mesh = await federated();
+      const hw = await registerWorkload(d(0), '/ns/default/sa/helloworld-stopped', [baz.trustDomain]);
+      const sl = await registerWorkload(d(2), '/ns/default/sa/sleep-stopped', [foo.trustDomain]);
       await d(1).stopServer();
       const st = await federationStatus(lab.members, mesh);
       const byDir = new Map(st.map((s) => [`${s.holder}<-${s.peer}`, s]));
@@ -358,8 +372,6 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
         steps.filter((s) => s.result !== 'failed').every((s) => s.holder !== bar.name && s.peer !== bar.name),
       );
 
-      const hw = 'spiffe://foo.com/ns/default/sa/helloworld-mesh';
-      const sl = 'spiffe://cluster-3.multi-mesh/ns/default/sa/sleep-mesh';
       const r = await mtls(
         { ctx: await contextWith(d(0), hw, [baz.trustDomain]), spiffeId: hw, authorize: authorizeId(sl) },
         { ctx: await contextWith(d(2), sl, [foo.trustDomain]), spiffeId: sl, authorize: authorizeId(hw) },
@@ -382,6 +394,10 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
   test(
     "Workload API: the X.509 stream sends an update when an identity is added; bundles; a JWT-SVID that verifies with the bundle's JWT key",
     logged(async () => {
+      await federated();
+      const sleep = await registerWorkload(d(1), '/ns/default/sa/sleep-jwt', [foo.trustDomain]);
+      // The stream below starts from an identity the agent already gives (with foo.com's bundle).
+      await contextWith(d(1), sleep, [foo.trustDomain]);
       const client = new WorkloadApiClient(d(1).workloadSocket, { timeoutMs: 30_000 });
       try {
         const stream = client.watchX509Context();
@@ -407,12 +423,9 @@ describe(`federation on real SPIRE ${VERSION}`, { skip, timeout: 600_000 }, () =
           own.x509Authorities.map((c) => c.fingerprintSha256),
         );
 
-        const [jwt] = await client.fetchJwtSvids(
-          ['helloworld.foo.com'],
-          'spiffe://bar.com/ns/default/sa/sleep',
-        );
+        const [jwt] = await client.fetchJwtSvids(['helloworld.foo.com'], sleep);
         assert.ok(jwt);
-        assert.equal(jwt.spiffeId, 'spiffe://bar.com/ns/default/sa/sleep');
+        assert.equal(jwt.spiffeId, sleep);
         const [h, p, sig] = jwt.token.split('.') as [string, string, string];
         const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as { kid: string; alg: string };
         const claims = JSON.parse(Buffer.from(p, 'base64url').toString()) as {
