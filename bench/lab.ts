@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Profile } from '../src/fleet/model.js';
-import { processesUnder } from '../src/lab/kube.js';
 import { labDown, labUp } from '../src/lab/lab.js';
+import { processesUnder } from '../src/lab/procfs.js';
 
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);

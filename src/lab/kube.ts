@@ -13,8 +13,6 @@ import { requireLabBinaries } from './binaries.js';
 import { withMachineLock } from './claims.js';
 import { processesUnder, running } from './procfs.js';
 
-export { processesUnder } from './procfs.js';
-
 export const KWOK_VERSION = '0.8.0';
 export const ETCD_VERSION = '3.5.24';
 

@@ -41,15 +41,9 @@ import {
 } from './controllers.js';
 import { type DaemonRecord, daemonAlive, startDaemon, stopDaemon } from './daemon.js';
 import { labClusterName } from './federation.js';
-import {
-  apiServerOf,
-  deleteKubeCluster,
-  KWOK_VERSION,
-  kubeBinaries,
-  processesUnder,
-  startKubeCluster,
-} from './kube.js';
+import { apiServerOf, deleteKubeCluster, KWOK_VERSION, kubeBinaries, startKubeCluster } from './kube.js';
 import { type LbCluster, MAX_LAB_CLUSTERS, type StandIn } from './loadbalancer.js';
+import { processesUnder } from './procfs.js';
 import { LAB_PORTS, LabTrustDomain, labAddress } from './spire.js';
 import { DEFAULT_POD_TIMINGS, kwokStagesConfig, type PodTimings } from './stages.js';
 import { writeLabFleetFiles } from './upstream.js';

@@ -18,8 +18,8 @@ import { after, before, describe, test } from 'node:test';
 import { type ProgressRecord, unfinished } from '../../src/engine/progress.js';
 import type { UpResult } from '../../src/engine/up.js';
 import { withMachineLock } from '../../src/lab/claims.js';
-import { apiServerOf, processesUnder } from '../../src/lab/kube.js';
-import { listensOn } from '../../src/lab/procfs.js';
+import { apiServerOf } from '../../src/lab/kube.js';
+import { listensOn, processesUnder, running } from '../../src/lab/procfs.js';
 import { labSkip, startLab } from '../helpers/engine.js';
 import { REPO_ROOT, waitUntil } from '../helpers/lab.js';
 import { prng } from '../helpers/random.js';
@@ -160,7 +160,7 @@ describe('meshfed up, killed and resumed; an API server restarted under it', {
     await withMachineLock('kwokctl-create', async () => {
       process.kill(pid, 'SIGKILL');
       // The port is free once the process is gone: restart then, not after a guessed pause.
-      await waitUntil('the killed kube-apiserver gone', async () => !existsSync(`/proc/${pid}`), 30_000);
+      await waitUntil('the killed kube-apiserver gone', async () => !running(pid), 30_000);
       const restarted = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: 'ignore' });
       restarted.unref();
       await waitUntil(

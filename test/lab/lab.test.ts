@@ -17,8 +17,8 @@ import { execFileBounded, localServerTransport, podServerTransport } from '../..
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { clientsFor } from '../../src/kube/client.js';
 import { LAB_CERT_MANAGER_VERSION, LAB_SPIRE_CONTROLLER_MANAGER_VERSION } from '../../src/lab/controllers.js';
-import { processesUnder } from '../../src/lab/kube.js';
 import { type LabState, type LabStatus, readLabState } from '../../src/lab/lab.js';
+import { processesUnder } from '../../src/lab/procfs.js';
 import { fetchBundle } from '../../src/spiffe/endpoint.js';
 import { runMeshfed } from '../helpers/cli.js';
 import { labBin, labKubectl, refused, requireLab, waitUntil } from '../helpers/lab.js';
