@@ -12,7 +12,15 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ProgressRecord, unfinished } from '../../src/engine/progress.js';
@@ -23,6 +31,10 @@ import { listensOn, processesUnder, running } from '../../src/lab/procfs.js';
 import { labSkip, startLab } from '../helpers/engine.js';
 import { REPO_ROOT, waitUntil } from '../helpers/lab.js';
 import { prng } from '../helpers/random.js';
+
+/** The last lines of a log file, for a failure message. */
+const tail = (file: string, lines = 30): string =>
+  existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n') : '(no log)';
 
 const MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
 const POINTS = Number(process.env.MESHFED_KILL_POINTS ?? 3);
@@ -139,7 +151,7 @@ describe('meshfed up, killed and resumed; an API server restarted under it', {
     );
     assert.ok(pid, 'no kube-apiserver process found');
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-    const cwd = (await import('node:fs')).readlinkSync(`/proc/${pid}/cwd`);
+    const cwd = readlinkSync(`/proc/${pid}/cwd`);
     const run = startUp(lab.env, lab.parent);
     let ended = false;
     void run.done.then(() => {
@@ -161,13 +173,28 @@ describe('meshfed up, killed and resumed; an API server restarted under it', {
       process.kill(pid, 'SIGKILL');
       // The port is free once the process is gone: restart then, not after a guessed pause.
       await waitUntil('the killed kube-apiserver gone', async () => !running(pid), 30_000);
-      const restarted = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: 'ignore' });
+      // Its output goes to a file in the lab folder, shown if it never listens.
+      const logFile = join(lab.dir, 'restarted-kube-apiserver.log');
+      const log = openSync(logFile, 'w');
+      const restarted = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ['ignore', log, log] });
+      closeSync(log);
       restarted.unref();
+      let exited: string | undefined;
+      restarted.on('exit', (code, signal) => {
+        exited = `exited (${signal ?? code})`;
+      });
+      const t0 = Date.now();
       await waitUntil(
         'the restarted kube-apiserver listening on its port',
-        async () => listensOn(restarted.pid!, server.hostname, Number(server.port)),
-        60_000,
-      );
+        async () => {
+          if (exited) throw new Error(`the restarted kube-apiserver ${exited}:\n${tail(logFile)}`);
+          return listensOn(restarted.pid!, server.hostname, Number(server.port));
+        },
+        120_000,
+      ).catch((e: Error) => {
+        throw new Error(`${e.message}\nits log (${logFile}):\n${tail(logFile)}`);
+      });
+      console.log(`the restarted kube-apiserver listened after ${Date.now() - t0} ms`);
     });
     const r = await run.done;
     assert.equal(r.code, 0, `up did not complete across the restart:\n${r.err}`);
