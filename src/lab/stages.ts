@@ -30,6 +30,23 @@ export const DEFAULT_POD_TIMINGS: PodTimings = {
   ready: { minMs: 1000, maxMs: 3000 },
 };
 
+/**
+ * The image repositories of a pod's containers (tag and digest cut off), as
+ * a gojq expression kwok evaluates: its stages match a pod only when none of
+ * them is one the lab node agent runs, so kwok never moves those pods.
+ */
+export const POD_REPOSITORIES_QUERY =
+  '((.spec.initContainers // [])[], .spec.containers[]) | .image | sub("@.*$"; "") | sub(":[^:/]*$"; "")';
+
+function leaveRealPods(stage: StageDoc, repositories: string[]): void {
+  const selector = (stage.spec!.selector ??= {});
+  (selector.matchExpressions ??= []).push({
+    key: POD_REPOSITORIES_QUERY,
+    operator: 'NotIn',
+    values: repositories,
+  });
+}
+
 /** Parses "2s" (exactly) or "1s..3s" (a range), as Go durations. */
 export function parseDelayRange(text: string): DelayRange | undefined {
   const [a, b, extra] = text.split('..');
@@ -52,6 +69,8 @@ interface StageDoc {
   kind?: string;
   metadata?: { name?: string };
   spec?: {
+    resourceRef?: { kind?: string };
+    selector?: { matchExpressions?: Array<{ key: string; operator: string; values?: string[] }> };
     delay?: {
       durationMilliseconds?: number;
       jitterDurationMilliseconds?: number;
@@ -65,7 +84,11 @@ interface StageDoc {
  * `timings`. Per-pod annotations (`pod-ready.stage.kwok.x-k8s.io/delay` …)
  * still override, as kwok's stages read them.
  */
-export function kwokStagesConfig(stagesDir: string, timings: PodTimings = DEFAULT_POD_TIMINGS): string {
+export function kwokStagesConfig(
+  stagesDir: string,
+  timings: PodTimings = DEFAULT_POD_TIMINGS,
+  realRepositories: string[] = [],
+): string {
   const files = readdirSync(stagesDir)
     .filter((f) => f.endsWith('.yaml'))
     .sort();
@@ -84,6 +107,8 @@ export function kwokStagesConfig(stagesDir: string, timings: PodTimings = DEFAUL
         stage.spec.delay.jitterDurationMilliseconds = timing.maxMs;
         delete stage.spec.delay.jitterDurationFrom;
       }
+      if (realRepositories.length && stage.spec?.resourceRef?.kind === 'Pod')
+        leaveRealPods(stage, realRepositories);
       names.push(name);
       out.push(stringify(stage, { lineWidth: 0 }));
     }

@@ -1,0 +1,344 @@
+/**
+ * The lab node agent: a small "process kubelet" for every node of one lab
+ * cluster. kwok keeps the nodes' heartbeats and the pods the lab does not
+ * know (its stages leave pods of known images alone, stages.ts); this agent
+ * runs the pods whose images it knows as real processes, from the pod spec
+ * the API server stores, and writes their status back.
+ *
+ * Around the pods it keeps what a node and kube-proxy give them, all inside
+ * network namespaces of the lab's own (network.ts): a hub per cluster that
+ * pods and nodes reach over a bridge; in the hub a portal process that is the
+ * cluster's Service proxy (each Service's ClusterIP and ports, relayed to the
+ * ready pods behind it), carries pods' connections to the API server out to
+ * this machine's loopback, and gives each pod port a unix socket on this
+ * machine (for probes and the lab load balancer); a kubelet API per node
+ * (`/pods` for SPIRE's k8s workload attestor).
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CoreV1Api, KubeConfig, type V1Node, type V1Pod, type V1Service } from '@kubernetes/client-node';
+import type { PodObjects } from './pod-plan.js';
+import { isRealPod, type PodEnvironment, PodRuntime } from './pod-runtime.js';
+
+export interface NodeNetwork {
+  /** Brings up the cluster's hub; idempotent. */
+  up(): Promise<void>;
+  /** The network namespace and address of a node (its "host network"). */
+  node(name: string): Promise<{ netns: string; ip: string }>;
+  /** A pod's own network namespace and address. */
+  pod(uid: string): Promise<{ netns: string; ip: string }>;
+  releasePod(uid: string): Promise<void>;
+  /** Routes of the hub's portal: replaced as a whole each pass. */
+  setRoutes(routes: Route[]): Promise<void>;
+  /** The unix socket that reaches ip:port inside the cluster's network. */
+  portSocket(ip: string, port: number): string;
+  down(): Promise<void>;
+}
+
+export type Route =
+  | { listen: { tcp: string }; to: Array<{ tcp: string } | { unix: string }> }
+  | { listen: { unix: string }; to: Array<{ tcp: string }> };
+
+export interface NodeAgentOptions {
+  cluster: string;
+  kubeconfig: string;
+  /** Folder of the agent's state: pods' folders, logs, sockets. */
+  dir: string;
+  /** The lab's top cgroup (one per lab). */
+  labCgroup: string;
+  network: NodeNetwork;
+  /** Writes a pod's volumes and returns the binds (volumes.ts). */
+  mounts: PodEnvironment['mounts'];
+  build: PodEnvironment['build'];
+  /** The unix socket on this machine that reaches the API server (the hub relays the `kubernetes` Service to it). */
+  apiServerSocket: string;
+  log(line: string): void;
+}
+
+/** Seconds between passes. */
+const PASS_MS = 1000;
+
+export class NodeAgent {
+  private readonly api: CoreV1Api;
+  private readonly runtimes = new Map<string, PodRuntime>();
+  private readonly written = new Map<string, string>();
+  private configMaps = new Map<string, Record<string, unknown>>();
+  private secrets = new Map<string, Record<string, unknown>>();
+  private services: V1Service[] = [];
+  private nodes: V1Node[] = [];
+  private pods: V1Pod[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private passing = false;
+  private stopped = false;
+
+  constructor(private readonly o: NodeAgentOptions) {
+    const kc = new KubeConfig();
+    kc.loadFromFile(o.kubeconfig);
+    this.api = kc.makeApiClient(CoreV1Api);
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.o.dir, { recursive: true });
+    await this.o.network.up();
+    const loop = async () => {
+      if (this.stopped) return;
+      await this.pass().catch((e: unknown) => this.o.log(`pass failed: ${(e as Error).message}`));
+      if (!this.stopped) this.timer = setTimeout(loop, PASS_MS);
+    };
+    await loop();
+  }
+
+  /** One reconcile pass: read the cluster, run and stop pods, route Services, write statuses. */
+  async pass(): Promise<void> {
+    if (this.passing) return;
+    this.passing = true;
+    try {
+      await this.read();
+      const real = this.pods.filter((p) => p.spec?.nodeName && isRealPod(p));
+      const seen = new Set<string>();
+      for (const pod of real) {
+        const uid = pod.metadata!.uid!;
+        seen.add(uid);
+        let rt = this.runtimes.get(uid);
+        if (pod.metadata?.deletionTimestamp) {
+          await this.finish(pod, rt);
+          continue;
+        }
+        if (!rt) {
+          rt = new PodRuntime(pod, join(this.o.dir, 'nodes', pod.spec!.nodeName!), this.environment());
+          this.runtimes.set(uid, rt);
+          this.o.log(`${rt.name}: running it on ${pod.spec!.nodeName}`);
+        }
+        rt.update(pod);
+      }
+      for (const [uid, rt] of this.runtimes)
+        if (!seen.has(uid)) {
+          this.o.log(`${rt.name}: gone from the API server; stopping it`);
+          await this.stopPod(uid, rt, 0);
+        }
+      await Promise.all([...this.runtimes.values()].map((rt) => rt.tick()));
+      await this.o.network.setRoutes(this.routes(real));
+      await this.writeStatuses(real);
+      this.record();
+    } finally {
+      this.passing = false;
+    }
+  }
+
+  private async read(): Promise<void> {
+    const [pods, services, nodes] = await Promise.all([
+      this.api.listPodForAllNamespaces(),
+      this.api.listServiceForAllNamespaces(),
+      this.api.listNode(),
+    ]);
+    this.pods = pods.items;
+    this.services = services.items;
+    this.nodes = nodes.items;
+    const namespaces = [...new Set(this.pods.filter(isRealPod).map((p) => p.metadata!.namespace!))];
+    const cms = new Map<string, Record<string, unknown>>();
+    const secrets = new Map<string, Record<string, unknown>>();
+    for (const ns of namespaces) {
+      const [c, s] = await Promise.all([
+        this.api.listNamespacedConfigMap({ namespace: ns }),
+        this.api.listNamespacedSecret({ namespace: ns }),
+      ]);
+      for (const x of c.items) cms.set(`${ns}/${x.metadata!.name}`, x as Record<string, unknown>);
+      for (const x of s.items) secrets.set(`${ns}/${x.metadata!.name}`, x as Record<string, unknown>);
+    }
+    this.configMaps = cms;
+    this.secrets = secrets;
+  }
+
+  private objectsOf(ns: string): PodObjects {
+    return {
+      configMap: (name) => this.configMaps.get(`${ns}/${name}`) as ReturnType<PodObjects['configMap']>,
+      secret: (name) => this.secrets.get(`${ns}/${name}`) as ReturnType<PodObjects['secret']>,
+    };
+  }
+
+  private environment(): PodEnvironment {
+    return {
+      objects: (ns) => this.objectsOf(ns),
+      network: async (pod) => {
+        const node = await this.o.network.node(pod.spec!.nodeName!);
+        if (pod.spec?.hostNetwork) return { ...node, hostIP: node.ip };
+        const own = await this.o.network.pod(pod.metadata!.uid!);
+        return { ...own, hostIP: node.ip };
+      },
+      portSocket: (ip, port) => this.o.network.portSocket(ip, port),
+      mounts: this.o.mounts,
+      build: this.o.build,
+      serviceEnv: [
+        // The API server's certificate names kubernetes.default.svc, not the Service's ClusterIP,
+        // so in-cluster clients are pointed at that name (the pod's /etc/hosts resolves it).
+        ['KUBERNETES_SERVICE_HOST', 'kubernetes.default.svc'],
+        ['KUBERNETES_SERVICE_PORT', '443'],
+        ['KUBERNETES_SERVICE_PORT_HTTPS', '443'],
+      ],
+      hosts: (pod, ip) => this.hosts(pod, ip),
+      labCgroup: this.o.labCgroup,
+      log: this.o.log,
+    };
+  }
+
+  /** /etc/hosts of a pod: itself, its node, every Service of the cluster by its DNS names. */
+  private hosts(pod: V1Pod, ip: string): string {
+    const ns = pod.metadata?.namespace;
+    const lines = [
+      '127.0.0.1\tlocalhost',
+      '::1\tlocalhost ip6-localhost ip6-loopback',
+      `${ip}\t${pod.metadata?.name}`,
+    ];
+    for (const s of this.services) {
+      const cip = s.spec?.clusterIP;
+      if (!cip || cip === 'None') continue;
+      const n = s.metadata!.name!;
+      const sns = s.metadata!.namespace!;
+      const names = [`${n}.${sns}.svc.cluster.local`, `${n}.${sns}.svc`, `${n}.${sns}`];
+      if (sns === ns) names.push(n);
+      lines.push(`${cip}\t${names.join(' ')}`);
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  /** The hub's routes: every Service port to its ready real endpoints; every real pod port to a socket here. */
+  private routes(real: V1Pod[]): Route[] {
+    const routes: Route[] = [];
+    const kubernetes = this.services.find(
+      (s) => s.metadata?.namespace === 'default' && s.metadata.name === 'kubernetes',
+    );
+    if (kubernetes?.spec?.clusterIP)
+      routes.push({
+        listen: { tcp: `${kubernetes.spec.clusterIP}:443` },
+        to: [{ unix: this.o.apiServerSocket }],
+      });
+    const running = real.filter((p) => this.runtimes.get(p.metadata!.uid!)?.ip);
+    for (const svc of this.services) {
+      const cip = svc.spec?.clusterIP;
+      const sel = svc.spec?.selector;
+      if (!cip || cip === 'None' || !sel || svc.metadata?.name === 'kubernetes') continue;
+      const backends = running.filter(
+        (p) =>
+          p.metadata?.namespace === svc.metadata?.namespace &&
+          Object.entries(sel).every(([k, v]) => p.metadata?.labels?.[k] === v),
+      );
+      for (const sp of svc.spec?.ports ?? []) {
+        const to = backends.flatMap((p) => {
+          const port = containerPort(p, sp.targetPort ?? sp.port);
+          return port ? [{ tcp: `${this.runtimes.get(p.metadata!.uid!)!.ip}:${port}` }] : [];
+        });
+        if (to.length && (sp.protocol ?? 'TCP') === 'TCP')
+          routes.push({ listen: { tcp: `${cip}:${sp.port}` }, to });
+      }
+    }
+    for (const p of running) {
+      const ip = this.runtimes.get(p.metadata!.uid!)!.ip!;
+      for (const port of podPorts(p))
+        routes.push({
+          listen: { unix: this.o.network.portSocket(ip, port) },
+          to: [{ tcp: `${ip}:${port}` }],
+        });
+    }
+    return routes;
+  }
+
+  private async writeStatuses(real: V1Pod[]): Promise<void> {
+    for (const pod of real) {
+      const rt = this.runtimes.get(pod.metadata!.uid!);
+      if (!rt || pod.metadata?.deletionTimestamp) continue;
+      const status = rt.status();
+      const text = JSON.stringify({ ...status, conditions: status.conditions?.map((c) => ({ ...c })) });
+      if (this.written.get(rt.uid) === text) continue;
+      await this.api
+        .replaceNamespacedPodStatus({
+          name: pod.metadata!.name!,
+          namespace: pod.metadata!.namespace!,
+          body: { ...pod, status },
+        })
+        .then(() => this.written.set(rt.uid, text))
+        .catch((e: unknown) => this.o.log(`${rt.name}: status not written: ${(e as Error).message}`));
+    }
+  }
+
+  /** A pod being deleted: stop its containers within its grace period, then remove it, as the kubelet does. */
+  private async finish(pod: V1Pod, rt: PodRuntime | undefined): Promise<void> {
+    const uid = pod.metadata!.uid!;
+    if (rt) await this.stopPod(uid, rt, (pod.metadata?.deletionGracePeriodSeconds ?? 30) * 1000);
+    await this.api
+      .deleteNamespacedPod({
+        name: pod.metadata!.name!,
+        namespace: pod.metadata!.namespace!,
+        gracePeriodSeconds: 0,
+        body: { preconditions: { uid } },
+      })
+      .catch((e: unknown) => {
+        if ((e as { code?: number }).code !== 404) throw e;
+      });
+  }
+
+  private async stopPod(uid: string, rt: PodRuntime, graceMs: number): Promise<void> {
+    await rt.stop(graceMs);
+    this.runtimes.delete(uid);
+    this.written.delete(uid);
+    await this.o.network.releasePod(uid);
+  }
+
+  /** What runs, for `lab status`: pods.json in the agent's folder. */
+  private record(): void {
+    const pods = [...this.runtimes.values()].map((rt) => ({ pod: rt.name, ip: rt.ip, pids: rt.pids() }));
+    writeFileSync(
+      join(this.o.dir, 'pods.json'),
+      `${JSON.stringify({ cluster: this.o.cluster, pods }, null, 2)}\n`,
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    while (this.passing) await new Promise((r) => setTimeout(r, 50));
+    for (const [uid, rt] of this.runtimes) await this.stopPod(uid, rt, 5000);
+    await this.o.network.down();
+  }
+
+  /** The nodes as last read (for the kubelet servers). */
+  get nodeList(): V1Node[] {
+    return this.nodes;
+  }
+
+  /** The pods bound to a node as a kubelet would list them: real ones with the status the agent computes. */
+  podsOn(node: string): V1Pod[] {
+    return this.pods
+      .filter((p) => p.spec?.nodeName === node)
+      .map((p) => {
+        const rt = this.runtimes.get(p.metadata!.uid!);
+        return rt ? { ...p, status: rt.status() } : p;
+      });
+  }
+}
+
+/** A Service's targetPort as a number, looked up by name in the pod's container ports. */
+function containerPort(pod: V1Pod, target: number | string): number | undefined {
+  if (typeof target === 'number') return target;
+  if (/^\d+$/.test(target)) return Number(target);
+  for (const c of pod.spec?.containers ?? [])
+    for (const p of c.ports ?? []) if (p.name === target) return p.containerPort;
+  return undefined;
+}
+
+/** Every port of a pod worth a socket here: declared container ports and probe ports. */
+function podPorts(pod: V1Pod): number[] {
+  const ports = new Set<number>();
+  for (const c of pod.spec?.containers ?? []) {
+    for (const p of c.ports ?? []) if ((p.protocol ?? 'TCP') === 'TCP') ports.add(p.containerPort);
+    for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe]) {
+      const port = probe?.httpGet?.port ?? probe?.tcpSocket?.port;
+      const n = port === undefined ? undefined : containerPort(pod, port);
+      if (n) ports.add(n);
+    }
+  }
+  return [...ports];
+}
+
+/** A short stable name for a pod's network namespace. */
+export const podKey = (uid: string) => createHash('sha256').update(uid).digest('hex').slice(0, 8);
