@@ -39,12 +39,10 @@ export const POD_REPOSITORIES_QUERY =
   '((.spec.initContainers // [])[], .spec.containers[]) | .image | sub("@.*$"; "") | sub(":[^:/]*$"; "")';
 
 function leaveRealPods(stage: StageDoc, repositories: string[]): void {
-  const selector = (stage.spec!.selector ??= {});
-  (selector.matchExpressions ??= []).push({
-    key: POD_REPOSITORIES_QUERY,
-    operator: 'NotIn',
-    values: repositories,
-  });
+  const spec = stage.spec!;
+  const expressions = spec.selector?.matchExpressions ?? [];
+  expressions.push({ key: POD_REPOSITORIES_QUERY, operator: 'NotIn', values: repositories });
+  spec.selector = { ...spec.selector, matchExpressions: expressions };
 }
 
 /** Parses "2s" (exactly) or "1s..3s" (a range), as Go durations. */
