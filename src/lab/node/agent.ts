@@ -14,11 +14,11 @@
  * machine (for probes and the lab load balancer); a kubelet API per node
  * (`/pods` for SPIRE's k8s workload attestor).
  */
-import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Node, type V1Pod, type V1Service } from '@kubernetes/client-node';
 import type { PodObjects } from './pod-plan.js';
+import type { Route } from './portal.js';
 import { isRealPod, type PodEnvironment, PodRuntime } from './pod-runtime.js';
 
 export interface NodeNetwork {
@@ -36,9 +36,6 @@ export interface NodeNetwork {
   down(): Promise<void>;
 }
 
-export type Route =
-  | { listen: { tcp: string }; to: Array<{ tcp: string } | { unix: string }> }
-  | { listen: { unix: string }; to: Array<{ tcp: string }> };
 
 export interface NodeAgentOptions {
   cluster: string;
@@ -53,6 +50,8 @@ export interface NodeAgentOptions {
   build: PodEnvironment['build'];
   /** The unix socket on this machine that reaches the API server (the hub relays the `kubernetes` Service to it). */
   apiServerSocket: string;
+  /** What the nodes serve besides pods (the kubelet APIs): their hub routes and the names pods resolve them by. */
+  nodeServices?: { routes(): Route[]; hosts(): string[] };
   log(line: string): void;
 }
 
@@ -150,7 +149,8 @@ export class NodeAgent {
     this.secrets = secrets;
   }
 
-  private objectsOf(ns: string): PodObjects {
+  /** ConfigMaps and Secrets of a namespace, as last read. */
+  objectsFor(ns: string): PodObjects {
     return {
       configMap: (name) => this.configMaps.get(`${ns}/${name}`) as ReturnType<PodObjects['configMap']>,
       secret: (name) => this.secrets.get(`${ns}/${name}`) as ReturnType<PodObjects['secret']>,
@@ -159,7 +159,7 @@ export class NodeAgent {
 
   private environment(): PodEnvironment {
     return {
-      objects: (ns) => this.objectsOf(ns),
+      objects: (ns) => this.objectsFor(ns),
       network: async (pod) => {
         const node = await this.o.network.node(pod.spec!.nodeName!);
         if (pod.spec?.hostNetwork) return { ...node, hostIP: node.ip };
@@ -204,7 +204,7 @@ export class NodeAgent {
 
   /** The hub's routes: every Service port to its ready real endpoints; every real pod port to a socket here. */
   private routes(real: V1Pod[]): Route[] {
-    const routes: Route[] = [];
+    const routes: Route[] = [...(this.o.nodeServices?.routes() ?? [])];
     const kubernetes = this.services.find(
       (s) => s.metadata?.namespace === 'default' && s.metadata.name === 'kubernetes',
     );
@@ -339,6 +339,3 @@ function podPorts(pod: V1Pod): number[] {
   }
   return [...ports];
 }
-
-/** A short stable name for a pod's network namespace. */
-export const podKey = (uid: string) => createHash('sha256').update(uid).digest('hex').slice(0, 8);

@@ -1,0 +1,169 @@
+/**
+ * The node agent of one lab cluster, put together: its network (the hub,
+ * portal and namespaces), the API server reached from pods through the
+ * `kubernetes` Service, a kubelet API per node (for SPIRE's k8s workload
+ * attestor), pods' volumes and tokens, and the agent's loop. agent-main.ts
+ * runs this as a lab daemon; tests run it in their own process.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { labBinDir } from '../binaries.js';
+import { NodeAgent } from './agent.js';
+import { ClusterNetwork } from './cluster-network.js';
+import { apiServerAuthorizer, issueKubeletCert, type KubeletServer, startKubeletServer } from './kubelet.js';
+import { relayUnixToTcp } from './portal.js';
+import { PodVolumes, TokenSource } from './volumes.js';
+
+export interface NodeAgentConfig {
+  cluster: string;
+  /** An admin kubeconfig of the cluster (the agent reads and writes pods, reviews kubelet callers). */
+  kubeconfig: string;
+  /** The agent's folder. */
+  dir: string;
+  /** The lab's address block and the cluster's 0-based index in the lab (network.ts). */
+  block: number;
+  clusterIndex: number;
+  /** The cluster CA (PEM files), which signs the kubelets' serving certificates. */
+  ca: { cert: string; key: string };
+}
+
+export interface RunningNodeAgent {
+  agent: NodeAgent;
+  network: ClusterNetwork;
+  stop(): Promise<void>;
+}
+
+/** The kubelet port a real node serves (SPIRE's k8s attestor's default). */
+export const KUBELET_PORT = 10250;
+
+/** The lab's top cgroup of a block: labs of different blocks never share one. */
+export const labCgroup = (block: number) => `meshfed-lab-${block}`;
+
+export async function runNodeAgent(c: NodeAgentConfig, log: (line: string) => void): Promise<RunningNodeAgent> {
+  mkdirSync(c.dir, { recursive: true });
+  const kc = new KubeConfig();
+  kc.loadFromFile(c.kubeconfig);
+  const server = new URL(kc.getCurrentCluster()!.server);
+  const apiServerSocket = join(c.dir, 'apiserver.sock');
+  const apiRelay = await relayUnixToTcp(apiServerSocket, { host: server.hostname, port: Number(server.port) });
+  const network = new ClusterNetwork(c.block, c.clusterIndex, c.dir);
+  const tokens = new TokenSource(kc);
+  const kubelets = new Kubelets(c, kc, network, log);
+  const agent: NodeAgent = new NodeAgent({
+    cluster: c.cluster,
+    kubeconfig: c.kubeconfig,
+    dir: c.dir,
+    labCgroup: labCgroup(c.block),
+    network,
+    apiServerSocket,
+    nodeServices: kubelets,
+    mounts: async (pod, podDir, mounts) => {
+      const node = join(c.dir, 'nodes', pod.spec!.nodeName!);
+      const volumes = new PodVolumes(pod, agent.objectsFor(pod.metadata!.namespace!), tokens, {
+        root: join(node, 'root'),
+        spiffeSockets: join(node, 'root', 'run', 'spire', 'agent-sockets'),
+        claims: join(c.dir, 'claims'),
+      });
+      return (await volumes.materialize(podDir, mounts)).map((m) => ({
+        hostPath: m.hostPath,
+        path: m.containerPath,
+        readOnly: m.readOnly,
+      }));
+    },
+    build: (component, version) => {
+      const d = labBinDir(component, version);
+      return existsSync(d) ? d : undefined;
+    },
+    log,
+  });
+  kubelets.agent = agent;
+  await agent.start();
+  return {
+    agent,
+    network,
+    stop: async () => {
+      await agent.stop();
+      await kubelets.close();
+      await apiRelay.close();
+    },
+  };
+}
+
+/**
+ * A kubelet API per node, reached from the cluster's namespaces at the
+ * node's name: pods' /etc/hosts name the node at its kubelet address (a hub
+ * address), which the hub's portal relays to this process.
+ */
+class Kubelets {
+  agent: NodeAgent | undefined;
+  private readonly servers = new Map<string, { server: KubeletServer; relay: { close(): Promise<void> } }>();
+  private readonly starting = new Set<string>();
+  private readonly authorize;
+
+  constructor(
+    private readonly c: NodeAgentConfig,
+    kc: KubeConfig,
+    private readonly network: ClusterNetwork,
+    private readonly log: (line: string) => void,
+  ) {
+    this.authorize = apiServerAuthorizer(kc);
+  }
+
+  /** Routes of the kubelets started so far; starts the ones of new nodes in the background. */
+  routes() {
+    for (const n of this.agent?.nodeList ?? []) {
+      const name = n.metadata!.name!;
+      if (!this.servers.has(name) && !this.starting.has(name)) void this.start(name);
+    }
+    return [...this.servers.keys()].map((name) => ({
+      listen: { tcp: `${this.network.kubeletAddress(name)}:${KUBELET_PORT}` },
+      to: [{ unix: this.socket(name) }],
+    }));
+  }
+
+  /** /etc/hosts lines naming each node at its kubelet address. */
+  hosts(): string[] {
+    return [...this.servers.keys()].map((name) => `${this.network.kubeletAddress(name)}\t${name}`);
+  }
+
+  private socket = (name: string) => join(this.c.dir, `kubelet-${this.network.nodeIndex(name)}.sock`);
+
+  private async start(name: string): Promise<void> {
+    this.starting.add(name);
+    try {
+      await this.network.node(name);
+      const cert = await issueKubeletCert({
+        caCertPem: readFileSync(this.c.ca.cert, 'utf8'),
+        caKeyPem: readFileSync(this.c.ca.key, 'utf8'),
+        nodeName: name,
+        ips: [this.network.kubeletAddress(name)],
+      });
+      const server = await startKubeletServer({
+        host: '127.0.0.1',
+        port: 0,
+        cert: cert.certPem,
+        key: cert.keyPem,
+        nodeName: name,
+        pods: () => this.agent?.podsOn(name) ?? [],
+        authorize: this.authorize,
+        log: (line) => this.log(`kubelet ${name}: ${line}`),
+      });
+      const relay = await relayUnixToTcp(this.socket(name), { host: '127.0.0.1', port: server.port });
+      this.servers.set(name, { server, relay });
+      this.log(`kubelet ${name}: serving at ${this.network.kubeletAddress(name)}:${KUBELET_PORT}`);
+    } catch (e) {
+      this.log(`kubelet ${name}: not started: ${(e as Error).message}`);
+    } finally {
+      this.starting.delete(name);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const { server, relay } of this.servers.values()) {
+      await relay.close();
+      await server.close();
+    }
+    this.servers.clear();
+  }
+}
