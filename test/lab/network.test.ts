@@ -255,7 +255,8 @@ describe('lab network namespaces and the portal', { skip: networkSkip(), timeout
     assert.equal(refusals.length, 2, readFileSync(portalLog, 'utf8'));
 
     const closed = await send(b, '10.0.0.1', 82, 4096);
-    assert.ok(closed.error !== undefined || closed.got === 0, JSON.stringify(closed));
+    // Closed at once: reset (the portal had unread bytes of ours) or ended with nothing, not left to time out.
+    assert.ok(closed.error === 'ECONNRESET' || (!closed.error && closed.got === 0), JSON.stringify(closed));
   });
 
   test('deleteLabNetworks leaves no namespace, no interface of ours and no process in them', async () => {
