@@ -195,8 +195,10 @@ describe('lab network namespaces and the portal', { skip: networkSkip(), timeout
     echoA = await startEcho(a, 7000);
 
     assertEchoed(await send(b, a.ip, 7000, 65_536), 65_536, 'pod B → pod A');
-    // Attaching again keeps the namespace and what runs in it; another address for it is refused.
+    // Attaching again keeps the namespace, its interface and what runs in it; another address for it is refused.
+    const eth0 = await eth0Index(a);
     assert.deepEqual(await attachNamespace(block!, 0, 'a', a.ip), a);
+    assert.equal(await eth0Index(a), eth0, "A's eth0 is the same interface");
     assertEchoed(await send(b, a.ip, 7000, 1000), 1000, 'pod B → pod A after attaching A again');
     await assert.rejects(attachNamespace(block!, 0, 'a', pods.take('a2')), /already has .* on eth0/);
 
@@ -252,7 +254,11 @@ describe('lab network namespaces and the portal', { skip: networkSkip(), timeout
     const refusals = readFileSync(portalLog, 'utf8')
       .split('\n')
       .filter((l) => l.includes(`tcp:10.0.0.1:81: target tcp:${a.ip}:7001 refused (ECONNREFUSED)`));
-    assert.equal(refusals.length, 2, readFileSync(portalLog, 'utf8'));
+    assert.equal(
+      refusals.length,
+      2,
+      `the refusing target is tried on turns 0 and 2; the portal's log:\n${readFileSync(portalLog, 'utf8')}`,
+    );
 
     const closed = await send(b, '10.0.0.1', 82, 4096);
     // Closed at once: reset (the portal had unread bytes of ours) or ended with nothing, not left to time out.
@@ -270,6 +276,13 @@ describe('lab network namespaces and the portal', { skip: networkSkip(), timeout
     assert.ok(echoA!.pid !== undefined && !running(echoA!.pid), "pod A's echo server is gone");
   });
 });
+
+/** The interface index of eth0 in `ns`: a new one if the interface was made again. */
+async function eth0Index(ns: Netns): Promise<number> {
+  const r = await execFileBounded('ip', ['-n', ns.name, '-j', 'link', 'show', 'dev', 'eth0']);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as Array<{ ifindex: number }>)[0]!.ifindex;
+}
 
 /** An echo server in `ns` on 0.0.0.0:`port`, once it listens. */
 async function startEcho(ns: Netns, port: number): Promise<ChildProcess> {

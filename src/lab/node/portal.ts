@@ -239,9 +239,12 @@ async function waitForReport(
     };
     if (!running(pid)) throw new Error(`the portal (pid ${pid}) exited; its log ends:\n${tail()}`);
     if (Date.now() > deadline) {
-      const failed = r?.failed.map((f) => `${f.listen}: ${f.error}`).join(', ') || 'no report';
+      const report =
+        r?.pid === pid
+          ? `it reports generation ${r.generation}${r.failed.map((f) => `, ${f.listen}: ${f.error}`).join('')}`
+          : 'no report';
       throw new Error(
-        `the portal (pid ${pid}) does not listen on routes generation ${generation} within ${timeoutMs} ms (${failed}); its log ends:\n${tail()}`,
+        `the portal (pid ${pid}) does not listen on routes generation ${generation} within ${timeoutMs} ms (${report}); its log ends:\n${tail()}`,
       );
     }
     await new Promise((res) => setTimeout(res, 25));
