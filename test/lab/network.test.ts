@@ -172,15 +172,17 @@ describe('lab network namespaces and the portal', { skip: networkSkip(), timeout
   });
 
   after(async () => {
-    await Promise.all(relays.map((r) => r.close()));
-    await portal?.stop();
-    echoA?.kill('SIGKILL');
-    await new Promise<void>((r) => (rootServer ? rootServer.close(() => r()) : r()));
-    if (block !== undefined) {
-      await deleteLabNetworks(block);
-      await releaseBlock(block, owner);
+    // The block and the folder are given back even when tearing down fails (a later holder of the block deletes what is left).
+    try {
+      await Promise.all(relays.map((r) => r.close()));
+      await portal?.stop();
+      echoA?.kill('SIGKILL');
+      await new Promise<void>((r) => (rootServer ? rootServer.close(() => r()) : r()));
+      if (block !== undefined) await deleteLabNetworks(block);
+    } finally {
+      if (block !== undefined) await releaseBlock(block, owner);
+      rmSync(dir, { recursive: true, force: true });
     }
-    rmSync(dir, { recursive: true, force: true });
   });
 
   test('pod B reaches an echo server in pod A by its address; the root namespace gains no interface, address or route to it', async () => {
