@@ -31,6 +31,12 @@ export interface LbCluster {
   /** 1-based index: the pool is 127.<100+index>.<block>.0/24. */
   index: number;
   standIns: StandIn[];
+  /**
+   * The folder of the lab node agent's pod port sockets (`<ip>-<port>.sock`,
+   * cluster-network.ts), when the cluster's pods of known images are real:
+   * a Service selecting such pods is forwarded to their Ready ones.
+   */
+  podSockets?: string;
 }
 
 export const MAX_LAB_CLUSTERS = 150;
@@ -74,6 +80,24 @@ export function targetPortName(
   for (const p of pods)
     for (const c of p.spec?.containers ?? [])
       for (const cp of c.ports ?? []) if (cp.containerPort === number && cp.name) return cp.name;
+  return undefined;
+}
+
+/**
+ * Where a Service port goes among real pods: the socket of a Ready pod's
+ * target port (round robin would need per-connection choice; one Ready pod
+ * is what the lab's Services have). Undefined while none is Ready.
+ */
+export function podBackend(dir: string, targetPort: number | string, pods: V1Pod[]): string | undefined {
+  for (const p of pods) {
+    const ready = p.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True');
+    const ip = p.status?.podIP;
+    if (!ready || !ip) continue;
+    let port = typeof targetPort === 'number' || /^\d+$/.test(targetPort) ? Number(targetPort) : undefined;
+    for (const c of p.spec?.containers ?? [])
+      for (const cp of c.ports ?? []) if (port === undefined && cp.name === targetPort) port = cp.containerPort;
+    if (port !== undefined) return `unix:${dir}/${ip}-${port}.sock`;
+  }
   return undefined;
 }
 
@@ -152,7 +176,8 @@ export class LabLoadBalancer {
         this.onEvent({ cluster: c.name, message: `${ns}/${name}: address ${ip}` });
       }
       const standIn = c.standIns.find((s) => selects(svc, s));
-      const pods = standIn
+      const selector = Object.entries(svc.spec?.selector ?? {});
+      const pods = standIn || (c.podSockets && selector.length)
         ? (
             await api.listNamespacedPod({
               namespace: ns,
@@ -167,7 +192,13 @@ export class LabLoadBalancer {
         const key = `${ip}:${p.port}`;
         wanted.add(key);
         const portName = standIn ? targetPortName(p.targetPort, p.port, pods) : undefined;
-        const backend = portName ? standIn?.ports[portName] : undefined;
+        const backend = standIn
+          ? portName
+            ? standIn.ports[portName]
+            : undefined
+          : c.podSockets
+            ? podBackend(c.podSockets, p.targetPort ?? p.port, pods)
+            : undefined;
         await this.listen(c, `${ns}/${name}`, key, ip, p.port, backend);
       }
     }
@@ -215,7 +246,7 @@ export class LabLoadBalancer {
       l.backend.slice(0, l.backend.lastIndexOf(':')),
       l.backend.slice(l.backend.lastIndexOf(':') + 1),
     ];
-    const up = connect(Number(port), host);
+    const up = l.backend.startsWith('unix:') ? connect(l.backend.slice(5)) : connect(Number(port), host);
     this.sockets.add(down);
     this.sockets.add(up);
     this.forwarded.set(key, (this.forwarded.get(key) ?? 0) + 1);

@@ -24,14 +24,11 @@ import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { labBinDir } from '../../src/lab/binaries.js';
 import { claimBlock, releaseBlock } from '../../src/lab/claims.js';
-import { apiServerOf, type KubeCluster, KWOK_VERSION, startKubeCluster } from '../../src/lab/kube.js';
-import { NodeAgent } from '../../src/lab/node/agent.js';
-import { ClusterNetwork } from '../../src/lab/node/cluster-network.js';
+import { type KubeCluster, KWOK_VERSION, startKubeCluster } from '../../src/lab/kube.js';
 import { CGROUP_HIERARCHY, cgroupProcesses } from '../../src/lab/node/container.js';
-import { KNOWN_IMAGES } from '../../src/lab/node/images.js';
+import { REAL_REPOSITORIES } from '../../src/lab/node/images.js';
 import { labNamespaces } from '../../src/lab/node/network.js';
-import { relayUnixToTcp } from '../../src/lab/node/portal.js';
-import { PodVolumes, TokenSource } from '../../src/lab/node/volumes.js';
+import { labCgroup, type RunningNodeAgent, runNodeAgent } from '../../src/lab/node/run.js';
 import { DEFAULT_POD_TIMINGS, kwokStagesConfig } from '../../src/lab/stages.js';
 import { LAB_DIR, requireLab, waitUntil } from '../helpers/lab.js';
 
@@ -119,11 +116,9 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
   let block = 0;
   let cluster: KubeCluster;
   let api: CoreV1Api;
-  let agent: NodeAgent;
-  let net: ClusterNetwork;
-  let apiRelay: Awaited<ReturnType<typeof relayUnixToTcp>>;
+  let running: RunningNodeAgent;
   const logs: string[] = [];
-  const labCgroup = () => `meshfed-lab-${block}`;
+  const cgroup = () => labCgroup(block);
 
   const pod = async (name = 'spire-server-0'): Promise<V1Pod | undefined> =>
     api.readNamespacedPod({ name, namespace: 'spire' }).catch(() => undefined);
@@ -144,7 +139,7 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
       kwokStagesConfig(
         join(LAB_DIR, 'bin', 'kwok', KWOK_VERSION, 'stages'),
         DEFAULT_POD_TIMINGS,
-        KNOWN_IMAGES.map((i) => i.repository),
+        REAL_REPOSITORIES,
       ),
     );
     cluster = await startKubeCluster({
@@ -157,39 +152,17 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     const kc = new KubeConfig();
     kc.loadFromFile(cluster.kubeconfig);
     api = kc.makeApiClient(CoreV1Api);
-    const server = new URL(apiServerOf(cluster.kubeconfig)!);
-    const apiSocket = join(dir, 'agent', 'apiserver.sock');
-    net = new ClusterNetwork(block, 0, join(dir, 'agent'));
-    mkdirSync(join(dir, 'agent'), { recursive: true });
-    apiRelay = await relayUnixToTcp(apiSocket, { host: server.hostname, port: Number(server.port) });
-    const tokens = new TokenSource(kc);
-    agent = new NodeAgent({
-      cluster: 'agent-1',
-      kubeconfig: cluster.kubeconfig,
-      dir: join(dir, 'agent'),
-      labCgroup: labCgroup(),
-      network: net,
-      apiServerSocket: apiSocket,
-      mounts: async (p, podDir, mounts) => {
-        const node = join(dir, 'agent', 'nodes', p.spec!.nodeName!);
-        const volumes = new PodVolumes(p, agent.objectsFor(p.metadata!.namespace!), tokens, {
-          root: join(node, 'root'),
-          spiffeSockets: join(node, 'spiffe'),
-          claims: join(node, 'claims'),
-        });
-        return (await volumes.materialize(podDir, mounts)).map((m) => ({
-          hostPath: m.hostPath,
-          path: m.containerPath,
-          readOnly: m.readOnly,
-        }));
+    running = await runNodeAgent(
+      {
+        cluster: 'agent-1',
+        kubeconfig: cluster.kubeconfig,
+        dir: join(dir, 'agent'),
+        block,
+        clusterIndex: 0,
+        ca: cluster.ca,
       },
-      build: (component, version) => {
-        const d = labBinDir(component, version);
-        return existsSync(d) ? d : undefined;
-      },
-      log: (line) => logs.push(line),
-    });
-    await agent.start();
+      (line) => logs.push(line),
+    );
     await api.createNamespace({ body: { metadata: { name: 'spire' } } });
     await api.createNamespacedConfigMap({
       namespace: 'spire',
@@ -213,8 +186,7 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
   });
 
   after(async () => {
-    await agent?.stop().catch((e: unknown) => console.log(`agent stop: ${(e as Error).message}`));
-    await apiRelay?.close();
+    await running?.stop().catch((e: unknown) => console.log(`agent stop: ${(e as Error).message}`));
     if (cluster?.pids().length) await cluster.stop().catch(() => {});
     if (block) await releaseBlock(block, owner);
     if (logs.length) console.log(`agent log:\n${logs.join('\n')}`);
@@ -235,7 +207,7 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     // The process is the lab's SPIRE build, seen at the image's path, in the pod's kubelet-shaped cgroup.
     assert.equal(readlinkSync(`/proc/${pid}/exe`), join(labBinDir('spire', SPIRE), 'spire-server'));
     const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-    assert.match(cgroup, new RegExp(`pids:/${labCgroup()}/kubepods/besteffort/pod${p.metadata!.uid}/${cs.containerID!.slice(13)}\\n`));
+    assert.match(cgroup, new RegExp(`pids:/${cgroup()}/kubepods/besteffort/pod${p.metadata!.uid}/${cs.containerID!.slice(13)}\\n`));
   });
 
   test('the simulated pod beside it stays kwok\'s', async () => {
@@ -248,7 +220,7 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
 
   test("the Service's ClusterIP reaches the pod from the node's namespace; the pod reaches the API server", async () => {
     const svc = await api.readNamespacedService({ name: 'spire-server', namespace: 'spire' });
-    const node = await net.node((await pod())!.spec!.nodeName!);
+    const node = await running.network.node((await pod())!.spec!.nodeName!);
     const tcp = (ns: string, host: string, port: number) =>
       sh(['nsenter', `--net=${ns}`, '--', '/bin/bash', '-c', `exec 3<>/dev/tcp/${host}/${port}`]);
     await waitUntil('the ClusterIP routed', async () => (await tcp(node.netns, svc.spec!.clusterIP!, 8081)).code === 0, 30_000);
@@ -301,11 +273,11 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     await api.deleteNamespacedPod({ name: 'spire-server-0', namespace: 'spire' });
     await waitUntil('the pod gone from the API server', async () => (await pod()) === undefined, 60_000);
     assert.throws(() => readFileSync(`/proc/${pid}/cmdline`), 'the server process still runs');
-    assert.deepEqual(cgroupProcesses(`${labCgroup()}/kubepods/besteffort/pod${p.metadata!.uid}`), []);
-    assert.equal(existsSync(join(CGROUP_HIERARCHY, labCgroup(), 'kubepods', 'besteffort', `pod${p.metadata!.uid}`)), false);
+    assert.deepEqual(cgroupProcesses(`${cgroup()}/kubepods/besteffort/pod${p.metadata!.uid}`), []);
+    assert.equal(existsSync(join(CGROUP_HIERARCHY, cgroup(), 'kubepods', 'besteffort', `pod${p.metadata!.uid}`)), false);
     const namespaces = await labNamespaces(block);
     assert.equal(namespaces.filter((n) => /-p[0-9a-f]{8}$/.test(n)).length, 0, namespaces.join(', '));
-    await agent.stop();
+    await running.stop();
     assert.deepEqual(await labNamespaces(block), []);
   });
 });

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NodeNetwork, Route } from './agent.js';
+import type { NodeNetwork } from './agent.js';
 import {
   addHubAddress,
   attachNamespace,
@@ -24,7 +24,7 @@ import {
   podNamespace,
   removeHubAddress,
 } from './network.js';
-import { type PortalHandle, startPortal, writeRouteTable } from './portal.js';
+import { type PortalHandle, type Route, startPortal, writeRouteTable } from './portal.js';
 
 /** Nodes of a cluster with a kubelet API (their addresses .110 to .199 of the hub's /24). */
 const MAX_KUBELETS = 90;

@@ -16,7 +16,13 @@ export interface KnownImage {
   cmd: string[];
   workdir: string;
   /** The lab build that stands for the image's programs: component, and the program at each path in the image. */
-  build: { component: string; programs: Record<string, string> };
+  build?: { component: string; programs: Record<string, string> };
+  /**
+   * An image the lab does not build but whose pods it must run (a container of
+   * a pod it runs): an idle process of this machine's stands in, whatever the
+   * spec's command, and why says what does its job instead.
+   */
+  standIn?: { argv: string[]; why: string };
 }
 
 const spire = (repository: string, program: 'spire-server' | 'spire-agent' | 'k8s-workload-registrar') => ({
@@ -44,6 +50,21 @@ export const KNOWN_IMAGES: KnownImage[] = [
       programs: { '/spire-controller-manager': 'spire-controller-manager' },
     },
   },
+  // The SPIFFE CSI driver's node plugin and the kubelet's registrar beside it
+  // in the SPIRE agent's DaemonSet: the lab node agent is the kubelet, and
+  // mounts a csi.spiffe.io volume as the node's agent socket folder itself.
+  ...['ghcr.io/spiffe/spiffe-csi-driver', 'registry.k8s.io/sig-storage/csi-node-driver-registrar'].map(
+    (repository): KnownImage => ({
+      repository,
+      entrypoint: [],
+      cmd: [],
+      workdir: '/',
+      standIn: {
+        argv: ['/usr/bin/sleep', 'infinity'],
+        why: 'the lab node agent mounts csi.spiffe.io volumes (the node agent socket folder) itself',
+      },
+    }),
+  ),
 ];
 
 export interface ImageRef {
@@ -75,3 +96,10 @@ export function knownImage(
   if (!known || !ref.tag) return undefined;
   return { image: known, version: ref.tag.replace(/^v/, '') };
 }
+
+/**
+ * Repositories of the images the lab builds: a pod with one of them is the
+ * lab node agent's to run (stand-ins run only beside them), and kwok's
+ * stages leave it alone (stages.ts).
+ */
+export const REAL_REPOSITORIES: string[] = KNOWN_IMAGES.filter((k) => k.build).map((k) => k.repository);

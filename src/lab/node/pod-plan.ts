@@ -243,6 +243,7 @@ function envValue(
 
 /** The argv: `command` replaces ENTRYPOINT (and drops CMD), `args` replaces CMD; `$(VAR)` expanded in both. */
 export function containerArgv(c: V1Container, image: KnownImage, env: Array<[string, string]>): string[] {
+  if (image.standIn) return image.standIn.argv;
   const vars = new Map(env);
   const entry = c.command ?? image.entrypoint;
   const cmd = c.args ?? (c.command ? [] : image.cmd);

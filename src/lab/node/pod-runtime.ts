@@ -20,7 +20,7 @@ import {
   signalCgroup,
   startContainer,
 } from './container.js';
-import { type KnownImage, knownImage } from './images.js';
+import { type KnownImage, knownImage, parseImage, REAL_REPOSITORIES } from './images.js';
 import {
   ContainerConfigError,
   type ContainerPlan,
@@ -162,12 +162,13 @@ export class PodRuntime {
       };
       return;
     }
-    const build = this.env.build(known.image.build.component, known.version);
-    if (!build) {
+    const b = known.image.build;
+    const build = b ? this.env.build(b.component, known.version) : '';
+    if (build === undefined) {
       c.state = {
         kind: 'waiting',
         reason: 'ErrImagePull',
-        message: `the lab has no build of ${known.image.build.component} ${known.version} (npm run lab:build)`,
+        message: `the lab has no build of ${b!.component} ${known.version} (npm run lab:build)`,
       };
       return;
     }
@@ -222,7 +223,7 @@ export class PodRuntime {
       workdir: plan.workdir,
       env: [...this.env.serviceEnv, ['HOSTNAME', this.pod.metadata?.name ?? ''], ...plan.env],
       programs: Object.fromEntries(
-        Object.entries(image.build.programs).map(([p, prog]) => [p, join(build, prog)]),
+        Object.entries(image.build?.programs ?? {}).map(([p, prog]) => [p, join(build, prog)]),
       ),
       binds: [
         ...binds,
