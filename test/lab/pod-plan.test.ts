@@ -361,6 +361,34 @@ describe('Kubernetes rules, table by table', () => {
     assert.deepEqual(spiffe?.source, { kind: 'csi', driver: 'csi.spiffe.io', attributes: {} });
   });
 
+  test("projected token files: the volume's defaultMode, 0600 once the pod has an fsGroup or one runAsUser for all", () => {
+    const p = pod({ volumeMounts: [{ name: 'tok', mountPath: '/var/run/secrets/tokens' }] });
+    p.spec!.volumes = [
+      {
+        name: 'tok',
+        projected: { defaultMode: 0o440, sources: [{ serviceAccountToken: { path: 't', audience: 'a' } }] },
+      },
+    ];
+    const mode = (q: V1Pod) => {
+      const src = containerPlan(q, q.spec!.containers[0]!, image, none).mounts[0]!.source;
+      assert.ok(src.kind === 'files');
+      return src.tokens[0]!.mode;
+    };
+    assert.equal(mode(p), 0o440);
+    assert.equal(mode({ ...p, spec: { ...p.spec!, securityContext: { fsGroup: 1000 } } }), 0o600);
+    const users = (a: number | undefined, b: number | undefined): V1Pod => ({
+      ...p,
+      spec: {
+        ...p.spec!,
+        securityContext: { runAsUser: a },
+        containers: [p.spec!.containers[0]!, { name: 'd', securityContext: { runAsUser: b } }],
+      },
+    });
+    assert.equal(mode(users(1000, undefined)), 0o600, "the pod's runAsUser is every container's");
+    assert.equal(mode(users(1000, 1001)), 0o440, 'two users: the kubelet leaves the mode alone');
+    assert.equal(mode(users(undefined, 1001)), 0o440, 'a container with no user: likewise');
+  });
+
   test('probes: the defaults, a named port, and a port that names nothing', () => {
     const c: V1Container = { name: 'c', ports: [{ name: 'health', containerPort: 9090 }] };
     assert.deepEqual(probePlan(c, { tcpSocket: { port: 'health' as unknown as object } } as never), {

@@ -32,6 +32,7 @@ export interface TokenItem {
   path: string;
   audience: string | undefined;
   expirationSeconds: number;
+  mode: number;
 }
 
 /** Where a mount's content comes from. */
@@ -252,7 +253,25 @@ export function containerArgv(c: V1Container, image: KnownImage, env: Array<[str
 
 const DEFAULT_MODE = 0o644;
 
-function filesOfVolume(v: V1Volume, objects: PodObjects, ns: string): MountSource | undefined {
+/**
+ * The mode of a projected token file: the volume's defaultMode, but 0600 when
+ * the kubelet hands the file to the pod's user (an fsGroup, or one runAsUser
+ * for every container: its FsUserFrom), so that no other user reads the token.
+ */
+function tokenMode(pod: V1Pod, defaultMode: number): number {
+  const s = pod.spec;
+  if (s?.securityContext?.fsGroup !== undefined) return 0o600;
+  const users = [
+    ...(s?.initContainers ?? []),
+    ...(s?.containers ?? []),
+    ...(s?.ephemeralContainers ?? []),
+  ].map((c) => c.securityContext?.runAsUser ?? s?.securityContext?.runAsUser);
+  const oneUser = users.length > 0 && users.every((u) => u !== undefined && u === users[0]);
+  return oneUser ? 0o600 : defaultMode;
+}
+
+function filesOfVolume(pod: V1Pod, v: V1Volume, objects: PodObjects): MountSource | undefined {
+  const ns = pod.metadata?.namespace ?? 'default';
   const files: FileItem[] = [];
   const tokens: TokenItem[] = [];
   const watch = { configMaps: [] as string[], secrets: [] as string[] };
@@ -314,14 +333,19 @@ function filesOfVolume(v: V1Volume, objects: PodObjects, ns: string): MountSourc
           audience: s.serviceAccountToken.audience,
           // The API server's default and minimum for a projected token.
           expirationSeconds: Math.max(s.serviceAccountToken.expirationSeconds ?? 3600, 600),
+          mode: tokenMode(pod, mode),
         });
     }
   } else return undefined;
   return { kind: 'files', files, tokens, watch };
 }
 
-function volumeSource(v: V1Volume, objects: PodObjects, ns: string): MountSource {
-  const files = filesOfVolume(v, objects, ns);
+/**
+ * Where volume `v` of `pod` takes its content from, read now from `objects`:
+ * the node agent calls it again when a watched object changes.
+ */
+export function volumeSource(pod: V1Pod, v: V1Volume, objects: PodObjects): MountSource {
+  const files = filesOfVolume(pod, v, objects);
   if (files) return files;
   if (v.emptyDir) return { kind: 'emptyDir', volume: v.name };
   if (v.persistentVolumeClaim)
@@ -379,7 +403,6 @@ export function containerPlan(
   image: KnownImage,
   objects: PodObjects,
 ): ContainerPlan {
-  const ns = pod.metadata?.namespace ?? 'default';
   const env = containerEnv(pod, c, objects);
   const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
   const mounts = (c.volumeMounts ?? []).map((m): MountPlan => {
@@ -390,7 +413,7 @@ export function containerPlan(
       readOnly: m.readOnly === true,
       subPath: m.subPath || (m.subPathExpr ? expand(m.subPathExpr, new Map(env)) : undefined),
       volume: m.name,
-      source: volumeSource(v, objects, ns),
+      source: volumeSource(pod, v, objects),
     };
   });
   return {
