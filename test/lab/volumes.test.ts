@@ -1,6 +1,8 @@
 /**
- * The lab node agent's volumes: the kubelet's atomic volume layout and its
- * update rules.
+ * The lab node agent's volumes. Locally: the kubelet's atomic volume layout
+ * and its update rules, the token refresh rule. Against a real lab API
+ * server: TokenRequest tokens bound to a real Pod (checked by the API
+ * server's own TokenReview).
  */
 import assert from 'node:assert/strict';
 import {
@@ -17,11 +19,24 @@ import {
   rmSync,
   statSync,
 } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
+import { type ClusterClient, clientFromKubeconfig, type KubeObject } from '../../src/kube/client.js';
+import { ETCD_VERSION, type KubeCluster, KWOK_VERSION, startKubeCluster } from '../../src/lab/kube.js';
 import type { FileItem } from '../../src/lab/node/pod-plan.js';
-import { VolumePathError, writeVolume } from '../../src/lab/node/volumes.js';
+import {
+  type IssuedToken,
+  needsRefresh,
+  TokenRequestError,
+  TokenSource,
+  VolumePathError,
+  writeVolume,
+} from '../../src/lab/node/volumes.js';
+import { requireLab } from '../helpers/lab.js';
 
 const file = (path: string, content: string | Buffer, mode = 0o644): FileItem => ({
   path,
@@ -162,5 +177,210 @@ describe('the atomic volume writer, as the kubelet lays out a ConfigMap/Secret v
     assert.equal(readlinkSync(join(dir, '..data')), data);
     assert.equal(readFileSync(join(dir, 'a'), 'utf8'), 'A');
     assert.equal(existsSync(join(dir, '..', 'x')), false);
+  });
+});
+
+describe("the kubelet's token refresh rule", { timeout: 30_000 }, () => {
+  const issued = (ttlSeconds: number): IssuedToken => {
+    const issuedAt = new Date('2030-01-01T00:00:00Z');
+    return { token: 't', issuedAt, expiresAt: new Date(issuedAt.getTime() + ttlSeconds * 1000) };
+  };
+  const at = (t: IssuedToken, seconds: number) => new Date(t.issuedAt.getTime() + seconds * 1000);
+
+  test('at 80% of its validity', () => {
+    const t = issued(3600);
+    assert.equal(needsRefresh(t, at(t, 0)), false);
+    assert.equal(needsRefresh(t, at(t, 2879)), false);
+    assert.equal(needsRefresh(t, at(t, 2880)), true);
+  });
+
+  test('at 24 hours when that comes first', () => {
+    const t = issued(48 * 3600);
+    assert.equal(needsRefresh(t, at(t, 24 * 3600 - 1)), false);
+    assert.equal(needsRefresh(t, at(t, 24 * 3600)), true);
+  });
+});
+
+describe('TokenSource: a request the API server does not answer', { timeout: 30_000 }, () => {
+  let server: Server;
+  const sockets = new Set<Socket>();
+  before(async () => {
+    // Accepts the connection and never speaks: not even the TLS handshake completes.
+    server = createServer((s) => sockets.add(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  });
+  after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+
+  test('fails within its deadline, naming the service account', async () => {
+    const kc = new KubeConfig();
+    const port = (server.address() as { port: number }).port;
+    kc.loadFromOptions({
+      clusters: [{ name: 'c', server: `https://127.0.0.1:${port}`, skipTLSVerify: false }],
+      users: [{ name: 'u', token: 'not-a-token' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    const started = Date.now();
+    await assert.rejects(
+      new TokenSource(kc, 500).token({
+        namespace: 'ns',
+        serviceAccount: 'sa',
+        audience: undefined,
+        expirationSeconds: 600,
+        pod: { name: 'p', uid: 'u' },
+      }),
+      (e: unknown) =>
+        e instanceof TokenRequestError && /serviceaccount ns\/sa .*no answer within 500 ms/.test(e.message),
+    );
+    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+  });
+});
+
+const K8S = PROFILE_VERSIONS.current.kubernetes;
+const skip = requireLab(
+  [
+    ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map(
+      (b) => `bin/kubernetes/${K8S}/${b}`,
+    ),
+    `bin/etcd/${ETCD_VERSION}/etcd`,
+    `bin/kwok/${KWOK_VERSION}/kwok`,
+    `bin/kwok/${KWOK_VERSION}/kwokctl`,
+  ],
+  'npm run lab:build',
+);
+
+interface Claims {
+  aud: string[];
+  iat: number;
+  exp: number;
+  sub: string;
+  'kubernetes.io': { namespace: string; pod: { name: string; uid: string } };
+}
+const claimsOf = (token: string): Claims =>
+  JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Claims;
+
+describe(`volumes against a real Kubernetes ${K8S} API server`, { skip, timeout: 300_000 }, () => {
+  const workdir = mkdtempSync(join(tmpdir(), 'mf-vol-kube-'));
+  const NS = 'vol';
+  let cluster: KubeCluster;
+  let client: ClusterClient;
+  let tokens: TokenSource;
+  let pod: V1Pod;
+
+  const apply = async (o: object) => (await client.apply(o as KubeObject)).object;
+  const review = async (token: string, audiences?: string[]) =>
+    (
+      await client.review({
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        metadata: { name: '' },
+        spec: { token, ...(audiences ? { audiences } : {}) },
+      })
+    ).status as {
+      authenticated?: boolean;
+      audiences?: string[];
+      user?: { username: string };
+      error?: string;
+    };
+
+  before(async () => {
+    cluster = await startKubeCluster({ name: 'volumes', kubernetesVersion: K8S, workdir });
+    client = clientFromKubeconfig(readFileSync(cluster.kubeconfig, 'utf8'));
+    const kc = new KubeConfig();
+    kc.loadFromFile(cluster.kubeconfig);
+    tokens = new TokenSource(kc);
+    await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+    await apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'vol-sa', namespace: NS } });
+    await apply({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'vol-cm', namespace: NS },
+      data: { greeting: 'hello' },
+    });
+    pod = (await apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'vol-pod', namespace: NS },
+      spec: {
+        serviceAccountName: 'vol-sa',
+        // Only the volume under test: no injected kube-api-access volume.
+        automountServiceAccountToken: false,
+        containers: [
+          {
+            name: 'c',
+            image: 'registry.invalid/app:1',
+            volumeMounts: [{ name: 'cfg', mountPath: '/etc/cfg' }],
+          },
+        ],
+        volumes: [
+          {
+            name: 'cfg',
+            projected: {
+              sources: [
+                { configMap: { name: 'vol-cm' } },
+                { serviceAccountToken: { path: 'token', audience: 'spire-server', expirationSeconds: 3600 } },
+              ],
+            },
+          },
+        ],
+      },
+    })) as unknown as V1Pod;
+  });
+  after(async () => {
+    if (cluster?.pids().length) await cluster.stop().catch(() => {});
+    rmSync(workdir, { recursive: true, force: true });
+  });
+
+  const request = (audience: string | undefined, expirationSeconds: number) =>
+    tokens.token({
+      namespace: NS,
+      serviceAccount: 'vol-sa',
+      audience,
+      expirationSeconds,
+      pod: { name: pod.metadata!.name!, uid: pod.metadata!.uid! },
+    });
+
+  test('TokenRequest: the audience and validity asked for, bound to the pod; TokenReview accepts it for that audience only', async () => {
+    for (const seconds of [3600, 7200]) {
+      const t = await request('spire-server', seconds);
+      const c = claimsOf(t.token);
+      assert.deepEqual(c.aud, ['spire-server']);
+      assert.equal(c.exp - c.iat, seconds);
+      assert.equal(t.expiresAt.getTime() - t.issuedAt.getTime(), seconds * 1000);
+      assert.equal(c.sub, `system:serviceaccount:${NS}:vol-sa`);
+      assert.deepEqual(c['kubernetes.io'].pod, { name: 'vol-pod', uid: pod.metadata!.uid });
+      const ok = await review(t.token, ['spire-server']);
+      assert.equal(ok.authenticated, true, ok.error);
+      assert.equal(ok.user?.username, `system:serviceaccount:${NS}:vol-sa`);
+      const other = await review(t.token, ['someone-else']);
+      assert.notEqual(other.authenticated, true);
+      assert.match(other.error ?? '', /audience/);
+    }
+  });
+
+  test("TokenRequest with no audience: the API server's own audiences", async () => {
+    const t = await request(undefined, 3600);
+    const c = claimsOf(t.token);
+    assert.ok(!c.aud.includes('spire-server'));
+    // A review without audiences checks against the API server's: the token must carry exactly those.
+    const r = await review(t.token);
+    assert.equal(r.authenticated, true, r.error);
+    assert.deepEqual(c.aud, r.audiences);
+  });
+
+  test('TokenRequest for a pod uid that is not the pod: refused', async () => {
+    await assert.rejects(
+      tokens.token({
+        namespace: NS,
+        serviceAccount: 'vol-sa',
+        audience: 'spire-server',
+        expirationSeconds: 3600,
+        pod: { name: 'vol-pod', uid: '00000000-0000-4000-8000-000000000000' },
+      }),
+      (e: unknown) => e instanceof TokenRequestError && /vol-sa .*HTTP 409.*uid/i.test(e.message),
+    );
   });
 });

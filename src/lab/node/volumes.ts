@@ -10,6 +10,9 @@
  * new one, never a mix, and a file it has open keeps its old content: a
  * program that reads its files again (the SPIRE agent its projected token, at
  * each attestation) never reads half an update.
+ *
+ * Projected service-account tokens come from the API server's TokenRequest,
+ * bound to the pod, and are refreshed on the kubelet's schedule.
  */
 import {
   chmodSync,
@@ -26,6 +29,13 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join, posix, resolve } from 'node:path';
+import {
+  CoreV1Api,
+  type KubeConfig,
+  Observable,
+  type ObservableMiddleware,
+  type V1TokenRequestSpec,
+} from '@kubernetes/client-node';
 import type { FileItem } from './pod-plan.js';
 
 const DATA = '..data';
@@ -169,4 +179,112 @@ export function writeVolume(dir: string, files: FileItem[]): boolean {
     if (name.startsWith('..') && name !== DATA && name !== basename(data))
       rmSync(join(dir, name), { recursive: true, force: true });
   return true;
+}
+
+/** A token from the API server's TokenRequest. */
+export interface IssuedToken {
+  token: string;
+  expiresAt: Date;
+  /** expiresAt less the validity the API server granted (it may shorten what was asked): the kubelet's `iat`. */
+  issuedAt: Date;
+}
+
+export interface TokenRequestOf {
+  namespace: string;
+  serviceAccount: string;
+  /** Undefined or empty: the API server's own audiences. */
+  audience: string | undefined;
+  expirationSeconds: number;
+  /** The pod the token is bound to: it stops being valid when the pod goes. */
+  pod: { name: string; uid: string };
+}
+
+export class TokenRequestError extends Error {
+  override name = 'TokenRequestError';
+}
+
+/** Aborts a client-node request after `ms` (client-node sets no deadline of its own). */
+function deadline(ms: number): { middleware: ObservableMiddleware[]; middlewareMergeStrategy: 'append' } {
+  return {
+    middleware: [
+      {
+        pre: (ctx) => {
+          ctx.setSignal(AbortSignal.timeout(ms));
+          return new Observable(Promise.resolve(ctx));
+        },
+        post: (res) => new Observable(Promise.resolve(res)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
+}
+
+/** The API server's message for a refused request (client-node's own message carries the whole answer and its headers). */
+function apiMessage(e: unknown, timeoutMs: number): string {
+  const { code, body, name } = e as { code?: number; body?: unknown; name?: string };
+  if (name === 'AbortError') return `no answer within ${timeoutMs} ms`;
+  if (code === undefined) return (e as Error).message;
+  let status: { message?: string } | undefined;
+  try {
+    status = (typeof body === 'string' ? JSON.parse(body) : body) as typeof status;
+  } catch {
+    status = undefined;
+  }
+  return `HTTP ${code}${status?.message ? `: ${status.message}` : ''}`;
+}
+
+/** Service-account tokens for pods, from the API server's TokenRequest, as the kubelet's token manager asks for them. */
+export class TokenSource {
+  private readonly api: CoreV1Api;
+
+  constructor(
+    kc: KubeConfig,
+    private readonly timeoutMs = 30_000,
+  ) {
+    this.api = kc.makeApiClient(CoreV1Api);
+  }
+
+  async token(r: TokenRequestOf): Promise<IssuedToken> {
+    const what = `TokenRequest for serviceaccount ${r.namespace}/${r.serviceAccount} (pod ${r.pod.name})`;
+    const res = await this.api
+      .createNamespacedServiceAccountToken(
+        {
+          name: r.serviceAccount,
+          namespace: r.namespace,
+          body: {
+            // client-node's type requires audiences; with none, the API server fills in its own
+            // (--api-audiences), as for the kubelet's nil list.
+            spec: {
+              ...(r.audience ? { audiences: [r.audience] } : {}),
+              expirationSeconds: r.expirationSeconds,
+              boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: r.pod.name, uid: r.pod.uid },
+            } as V1TokenRequestSpec,
+          },
+        },
+        deadline(this.timeoutMs),
+      )
+      .catch((e: unknown) => {
+        throw new TokenRequestError(`${what}: ${apiMessage(e, this.timeoutMs)}`);
+      });
+    const token = res.status?.token;
+    const expiresAt = res.status?.expirationTimestamp;
+    const seconds = res.spec.expirationSeconds;
+    if (!token || !expiresAt || seconds === undefined)
+      throw new TokenRequestError(`${what}: the answer has no token, expiration or validity`);
+    return { token, expiresAt, issuedAt: new Date(expiresAt.getTime() - seconds * 1000) };
+  }
+}
+
+const MAX_TOKEN_AGE_MS = 24 * 3600 * 1000;
+
+/**
+ * The kubelet's rule (token_manager.go requiresRefresh): a token is renewed
+ * once 80% of its validity has passed, or once it is 24 hours old. (The
+ * kubelet also subtracts up to 10 s of jitter to spread a node's requests;
+ * the lab's few pods need none, and its tests want the rule exact.)
+ */
+export function needsRefresh(t: IssuedToken, now: Date): boolean {
+  const issued = t.issuedAt.getTime();
+  const ttl = t.expiresAt.getTime() - issued;
+  return now.getTime() >= issued + Math.min(0.8 * ttl, MAX_TOKEN_AGE_MS);
 }
