@@ -1,8 +1,9 @@
 /**
  * The lab node agent's volumes. Locally: the kubelet's atomic volume layout
- * and its update rules, the token refresh rule. Against a real lab API
- * server: TokenRequest tokens bound to a real Pod (checked by the API
- * server's own TokenReview).
+ * and its update rules, hostPath types, subPaths, the token refresh rule.
+ * Against a real lab API server: TokenRequest tokens bound to a real Pod
+ * (checked by the API server's own TokenReview), and a projected volume that
+ * follows its ConfigMap and renews its token.
  */
 import assert from 'node:assert/strict';
 import {
@@ -18,25 +19,36 @@ import {
   readSync,
   rmSync,
   statSync,
+  symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { KubeConfig, type V1Pod, type V1Volume } from '@kubernetes/client-node';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { type ClusterClient, clientFromKubeconfig, type KubeObject } from '../../src/kube/client.js';
 import { ETCD_VERSION, type KubeCluster, KWOK_VERSION, startKubeCluster } from '../../src/lab/kube.js';
-import type { FileItem } from '../../src/lab/node/pod-plan.js';
+import type { KnownImage } from '../../src/lab/node/images.js';
 import {
+  containerPlan,
+  type FileItem,
+  type MountPlan,
+  type PodObjects,
+} from '../../src/lab/node/pod-plan.js';
+import {
+  HostPathTypeError,
   type IssuedToken,
   needsRefresh,
+  PodVolumes,
   TokenRequestError,
+  type TokenRequestOf,
   TokenSource,
   VolumePathError,
   writeVolume,
 } from '../../src/lab/node/volumes.js';
-import { requireLab } from '../helpers/lab.js';
+import { requireLab, waitUntil } from '../helpers/lab.js';
 
 const file = (path: string, content: string | Buffer, mode = 0o644): FileItem => ({
   path,
@@ -239,6 +251,250 @@ describe('TokenSource: a request the API server does not answer', { timeout: 30_
   });
 });
 
+/** A pod as the API server stores one, with the given volumes, each mounted by container "c" at /v/<name>. */
+function podWith(volumes: V1Volume[], subPaths: Record<string, string> = {}): V1Pod {
+  return {
+    metadata: { name: 'p', namespace: 'ns', uid: 'u-1' },
+    spec: {
+      serviceAccountName: 'sa',
+      containers: [
+        {
+          name: 'c',
+          volumeMounts: volumes.map((v) => ({
+            name: v.name,
+            mountPath: `/v/${v.name}`,
+            ...(subPaths[v.name] ? { subPath: subPaths[v.name] } : {}),
+          })),
+        },
+      ],
+      volumes,
+    },
+  };
+}
+
+const IMAGE: KnownImage = {
+  repository: 'example/app',
+  entrypoint: ['/app'],
+  cmd: [],
+  workdir: '/',
+  build: { component: 'x', programs: {} },
+};
+const noTokens = { token: () => Promise.reject(new Error('no token expected')) };
+/** A node's directories, fresh. */
+const nodeDirs = () => {
+  const d = scratch();
+  return { root: join(d, 'root'), spiffeSockets: join(d, 'spiffe'), claims: join(d, 'claims') };
+};
+
+describe('PodVolumes on the node (no API server)', { timeout: 30_000 }, () => {
+  const plan = (pod: V1Pod, objects: PodObjects): MountPlan[] =>
+    containerPlan(pod, pod.spec!.containers[0]!, IMAGE, objects).mounts;
+  const none: PodObjects = { configMap: () => undefined, secret: () => undefined };
+
+  test('hostPath under the node root: DirectoryOrCreate creates, Directory/File/Socket require, FileOrCreate makes an empty 0644 file', async () => {
+    const node = nodeDirs();
+    const podDir = scratch();
+    const hostPath = async (path: string, type: string | undefined) => {
+      const pod = podWith([{ name: 'h', hostPath: { path, ...(type ? { type } : {}) } }]);
+      return (await new PodVolumes(pod, none, noTokens, node).materialize(podDir, plan(pod, none)))[0]!;
+    };
+    const sockets = await hostPath('/run/spire/agent-sockets', 'DirectoryOrCreate');
+    assert.equal(sockets.hostPath, join(node.root, 'run/spire/agent-sockets'));
+    assert.ok(statSync(sockets.hostPath).isDirectory());
+    assert.equal(sockets.containerPath, '/v/h');
+    assert.equal((await hostPath('/run/spire/agent-sockets', 'Directory')).hostPath, sockets.hostPath);
+    assert.equal(
+      (await hostPath('/../../etc', 'DirectoryOrCreate')).hostPath,
+      join(node.root, 'etc'),
+      '.. does not climb out of the node root',
+    );
+    const missing = join(node.root, 'nope');
+    await assert.rejects(hostPath('/nope', 'Directory'), {
+      name: 'HostPathTypeError',
+      message: `hostPath type check failed: ${missing} is not a directory`,
+    });
+    assert.equal(existsSync(missing), false);
+    await assert.rejects(
+      hostPath('/run', 'File'),
+      (e: unknown) => e instanceof HostPathTypeError && /is not a file$/.test(e.message),
+    );
+    const made = await hostPath('/run/flag', 'FileOrCreate');
+    assert.ok(statSync(made.hostPath).isFile());
+    assert.equal(statSync(made.hostPath).size, 0);
+    assert.equal((await hostPath('/run/flag', 'File')).hostPath, made.hostPath);
+    await assert.rejects(hostPath('/run/flag', 'Socket'), /is not a socket file/);
+    await assert.rejects(hostPath('/nodir/flag', 'FileOrCreate'), /ENOENT/, 'its directory must exist');
+    await assert.rejects(hostPath('/run', 'Directry'), /Directry is an invalid volume type/);
+    const untyped = await hostPath('/var/absent', undefined);
+    assert.equal(untyped.hostPath, join(node.root, 'var/absent'));
+    assert.equal(existsSync(untyped.hostPath), false, 'no type: nothing checked, nothing made');
+  });
+
+  test("a projected token: asked for once per volume whatever the containers, for the pod's account and bound to it; renewed when due", async () => {
+    const calls: TokenRequestOf[] = [];
+    const issuedAt = new Date();
+    const counting = {
+      token: async (r: TokenRequestOf): Promise<IssuedToken> => {
+        calls.push(r);
+        return {
+          token: `token-${calls.length}`,
+          issuedAt,
+          expiresAt: new Date(issuedAt.getTime() + 3600_000),
+        };
+      },
+    };
+    const pod = podWith([
+      {
+        name: 'tok',
+        projected: { sources: [{ serviceAccountToken: { path: 'sa/token', audience: 'spire-server' } }] },
+      },
+    ]);
+    pod.spec!.containers.push({ ...pod.spec!.containers[0]!, name: 'd' });
+    const podDir = scratch();
+    const volumes = new PodVolumes(pod, none, counting, nodeDirs());
+    for (const c of pod.spec!.containers) {
+      const [tok] = await volumes.materialize(podDir, containerPlan(pod, c, IMAGE, none).mounts);
+      assert.equal(readFileSync(join(tok!.hostPath, 'sa/token'), 'utf8'), 'token-1');
+    }
+    assert.deepEqual(calls, [
+      {
+        namespace: 'ns',
+        serviceAccount: 'sa',
+        audience: 'spire-server',
+        expirationSeconds: 3600,
+        pod: { name: 'p', uid: 'u-1' },
+      },
+    ]);
+    assert.equal(mode(join(podDir, 'volumes/tok/sa/token')), 0o644, "the projected volume's default mode");
+    assert.deepEqual(await volumes.refresh(new Date(issuedAt.getTime() + 2879_000)), {
+      changed: [],
+      errors: [],
+    });
+    assert.equal(calls.length, 1, 'not due: not asked for');
+    assert.deepEqual(await volumes.refresh(new Date(issuedAt.getTime() + 2880_000)), {
+      changed: ['tok'],
+      errors: [],
+    });
+    assert.equal(readFileSync(join(podDir, 'volumes/tok/sa/token'), 'utf8'), 'token-2');
+  });
+
+  test('refresh: a ConfigMap gone leaves the volume as it was and says why; back again, the volume follows it', async () => {
+    let data: Record<string, string> | undefined = { greeting: 'hello' };
+    const objects: PodObjects = {
+      configMap: (n) => (n === 'cm' && data ? { data } : undefined),
+      secret: () => undefined,
+    };
+    const pod = podWith([{ name: 'cfg', configMap: { name: 'cm' } }]);
+    const podDir = scratch();
+    const volumes = new PodVolumes(pod, objects, noTokens, nodeDirs());
+    const [cfg] = await volumes.materialize(podDir, plan(pod, objects));
+    assert.deepEqual(await volumes.refresh(), { changed: [], errors: [] });
+    data = undefined;
+    assert.deepEqual(await volumes.refresh(), {
+      changed: [],
+      errors: ['volume "cfg": configmap "cm" not found'],
+    });
+    assert.equal(readFileSync(join(cfg!.hostPath, 'greeting'), 'utf8'), 'hello');
+    data = { other: 'x' };
+    assert.deepEqual(await volumes.refresh(), { changed: ['cfg'], errors: [] });
+    assert.deepEqual(
+      readdirSync(cfg!.hostPath).filter((n) => !n.startsWith('..')),
+      ['other'],
+    );
+  });
+
+  test('emptyDir 0777, shared by the containers; CSI csi.spiffe.io is the node socket dir; a claim outlives its pod dir', async () => {
+    const node = nodeDirs();
+    const podDir = scratch();
+    const pod = podWith([
+      { name: 'scratch', emptyDir: {} },
+      { name: 'spiffe', csi: { driver: 'csi.spiffe.io', readOnly: true } },
+      { name: 'data', persistentVolumeClaim: { claimName: 'data-p-0' } },
+    ]);
+    const volumes = new PodVolumes(pod, none, noTokens, node);
+    const [scratchDir, spiffe, data] = await volumes.materialize(podDir, plan(pod, none));
+    assert.equal(scratchDir!.hostPath, join(podDir, 'volumes/scratch'));
+    assert.equal(mode(scratchDir!.hostPath), 0o777);
+    writeFileSync(join(scratchDir!.hostPath, 'kept'), 'x');
+    const second = await volumes.materialize(podDir, plan(pod, none));
+    assert.equal(second[0]!.hostPath, scratchDir!.hostPath);
+    assert.equal(
+      readFileSync(join(scratchDir!.hostPath, 'kept'), 'utf8'),
+      'x',
+      'a second container sees the same dir',
+    );
+    assert.equal(spiffe!.hostPath, node.spiffeSockets);
+    assert.ok(statSync(node.spiffeSockets).isDirectory());
+    assert.equal(data!.hostPath, join(node.claims, 'ns/data-p-0'));
+    writeFileSync(join(data!.hostPath, 'db'), 'rows');
+    rmSync(podDir, { recursive: true });
+    const [, , again] = await new PodVolumes(pod, none, noTokens, node).materialize(
+      scratch(),
+      plan(pod, none),
+    );
+    assert.equal(
+      readFileSync(join(again!.hostPath, 'db'), 'utf8'),
+      'rows',
+      'the next pod of the claim finds its data',
+    );
+    const other = podWith([{ name: 'x', csi: { driver: 'other.csi.example' } }]);
+    await assert.rejects(
+      new PodVolumes(other, none, noTokens, node).materialize(podDir, plan(other, none)),
+      /CSI driver other.csi.example is not one the lab node provides/,
+    );
+  });
+
+  test('subPath: a file of a ConfigMap volume resolves to the file of that moment, read-only; an emptyDir subPath is made; one leading out is refused', async () => {
+    const node = nodeDirs();
+    const podDir = scratch();
+    let greeting = 'hello';
+    const objects: PodObjects = {
+      configMap: (n) => (n === 'cm' ? { data: { greeting } } : undefined),
+      secret: () => undefined,
+    };
+    const pod = podWith(
+      [
+        { name: 'cfg', configMap: { name: 'cm' } },
+        { name: 'logs', emptyDir: {} },
+      ],
+      { cfg: 'greeting', logs: 'app/one' },
+    );
+    const volumes = new PodVolumes(pod, objects, noTokens, node);
+    const [cfg, logs] = await volumes.materialize(podDir, plan(pod, objects));
+    assert.equal(readFileSync(cfg!.hostPath, 'utf8'), 'hello');
+    assert.equal(cfg!.readOnly, true, 'API data is mounted read-only');
+    const data = readlinkSync(join(podDir, 'volumes/cfg/..data'));
+    assert.equal(
+      cfg!.hostPath,
+      join(podDir, 'volumes/cfg', data, 'greeting'),
+      'the file, not the ..data link',
+    );
+    assert.equal(logs!.hostPath, join(podDir, 'volumes/logs/app/one'));
+    assert.ok(statSync(logs!.hostPath).isDirectory());
+
+    greeting = 'bonjour';
+    assert.deepEqual(await volumes.refresh(), { changed: ['cfg'], errors: [] });
+    assert.equal(readFileSync(join(podDir, 'volumes/cfg/greeting'), 'utf8'), 'bonjour');
+    const restarted = await volumes.materialize(podDir, plan(pod, objects));
+    assert.notEqual(restarted[0]!.hostPath, cfg!.hostPath, 'a container started later gets the new file');
+    assert.equal(readFileSync(restarted[0]!.hostPath, 'utf8'), 'bonjour');
+
+    const climbing = podWith([{ name: 'logs', emptyDir: {} }], { logs: '../cfg' });
+    await assert.rejects(
+      new PodVolumes(climbing, none, noTokens, node).materialize(podDir, plan(climbing, none)),
+      (e: unknown) =>
+        e instanceof VolumePathError && e.path === '../cfg' && /must not contain/.test(e.message),
+    );
+    symlinkSync('/etc', join(podDir, 'volumes/logs/out'));
+    const escaping = podWith([{ name: 'logs', emptyDir: {} }], { logs: 'out' });
+    await assert.rejects(
+      new PodVolumes(escaping, none, noTokens, node).materialize(podDir, plan(escaping, none)),
+      (e: unknown) =>
+        e instanceof VolumePathError && e.path === 'out' && /leads out of the volume/.test(e.message),
+    );
+  });
+});
+
 const K8S = PROFILE_VERSIONS.current.kubernetes;
 const skip = requireLab(
   [
@@ -382,5 +638,61 @@ describe(`volumes against a real Kubernetes ${K8S} API server`, { skip, timeout:
       }),
       (e: unknown) => e instanceof TokenRequestError && /vol-sa .*HTTP 409.*uid/i.test(e.message),
     );
+  });
+
+  test('a projected volume: ConfigMap and token written; refresh follows a ConfigMap update, renews a due token, and otherwise changes nothing', async () => {
+    // The informer cache the agent would feed the getter from.
+    const cache = new Map<string, KubeObject>();
+    const sync = async () => {
+      const cm = await client.get({ apiVersion: 'v1', kind: 'ConfigMap', name: 'vol-cm', namespace: NS });
+      if (cm) cache.set('vol-cm', cm);
+    };
+    await sync();
+    const objects: PodObjects = {
+      configMap: (n) => cache.get(n) as { data?: Record<string, string> } | undefined,
+      secret: () => undefined,
+    };
+    const podDir = scratch();
+    const volumes = new PodVolumes(pod, objects, tokens, nodeDirs());
+    const [cfg] = await volumes.materialize(
+      podDir,
+      containerPlan(pod, pod.spec!.containers[0]!, IMAGE, objects).mounts,
+    );
+    assert.equal(cfg!.containerPath, '/etc/cfg');
+    assert.equal(readFileSync(join(cfg!.hostPath, 'greeting'), 'utf8'), 'hello');
+    const first = readFileSync(join(cfg!.hostPath, 'token'), 'utf8');
+    assert.deepEqual(claimsOf(first).aud, ['spire-server']);
+    assert.equal(claimsOf(first)['kubernetes.io'].pod.uid, pod.metadata!.uid);
+    assert.equal(mode(join(cfg!.hostPath, 'token')), 0o644, "the projected volume's default mode");
+    assert.equal((await review(first, ['spire-server'])).authenticated, true);
+
+    assert.deepEqual(await volumes.refresh(), { changed: [], errors: [] }, 'nothing changed');
+
+    await apply({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'vol-cm', namespace: NS },
+      data: { greeting: 'bonjour' },
+    });
+    await waitUntil(
+      'the ConfigMap update reaches the cache',
+      async () => {
+        await sync();
+        return (cache.get('vol-cm') as { data?: Record<string, string> }).data?.greeting === 'bonjour';
+      },
+      30_000,
+    );
+    assert.deepEqual(await volumes.refresh(), { changed: ['cfg'], errors: [] });
+    assert.equal(readFileSync(join(cfg!.hostPath, 'greeting'), 'utf8'), 'bonjour');
+    assert.equal(readFileSync(join(cfg!.hostPath, 'token'), 'utf8'), first, 'a token not due is kept');
+    assert.deepEqual(await volumes.refresh(), { changed: [], errors: [] });
+
+    // 80% of the hour later, the token is due: a new one from the API server, bound to the same pod.
+    const due = new Date(claimsOf(first).iat * 1000 + 2880_000);
+    assert.deepEqual(await volumes.refresh(due), { changed: ['cfg'], errors: [] });
+    const renewed = readFileSync(join(cfg!.hostPath, 'token'), 'utf8');
+    assert.notEqual(renewed, first);
+    assert.equal(claimsOf(renewed)['kubernetes.io'].pod.uid, pod.metadata!.uid);
+    assert.equal((await review(renewed, ['spire-server'])).authenticated, true);
   });
 });

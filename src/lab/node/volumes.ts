@@ -12,31 +12,45 @@
  * each attestation) never reads half an update.
  *
  * Projected service-account tokens come from the API server's TokenRequest,
- * bound to the pod, and are refreshed on the kubelet's schedule.
+ * bound to the pod, and are refreshed on the kubelet's schedule. hostPath
+ * volumes live under a directory that stands for the node's "/", so the lab
+ * never touches the real host's paths.
  */
 import {
   chmodSync,
+  closeSync,
   existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
+  realpathSync,
   renameSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { basename, dirname, join, posix, resolve } from 'node:path';
+import { basename, dirname, join, posix, resolve, sep } from 'node:path';
 import {
   CoreV1Api,
   type KubeConfig,
   Observable,
   type ObservableMiddleware,
+  type V1Pod,
   type V1TokenRequestSpec,
+  type V1Volume,
 } from '@kubernetes/client-node';
-import type { FileItem } from './pod-plan.js';
+import {
+  type FileItem,
+  type MountPlan,
+  type MountSource,
+  type PodObjects,
+  volumeSource,
+} from './pod-plan.js';
 
 const DATA = '..data';
 const DATA_TMP = '..data_tmp';
@@ -50,6 +64,11 @@ export class VolumePathError extends Error {
   ) {
     super(`invalid volume path "${path}": ${reason}`);
   }
+}
+
+/** A hostPath volume whose path is not of its `type` (the kubelet's words). */
+export class HostPathTypeError extends Error {
+  override name = 'HostPathTypeError';
 }
 
 /** Relative and without a `..` element (what the API server's validation asks of a subPath); returns it cleaned. */
@@ -287,4 +306,222 @@ export function needsRefresh(t: IssuedToken, now: Date): boolean {
   const issued = t.issuedAt.getTime();
   const ttl = t.expiresAt.getTime() - issued;
   return now.getTime() >= issued + Math.min(0.8 * ttl, MAX_TOKEN_AGE_MS);
+}
+
+/** The node's directories the agent's volumes map to. */
+export interface NodeDirs {
+  /** Stands for the node's "/": hostPath `/run/x` is `<root>/run/x`. */
+  root: string;
+  /** What the SPIFFE CSI driver (csi.spiffe.io) publishes to pods on this node: the agent's Workload API socket dir. */
+  spiffeSockets: string;
+  /** Claims' volumes, `<claims>/<namespace>/<claim>`: they outlive the pod, as a PersistentVolume does. */
+  claims: string;
+}
+
+/** Where a container path is bound from. */
+export interface HostMount {
+  containerPath: string;
+  hostPath: string;
+  readOnly: boolean;
+}
+
+export interface VolumeRefresh {
+  /** Names of the volumes whose files changed. */
+  changed: string[];
+  /** A volume that could not be read or written keeps its files; why, per volume. */
+  errors: string[];
+}
+
+type FilesSource = Extract<MountSource, { kind: 'files' }>;
+
+/** A ConfigMap/Secret/projected volume as written: the spec to read it again from, and the tokens in it by path. */
+interface FilesVolume {
+  dir: string;
+  spec: V1Volume;
+  tokens: Map<string, IssuedToken>;
+}
+
+/** What is at `path` (symlinks followed), in hostPath type words; undefined when nothing is. */
+function fileKind(path: string): string | undefined {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(path);
+  } catch {
+    return undefined;
+  }
+  if (st.isDirectory()) return 'Directory';
+  if (st.isFile()) return 'File';
+  if (st.isSocket()) return 'Socket';
+  if (st.isCharacterDevice()) return 'CharDevice';
+  if (st.isBlockDevice()) return 'BlockDevice';
+  return 'other';
+}
+
+/** Each hostPath type: what must be at the path, and how an `...OrCreate` type makes it when nothing is. */
+const HOST_PATH_TYPES: Record<string, { is: string; what: string; create?: (path: string) => void }> = {
+  DirectoryOrCreate: { is: 'Directory', what: 'a directory', create: mkdirs },
+  Directory: { is: 'Directory', what: 'a directory' },
+  // Like the kubelet's: an empty 0644 file, in a directory that must exist.
+  FileOrCreate: { is: 'File', what: 'a file', create: (p) => closeSync(openSync(p, 'a', 0o644)) },
+  File: { is: 'File', what: 'a file' },
+  Socket: { is: 'Socket', what: 'a socket file' },
+  CharDevice: { is: 'CharDevice', what: 'a character device' },
+  BlockDevice: { is: 'BlockDevice', what: 'a block device' },
+};
+
+/** The kubelet's hostPath type check (pkg/volume/hostpath checkType), in its words; no type checks nothing. */
+function checkHostPath(path: string, type: string | undefined): void {
+  if (!type) return;
+  const t = HOST_PATH_TYPES[type];
+  if (!t) throw new HostPathTypeError(`${type} is an invalid volume type`);
+  const kind = fileKind(path);
+  if (kind === undefined && t.create) t.create(path);
+  else if (kind !== t.is) throw new HostPathTypeError(`hostPath type check failed: ${path} is not ${t.what}`);
+}
+
+/**
+ * The host path of `subPath` inside `volumeDir`, made (as a directory with
+ * the volume's mode) when missing, as the kubelet does. Symlinks are followed
+ * and must not lead out of the volume. For a ConfigMap/Secret/projected volume
+ * this is the file in the current data dir: bound at container start, it
+ * keeps that content, for the kubelet does not update a subPath mount either.
+ */
+function subPathOf(volumeDir: string, subPath: string): string {
+  const host = join(volumeDir, relativePath(subPath));
+  try {
+    lstatSync(host);
+  } catch {
+    mkdirSync(host, { recursive: true, mode: statSync(volumeDir).mode & 0o7777 });
+  }
+  const base = realpathSync(volumeDir);
+  const real = realpathSync(host);
+  if (real !== base && !real.startsWith(base + sep))
+    throw new VolumePathError(subPath, `leads out of the volume (to ${real})`);
+  return real;
+}
+
+/**
+ * One pod's volumes on the node. `objects` reads the pod's namespace's
+ * ConfigMaps and Secrets (the agent's informer cache); `tokens` issues its
+ * service-account tokens.
+ */
+export class PodVolumes {
+  /** Host dir of each volume set up, by volume name: a volume is set up once, whatever number of containers mount it. */
+  private readonly dirs = new Map<string, string>();
+  private readonly files = new Map<string, FilesVolume>();
+
+  constructor(
+    private readonly pod: V1Pod,
+    private readonly objects: PodObjects,
+    private readonly tokens: Pick<TokenSource, 'token'>,
+    private readonly node: NodeDirs,
+  ) {}
+
+  /**
+   * Sets up the volumes of `mounts` not set up yet (under
+   * `<podDir>/volumes/<volume>` for files and emptyDir) and returns, for each
+   * mount, the host path to bind at its container path.
+   */
+  async materialize(podDir: string, mounts: MountPlan[]): Promise<HostMount[]> {
+    const out: HostMount[] = [];
+    for (const m of mounts) {
+      let dir = this.dirs.get(m.volume);
+      if (dir === undefined) {
+        dir = await this.setUp(join(podDir, 'volumes', m.volume), m);
+        this.dirs.set(m.volume, dir);
+      }
+      out.push({
+        containerPath: m.path,
+        hostPath: m.subPath ? subPathOf(dir, m.subPath) : dir,
+        // The kubelet mounts API data (ConfigMap, Secret, projected) read-only whatever the mount says.
+        readOnly:
+          m.readOnly ||
+          m.source.kind === 'files' ||
+          (m.source.kind === 'persistentVolumeClaim' && m.source.readOnly),
+      });
+    }
+    return out;
+  }
+
+  private async setUp(dir: string, m: MountPlan): Promise<string> {
+    const s = m.source;
+    switch (s.kind) {
+      case 'files': {
+        const spec = this.pod.spec?.volumes?.find((v) => v.name === m.volume);
+        if (!spec) throw new Error(`volume "${m.volume}" is not a volume of the pod`);
+        const v: FilesVolume = { dir, spec, tokens: new Map() };
+        writeVolume(dir, await this.payload(v, s, new Date()));
+        this.files.set(m.volume, v);
+        return dir;
+      }
+      case 'emptyDir':
+        mkdirSync(dir, { recursive: true });
+        // The kubelet's emptyDir is 0777: any user of the pod's containers may write to it.
+        chmodSync(dir, 0o777);
+        return dir;
+      case 'hostPath': {
+        // Resolved against "/" first, so `..` cannot climb out of the node's root.
+        const host = join(this.node.root, posix.resolve('/', s.path));
+        checkHostPath(host, s.type);
+        return host;
+      }
+      case 'persistentVolumeClaim': {
+        const claim = join(this.node.claims, this.namespace(), s.claimName);
+        mkdirSync(claim, { recursive: true });
+        return claim;
+      }
+      case 'csi':
+        if (s.driver !== 'csi.spiffe.io')
+          throw new Error(`volume "${m.volume}": CSI driver ${s.driver} is not one the lab node provides`);
+        mkdirs(this.node.spiffeSockets);
+        return this.node.spiffeSockets;
+    }
+  }
+
+  private namespace(): string {
+    return this.pod.metadata?.namespace ?? 'default';
+  }
+
+  /** The volume's files and its tokens, each token reissued when missing or due (`now`). */
+  private async payload(v: FilesVolume, s: FilesSource, now: Date): Promise<FileItem[]> {
+    const name = this.pod.metadata?.name;
+    const uid = this.pod.metadata?.uid;
+    const tokenFiles: FileItem[] = [];
+    for (const t of s.tokens) {
+      let issued = v.tokens.get(t.path);
+      if (!issued || needsRefresh(issued, now)) {
+        if (!name || !uid) throw new Error('a token is bound to the pod: the pod needs a name and a uid');
+        issued = await this.tokens.token({
+          namespace: this.namespace(),
+          serviceAccount: this.pod.spec?.serviceAccountName || 'default',
+          audience: t.audience,
+          expirationSeconds: t.expirationSeconds,
+          pod: { name, uid },
+        });
+        v.tokens.set(t.path, issued);
+      }
+      tokenFiles.push({ path: t.path, content: Buffer.from(issued.token), mode: t.mode });
+    }
+    return [...s.files, ...tokenFiles];
+  }
+
+  /**
+   * Reads every ConfigMap/Secret/projected volume again (from `objects`, as
+   * it is now), renews the tokens that are due at `now`, and rewrites the
+   * volumes whose files changed. A volume that fails (an object gone, a
+   * TokenRequest refused) keeps its files, as with the kubelet.
+   */
+  async refresh(now = new Date()): Promise<VolumeRefresh> {
+    const out: VolumeRefresh = { changed: [], errors: [] };
+    for (const [name, v] of this.files) {
+      try {
+        // The same spec as at setup, so a files source again.
+        const s = volumeSource(this.pod, v.spec, this.objects) as FilesSource;
+        if (writeVolume(v.dir, await this.payload(v, s, now))) out.changed.push(name);
+      } catch (e) {
+        out.errors.push(`volume "${name}": ${(e as Error).message}`);
+      }
+    }
+    return out;
+  }
 }
