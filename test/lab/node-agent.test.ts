@@ -16,7 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -205,9 +205,11 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     const pid = serverPid(p)!;
     assert.ok(pid, 'the agent records no pid');
     // The process is the lab's SPIRE build, seen at the image's path, in the pod's kubelet-shaped cgroup.
-    assert.equal(readlinkSync(`/proc/${pid}/exe`), join(labBinDir('spire', SPIRE), 'spire-server'));
-    const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-    assert.match(cgroup, new RegExp(`pids:/${cgroup()}/kubepods/besteffort/pod${p.metadata!.uid}/${cs.containerID!.slice(13)}\\n`));
+    const exe = statSync(`/proc/${pid}/exe`);
+    const build = statSync(join(labBinDir('spire', SPIRE), 'spire-server'));
+    assert.deepEqual([exe.dev, exe.ino], [build.dev, build.ino], "the process is not the lab's spire-server build");
+    const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    assert.match(lines, new RegExp(`pids:/${cgroup()}/kubepods/besteffort/pod${p.metadata!.uid}/${cs.containerID!.slice(13)}\\n`));
   });
 
   test('the simulated pod beside it stays kwok\'s', async () => {
