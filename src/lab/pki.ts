@@ -1,4 +1,69 @@
 /**
+ * Certificates the lab makes, with @peculiar/x509 over Node's WebCrypto: the
+ * stand-in for a cluster's cert-manager root (below), and the primitives the
+ * lab's other issuers share (node/kubelet.ts signs kubelet serving
+ * certificates with the cluster CA kwokctl made).
+ */
+import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
+import * as px from '@peculiar/x509';
+
+px.cryptoProvider.set(webcrypto as unknown as Parameters<typeof px.cryptoProvider.set>[0]);
+
+const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+
+/** A certificate and its private key, both PEM. */
+export interface CertAndKey {
+  certPem: string;
+  /** PKCS#8 PEM. Written to 0600 files; never printed. */
+  keyPem: string;
+  notAfter: Date;
+}
+
+export async function newEcP256Keys(): Promise<webcrypto.CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+}
+
+/** A random positive 128-bit serial number, hex (as Go's and cert-manager's issuers make them). */
+export function randomSerial(): string {
+  const serial = randomBytes(16);
+  serial[0] = (serial[0] ?? 0) & 0x7f; // positive
+  return serial.toString('hex');
+}
+
+export async function pkcs8Pem(key: webcrypto.CryptoKey): Promise<string> {
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
+  const b64 = pkcs8.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
+  return `-----BEGIN PRIVATE KEY-----\n${b64}\n-----END PRIVATE KEY-----\n`;
+}
+
+export type SigningAlgorithm =
+  | { name: 'RSASSA-PKCS1-v1_5'; hash: 'SHA-256' }
+  | { name: 'ECDSA'; namedCurve: string; hash: 'SHA-256' };
+
+/**
+ * A CA's private key as a WebCrypto signing key, with the algorithm to sign
+ * with; checked against the CA's certificate (a key that is not the CA's
+ * would sign certificates nothing verifies). WebCrypto imports neither
+ * PKCS#1 (kwokctl's RSA `ca.key`) nor SEC1, so the PEM goes through
+ * node:crypto and JWK, which also names the EC curve.
+ */
+export async function caSigningKey(
+  caCertPem: string,
+  caKeyPem: string,
+): Promise<{ key: webcrypto.CryptoKey; algorithm: SigningAlgorithm }> {
+  const k = createPrivateKey(caKeyPem);
+  if (!new X509Certificate(caCertPem).checkPrivateKey(k))
+    throw new Error("the CA key is not the CA certificate's key");
+  const jwk = k.export({ format: 'jwk' });
+  let algorithm: SigningAlgorithm;
+  if (k.asymmetricKeyType === 'rsa') algorithm = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+  else if (k.asymmetricKeyType === 'ec' && jwk.crv)
+    algorithm = { name: 'ECDSA', namedCurve: jwk.crv, hash: 'SHA-256' };
+  else throw new Error(`a CA key of type ${k.asymmetricKeyType} is not supported (RSA or EC only)`);
+  return { key: await webcrypto.subtle.importKey('jwk', jwk, algorithm, false, ['sign']), algorithm };
+}
+
+/**
  * The lab's stand-in for a cluster's cert-manager root: a self-signed ECDSA
  * P-256 CA made the way cert-manager's SelfSigned issuer makes the seed's
  * `selfsigned-ca` Certificate (CN=certmanager-ca, O=cert-manager, OU=<cluster>;
@@ -8,34 +73,18 @@
  * SPIRE's "disk" UpstreamAuthority reads it, so SPIRE's CA is an intermediate
  * under it, as with cert-manager's UpstreamAuthority in a cluster.
  */
-import { randomBytes, webcrypto } from 'node:crypto';
-import * as px from '@peculiar/x509';
-
-px.cryptoProvider.set(webcrypto as unknown as Parameters<typeof px.cryptoProvider.set>[0]);
-
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-
-export interface RootCa {
-  certPem: string;
-  /** PKCS#8 PEM. Written to a 0600 file for SPIRE; never printed. */
-  keyPem: string;
-  notAfter: Date;
-}
-
-export async function makeCertManagerRoot(cluster: string, lifetimeMs: number): Promise<RootCa> {
-  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f; // positive
+export async function makeCertManagerRoot(cluster: string, lifetimeMs: number): Promise<CertAndKey> {
+  const keys = await newEcP256Keys();
   const now = Date.now();
   const notAfter = new Date(now + lifetimeMs);
   const subject = `CN=certmanager-ca, O=cert-manager, OU=${cluster}`;
   const cert = await px.X509CertificateGenerator.create({
-    serialNumber: serial.toString('hex'),
+    serialNumber: randomSerial(),
     subject,
     issuer: subject,
     notBefore: new Date(now - 60_000),
     notAfter,
-    signingAlgorithm: ALG,
+    signingAlgorithm: EC_P256,
     publicKey: keys.publicKey,
     signingKey: keys.privateKey,
     extensions: [
@@ -47,11 +96,5 @@ export async function makeCertManagerRoot(cluster: string, lifetimeMs: number): 
       await px.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  const b64 = pkcs8.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
-  return {
-    certPem: cert.toString('pem'),
-    keyPem: `-----BEGIN PRIVATE KEY-----\n${b64}\n-----END PRIVATE KEY-----\n`,
-    notAfter,
-  };
+  return { certPem: cert.toString('pem'), keyPem: await pkcs8Pem(keys.privateKey), notAfter };
 }

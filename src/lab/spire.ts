@@ -19,7 +19,7 @@ import { execFileBounded, localServerTransport } from '../federation/transport.j
 import { parseGoDuration } from '../fleet/durations.js';
 import { spireHas } from '../fleet/versions.js';
 import { healthChecksBlock } from '../render/spire/server-conf.js';
-import { makeCertManagerRoot, type RootCa } from './pki.js';
+import { type CertAndKey, makeCertManagerRoot } from './pki.js';
 import { listensOn } from './procfs.js';
 
 /** The loopback address of domain `index` in address block `block`. */
@@ -124,7 +124,7 @@ export class LabTrustDomain {
   readonly server: SpireServerCli;
   /** The join-token alias of this domain's agent: parent ID for workload entries. */
   readonly nodeId: string;
-  root: RootCa | undefined;
+  root: CertAndKey | undefined;
   private serverProc: Proc | undefined;
   private agentProc: Proc | undefined;
 
@@ -306,7 +306,7 @@ ${healthChecksBlock(this.address, LAB_PORTS.agentHealth)}`;
   }
 
   /** Writes a new cert-manager-shaped root for the disk UpstreamAuthority (read again at the next mint). */
-  async rotateRoot(): Promise<RootCa> {
+  async rotateRoot(): Promise<CertAndKey> {
     this.root = await makeCertManagerRoot(
       this.opts.name,
       parseGoDuration(this.opts.rootDuration ?? '21600h') ?? 0,
