@@ -458,6 +458,11 @@ class HttpsClusterClient implements ClusterClient {
 export function clientFromKubeconfig(text: string, o: { timeoutMs?: number } = {}): ClusterClient {
   const kc = new KubeConfig();
   kc.loadFromString(text);
+  return clientOfKubeConfig(kc, o);
+}
+
+/** A client for the current context of a loaded kubeconfig; refuses one that skips TLS verification. */
+export function clientOfKubeConfig(kc: KubeConfig, o: { timeoutMs?: number } = {}): ClusterClient {
   const cluster = kc.getCurrentCluster();
   if (!cluster?.server) throw new KubeconfigError('the kubeconfig names no cluster server');
   if (cluster.skipTLSVerify)
