@@ -34,6 +34,12 @@ export interface KubeCluster {
   kubeconfig: string;
   /** The lab's kubectl, of the cluster's Kubernetes version. */
   kubectl: string;
+  /**
+   * kwokctl's cluster CA (PEM files; the key is PKCS#1 RSA): it signs the API
+   * server's certificate, so it is what pods trust as their service account's
+   * ca.crt, and the lab's kubelets have their serving certificates signed by it.
+   */
+  ca: { cert: string; key: string };
   /** pids of the cluster's processes (found by their work directory in /proc). */
   pids(): number[];
   stop(): Promise<void>;
@@ -165,10 +171,12 @@ async function createKubeCluster(o: KubeClusterOptions): Promise<KubeCluster> {
     `${Math.round(timeoutMs / 1000)}s`,
   ]);
   if (o.nodes) await run(['scale', 'node', '--name', o.name, '--replicas', String(o.nodes)]);
+  const pki = join(o.workdir, 'clusters', o.name, 'pki');
   return {
     name: o.name,
     kubeconfig,
     kubectl: join(bin.k8s, 'kubectl'),
+    ca: { cert: join(pki, 'ca.crt'), key: join(pki, 'ca.key') },
     pids: () => processesUnder(join(o.workdir, 'clusters', o.name)),
     /** Deletes the cluster; returns once its processes have exited and its API server port refuses connections. */
     stop: () => deleteKubeCluster(o.name, o.workdir, kubeconfig, kwokctl),
