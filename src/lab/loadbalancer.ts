@@ -95,7 +95,8 @@ export function podBackend(dir: string, targetPort: number | string, pods: V1Pod
     if (!ready || !ip) continue;
     let port = typeof targetPort === 'number' || /^\d+$/.test(targetPort) ? Number(targetPort) : undefined;
     for (const c of p.spec?.containers ?? [])
-      for (const cp of c.ports ?? []) if (port === undefined && cp.name === targetPort) port = cp.containerPort;
+      for (const cp of c.ports ?? [])
+        if (port === undefined && cp.name === targetPort) port = cp.containerPort;
     if (port !== undefined) return `unix:${dir}/${ip}-${port}.sock`;
   }
   return undefined;
@@ -177,16 +178,17 @@ export class LabLoadBalancer {
       }
       const standIn = c.standIns.find((s) => selects(svc, s));
       const selector = Object.entries(svc.spec?.selector ?? {});
-      const pods = standIn || (c.podSockets && selector.length)
-        ? (
-            await api.listNamespacedPod({
-              namespace: ns,
-              labelSelector: Object.entries(svc.spec?.selector ?? {})
-                .map(([k, v]) => `${k}=${v}`)
-                .join(','),
-            })
-          ).items
-        : [];
+      const pods =
+        standIn || (c.podSockets && selector.length)
+          ? (
+              await api.listNamespacedPod({
+                namespace: ns,
+                labelSelector: Object.entries(svc.spec?.selector ?? {})
+                  .map(([k, v]) => `${k}=${v}`)
+                  .join(','),
+              })
+            ).items
+          : [];
       for (const p of svc.spec?.ports ?? []) {
         if ((p.protocol ?? 'TCP') !== 'TCP') continue;
         const key = `${ip}:${p.port}`;

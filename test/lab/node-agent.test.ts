@@ -15,7 +15,7 @@
  * or cgroup; the simulated pod stays kwok's. Needs root.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,7 +38,11 @@ const notRoot = process.getuid?.() === 0 ? undefined : 'needs root (network and 
 const skip =
   notRoot ??
   requireLab(
-    [`bin/kubernetes/${K8S}/kube-apiserver`, `bin/kwok/${KWOK_VERSION}/kwokctl`, `bin/spire/${SPIRE}/spire-server`],
+    [
+      `bin/kubernetes/${K8S}/kube-apiserver`,
+      `bin/kwok/${KWOK_VERSION}/kwokctl`,
+      `bin/spire/${SPIRE}/spire-server`,
+    ],
     'npm run lab:build',
   );
 
@@ -103,14 +107,24 @@ const spirePod = {
   },
 };
 
+/** Runs a command with stdin closed (openssl s_client reads it), bounded in time. */
 const sh = (args: string[]) =>
-  new Promise<{ code: number; out: string }>((resolve) =>
-    execFile(args[0]!, args.slice(1), { timeout: 20_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: `${stdout}${stderr}` }),
-    ),
-  );
+  new Promise<{ code: number; out: string }>((resolve) => {
+    const child = spawn(args[0]!, args.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b;
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      out += b;
+    });
+    child.on('close', (code) => resolve({ code: code ?? 1, out }));
+  });
 
-describe('the lab node agent runs a pod of a known image from its stored spec', { skip, timeout: 600_000 }, () => {
+describe('the lab node agent runs a pod of a known image from its stored spec', {
+  skip,
+  timeout: 600_000,
+}, () => {
   const dir = mkdtempSync(join(tmpdir(), 'mf-agent-'));
   const owner = `node-agent test ${process.pid}`;
   let block = 0;
@@ -172,9 +186,19 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
       namespace: 'spire',
       body: {
         metadata: { name: 'spire-server' },
-        spec: { selector: { app: 'spire-server' }, ports: [{ name: 'grpc', port: 8081, targetPort: 'grpc' }] },
+        spec: {
+          selector: { app: 'spire-server' },
+          ports: [{ name: 'grpc', port: 8081, targetPort: 'grpc' }],
+        },
       },
     });
+    // Pods need the namespace's default ServiceAccount, which the controller manager makes.
+    await waitUntil('the default ServiceAccount of spire', async () =>
+      api.readNamespacedServiceAccount({ name: 'default', namespace: 'spire' }).then(
+        () => true,
+        () => false,
+      ),
+    );
     await api.createNamespacedPod({ namespace: 'spire', body: spirePod });
     await api.createNamespacedPod({
       namespace: 'spire',
@@ -198,7 +222,11 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
       throw new Error(`${e.message}\n${logs.join('\n')}`);
     });
     const p = (await pod())!;
-    assert.match(p.status!.podIP!, new RegExp(`^10\\.${block}\\.1\\.\\d+$`), 'not an address of the pod network');
+    assert.match(
+      p.status!.podIP!,
+      new RegExp(`^10\\.${block}\\.1\\.\\d+$`),
+      'not an address of the pod network',
+    );
     const cs = p.status!.containerStatuses![0]!;
     assert.match(cs.containerID!, /^containerd:\/\/[0-9a-f]{64}$/);
     assert.equal(cs.restartCount, 0);
@@ -207,15 +235,31 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     // The process is the lab's SPIRE build, seen at the image's path, in the pod's kubelet-shaped cgroup.
     const exe = statSync(`/proc/${pid}/exe`);
     const build = statSync(join(labBinDir('spire', SPIRE), 'spire-server'));
-    assert.deepEqual([exe.dev, exe.ino], [build.dev, build.ino], "the process is not the lab's spire-server build");
+    assert.deepEqual(
+      [exe.dev, exe.ino],
+      [build.dev, build.ino],
+      "the process is not the lab's spire-server build",
+    );
     const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-    assert.match(lines, new RegExp(`pids:/${cgroup()}/kubepods/besteffort/pod${p.metadata!.uid}/${cs.containerID!.slice(13)}\\n`));
+    assert.match(
+      lines,
+      new RegExp(
+        `pids:/${cgroup()}/kubepods/besteffort/pod${p.metadata!.uid}/${cs.containerID!.slice(13)}\\n`,
+      ),
+    );
   });
 
-  test('the simulated pod beside it stays kwok\'s', async () => {
-    await waitUntil('the simulated pod Running', async () => (await pod('simulated'))?.status?.phase === 'Running');
+  test("the simulated pod beside it stays kwok's", async () => {
+    await waitUntil(
+      'the simulated pod Running',
+      async () => (await pod('simulated'))?.status?.phase === 'Running',
+    );
     const p = (await pod('simulated'))!;
-    assert.doesNotMatch(p.status?.podIP ?? '', new RegExp(`^10\\.${block}\\.`), 'the agent took a pod it cannot run');
+    assert.doesNotMatch(
+      p.status?.podIP ?? '',
+      new RegExp(`^10\\.${block}\\.`),
+      'the agent took a pod it cannot run',
+    );
     const recorded = readFileSync(join(dir, 'agent', 'pods.json'), 'utf8');
     assert.doesNotMatch(recorded, /simulated/);
   });
@@ -225,7 +269,11 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     const node = await running.network.node((await pod())!.spec!.nodeName!);
     const tcp = (ns: string, host: string, port: number) =>
       sh(['nsenter', `--net=${ns}`, '--', '/bin/bash', '-c', `exec 3<>/dev/tcp/${host}/${port}`]);
-    await waitUntil('the ClusterIP routed', async () => (await tcp(node.netns, svc.spec!.clusterIP!, 8081)).code === 0, 30_000);
+    await waitUntil(
+      'the ClusterIP routed',
+      async () => (await tcp(node.netns, svc.spec!.clusterIP!, 8081)).code === 0,
+      30_000,
+    );
     // A port the Service does not have is not routed.
     assert.notEqual((await tcp(node.netns, svc.spec!.clusterIP!, 8080)).code, 0);
     // The kubernetes Service: TLS to the real API server, whose certificate names kubernetes.default.svc.
@@ -265,7 +313,11 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     const after = (await pod())!;
     const cs = after.status!.containerStatuses![0]!;
     assert.equal(cs.lastState?.terminated?.exitCode, 137);
-    assert.notEqual(cs.containerID, before.status!.containerStatuses![0]!.containerID, 'a restart is a new container');
+    assert.notEqual(
+      cs.containerID,
+      before.status!.containerStatuses![0]!.containerID,
+      'a restart is a new container',
+    );
     assert.notEqual(serverPid(after), pid);
   });
 
@@ -276,7 +328,10 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     await waitUntil('the pod gone from the API server', async () => (await pod()) === undefined, 60_000);
     assert.throws(() => readFileSync(`/proc/${pid}/cmdline`), 'the server process still runs');
     assert.deepEqual(cgroupProcesses(`${cgroup()}/kubepods/besteffort/pod${p.metadata!.uid}`), []);
-    assert.equal(existsSync(join(CGROUP_HIERARCHY, cgroup(), 'kubepods', 'besteffort', `pod${p.metadata!.uid}`)), false);
+    assert.equal(
+      existsSync(join(CGROUP_HIERARCHY, cgroup(), 'kubepods', 'besteffort', `pod${p.metadata!.uid}`)),
+      false,
+    );
     const namespaces = await labNamespaces(block);
     assert.equal(namespaces.filter((n) => /-p[0-9a-f]{8}$/.test(n)).length, 0, namespaces.join(', '));
     await running.stop();

@@ -18,8 +18,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Node, type V1Pod, type V1Service } from '@kubernetes/client-node';
 import type { PodObjects } from './pod-plan.js';
-import type { Route } from './portal.js';
 import { isRealPod, type PodEnvironment, PodRuntime } from './pod-runtime.js';
+import type { Route } from './portal.js';
 
 export interface NodeNetwork {
   /** Brings up the cluster's hub; idempotent. */
@@ -35,7 +35,6 @@ export interface NodeNetwork {
   portSocket(ip: string, port: number): string;
   down(): Promise<void>;
 }
-
 
 export interface NodeAgentOptions {
   cluster: string;
@@ -264,17 +263,24 @@ export class NodeAgent {
   /** A pod being deleted: stop its containers within its grace period, then remove it, as the kubelet does. */
   private async finish(pod: V1Pod, rt: PodRuntime | undefined): Promise<void> {
     const uid = pod.metadata!.uid!;
-    if (rt) await this.stopPod(uid, rt, (pod.metadata?.deletionGracePeriodSeconds ?? 30) * 1000);
+    const graceMs = (pod.metadata?.deletionGracePeriodSeconds ?? 30) * 1000;
+    if (rt) {
+      this.o.log(`${rt.name}: deleted; stopping its containers (grace ${graceMs / 1000}s)`);
+      await this.stopPod(uid, rt, graceMs);
+    }
     await this.api
       .deleteNamespacedPod({
         name: pod.metadata!.name!,
         namespace: pod.metadata!.namespace!,
-        gracePeriodSeconds: 0,
-        body: { preconditions: { uid } },
+        // DeleteOptions come from the body when there is one (the API server ignores the query's then).
+        body: { gracePeriodSeconds: 0, preconditions: { uid } },
       })
-      .catch((e: unknown) => {
-        if ((e as { code?: number }).code !== 404) throw e;
-      });
+      .then(
+        () => this.o.log(`${pod.metadata!.namespace}/${pod.metadata!.name}: stopped and removed`),
+        (e: unknown) => {
+          if ((e as { code?: number }).code !== 404) throw e;
+        },
+      );
   }
 
   private async stopPod(uid: string, rt: PodRuntime, graceMs: number): Promise<void> {

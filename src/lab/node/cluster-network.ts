@@ -80,7 +80,8 @@ export class ClusterNetwork implements NodeNetwork {
    */
   kubeletAddress(name: string): string {
     const k = this.nodeIndex(name);
-    if (k >= MAX_KUBELETS) throw new RangeError(`the lab serves kubelet APIs for ${MAX_KUBELETS} nodes a cluster`);
+    if (k >= MAX_KUBELETS)
+      throw new RangeError(`the lab serves kubelet APIs for ${MAX_KUBELETS} nodes a cluster`);
     return hubAddress(this.block, this.cluster).replace(/\.1$/, `.${110 + k}`);
   }
 
@@ -107,7 +108,9 @@ export class ClusterNetwork implements NodeNetwork {
     if (text === this.lastRoutes || !this.portal) return;
     const hub = hubAddress(this.block, this.cluster);
     const wanted = new Set(
-      routes.flatMap((r) => ('tcp' in r.listen ? [r.listen.tcp.split(':')[0]!] : [])).filter((ip) => ip !== hub),
+      routes
+        .flatMap((r) => ('tcp' in r.listen ? [r.listen.tcp.split(':')[0]!] : []))
+        .filter((ip) => ip !== hub),
     );
     for (const ip of wanted) if (!this.hubIps.has(ip)) await addHubAddress(this.block, this.cluster, ip);
     await this.portal.apply(routes);

@@ -40,13 +40,19 @@ export const KUBELET_PORT = 10250;
 /** The lab's top cgroup of a block: labs of different blocks never share one. */
 export const labCgroup = (block: number) => `meshfed-lab-${block}`;
 
-export async function runNodeAgent(c: NodeAgentConfig, log: (line: string) => void): Promise<RunningNodeAgent> {
+export async function runNodeAgent(
+  c: NodeAgentConfig,
+  log: (line: string) => void,
+): Promise<RunningNodeAgent> {
   mkdirSync(c.dir, { recursive: true });
   const kc = new KubeConfig();
   kc.loadFromFile(c.kubeconfig);
   const server = new URL(kc.getCurrentCluster()!.server);
   const apiServerSocket = join(c.dir, 'apiserver.sock');
-  const apiRelay = await relayUnixToTcp(apiServerSocket, { host: server.hostname, port: Number(server.port) });
+  const apiRelay = await relayUnixToTcp(apiServerSocket, {
+    host: server.hostname,
+    port: Number(server.port),
+  });
   const network = new ClusterNetwork(c.block, c.clusterIndex, c.dir);
   const tokens = new TokenSource(kc);
   const kubelets = new Kubelets(c, kc, network, log);
