@@ -52,6 +52,10 @@ const sa = (name: string): KubeObject => ({
   kind: 'ServiceAccount',
   metadata: meta(name, NS),
 });
+/** spire-controller-manager's webhook configuration and Service (the name its 0.x releases default to). */
+const SCM_WEBHOOK = 'spire-controller-manager-webhook';
+const SCM_WEBHOOK_PORT = 9443;
+
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
 const role = (kind: 'Role' | 'ClusterRole', name: string, rules: Rule[], namespace?: string): KubeObject => ({
   apiVersion: 'rbac.authorization.k8s.io/v1',
@@ -103,6 +107,19 @@ function rbac(ctx: RenderContext): KubeObject[] {
           'clusterstaticentries/status',
         ],
         verbs: ['get', 'patch', 'update'],
+      },
+      // Its validating webhook: it watches the webhook configurations and puts its
+      // CA into its own (by name), which it mints from SPIRE as it starts.
+      {
+        apiGroups: ['admissionregistration.k8s.io'],
+        resources: ['validatingwebhookconfigurations'],
+        verbs: ['list', 'watch'],
+      },
+      {
+        apiGroups: ['admissionregistration.k8s.io'],
+        resources: ['validatingwebhookconfigurations'],
+        resourceNames: [SCM_WEBHOOK],
+        verbs: ['get', 'patch'],
       },
     );
   else
@@ -238,6 +255,7 @@ function serverStatefulSet(ctx: RenderContext, configHash: string): KubeObject {
           name: 'spire-controller-manager',
           image: img.registrar,
           args: [`--config=/run/spire/registrar/${reg.file}`],
+          ports: [{ containerPort: SCM_WEBHOOK_PORT, name: 'webhook' }],
           readinessProbe: probe('/readyz', 8083),
           livenessProbe: probe('/healthz', 8083),
           resources: { requests: { cpu: '20m', memory: '64Mi' } },
@@ -459,6 +477,54 @@ function agent(ctx: RenderContext): KubeObject[] {
   ];
 }
 
+/**
+ * spire-controller-manager's validating webhook (current profile), as its
+ * upstream manifests declare it: the configuration (whose caBundle the
+ * controller fills with the CA of the certificate it mints from SPIRE for
+ * the Service's DNS name) and the Service in front of its port.
+ */
+function scmWebhook(ctx: RenderContext): KubeObject[] {
+  if (ctx.fleet.versions.registrar !== 'spire-controller-manager') return [];
+  const hook = (kind: string, plural: string) => ({
+    name: `v${kind}.kb.io`,
+    admissionReviewVersions: ['v1'],
+    clientConfig: {
+      service: { name: SCM_WEBHOOK, namespace: NS, path: `/validate-spire-spiffe-io-v1alpha1-${kind}` },
+    },
+    failurePolicy: 'Fail',
+    sideEffects: 'None',
+    rules: [
+      {
+        apiGroups: ['spire.spiffe.io'],
+        apiVersions: ['v1alpha1'],
+        operations: ['CREATE', 'UPDATE'],
+        resources: [plural],
+      },
+    ],
+  });
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(SCM_WEBHOOK, NS),
+      spec: {
+        type: 'ClusterIP',
+        selector: { app: 'spire-server' },
+        ports: [{ name: 'https', port: 443, targetPort: 'webhook', protocol: 'TCP' }],
+      },
+    },
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingWebhookConfiguration',
+      metadata: { name: SCM_WEBHOOK },
+      webhooks: [
+        hook('clusterfederatedtrustdomain', 'clusterfederatedtrustdomains'),
+        hook('clusterspiffeid', 'clusterspiffeids'),
+      ],
+    },
+  ];
+}
+
 /** current profile: one ClusterSPIFFEID gives every labelled pod (apps and gateways) its Istio-shaped ID. */
 function registration(ctx: RenderContext): KubeObject[] {
   if (ctx.fleet.versions.registrar !== 'spire-controller-manager') return [];
@@ -516,6 +582,7 @@ export function renderSpire(ctx: RenderContext): PhaseOutput {
     configMap(TRUST_BUNDLE_CONFIGMAP, {}),
     configMap(reg.name, { [reg.file]: reg.text }),
     ...services(ctx),
+    ...scmWebhook(ctx),
     ...(holdBack ? [] : serverObjects),
     ...agent(ctx),
     ...registration(ctx),
