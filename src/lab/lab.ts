@@ -43,6 +43,9 @@ import { type DaemonRecord, daemonAlive, startDaemon, stopDaemon } from './daemo
 import { labClusterName } from './federation.js';
 import { apiServerOf, deleteKubeCluster, KWOK_VERSION, kubeBinaries, startKubeCluster } from './kube.js';
 import { type LbCluster, MAX_LAB_CLUSTERS, type StandIn } from './loadbalancer.js';
+import { REAL_REPOSITORIES } from './node/images.js';
+import { CLUSTERS_PER_BLOCK } from './node/network.js';
+import { cleanLabNodes, type NodeAgentConfig } from './node/run.js';
 import { processesUnder } from './procfs.js';
 import { LAB_PORTS, LabTrustDomain, labAddress } from './spire.js';
 import { DEFAULT_POD_TIMINGS, kwokStagesConfig, type PodTimings } from './stages.js';
@@ -65,8 +68,17 @@ export interface LabOptions {
    * claimed machine-wide for as long as lab.json records it (claims.ts).
    */
   block?: number;
+  /**
+   * simulated (default): kwok simulates every pod; the lab runs its own SPIRE
+   * server and registrar beside each cluster. real: the lab node agent runs
+   * the pods of images the lab builds (SPIRE's, the registrar's) from their
+   * stored specs, as real processes (src/lab/node/).
+   */
+  pods?: LabPods;
   onProgress?: (cluster: string | undefined, message: string) => void;
 }
+
+export type LabPods = 'simulated' | 'real';
 
 export interface LabClusterState {
   name: string;
@@ -85,6 +97,8 @@ export interface LabClusterState {
   /** The real SPIRE bundle endpoint (the SPIRE server pod's "federation" port stands for it). */
   bundleEndpoint: string;
   daemons: DaemonRecord[];
+  /** With real pods: the node agent's folder (its pods.json, pods' folders and port sockets). */
+  agentDir?: string;
 }
 
 export interface LabState {
@@ -103,6 +117,8 @@ export interface LabState {
   };
   clusters: LabClusterState[];
   loadBalancer?: DaemonRecord;
+  /** Absent in labs made before the node agent: simulated. */
+  pods?: LabPods;
 }
 
 export class LabError extends Error {
@@ -284,6 +300,104 @@ process.stdin.on('end', () => process.exit(run(args)));
   });
 }
 
+/** The lab node agent's program (src/lab/node/agent-main.ts). */
+const AGENT_MAIN = fileURLToPath(new URL('./node/agent-main.js', import.meta.url));
+
+/** Starts a cluster's node agent as a lab daemon; ready once its first pass has written pods.json. */
+async function startNodeAgent(
+  name: string,
+  kube: { kubeconfig: string; ca: { cert: string; key: string } },
+  agentDir: string,
+  block: number,
+  clusterIndex: number,
+): Promise<DaemonRecord> {
+  mkdirSync(agentDir, { recursive: true });
+  const config: NodeAgentConfig = {
+    cluster: name,
+    kubeconfig: kube.kubeconfig,
+    dir: agentDir,
+    block,
+    clusterIndex,
+    ca: kube.ca,
+  };
+  const file = join(agentDir, 'config.json');
+  writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
+  const d = startDaemon(
+    `${name} node agent`,
+    process.execPath,
+    [AGENT_MAIN, file],
+    join(agentDir, 'agent.log'),
+  );
+  await waitDaemon(d, async () => existsSync(join(agentDir, 'pods.json')), 60_000);
+  return d;
+}
+
+/**
+ * `kubectl exec` into the SPIRE server pod's spire-server container, with
+ * real pods: kwok routes the exec to a local command (its ClusterExec, for
+ * the spire namespace), and that command, `bin/spire-server`, enters the
+ * real container (its mount and network namespaces, then its root, as
+ * recorded in the node agent's pods.json) and runs the image's spire-server
+ * there. kwok never closes the command's stdin, so what `bundle set` gets on
+ * stdin is read up to the end of one JSON document and passed on, closed.
+ */
+export function realSpireExec(clusterDir: string, agentDir: string): string {
+  const work = join(clusterDir, 'exec');
+  mkdirSync(join(work, 'bin'), { recursive: true });
+  writeFileSync(join(work, 'package.json'), '{"type": "commonjs"}\n');
+  const q = JSON.stringify;
+  writeFileSync(
+    join(work, 'bin', 'spire-server'),
+    `#!${process.execPath}
+// meshfed lab: spire-server in the real SPIRE server container of this cluster.
+const { spawn } = require('node:child_process');
+const { readFileSync } = require('node:fs');
+const args = process.argv.slice(2);
+let record;
+try {
+  record = JSON.parse(readFileSync(${q(join(agentDir, 'pods.json'))}, 'utf8'));
+} catch (e) {
+  console.error('the lab node agent has recorded no pods yet: ' + e.message);
+  process.exit(1);
+}
+const pod = record.pods.find((p) => p.pod.startsWith(${q(`${SPIRE_NAMESPACE}/`)}) && p.containers && p.containers['spire-server']);
+if (!pod) {
+  console.error('no spire-server container runs in this lab cluster (the node agent runs none)');
+  process.exit(1);
+}
+const c = pod.containers['spire-server'];
+const argv = ['--target', String(c.pid), '--mount', '--net', '--', 'chroot', c.root, '/usr/bin/env', '-C', c.workdir, '--', 'bin/spire-server', ...args];
+const run = (input) => {
+  const child = spawn('nsenter', argv, { stdio: [input === undefined ? 'ignore' : 'pipe', 'inherit', 'inherit'] });
+  if (input !== undefined) child.stdin.end(input);
+  child.on('close', (code) => process.exit(code ?? 1));
+};
+if (!(args[0] === 'bundle' && args[1] === 'set' && !args.includes('-path'))) run(undefined);
+else {
+  let text = '';
+  process.stdin.on('data', (d) => {
+    text += d;
+    try {
+      JSON.parse(text);
+    } catch {
+      return;
+    }
+    process.stdin.pause();
+    run(text);
+  });
+  process.stdin.on('end', () => run(text));
+}
+`,
+    { mode: 0o755 },
+  );
+  return stringify({
+    apiVersion: 'kwok.x-k8s.io/v1alpha1',
+    kind: 'ClusterExec',
+    metadata: { name: 'spire-server' },
+    spec: { selector: { matchNamespaces: [SPIRE_NAMESPACE] }, execs: [{ local: { workDir: work } }] },
+  });
+}
+
 /**
  * Starts the lab. Idempotent: when the folder holds a running lab of the same
  * shape, returns its state; a different or broken one is an error naming
@@ -310,6 +424,15 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     );
   }
   const p = labPrograms(o.profile);
+  const real = o.pods === 'real';
+  if (real && o.clusters > CLUSTERS_PER_BLOCK)
+    throw new LabError(
+      `--pods real runs at most ${CLUSTERS_PER_BLOCK} clusters (their pod networks share the lab's block)`,
+    );
+  if (real && process.getuid?.() !== 0)
+    throw new LabError(
+      '--pods real needs root: pods run in network and mount namespaces and cgroups of their own',
+    );
   // Unix socket paths are limited to 107 bytes.
   const longest = join(dir, `cluster-${o.clusters}`, 'spire', 'server.sock');
   if (Buffer.byteLength(longest) > 100)
@@ -330,7 +453,11 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
   const stagesFile = join(dir, 'kwok-stages.yaml');
   writeFileSync(
     stagesFile,
-    kwokStagesConfig(join(labBinDir('kwok', KWOK_VERSION), 'stages'), o.podTimings ?? DEFAULT_POD_TIMINGS),
+    kwokStagesConfig(
+      join(labBinDir('kwok', KWOK_VERSION), 'stages'),
+      o.podTimings ?? DEFAULT_POD_TIMINGS,
+      real ? REAL_REPOSITORIES : [],
+    ),
   );
   const state: LabState = {
     version: 1,
@@ -349,6 +476,7 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
       kwok: KWOK_VERSION,
     },
     clusters: [],
+    pods: real ? 'real' : 'simulated',
   };
   const crds = `${crdManifests(join(p.certManager, 'crds'))}---\n${crdManifests(join(p.registrarDir, 'crds'))}---\n${LAB_STORAGE_CLASS}`;
   const standIns: LbCluster[] = [];
@@ -380,20 +508,32 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
         };
         state.clusters.push(c);
         save();
-        progress(name, `control plane: Kubernetes ${p.v.kubernetes} with ${o.nodes ?? 2} kwok nodes`);
-        const domain = new LabTrustDomain({
+        progress(
           name,
-          trustDomain,
-          index,
-          block,
-          spireVersion: p.v.spire,
-          binDir: p.spire,
-          dir: c.spireDir,
-          agent: false,
-          detached: true,
-        });
+          `control plane: Kubernetes ${p.v.kubernetes} with ${o.nodes ?? 2} kwok nodes${real ? ', real pods for images the lab builds' : ''}`,
+        );
+        const agentDir = join(cdir, 'agent');
+        if (real) c.agentDir = agentDir;
+        const domain = real
+          ? undefined
+          : new LabTrustDomain({
+              name,
+              trustDomain,
+              index,
+              block,
+              spireVersion: p.v.spire,
+              binDir: p.spire,
+              dir: c.spireDir,
+              agent: false,
+              detached: true,
+            });
         const execConfig = join(cdir, 'kwok-exec.yaml');
-        writeFileSync(execConfig, spireExecStandIn(cdir, join(p.spire, 'spire-server'), c.spireServerSocket));
+        writeFileSync(
+          execConfig,
+          real
+            ? realSpireExec(cdir, agentDir)
+            : spireExecStandIn(cdir, join(p.spire, 'spire-server'), c.spireServerSocket),
+        );
         const kube = await startKubeCluster({
           name,
           kubernetesVersion: p.v.kubernetes,
@@ -403,22 +543,24 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
           onWait: () =>
             progress(name, 'waiting for another control plane on this machine to finish starting'),
         });
-        // The server reviews agents' tokens (k8s_psat) with the cluster's
-        // kubeconfig, which it reads when it starts: after the control plane.
-        domain.opts.k8sPsat = { cluster: name, kubeconfig: kube.kubeconfig };
-        progress(name, `SPIRE ${p.v.spire} server of ${trustDomain} on ${c.address}`);
-        await domain.start();
-        const pid = domain.pids()[0];
-        if (pid !== undefined)
-          c.daemons.push({
-            name: `${name} spire-server`,
-            pid,
-            program: join(p.spire, 'spire-server'),
-            log: join(c.spireDir, 'spire-server.log'),
-          });
+        if (domain) {
+          // The server reviews agents' tokens (k8s_psat) with the cluster's
+          // kubeconfig, which it reads when it starts: after the control plane.
+          domain.opts.k8sPsat = { cluster: name, kubeconfig: kube.kubeconfig };
+          progress(name, `SPIRE ${p.v.spire} server of ${trustDomain} on ${c.address}`);
+          await domain.start();
+          const pid = domain.pids()[0];
+          if (pid !== undefined)
+            c.daemons.push({
+              name: `${name} spire-server`,
+              pid,
+              program: join(p.spire, 'spire-server'),
+              log: join(c.spireDir, 'spire-server.log'),
+            });
+          c.bundleEndpoint = domain.bundleEndpointUrl;
+        }
         save();
         c.apiServer = apiServerOf(kube.kubeconfig) ?? '';
-        c.bundleEndpoint = domain.bundleEndpointUrl;
         save();
         progress(name, `API server ${c.apiServer} up; CRDs of cert-manager and the registrar`);
         await installCrds(kube.kubectl, kube.kubeconfig, crds);
@@ -430,25 +572,43 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
           spireServerSocket: c.spireServerSocket,
           dir: cdir,
         };
-        progress(name, `cert-manager ${LAB_CERT_MANAGER_VERSION} controller, ${state.versions.registrar}`);
+        progress(
+          name,
+          real
+            ? `cert-manager ${LAB_CERT_MANAGER_VERSION} controller; the node agent (SPIRE and the registrar run in their pods)`
+            : `cert-manager ${LAB_CERT_MANAGER_VERSION} controller, ${state.versions.registrar}`,
+        );
         const started = await Promise.allSettled([
           startCertManager(p.certManager, target),
-          p.seed ? startWorkloadRegistrar(p.spire, target) : startSpireControllerManager(p.scm!, target),
+          ...(real
+            ? [startNodeAgent(name, kube, agentDir, block, index - 1)]
+            : [
+                p.seed
+                  ? startWorkloadRegistrar(p.spire, target)
+                  : startSpireControllerManager(p.scm!, target),
+              ]),
         ]);
         for (const s of started) if (s.status === 'fulfilled') c.daemons.push(s.value);
         save();
         for (const s of started) if (s.status === 'rejected') throw s.reason;
-        standIns.push({ name, kubeconfig: kube.kubeconfig, index, standIns: [spireStandIn(domain)] });
-        agents.push({
+        standIns.push({
           name,
-          trustDomain,
           kubeconfig: kube.kubeconfig,
-          serverAddress: c.address,
-          serverPort: LAB_PORTS.server,
-          serverSocket: c.spireServerSocket,
-          binDir: p.spire,
-          dir: join(cdir, 'agents'),
+          index,
+          standIns: domain ? [spireStandIn(domain)] : [],
+          ...(real ? { podSockets: join(agentDir, 'ports') } : {}),
         });
+        if (!real)
+          agents.push({
+            name,
+            trustDomain,
+            kubeconfig: kube.kubeconfig,
+            serverAddress: c.address,
+            serverPort: LAB_PORTS.server,
+            serverSocket: c.spireServerSocket,
+            binDir: p.spire,
+            dir: join(cdir, 'agents'),
+          });
         progress(name, 'ready');
       }),
     );
@@ -542,7 +702,8 @@ export async function labDown(
     await Promise.all(
       s.clusters.map(async (c) => {
         for (const d of [...c.daemons].reverse()) {
-          await stopDaemon(d);
+          // The node agent stops its pods (each within its grace) before it exits.
+          await stopDaemon(d, d.name.endsWith('node agent') ? 60_000 : 5000);
           stopped.push(d.name);
         }
         if (existsSync(c.kubeconfig)) {
@@ -555,6 +716,11 @@ export async function labDown(
       }),
     );
   }
+  // What a node agent that did not stop cleanly left: pods' processes, network namespaces, cgroups.
+  if (s?.pods === 'real')
+    await cleanLabNodes(s.block).catch((e: unknown) =>
+      progress(undefined, `clean-up: ${(e as Error).message}`),
+    );
   const strays = existsSync(dir) ? processesUnder(dir) : [];
   if (s) await releaseBlock(s.block, dir);
   for (const pid of strays) {
@@ -577,6 +743,8 @@ export interface LabClusterStatus {
   spireServer: { healthy: boolean; bundleEndpoint: string };
   processes: ProcessHealth[];
   loadBalancers: Array<{ service: string; address: string; backend: string | null }>;
+  /** With real pods: the pods the node agent runs, their addresses and their containers' pids. */
+  realPods?: Array<{ pod: string; ip: string | undefined; pids: Record<string, number> }>;
 }
 
 export interface LabStatus {
@@ -592,6 +760,18 @@ export interface LabStatus {
 interface LbStatusFile {
   at: string;
   clusters: Record<string, Array<{ service: string; address: string; backend: string | null }>>;
+}
+
+/** The pods a node agent records running (its pods.json); none while it has written none. */
+function readRealPods(agentDir: string): NonNullable<LabClusterStatus['realPods']> {
+  try {
+    const r = JSON.parse(readFileSync(join(agentDir, 'pods.json'), 'utf8')) as {
+      pods: Array<{ pod: string; ip?: string; pids: Record<string, number> }>;
+    };
+    return r.pods.map((x) => ({ pod: x.pod, ip: x.ip, pids: x.pids }));
+  } catch {
+    return [];
+  }
 }
 
 export async function labStatus(dirArg: string): Promise<LabStatus | undefined> {
@@ -622,11 +802,19 @@ export async function labStatus(dirArg: string): Promise<LabStatus | undefined> 
           n.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'),
         ).length;
       }
-      const health = await execFileBounded(
-        join(p.spire, 'spire-server'),
-        ['healthcheck', '-socketPath', c.spireServerSocket],
-        { timeoutMs: 10_000 },
-      );
+      // With real pods the server is the SPIRE server pod's: asked inside its container.
+      const health = c.agentDir
+        ? await execFileBounded(join(c.kwokWorkdir, '..', 'exec', 'bin', 'spire-server'), ['healthcheck'], {
+            timeoutMs: 10_000,
+          })
+        : await execFileBounded(
+            join(p.spire, 'spire-server'),
+            ['healthcheck', '-socketPath', c.spireServerSocket],
+            {
+              timeoutMs: 10_000,
+            },
+          );
+      const realPods = c.agentDir ? readRealPods(c.agentDir) : undefined;
       return {
         name: c.name,
         trustDomain: c.trustDomain,
@@ -639,6 +827,7 @@ export async function labStatus(dirArg: string): Promise<LabStatus | undefined> 
         spireServer: { healthy: health.code === 0, bundleEndpoint: c.bundleEndpoint },
         processes: c.daemons.map(processHealth),
         loadBalancers: lb?.clusters[c.name] ?? [],
+        ...(realPods ? { realPods } : {}),
       };
     }),
   );

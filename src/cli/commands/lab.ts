@@ -7,7 +7,7 @@ import { DEFAULT_POD_TIMINGS, type DelayRange, parseDelayRange } from '../../lab
 import { type CliIO, type Command, EXIT_FAILED, EXIT_OK, UsageError } from '../io.js';
 import { table } from '../table.js';
 
-const USAGE = `Usage: meshfed lab up [--clusters N] [--profile current|seed] [--nodes N]
+const USAGE = `Usage: meshfed lab up [--clusters N] [--profile current|seed] [--nodes N] [--pods simulated|real]
                       [--pod-ready-delay MIN[..MAX]] [--pod-stop-delay MIN[..MAX]] [--dir DIR]
        meshfed lab status [--dir DIR] [-o text|json]
        meshfed lab down [--dir DIR] [--keep]
@@ -25,6 +25,11 @@ fleet's clusters (cluster-1, cluster-2, …). Needs \`npm run lab:build\` first.
   --profile P           current (default) or seed: the versions of the lab's
                         Kubernetes, SPIRE and registrar
   --nodes N             simulated nodes per cluster (default 2)
+  --pods simulated|real simulated (default): kwok simulates every pod and the
+                        lab runs SPIRE beside each cluster; real: the lab node
+                        agent runs the pods of images the lab builds (SPIRE,
+                        the registrar) from their specs as real processes, in
+                        namespaces and cgroups of their own (needs root)
   --pod-ready-delay D   how long a started pod takes to become Ready, a Go
                         duration or a range MIN..MAX (default 1s..3s)
   --pod-stop-delay D    how long a deleted pod takes to go (default: kwok's,
@@ -63,6 +68,20 @@ function formatStatus(s: LabStatus, io: CliIO): string {
         : '-',
     ]);
   lines.push(table(rows));
+  for (const c of s.clusters)
+    if (c.realPods)
+      lines.push(
+        '',
+        `${c.name}: ${c.realPods.length} real pod${c.realPods.length === 1 ? '' : 's'}${c.realPods.length ? ':' : ''}`,
+        ...c.realPods.map(
+          (p) =>
+            `  ${p.pod} ${p.ip ?? '-'} ${
+              Object.entries(p.pids)
+                .map(([n, pid]) => `${n}=${pid}`)
+                .join(' ') || '(no process running)'
+            }`,
+        ),
+      );
   lines.push('', `load balancer: ${s.loadBalancer?.alive ? 'running' : 'DOWN'}`);
   for (const c of s.clusters)
     for (const p of c.processes.filter((x) => !x.alive)) lines.push(`DOWN: ${p.name} (pid ${p.pid})`);
@@ -90,6 +109,7 @@ export const labCommand: Command = {
         clusters: { type: 'string', default: '2' },
         profile: { type: 'string', default: 'current' },
         nodes: { type: 'string', default: '2' },
+        pods: { type: 'string', default: 'simulated' },
         'pod-ready-delay': { type: 'string' },
         'pod-stop-delay': { type: 'string' },
         dir: { type: 'string' },
@@ -114,6 +134,8 @@ export const labCommand: Command = {
             throw new UsageError(`--nodes must be a whole number from 1 to 100, not "${values.nodes}"`);
           if (values.profile !== 'current' && values.profile !== 'seed')
             throw new UsageError(`--profile must be current or seed, not "${values.profile}"`);
+          if (values.pods !== 'simulated' && values.pods !== 'real')
+            throw new UsageError(`--pods must be simulated or real, not "${values.pods}"`);
           const ready = delayOption('pod-ready-delay', values['pod-ready-delay']);
           const stop = delayOption('pod-stop-delay', values['pod-stop-delay']);
           const podTimings = {
@@ -126,6 +148,7 @@ export const labCommand: Command = {
             clusters: n,
             profile: values.profile as Profile,
             nodes,
+            pods: values.pods,
             podTimings,
             onProgress: progress,
           });

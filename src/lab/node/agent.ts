@@ -14,7 +14,7 @@
  * machine (for probes and the lab load balancer); a kubelet API per node
  * (`/pods` for SPIRE's k8s workload attestor).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Node, type V1Pod, type V1Service } from '@kubernetes/client-node';
 import type { PodObjects } from './pod-plan.js';
@@ -44,8 +44,12 @@ export interface NodeAgentOptions {
   /** The lab's top cgroup (one per lab). */
   labCgroup: string;
   network: NodeNetwork;
-  /** Writes a pod's volumes and returns the binds (volumes.ts). */
-  mounts: PodEnvironment['mounts'];
+  /** Pods' volumes (volumes.ts): set up for a container's mounts, refreshed each pass, forgotten with the pod. */
+  volumes: {
+    mounts: PodEnvironment['mounts'];
+    refresh(pod: V1Pod): Promise<void>;
+    forget(uid: string): void;
+  };
   build: PodEnvironment['build'];
   /** The unix socket on this machine that reaches the API server (the hub relays the `kubernetes` Service to it). */
   apiServerSocket: string;
@@ -115,6 +119,13 @@ export class NodeAgent {
           this.o.log(`${rt.name}: gone from the API server; stopping it`);
           await this.stopPod(uid, rt, 0);
         }
+      await Promise.all(
+        real
+          .filter((p) => this.runtimes.has(p.metadata!.uid!) && !p.metadata?.deletionTimestamp)
+          .map((p) =>
+            this.o.volumes.refresh(p).catch((e: unknown) => this.o.log(`volumes: ${(e as Error).message}`)),
+          ),
+      );
       await Promise.all([...this.runtimes.values()].map((rt) => rt.tick()));
       await this.o.network.setRoutes(this.routes(real));
       await this.writeStatuses(real);
@@ -166,7 +177,7 @@ export class NodeAgent {
         return { ...own, hostIP: node.ip };
       },
       portSocket: (ip, port) => this.o.network.portSocket(ip, port),
-      mounts: this.o.mounts,
+      mounts: this.o.volumes.mounts,
       build: this.o.build,
       serviceEnv: [
         // The API server's certificate names kubernetes.default.svc, not the Service's ClusterIP,
@@ -287,16 +298,22 @@ export class NodeAgent {
     await rt.stop(graceMs);
     this.runtimes.delete(uid);
     this.written.delete(uid);
+    this.o.volumes.forget(uid);
     await this.o.network.releasePod(uid);
   }
 
   /** What runs, for `lab status`: pods.json in the agent's folder. */
   private record(): void {
-    const pods = [...this.runtimes.values()].map((rt) => ({ pod: rt.name, ip: rt.ip, pids: rt.pids() }));
-    writeFileSync(
-      join(this.o.dir, 'pods.json'),
-      `${JSON.stringify({ cluster: this.o.cluster, pods }, null, 2)}\n`,
-    );
+    const pods = [...this.runtimes.values()].map((rt) => ({
+      pod: rt.name,
+      ip: rt.ip,
+      pids: rt.pids(),
+      containers: rt.running(),
+    }));
+    // Written whole and renamed: readers (lab status, the exec stand-in) never see half a file.
+    const file = join(this.o.dir, 'pods.json');
+    writeFileSync(`${file}.tmp`, `${JSON.stringify({ cluster: this.o.cluster, pods }, null, 2)}\n`);
+    renameSync(`${file}.tmp`, file);
   }
 
   async stop(): Promise<void> {

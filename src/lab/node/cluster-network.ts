@@ -32,8 +32,9 @@ const MAX_KUBELETS = 90;
 export class ClusterNetwork implements NodeNetwork {
   private portal: PortalHandle | undefined;
   private readonly addresses: PodAddresses;
-  private readonly nodes = new Map<string, Netns>();
-  private readonly pods = new Map<string, Netns>();
+  private readonly nodes = new Map<string, Promise<Netns>>();
+  private readonly nodeIndexes = new Map<string, number>();
+  private readonly pods = new Map<string, Promise<Netns>>();
   private readonly hubIps = new Set<string>();
   private lastRoutes = '';
 
@@ -55,21 +56,26 @@ export class ClusterNetwork implements NodeNetwork {
     this.portal = await startPortal(hub.path, routes, join(this.dir, 'portal.log'));
   }
 
-  /** A node's namespace: nodes get addresses in the order the agent first asks for them. */
-  async node(name: string): Promise<{ netns: string; ip: string }> {
+  /** A node's namespace: nodes get addresses in the order the agent first names them. */
+  node(name: string): Promise<{ netns: string; ip: string }> {
     let ns = this.nodes.get(name);
     if (!ns) {
-      const k = this.nodes.size;
-      ns = await attachNamespace(this.block, this.cluster, `n${k}`, nodeAddress(this.block, this.cluster, k));
+      // One attach per node, however many callers ask at once (the kubelet and the node's first pods).
+      const k = this.nodeIndex(name);
+      ns = attachNamespace(this.block, this.cluster, `n${k}`, nodeAddress(this.block, this.cluster, k));
       this.nodes.set(name, ns);
+      ns.catch(() => this.nodes.delete(name));
     }
-    return { netns: ns.path, ip: ns.ip };
+    return ns.then((n) => ({ netns: n.path, ip: n.ip }));
   }
 
-  /** The node's place in the order nodes were first asked for (its address and kubelet address follow from it). */
+  /** The node's place in the order nodes were first named (its address and kubelet address follow from it). */
   nodeIndex(name: string): number {
-    const k = [...this.nodes.keys()].indexOf(name);
-    if (k < 0) throw new Error(`node ${name} has no namespace yet`);
+    let k = this.nodeIndexes.get(name);
+    if (k === undefined) {
+      k = this.nodeIndexes.size;
+      this.nodeIndexes.set(name, k);
+    }
     return k;
   }
 
@@ -85,19 +91,21 @@ export class ClusterNetwork implements NodeNetwork {
     return hubAddress(this.block, this.cluster).replace(/\.1$/, `.${110 + k}`);
   }
 
-  async pod(uid: string): Promise<{ netns: string; ip: string }> {
+  pod(uid: string): Promise<{ netns: string; ip: string }> {
     let ns = this.pods.get(uid);
     if (!ns) {
-      ns = await attachNamespace(this.block, this.cluster, `p${short(uid)}`, this.addresses.take(uid));
+      ns = attachNamespace(this.block, this.cluster, `p${short(uid)}`, this.addresses.take(uid));
       this.pods.set(uid, ns);
+      ns.catch(() => this.pods.delete(uid));
     }
-    return { netns: ns.path, ip: ns.ip };
+    return ns.then((n) => ({ netns: n.path, ip: n.ip }));
   }
 
   async releasePod(uid: string): Promise<void> {
-    const ns = this.pods.get(uid);
-    if (!ns) return;
-    await deleteNamespace(ns.name);
+    const pending = this.pods.get(uid);
+    if (!pending) return;
+    const ns = await pending.catch(() => undefined);
+    if (ns) await deleteNamespace(ns.name);
     this.pods.delete(uid);
     this.addresses.release(uid);
   }

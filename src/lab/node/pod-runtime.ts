@@ -141,6 +141,7 @@ export class PodRuntime {
         };
       return;
     }
+    this.writeEtc();
     for (const c of this.containers) {
       if (c.child) {
         await this.probe(c, now);
@@ -212,10 +213,7 @@ export class PodRuntime {
     binds: Bind[],
   ): ContainerSpec {
     const id = containerId(this.uid, c.name, c.restarts);
-    const etc = join(this.dir, 'etc');
-    mkdirSync(etc, { recursive: true });
-    writeFileSync(join(etc, 'hosts'), this.env.hosts(this.pod, this.net!.ip));
-    writeFileSync(join(etc, 'hostname'), `${this.pod.spec?.hostname ?? this.pod.metadata?.name}\n`);
+    const etc = this.writeEtc();
     return {
       id,
       root: join(this.dir, 'containers', c.name, 'root'),
@@ -229,12 +227,38 @@ export class PodRuntime {
         ...binds,
         { hostPath: join(etc, 'hosts'), path: '/etc/hosts', readOnly: true },
         { hostPath: join(etc, 'hostname'), path: '/etc/hostname', readOnly: true },
+        { hostPath: join(etc, 'resolv.conf'), path: '/etc/resolv.conf', readOnly: true },
       ],
       netns: this.net!.netns,
       cgroup: containerCgroup(this.env.labCgroup, this.uid, id),
       logFile: join(this.dir, 'logs', c.name, `${c.restarts}.log`),
     };
   }
+
+  /**
+   * The pod's /etc/hosts, /etc/hostname and /etc/resolv.conf, bound into each
+   * container. hosts is rewritten in place when the cluster's Services or nodes
+   * change (the bind follows the file). Names resolve through it alone: the
+   * resolver's nameserver is the pod's own loopback, which refuses at once,
+   * so nothing is ever asked of a DNS server outside the lab.
+   */
+  private writeEtc(): string {
+    const etc = join(this.dir, 'etc');
+    mkdirSync(etc, { recursive: true });
+    const put = (name: string, text: string) => {
+      const f = join(etc, name);
+      if (this.etc.get(name) !== text) {
+        writeFileSync(f, text);
+        this.etc.set(name, text);
+      }
+    };
+    put('hosts', this.env.hosts(this.pod, this.net!.ip));
+    put('hostname', `${this.pod.spec?.hostname ?? this.pod.metadata?.name}\n`);
+    put('resolv.conf', '# meshfed lab: names resolve through /etc/hosts\nnameserver 127.0.0.1\n');
+    return etc;
+  }
+
+  private readonly etc = new Map<string, string>();
 
   private exited(
     c: ContainerRun,
@@ -334,6 +358,15 @@ export class PodRuntime {
     );
   }
 
+  /** What `kubectl exec` needs to enter a running container: its pid, root and working folder. */
+  running(): Record<string, { pid: number; root: string; workdir: string }> {
+    return Object.fromEntries(
+      this.containers
+        .filter((c) => c.child?.pid && c.spec)
+        .map((c) => [c.name, { pid: c.child!.pid!, root: c.spec!.root, workdir: c.spec!.workdir }]),
+    );
+  }
+
   /** The pod status a kubelet would write now. */
   status(): V1PodStatus {
     const statuses = this.containers.map((c) => this.containerStatus(c));
@@ -415,9 +448,9 @@ const SIGNALS: Record<string, number> = {
 };
 const signalNumber = (s: string) => SIGNALS[s] ?? 0;
 
-/** The pod's image set includes one the lab runs: the node agent runs the pod, kwok leaves it alone. */
+/** The pod has an image the lab builds: the node agent runs the pod, kwok's stages leave it alone. */
 export function isRealPod(pod: V1Pod): boolean {
   return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].some((c) =>
-    knownImage(c.image ?? ''),
+    REAL_REPOSITORIES.includes(parseImage(c.image ?? '').repository),
   );
 }

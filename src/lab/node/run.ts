@@ -7,11 +7,13 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { labBinDir } from '../binaries.js';
 import { NodeAgent } from './agent.js';
 import { ClusterNetwork } from './cluster-network.js';
+import { removeCgroup, signalCgroup } from './container.js';
 import { apiServerAuthorizer, issueKubeletCert, type KubeletServer, startKubeletServer } from './kubelet.js';
+import { deleteLabNetworks } from './network.js';
 import { relayUnixToTcp } from './portal.js';
 import { PodVolumes, TokenSource } from './volumes.js';
 
@@ -40,6 +42,19 @@ export const KUBELET_PORT = 10250;
 /** The lab's top cgroup of a block: labs of different blocks never share one. */
 export const labCgroup = (block: number) => `meshfed-lab-${block}`;
 
+/**
+ * Removes what a lab block's node agents may have left behind after a crash:
+ * the processes of its cgroups, the cgroups, its network namespaces (and
+ * the processes in them: portals).
+ */
+export async function cleanLabNodes(block: number): Promise<void> {
+  const top = labCgroup(block);
+  for (let i = 0; i < 50 && signalCgroup(top, 'SIGKILL') > 0; i++)
+    await new Promise((r) => setTimeout(r, 100));
+  removeCgroup(top);
+  await deleteLabNetworks(block);
+}
+
 export async function runNodeAgent(
   c: NodeAgentConfig,
   log: (line: string) => void,
@@ -56,6 +71,25 @@ export async function runNodeAgent(
   const network = new ClusterNetwork(c.block, c.clusterIndex, c.dir);
   const tokens = new TokenSource(kc);
   const kubelets = new Kubelets(c, kc, network, log);
+  // One PodVolumes a pod: its volumes are set up once and refreshed from then on.
+  const podVolumes = new Map<string, PodVolumes>();
+  const volumesOf = (pod: V1Pod): PodVolumes => {
+    const uid = pod.metadata!.uid!;
+    let v = podVolumes.get(uid);
+    if (!v) {
+      const node = join(c.dir, 'nodes', pod.spec!.nodeName!, 'root');
+      // What a node has before any pod: the kubelet's folders hostPath volumes of type Directory expect.
+      for (const d of ['var/lib/kubelet/pods', 'var/lib/kubelet/plugins', 'var/lib/kubelet/plugins_registry'])
+        mkdirSync(join(node, d), { recursive: true });
+      v = new PodVolumes(pod, agent.objectsFor(pod.metadata!.namespace!), tokens, {
+        root: node,
+        spiffeSockets: join(node, 'run', 'spire', 'agent-sockets'),
+        claims: join(c.dir, 'claims'),
+      });
+      podVolumes.set(uid, v);
+    }
+    return v;
+  };
   const agent: NodeAgent = new NodeAgent({
     cluster: c.cluster,
     kubeconfig: c.kubeconfig,
@@ -64,18 +98,19 @@ export async function runNodeAgent(
     network,
     apiServerSocket,
     nodeServices: kubelets,
-    mounts: async (pod, podDir, mounts) => {
-      const node = join(c.dir, 'nodes', pod.spec!.nodeName!);
-      const volumes = new PodVolumes(pod, agent.objectsFor(pod.metadata!.namespace!), tokens, {
-        root: join(node, 'root'),
-        spiffeSockets: join(node, 'root', 'run', 'spire', 'agent-sockets'),
-        claims: join(c.dir, 'claims'),
-      });
-      return (await volumes.materialize(podDir, mounts)).map((m) => ({
-        hostPath: m.hostPath,
-        path: m.containerPath,
-        readOnly: m.readOnly,
-      }));
+    volumes: {
+      mounts: async (pod, podDir, mounts) => {
+        const binds = await volumesOf(pod).materialize(podDir, mounts);
+        return binds.map((m) => ({ hostPath: m.hostPath, path: m.containerPath, readOnly: m.readOnly }));
+      },
+      // ConfigMaps and Secrets that changed, tokens due for renewal: the kubelet's periodic sync.
+      refresh: async (pod) => {
+        const r = await podVolumes.get(pod.metadata!.uid!)?.refresh(new Date());
+        for (const v of r?.changed ?? [])
+          log(`${pod.metadata!.namespace}/${pod.metadata!.name}: volume ${v} updated`);
+        for (const e of r?.errors ?? []) log(`${pod.metadata!.namespace}/${pod.metadata!.name}: ${e}`);
+      },
+      forget: (uid) => podVolumes.delete(uid),
     },
     build: (component, version) => {
       const d = labBinDir(component, version);
@@ -128,9 +163,11 @@ class Kubelets {
     }));
   }
 
-  /** /etc/hosts lines naming each node at its kubelet address. */
+  /** /etc/hosts lines naming each node at its kubelet address (routed once its kubelet serves). */
   hosts(): string[] {
-    return [...this.servers.keys()].map((name) => `${this.network.kubeletAddress(name)}\t${name}`);
+    return (this.agent?.nodeList ?? []).map(
+      (n) => `${this.network.kubeletAddress(n.metadata!.name!)}\t${n.metadata!.name}`,
+    );
   }
 
   private socket = (name: string) => join(this.c.dir, `kubelet-${this.network.nodeIndex(name)}.sock`);
