@@ -138,3 +138,48 @@ export function listensOn(pid: number, host: string, port: number): boolean {
   }
   return false;
 }
+
+/**
+ * Every process holding a TCP socket whose local port is `port`, on any
+ * address and in any state, with its command line: who took a port.
+ */
+export function portHolders(port: number): Array<{ pid: number; command: string; state: string }> {
+  const states = new Map<string, string>();
+  const p = `:${hexPort(port)}`;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let table = '';
+    try {
+      table = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of table.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && f[1]!.endsWith(p)) states.set(f[9]!, f[3] === '0A' ? 'LISTEN' : `state ${f[3]}`);
+    }
+  }
+  const out: Array<{ pid: number; command: string; state: string }> = [];
+  if (states.size === 0) return out;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${entry}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${entry}/fd/${fd}`));
+        const state = m ? states.get(m[1]!) : undefined;
+        if (state) {
+          const command = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').trim();
+          out.push({ pid: Number(entry), command, state });
+        }
+      } catch {
+        // closed or gone meanwhile
+      }
+    }
+  }
+  return out;
+}

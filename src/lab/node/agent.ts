@@ -199,6 +199,7 @@ export class NodeAgent {
       '127.0.0.1\tlocalhost',
       '::1\tlocalhost ip6-localhost ip6-loopback',
       `${ip}\t${pod.metadata?.name}`,
+      ...(this.o.nodeServices?.hosts() ?? []),
     ];
     for (const s of this.services) {
       const cip = s.spec?.clusterIP;
