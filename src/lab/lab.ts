@@ -300,6 +300,9 @@ process.stdin.on('end', () => process.exit(run(args)));
   });
 }
 
+/** The module the exec stand-in enters containers with (container.ts' execArgv). */
+const CONTAINER_MODULE = fileURLToPath(new URL('./node/container.js', import.meta.url));
+
 /** The lab node agent's program (src/lab/node/agent-main.ts). */
 const AGENT_MAIN = fileURLToPath(new URL('./node/agent-main.js', import.meta.url));
 
@@ -366,12 +369,13 @@ if (!pod) {
   process.exit(1);
 }
 const c = pod.containers['spire-server'];
-const argv = ['--target', String(c.pid), '--mount', '--net', '--', 'chroot', c.root, '/usr/bin/env', '-C', c.workdir, '--', 'bin/spire-server', ...args];
-const run = (input) => {
-  const child = spawn('nsenter', argv, { stdio: [input === undefined ? 'ignore' : 'pipe', 'inherit', 'inherit'] });
-  if (input !== undefined) child.stdin.end(input);
-  child.on('close', (code) => process.exit(code ?? 1));
-};
+const run = (input) =>
+  import(${q(CONTAINER_MODULE)}).then(({ execArgv }) => {
+    const [file, ...rest] = execArgv(c, ['bin/spire-server', ...args]);
+    const child = spawn(file, rest, { stdio: [input === undefined ? 'ignore' : 'pipe', 'inherit', 'inherit'] });
+    if (input !== undefined) child.stdin.end(input);
+    child.on('close', (code) => process.exit(code ?? 1));
+  });
 if (!(args[0] === 'bundle' && args[1] === 'set' && !args.includes('-path'))) run(undefined);
 else {
   let text = '';

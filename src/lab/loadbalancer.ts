@@ -13,6 +13,7 @@
  * only simulated (an Envoy gateway, the demo apps) still gets its address,
  * but connections to it are closed at once: nothing real answers there.
  */
+import { existsSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { CoreV1Api, KubeConfig, type V1Pod, type V1Service } from '@kubernetes/client-node';
 
@@ -84,7 +85,7 @@ export function targetPortName(
 }
 
 /**
- * Where a Service port goes among real pods: the socket of a Ready pod's
+ * Where a Service port goes among real pods: the socket of a Ready real pod's
  * target port (round robin would need per-connection choice; one Ready pod
  * is what the lab's Services have). Undefined while none is Ready.
  */
@@ -97,7 +98,9 @@ export function podBackend(dir: string, targetPort: number | string, pods: V1Pod
     for (const c of p.spec?.containers ?? [])
       for (const cp of c.ports ?? [])
         if (port === undefined && cp.name === targetPort) port = cp.containerPort;
-    if (port !== undefined) return `unix:${dir}/${ip}-${port}.sock`;
+    // Only a pod the node agent runs has a socket; kwok's simulated pods have none.
+    const socket = `${dir}/${ip}-${port}.sock`;
+    if (port !== undefined && existsSync(socket)) return `unix:${socket}`;
   }
   return undefined;
 }

@@ -37,7 +37,8 @@ export function labSkip(profile: Profile): string | undefined {
   );
 }
 
-export async function startLab(profile: Profile, clusters: number) {
+/** A lab of the CLI's (`meshfed lab up`), with `extra` flags (`--pods real`), and the CLI against it. */
+export async function startLab(profile: Profile, clusters: number, extra: string[] = []) {
   const parent = mkdtempSync(join(tmpdir(), `mf-up-${profile[0]}${clusters}-`));
   const dir = join(parent, 'lab');
   const env = { MESHFED_LAB_DIR: dir, HOME: parent, XDG_CACHE_HOME: join(parent, 'cache') };
@@ -53,6 +54,7 @@ export async function startLab(profile: Profile, clusters: number) {
       '0.3s..0.8s',
       '--pod-stop-delay',
       '0.5s..2s',
+      ...extra,
     ],
     { cwd: parent, env },
   );

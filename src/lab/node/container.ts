@@ -207,3 +207,20 @@ export function removeCgroup(cgroup: string): boolean {
     return false;
   }
 }
+
+/**
+ * The argv that runs `command` inside a running container, as a container
+ * runtime's exec does: in the container's cgroup (so SPIRE's k8s attestor
+ * sees the process as the container's), its mount and network namespaces,
+ * its root and working folder.
+ */
+export function execArgv(
+  c: { pid: number; root: string; workdir: string; cgroup: string },
+  command: string[],
+): string[] {
+  const script = [
+    `echo $$ > ${q(join(CGROUP_HIERARCHY, c.cgroup, 'cgroup.procs'))}`,
+    `exec nsenter --target ${c.pid} --mount --net -- chroot ${q(c.root)} /usr/bin/env -C ${q(c.workdir)} -- "$@"`,
+  ].join('\n');
+  return ['/bin/sh', '-c', script, 'sh', ...command];
+}

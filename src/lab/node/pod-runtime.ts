@@ -315,9 +315,9 @@ export class PodRuntime {
         ip: this.net!.ip,
         portSocket: this.env.portSocket,
         netns: this.net!.netns,
-        pid: c.child?.pid,
-        root: c.spec.root,
-        workdir: c.spec.workdir,
+        container: c.child?.pid
+          ? { pid: c.child.pid, root: c.spec.root, workdir: c.spec.workdir, cgroup: c.spec.cgroup }
+          : undefined,
       };
       for (const [tracker, kind] of [
         [c.readiness, 'readiness'],
@@ -359,11 +359,14 @@ export class PodRuntime {
   }
 
   /** What `kubectl exec` needs to enter a running container: its pid, root and working folder. */
-  running(): Record<string, { pid: number; root: string; workdir: string }> {
+  running(): Record<string, { pid: number; root: string; workdir: string; cgroup: string }> {
     return Object.fromEntries(
       this.containers
         .filter((c) => c.child?.pid && c.spec)
-        .map((c) => [c.name, { pid: c.child!.pid!, root: c.spec!.root, workdir: c.spec!.workdir }]),
+        .map((c) => [
+          c.name,
+          { pid: c.child!.pid!, root: c.spec!.root, workdir: c.spec!.workdir, cgroup: c.spec!.cgroup },
+        ]),
     );
   }
 

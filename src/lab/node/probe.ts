@@ -7,6 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { request } from 'node:http';
+import { execArgv } from './container.js';
 import type { ProbeAction, ProbePlan } from './pod-plan.js';
 
 export interface ProbeTarget {
@@ -16,10 +17,8 @@ export interface ProbeTarget {
   portSocket(ip: string, port: number): string;
   /** /run/netns/<name> of the pod, for tcpSocket. */
   netns: string | undefined;
-  /** The container's main pid and root, for exec (its mount namespace, then chroot). */
-  pid: number | undefined;
-  root: string;
-  workdir: string;
+  /** The running container, for exec probes (container.ts' execArgv). */
+  container: { pid: number; root: string; workdir: string; cgroup: string } | undefined;
 }
 
 /** One probe: true on success (HTTP 200–399, a connection, exit 0), false otherwise, within the timeout. */
@@ -41,26 +40,11 @@ export async function runProbe(action: ProbeAction, t: ProbeTarget, timeoutMs: n
             timeoutMs,
           )
         : false;
-    case 'exec':
-      return t.pid
-        ? commandOk(
-            'nsenter',
-            [
-              `--target=${t.pid}`,
-              '--mount',
-              '--net',
-              '--',
-              'chroot',
-              t.root,
-              '/usr/bin/env',
-              '-C',
-              t.workdir,
-              '--',
-              ...action.command,
-            ],
-            timeoutMs,
-          )
-        : false;
+    case 'exec': {
+      if (!t.container) return false;
+      const [file, ...args] = execArgv(t.container, action.command);
+      return commandOk(file!, args, timeoutMs);
+    }
     case 'grpc':
       // No gRPC health client in the lab: the images it runs use none.
       return false;
