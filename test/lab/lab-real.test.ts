@@ -176,7 +176,7 @@ describe('meshfed lab --pods real: the lab runs what meshfed renders', { skip, t
       '-socketPath',
       socket,
       '-write',
-      '/tmp/svid',
+      '/tmp',
     ];
     let last = '';
     await waitUntil(
