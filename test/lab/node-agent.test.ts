@@ -336,5 +336,6 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     assert.equal(namespaces.filter((n) => /-p[0-9a-f]{8}$/.test(n)).length, 0, namespaces.join(', '));
     await running.stop();
     assert.deepEqual(await labNamespaces(block), []);
+    assert.equal(existsSync(join(CGROUP_HIERARCHY, cgroup())), false, "the lab's cgroup is left");
   });
 });

@@ -127,6 +127,8 @@ export async function runNodeAgent(
       await agent.stop();
       await kubelets.close();
       await apiRelay.close();
+      // The pods' cgroups went with them; the lab's folders above them go now.
+      removeCgroup(labCgroup(c.block));
     },
   };
 }
