@@ -25,6 +25,8 @@ export interface KubeClusterOptions {
   timeoutMs?: number;
   /** kwokctl configuration files (e.g. the lab's kwok stages, `kwokStagesConfig`). */
   configFiles?: string[];
+  /** kwok's own CRDs to serve (kwokctl --enable-crds), e.g. Logs: objects kwok reads its per-pod rules from. */
+  enableCrds?: string[];
   /** Called when the creation waits for another one on the machine (claims.ts' lock). */
   onWait?: () => void;
 }
@@ -151,6 +153,7 @@ async function createKubeCluster(o: KubeClusterOptions): Promise<KubeCluster> {
     ...config,
     'create',
     'cluster',
+    ...(o.enableCrds?.length ? ['--enable-crds', o.enableCrds.join(',')] : []),
     '--name',
     o.name,
     '--runtime',

@@ -544,6 +544,8 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
           workdir: c.kwokWorkdir,
           nodes: o.nodes ?? 2,
           configFiles: [apiServerConfig, stagesFile, execConfig],
+          // kwok serves `kubectl logs` of real pods from the files a Logs object names.
+          ...(real ? { enableCrds: ['Logs'] } : {}),
           onWait: () =>
             progress(name, 'waiting for another control plane on this machine to finish starting'),
         });

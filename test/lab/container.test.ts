@@ -16,6 +16,7 @@ import {
   cgroupProcesses,
   containerCgroup,
   containerId,
+  criLogText,
   launchScript,
   removeCgroup,
   startContainer,
@@ -54,7 +55,9 @@ describe('a lab container', { skip: root ? false : 'needs root (mount namespaces
   const run = (s: ContainerSpec) =>
     new Promise<{ code: number | null; log: string }>((resolve) => {
       const child = startContainer(s);
-      child.on('exit', (code) => resolve({ code, log: readFileSync(s.logFile, 'utf8') }));
+      child.on('exit', (code) =>
+        child.logged.then(() => resolve({ code, log: criLogText(readFileSync(s.logFile, 'utf8')) })),
+      );
     });
 
   test('sees the image paths, its volume, env and working folder, in its cgroup', async () => {

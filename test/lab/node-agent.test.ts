@@ -162,6 +162,7 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
       workdir: join(dir, 'kwok'),
       nodes: 1,
       configFiles: [stages],
+      enableCrds: ['Logs'],
     });
     const kc = new KubeConfig();
     kc.loadFromFile(cluster.kubeconfig);
@@ -319,6 +320,21 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
       'a restart is a new container',
     );
     assert.notEqual(serverPid(after), pid);
+    // kubectl logs reaches the container's output (kwok serves it from the files the agent names), --previous the run before.
+    const logs = async (previous: boolean) => {
+      const args = ['--kubeconfig', cluster.kubeconfig, 'logs', '-n', 'spire', 'spire-server-0'];
+      const r = await sh([cluster.kubectl, ...args, ...(previous ? ['--previous'] : [])]);
+      assert.equal(r.code, 0, r.out);
+      return r.out;
+    };
+    let current = '';
+    await waitUntil('kubectl logs of the restarted server', async () => {
+      current = await logs(false);
+      return /Starting Server APIs/.test(current);
+    });
+    const previous = await logs(true);
+    assert.match(previous, /Starting Server APIs/);
+    assert.notEqual(previous, current, "the previous run's log is the current one");
   });
 
   test('a deleted pod leaves no process, namespace or cgroup; the agent stops clean', async () => {

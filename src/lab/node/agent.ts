@@ -17,6 +17,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Node, type V1Pod, type V1Service } from '@kubernetes/client-node';
+import { type ClusterClient, clientOfKubeConfig } from '../../kube/client.js';
 import type { PodObjects } from './pod-plan.js';
 import { isRealPod, type PodEnvironment, PodRuntime } from './pod-runtime.js';
 import type { Route } from './portal.js';
@@ -74,15 +75,22 @@ export class NodeAgent {
   private passing = false;
   private stopped = false;
 
+  private readonly kube: ClusterClient;
+  private readonly logRules = new Map<string, string>();
+  private logsServed = false;
+
   constructor(private readonly o: NodeAgentOptions) {
     const kc = new KubeConfig();
     kc.loadFromFile(o.kubeconfig);
     this.api = kc.makeApiClient(CoreV1Api);
+    this.kube = clientOfKubeConfig(kc);
   }
 
   async start(): Promise<void> {
     mkdirSync(this.o.dir, { recursive: true });
     await this.o.network.up();
+    this.logsServed =
+      (await this.kube.resourceName('kwok.x-k8s.io/v1alpha1', 'Logs').catch(() => undefined)) !== undefined;
     const loop = async () => {
       if (this.stopped) return;
       await this.pass().catch((e: unknown) => this.o.log(`pass failed: ${(e as Error).message}`));
@@ -129,6 +137,7 @@ export class NodeAgent {
       await Promise.all([...this.runtimes.values()].map((rt) => rt.tick()));
       await this.o.network.setRoutes(this.routes(real));
       await this.writeStatuses(real);
+      await this.writeLogRules(real);
       this.record();
     } finally {
       this.passing = false;
@@ -272,6 +281,45 @@ export class NodeAgent {
     }
   }
 
+  /**
+   * `kubectl logs` of a real pod: the API server asks the node's kubelet
+   * endpoint, which is kwok's; a kwok `Logs` object per pod (kwokctl
+   * --enable-crds=Logs) points kwok at the container's log files, current and
+   * previous. Skipped where kwok serves no Logs kind.
+   */
+  private async writeLogRules(real: V1Pod[]): Promise<void> {
+    if (!this.logsServed) return;
+    for (const pod of real) {
+      const rt = this.runtimes.get(pod.metadata!.uid!);
+      if (!rt || pod.metadata?.deletionTimestamp) continue;
+      const files = rt.logFiles();
+      if (files.length === 0) continue;
+      const body = {
+        apiVersion: 'kwok.x-k8s.io/v1alpha1',
+        kind: 'Logs',
+        metadata: {
+          name: pod.metadata!.name!,
+          namespace: pod.metadata!.namespace!,
+          ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name!, uid: rt.uid }],
+        },
+        spec: {
+          logs: files.map((f) => ({
+            containers: [f.container],
+            logsFile: f.current,
+            ...(f.previous ? { previousLogsFile: f.previous } : {}),
+            follow: true,
+          })),
+        },
+      };
+      const text = JSON.stringify(body);
+      if (this.logRules.get(rt.uid) === text) continue;
+      await this.kube
+        .apply(body)
+        .then(() => this.logRules.set(rt.uid, text))
+        .catch((e: unknown) => this.o.log(`${rt.name}: logs rule not written: ${(e as Error).message}`));
+    }
+  }
+
   /** A pod being deleted: stop its containers within its grace period, then remove it, as the kubelet does. */
   private async finish(pod: V1Pod, rt: PodRuntime | undefined): Promise<void> {
     const uid = pod.metadata!.uid!;
@@ -300,6 +348,7 @@ export class NodeAgent {
     this.runtimes.delete(uid);
     this.written.delete(uid);
     this.o.volumes.forget(uid);
+    this.logRules.delete(uid);
     await this.o.network.releasePod(uid);
   }
 

@@ -15,16 +15,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  closeSync,
+  createWriteStream,
   existsSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
   rmdirSync,
   statSync,
 } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
+import type { Readable } from 'node:stream';
 
 /** The machine's folders every container sees read-only (programs, libraries, CA certificates). */
 const SYSTEM_DIRS = ['/bin', '/sbin', '/lib', '/lib64', '/usr', '/etc'];
@@ -137,12 +137,11 @@ const depth = (p: string) => p.split('/').filter(Boolean).length;
 const isDirectory = (p: string) => statSync(p).isDirectory();
 
 /** Starts the container's process; its pid is the program's (nsenter, unshare, sh and chroot exec in turn). */
-export function startContainer(spec: ContainerSpec): ChildProcess {
+export function startContainer(spec: ContainerSpec): ChildProcess & { logged: Promise<void> } {
   mkdirSync(spec.root, { recursive: true });
   mkdirSync(join(dirname(spec.root), 'layers'), { recursive: true });
   mkdirSync(join(CGROUP_HIERARCHY, spec.cgroup), { recursive: true });
   mkdirSync(dirname(spec.logFile), { recursive: true });
-  const log = openSync(spec.logFile, 'a');
   const env = Object.fromEntries(spec.env);
   if (!('PATH' in env)) env.PATH = DEFAULT_PATH;
   if (!('HOSTNAME' in env)) env.HOSTNAME = '';
@@ -158,15 +157,47 @@ export function startContainer(spec: ContainerSpec): ChildProcess {
     'sh',
   ];
   const argv = spec.netns ? ['nsenter', `--net=${spec.netns}`, '--', ...unshare] : unshare;
-  try {
-    return spawn(argv[0]!, [...argv.slice(1), ...spec.argv], {
-      env,
-      stdio: ['ignore', log, log],
-      detached: true,
+  const child = spawn(argv[0]!, [...argv.slice(1), ...spec.argv], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const log = createWriteStream(spec.logFile, { flags: 'a' });
+  const streams = [criLines(child.stdout!, 'stdout', log), criLines(child.stderr!, 'stderr', log)];
+  // Resolves once everything the process wrote is in the log file.
+  const logged = Promise.all(streams).then(() => new Promise<void>((r) => log.end(r)));
+  return Object.assign(child, { logged });
+}
+
+/**
+ * A container's output in the CRI log format a kubelet's log files have
+ * (`<RFC 3339 time> <stream> F <line>`), which `kubectl logs` readers
+ * (kwok's among them) parse. Resolves when the stream ends.
+ */
+function criLines(from: Readable, stream: 'stdout' | 'stderr', to: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    let rest = '';
+    from.setEncoding('utf8');
+    from.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop()!;
+      for (const line of lines) to.write(`${new Date().toISOString()} ${stream} F ${line}\n`);
     });
-  } finally {
-    closeSync(log);
-  }
+    from.on('close', () => {
+      // A last line without its newline is a partial one (P), as the CRI format has it.
+      if (rest) to.write(`${new Date().toISOString()} ${stream} P ${rest}\n`);
+      resolve();
+    });
+  });
+}
+
+/** The lines of a CRI-format log, without their time, stream and tag. */
+export function criLogText(text: string): string {
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.replace(/^\S+ (stdout|stderr) [FP] /, ''))
+    .join('\n');
 }
 
 /** The processes in a cgroup and in every cgroup below it. */

@@ -9,7 +9,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { V1ContainerStatus, V1Pod, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
 import {
   type Bind,
@@ -356,6 +356,24 @@ export class PodRuntime {
     return Object.fromEntries(
       this.containers.filter((c) => c.child?.pid).map((c) => [c.name, c.child!.pid!]),
     );
+  }
+
+  /**
+   * Each started container's log files, as kwok's Logs rule names them for
+   * `kubectl logs`: the current run's, and the run before it (`--previous`).
+   */
+  logFiles(): Array<{ container: string; current: string; previous: string | undefined }> {
+    return this.containers
+      .filter((c) => c.spec)
+      .map((c) => {
+        const dir = dirname(c.spec!.logFile);
+        const run = c.child ? c.restarts : Math.max(0, c.restarts - 1);
+        return {
+          container: c.name,
+          current: join(dir, `${run}.log`),
+          previous: run > 0 ? join(dir, `${run - 1}.log`) : undefined,
+        };
+      });
   }
 
   /** What `kubectl exec` needs to enter a running container: its pid, root and working folder. */
