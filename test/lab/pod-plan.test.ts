@@ -389,6 +389,68 @@ describe('Kubernetes rules, table by table', () => {
     assert.equal(mode(users(undefined, 1001)), 0o440, 'a container with no user: likewise');
   });
 
+  test("the service-account admission's kube-api-access volume: token, the cluster CA, the namespace; downwardAPI volumes", () => {
+    const p = pod({
+      volumeMounts: [
+        {
+          name: 'kube-api-access-x1',
+          mountPath: '/var/run/secrets/kubernetes.io/serviceaccount',
+          readOnly: true,
+        },
+        { name: 'info', mountPath: '/etc/podinfo' },
+      ],
+    });
+    p.metadata = { ...p.metadata, labels: { b: 'two', a: 'o"ne' }, namespace: 'spire' };
+    p.spec!.volumes = [
+      {
+        name: 'kube-api-access-x1',
+        projected: {
+          defaultMode: 0o644,
+          sources: [
+            { serviceAccountToken: { path: 'token', expirationSeconds: 3607 } },
+            { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+            {
+              downwardAPI: { items: [{ path: 'namespace', fieldRef: { fieldPath: 'metadata.namespace' } }] },
+            },
+          ],
+        },
+      },
+      {
+        name: 'info',
+        downwardAPI: {
+          items: [
+            { path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } },
+            { path: 'name', fieldRef: { fieldPath: 'metadata.name' }, mode: 0o400 },
+          ],
+        },
+      },
+    ];
+    const withCa: PodObjects = {
+      configMap: (n) => (n === 'kube-root-ca.crt' ? { data: { 'ca.crt': 'PEM' } } : undefined),
+      secret: () => undefined,
+    };
+    const [access, info] = containerPlan(p, p.spec!.containers[0]!, image, withCa).mounts;
+    assert.ok(access?.source.kind === 'files' && info?.source.kind === 'files');
+    assert.deepEqual(
+      access.source.files.map((f) => [f.path, f.content.toString()]),
+      [
+        ['ca.crt', 'PEM'],
+        ['namespace', 'spire'],
+      ],
+    );
+    assert.deepEqual(
+      access.source.tokens.map((t) => [t.path, t.audience, t.expirationSeconds]),
+      [['token', undefined, 3607]],
+    );
+    assert.deepEqual(
+      info.source.files.map((f) => [f.path, f.content.toString(), f.mode]),
+      [
+        ['labels', 'a="o\\"ne"\nb="two"', 0o644],
+        ['name', p.metadata!.name, 0o400],
+      ],
+    );
+  });
+
   test('probes: the defaults, a named port, and a port that names nothing', () => {
     const c: V1Container = { name: 'c', ports: [{ name: 'health', containerPort: 9090 }] };
     assert.deepEqual(probePlan(c, { tcpSocket: { port: 'health' as unknown as object } } as never), {

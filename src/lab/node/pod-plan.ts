@@ -12,7 +12,15 @@
  * not optional) gets `error` in the words of the kubelet's
  * CreateContainerConfigError, and no plan.
  */
-import type { V1Container, V1EnvVar, V1Pod, V1Probe, V1Volume } from '@kubernetes/client-node';
+import type {
+  V1Container,
+  V1DownwardAPIVolumeFile,
+  V1EnvVar,
+  V1Pod,
+  V1Probe,
+  V1ResourceFieldSelector,
+  V1Volume,
+} from '@kubernetes/client-node';
 import type { KnownImage } from './images.js';
 
 /** ConfigMaps' data and Secrets' data (base64, as stored) of the pod's namespace, by name. */
@@ -232,14 +240,31 @@ function envValue(
       from.secretKeyRef.key,
       from.secretKeyRef.optional,
     );
-  if (from.resourceFieldRef) {
-    const target = from.resourceFieldRef.containerName
-      ? pod.spec?.containers.find((x) => x.name === from.resourceFieldRef!.containerName)
-      : c;
-    const [kind, what] = from.resourceFieldRef.resource.split('.') as ['limits' | 'requests', string];
-    return String(target?.resources?.[kind]?.[what] ?? '');
-  }
+  if (from.resourceFieldRef) return resourceValue(pod, c, from.resourceFieldRef);
   return '';
+}
+
+/** A container's resource request or limit (the container named, else `c`). */
+function resourceValue(pod: V1Pod, c: V1Container | undefined, ref: V1ResourceFieldSelector): string {
+  const target = ref.containerName ? pod.spec?.containers.find((x) => x.name === ref.containerName) : c;
+  const [kind, what] = ref.resource.split('.') as ['limits' | 'requests', string];
+  return String(target?.resources?.[kind]?.[what] ?? '');
+}
+
+/**
+ * A downward API volume file's content: what env fields give, and the
+ * whole label or annotation map as the kubelet writes it (sorted
+ * `key="value"` lines).
+ */
+function downwardField(pod: V1Pod, path: string): string {
+  if (path === 'metadata.labels' || path === 'metadata.annotations') {
+    const map = (path === 'metadata.labels' ? pod.metadata?.labels : pod.metadata?.annotations) ?? {};
+    return Object.keys(map)
+      .sort()
+      .map((k) => `${k}=${JSON.stringify(map[k])}`)
+      .join('\n');
+  }
+  return fieldValue(pod, path);
 }
 
 /** The argv: `command` replaces ENTRYPOINT (and drops CMD), `args` replaces CMD; `$(VAR)` expanded in both. */
@@ -308,6 +333,16 @@ function filesOfVolume(pod: V1Pod, v: V1Volume, objects: PodObjects): MountSourc
     }
     fromData(new Map(decoded(s.data, 'base64')), items, mode, `Secret ${ns}/${name}`);
   };
+  const downward = (items: V1DownwardAPIVolumeFile[] | undefined, mode: number) => {
+    for (const it of items ?? []) {
+      const value = it.fieldRef
+        ? downwardField(pod, it.fieldRef.fieldPath)
+        : it.resourceFieldRef
+          ? resourceValue(pod, undefined, it.resourceFieldRef)
+          : '';
+      files.push({ path: it.path, content: Buffer.from(value), mode: it.mode ?? mode });
+    }
+  };
   if (v.configMap)
     configMap(
       v.configMap.name ?? '',
@@ -322,11 +357,14 @@ function filesOfVolume(pod: V1Pod, v: V1Volume, objects: PodObjects): MountSourc
       v.secret.defaultMode ?? DEFAULT_MODE,
       v.secret.optional,
     );
+  else if (v.downwardAPI) downward(v.downwardAPI.items, v.downwardAPI.defaultMode ?? DEFAULT_MODE);
   else if (v.projected) {
     const mode = v.projected.defaultMode ?? DEFAULT_MODE;
     for (const s of v.projected.sources ?? []) {
       if (s.configMap) configMap(s.configMap.name ?? '', s.configMap.items, mode, s.configMap.optional);
       if (s.secret) secret(s.secret.name ?? '', s.secret.items, mode, s.secret.optional);
+      // The service-account admission's kube-api-access volume has one: the pod's namespace.
+      if (s.downwardAPI) downward(s.downwardAPI.items, mode);
       if (s.serviceAccountToken)
         tokens.push({
           path: s.serviceAccountToken.path,
