@@ -246,58 +246,16 @@ function spireStandIn(d: LabTrustDomain): StandIn {
  * server: kwok runs the exec'd command on this machine (its ClusterExec, for
  * the spire namespace only) in a folder whose `bin/spire-server` stands for
  * the image's /opt/spire/bin/spire-server (the images' WORKDIR is
- * /opt/spire), pointed at the cluster's real server socket.
- *
- * kwok's local exec never closes the command's stdin, so the stand-in (a
- * small Node script) reads what `bundle set` gets on stdin up to the end of
- * one JSON document, and hands it to spire-server as a file (-path). Returns
- * the kwok configuration to pass to kwokctl.
+ * /opt/spire), pointed at the cluster's real server socket (writeSpireExec).
+ * Returns the kwok configuration to pass to kwokctl.
  */
 export function spireExecStandIn(clusterDir: string, spireServer: string, socket: string): string {
-  const work = join(clusterDir, 'exec');
-  mkdirSync(join(work, 'bin'), { recursive: true });
-  // The stand-in is CommonJS wherever the lab folder is (even inside an ES module package).
-  writeFileSync(join(work, 'package.json'), '{"type": "commonjs"}\n');
   const q = JSON.stringify;
-  writeFileSync(
-    join(work, 'bin', 'spire-server'),
-    `#!${process.execPath}
-// meshfed lab: the SPIRE server pod's spire-server is this cluster's real one.
-const { spawnSync } = require('node:child_process');
-const { mkdtempSync, writeFileSync, rmSync } = require('node:fs');
-const { join } = require('node:path');
-const { tmpdir } = require('node:os');
-const args = process.argv.slice(2);
-const run = (a) => {
-  const r = spawnSync(${q(spireServer)}, [...a, '-socketPath', ${q(socket)}], { stdio: 'inherit' });
-  return r.status ?? 1;
-};
-if (!(args[0] === 'bundle' && args[1] === 'set' && !args.includes('-path'))) process.exit(run(args));
-let text = '';
-process.stdin.on('data', (d) => {
-  text += d;
-  try {
-    JSON.parse(text);
-  } catch {
-    return;
-  }
-  process.stdin.pause();
-  const dir = mkdtempSync(join(tmpdir(), 'mf-bundle-'));
-  writeFileSync(join(dir, 'bundle'), text);
-  const code = run([...args, '-path', join(dir, 'bundle')]);
-  rmSync(dir, { recursive: true, force: true });
-  process.exit(code);
-});
-process.stdin.on('end', () => process.exit(run(args)));
-`,
-    { mode: 0o755 },
+  return writeSpireExec(
+    clusterDir,
+    "the SPIRE server pod's spire-server is this cluster's real one",
+    `(args) => [${q(spireServer)}, ...args, '-socketPath', ${q(socket)}]`,
   );
-  return stringify({
-    apiVersion: 'kwok.x-k8s.io/v1alpha1',
-    kind: 'ClusterExec',
-    metadata: { name: 'spire-server' },
-    spec: { selector: { matchNamespaces: [SPIRE_NAMESPACE] }, execs: [{ local: { workDir: work } }] },
-  });
 }
 
 /** The module the exec stand-in enters containers with (container.ts' execArgv). */
@@ -341,37 +299,53 @@ async function startNodeAgent(
  * the spire namespace), and that command, `bin/spire-server`, enters the
  * real container (its mount and network namespaces, then its root, as
  * recorded in the node agent's pods.json) and runs the image's spire-server
- * there. kwok never closes the command's stdin, so what `bundle set` gets on
- * stdin is read up to the end of one JSON document and passed on, closed.
+ * there (writeSpireExec).
  */
 export function realSpireExec(clusterDir: string, agentDir: string): string {
+  const q = JSON.stringify;
+  return writeSpireExec(
+    clusterDir,
+    'spire-server in the real SPIRE server container of this cluster',
+    `async (args) => {
+  let record;
+  try {
+    record = JSON.parse(require('node:fs').readFileSync(${q(join(agentDir, 'pods.json'))}, 'utf8'));
+  } catch (e) {
+    console.error('the lab node agent has recorded no pods yet: ' + e.message);
+    process.exit(1);
+  }
+  const pod = record.pods.find((p) => p.pod.startsWith(${q(`${SPIRE_NAMESPACE}/`)}) && p.containers && p.containers['spire-server']);
+  if (!pod) {
+    console.error('no spire-server container runs in this lab cluster (the node agent runs none)');
+    process.exit(1);
+  }
+  const { execArgv } = await import(${q(CONTAINER_MODULE)});
+  return execArgv(pod.containers['spire-server'], ['bin/spire-server', ...args]);
+}`,
+  );
+}
+
+/**
+ * Writes the exec stand-in `bin/spire-server` (a small CommonJS Node script,
+ * whatever the lab folder's package type) whose argv comes from `command`
+ * (JavaScript source of `(args) => argv | Promise<argv>`), and returns the
+ * kwok ClusterExec that runs it for the spire namespace. kwok's local exec
+ * never closes the command's stdin, so what `bundle set` gets on stdin is
+ * read up to the end of one JSON document and passed on, closed.
+ */
+function writeSpireExec(clusterDir: string, what: string, command: string): string {
   const work = join(clusterDir, 'exec');
   mkdirSync(join(work, 'bin'), { recursive: true });
   writeFileSync(join(work, 'package.json'), '{"type": "commonjs"}\n');
-  const q = JSON.stringify;
   writeFileSync(
     join(work, 'bin', 'spire-server'),
     `#!${process.execPath}
-// meshfed lab: spire-server in the real SPIRE server container of this cluster.
+// meshfed lab: ${what}.
 const { spawn } = require('node:child_process');
-const { readFileSync } = require('node:fs');
 const args = process.argv.slice(2);
-let record;
-try {
-  record = JSON.parse(readFileSync(${q(join(agentDir, 'pods.json'))}, 'utf8'));
-} catch (e) {
-  console.error('the lab node agent has recorded no pods yet: ' + e.message);
-  process.exit(1);
-}
-const pod = record.pods.find((p) => p.pod.startsWith(${q(`${SPIRE_NAMESPACE}/`)}) && p.containers && p.containers['spire-server']);
-if (!pod) {
-  console.error('no spire-server container runs in this lab cluster (the node agent runs none)');
-  process.exit(1);
-}
-const c = pod.containers['spire-server'];
+const command = ${command};
 const run = (input) =>
-  import(${q(CONTAINER_MODULE)}).then(({ execArgv }) => {
-    const [file, ...rest] = execArgv(c, ['bin/spire-server', ...args]);
+  Promise.resolve(command(args)).then(([file, ...rest]) => {
     const child = spawn(file, rest, { stdio: [input === undefined ? 'ignore' : 'pipe', 'inherit', 'inherit'] });
     if (input !== undefined) child.stdin.end(input);
     child.on('close', (code) => process.exit(code ?? 1));

@@ -81,6 +81,27 @@ function procNetIPv4(host: string): string {
 
 const hexPort = (port: number) => port.toString(16).padStart(4, '0').toUpperCase();
 
+type TcpTable = '/proc/net/tcp' | '/proc/net/tcp6';
+
+/** Every TCP socket of this network namespace: its table, local address (as the table writes it), state and inode. */
+function tcpSockets(): Array<{ file: TcpTable; local: string; state: string; inode: string }> {
+  const rows: Array<{ file: TcpTable; local: string; state: string; inode: string }> = [];
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6'] as const) {
+    let table = '';
+    try {
+      table = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of table.split('\n').slice(1)) {
+      // local_address, rem_address, st (0A = LISTEN), …, inode (field 10)
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9) rows.push({ file, local: f[1]!, state: f[3]!, inode: f[9]! });
+    }
+  }
+  return rows;
+}
+
 /**
  * Socket inodes listening on host:port (an IPv4 host): on the address
  * itself or the IPv4 wildcard (/proc/net/tcp), or on the IPv6 wildcard or the
@@ -89,7 +110,7 @@ const hexPort = (port: number) => port.toString(16).padStart(4, '0').toUpperCase
  */
 function listeningInodes(host: string, port: number): Set<string> {
   const p = hexPort(port);
-  const wanted = {
+  const wanted: Record<TcpTable, Set<string>> = {
     '/proc/net/tcp': new Set([`${procNetIPv4(host)}:${p}`, `${procNetIPv4('0.0.0.0')}:${p}`]),
     // IPv6 words are in host order too: ::ffff:a.b.c.d is 0…0 FFFF0000 <ipv4>.
     '/proc/net/tcp6': new Set([
@@ -98,19 +119,8 @@ function listeningInodes(host: string, port: number): Set<string> {
     ]),
   };
   const out = new Set<string>();
-  for (const [file, addresses] of Object.entries(wanted)) {
-    let table = '';
-    try {
-      table = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of table.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      // local_address, rem_address, st (0A = LISTEN), …, inode (field 10)
-      if (f.length > 9 && addresses.has(f[1]!) && f[3] === '0A') out.add(f[9]!);
-    }
-  }
+  for (const row of tcpSockets())
+    if (row.state === '0A' && wanted[row.file].has(row.local)) out.add(row.inode);
   return out;
 }
 
@@ -146,18 +156,8 @@ export function listensOn(pid: number, host: string, port: number): boolean {
 export function portHolders(port: number): Array<{ pid: number; command: string; state: string }> {
   const states = new Map<string, string>();
   const p = `:${hexPort(port)}`;
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let table = '';
-    try {
-      table = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of table.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length > 9 && f[1]!.endsWith(p)) states.set(f[9]!, f[3] === '0A' ? 'LISTEN' : `state ${f[3]}`);
-    }
-  }
+  for (const row of tcpSockets())
+    if (row.local.endsWith(p)) states.set(row.inode, row.state === '0A' ? 'LISTEN' : `state ${row.state}`);
   const out: Array<{ pid: number; command: string; state: string }> = [];
   if (states.size === 0) return out;
   for (const entry of readdirSync('/proc')) {

@@ -4,11 +4,18 @@
  * MESHFED_REQUIRE_LAB=1) it is a failure, so CI can never pass by skipping.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileBounded } from '../../src/federation/transport.js';
 import { type ClusterClient, clientsFor } from '../../src/kube/client.js';
-import { type KubeCluster, refuses, startKubeCluster } from '../../src/lab/kube.js';
+import {
+  ETCD_VERSION,
+  type KubeCluster,
+  KWOK_VERSION,
+  refuses,
+  startKubeCluster,
+} from '../../src/lab/kube.js';
 import { mergeKubeconfigs } from '../../src/lab/lab.js';
 
 export const REPO_ROOT = new URL('../../../', import.meta.url).pathname;
@@ -24,6 +31,36 @@ export function requireLab(paths: string[], buildCommand: string): string | unde
   const reason = `lab not built: missing .lab/${missing.join(', .lab/')}; run \`${buildCommand}\` (CI does)`;
   if (process.env.MESHFED_REQUIRE_LAB === '1') throw new Error(reason);
   return reason;
+}
+
+/** requireLab for a lab control plane of Kubernetes `version` (kwokctl's binary runtime: etcd, the control plane, kwok). */
+export function controlPlaneSkip(version: string): string | undefined {
+  return requireLab(
+    [
+      ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map(
+        (b) => `bin/kubernetes/${version}/${b}`,
+      ),
+      `bin/etcd/${ETCD_VERSION}/etcd`,
+      `bin/kwok/${KWOK_VERSION}/kwok`,
+      `bin/kwok/${KWOK_VERSION}/kwokctl`,
+    ],
+    'npm run lab:build',
+  );
+}
+
+/** Runs a command with stdin closed (openssl s_client, kubectl logs read it), bounded in time: its exit code and output. */
+export function runCommand(argv: string[], timeoutMs = 30_000): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b;
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      out += b;
+    });
+    child.on('close', (code) => resolve({ code: code ?? 1, out }));
+  });
 }
 
 /** A program the lab built: .lab/bin/<component>/<version>/<name>. */

@@ -12,21 +12,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execFileBounded } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
-import { ETCD_VERSION, type KubeCluster, KWOK_VERSION, startKubeCluster } from '../../src/lab/kube.js';
-import { requireLab } from '../helpers/lab.js';
+import { type KubeCluster, startKubeCluster } from '../../src/lab/kube.js';
+import { controlPlaneSkip } from '../helpers/lab.js';
 
 const K8S = PROFILE_VERSIONS.current.kubernetes;
-const skip = requireLab(
-  [
-    ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map(
-      (b) => `bin/kubernetes/${K8S}/${b}`,
-    ),
-    `bin/etcd/${ETCD_VERSION}/etcd`,
-    `bin/kwok/${KWOK_VERSION}/kwok`,
-    `bin/kwok/${KWOK_VERSION}/kwokctl`,
-  ],
-  'npm run lab:build',
-);
+const skip = controlPlaneSkip(K8S);
 
 const CRD = {
   apiVersion: 'apiextensions.k8s.io/v1',

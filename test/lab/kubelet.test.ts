@@ -21,7 +21,7 @@ import { execFileBounded } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { clientOfKubeConfig } from '../../src/kube/client.js';
 import { startLabFederation } from '../../src/lab/federation.js';
-import { ETCD_VERSION, type KubeCluster, KWOK_VERSION, startKubeCluster } from '../../src/lab/kube.js';
+import { type KubeCluster, startKubeCluster } from '../../src/lab/kube.js';
 import {
   apiServerAuthorizer,
   issueKubeletCert,
@@ -31,21 +31,11 @@ import {
 import { makeCertManagerRoot } from '../../src/lab/pki.js';
 import { running } from '../../src/lab/procfs.js';
 import { LAB_PORTS } from '../../src/lab/spire.js';
-import { labBin, requireLab, waitUntil } from '../helpers/lab.js';
+import { controlPlaneSkip, labBin, requireLab, waitUntil } from '../helpers/lab.js';
 
 const K8S = PROFILE_VERSIONS.current.kubernetes;
 const SPIRES = [PROFILE_VERSIONS.current.spire, PROFILE_VERSIONS.seed.spire];
-const skip = requireLab(
-  [
-    ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map(
-      (b) => `bin/kubernetes/${K8S}/${b}`,
-    ),
-    `bin/etcd/${ETCD_VERSION}/etcd`,
-    `bin/kwok/${KWOK_VERSION}/kwok`,
-    `bin/kwok/${KWOK_VERSION}/kwokctl`,
-  ],
-  'npm run lab:build',
-);
+const skip = controlPlaneSkip(K8S);
 const spireSkip = requireLab(
   SPIRES.flatMap((v) => [`bin/spire/${v}/spire-server`, `bin/spire/${v}/spire-agent`]),
   'npm run lab:build',

@@ -21,9 +21,8 @@
  * - `lab down` leaves no process, cgroup, network namespace or mount.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
@@ -35,13 +34,11 @@ import { labNamespaces } from '../../src/lab/node/network.js';
 import { labCgroup } from '../../src/lab/node/run.js';
 import { runMeshfed } from '../helpers/cli.js';
 import { labSkip, startLab } from '../helpers/engine.js';
-import { waitUntil } from '../helpers/lab.js';
+import { runCommand, waitUntil } from '../helpers/lab.js';
 
-const V = PROFILE_VERSIONS.current;
 // --pods real needs root: without it the file skips, and fails where the lab is required (CI).
 const notRoot = process.getuid?.() === 0 ? undefined : 'needs root (--pods real: namespaces and cgroups)';
 if (notRoot && process.env.MESHFED_REQUIRE_LAB === '1') throw new Error(notRoot);
-const skip = notRoot ?? labSkip('current');
 
 interface Container {
   pid: number;
@@ -50,20 +47,7 @@ interface Container {
   cgroup: string;
 }
 
-/** Runs a command with stdin closed, bounded in time. */
-function run(argv: string[], timeoutMs = 30_000): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => {
-      out += b;
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      out += b;
-    });
-    child.on('close', (code) => resolve({ code: code ?? 1, out }));
-  });
-}
+const run = runCommand;
 
 /** Every PEM certificate of a file, in order. */
 const certs = (pem: string) =>
@@ -71,232 +55,253 @@ const certs = (pem: string) =>
     (p) => new X509Certificate(p),
   );
 
-describe('meshfed lab --pods real: the lab runs what meshfed renders', { skip, timeout: 1_800_000 }, () => {
-  let lab: Awaited<ReturnType<typeof startLab>>;
-  const apis = new Map<string, CoreV1Api>();
-  const api = (cluster: string) => apis.get(cluster)!;
+for (const profile of ['current', 'seed'] as const) {
+  const V = PROFILE_VERSIONS[profile];
+  describe(`meshfed lab --pods real (${profile} profile): the lab runs what meshfed renders`, {
+    skip: notRoot ?? labSkip(profile),
+    timeout: 1_800_000,
+  }, () => {
+    let lab: Awaited<ReturnType<typeof startLab>>;
+    const apis = new Map<string, CoreV1Api>();
+    const api = (cluster: string) => apis.get(cluster)!;
 
-  /** The containers the cluster's node agent records running, by "namespace/pod". */
-  const recorded = (cluster: string): Map<string, Record<string, Container>> => {
-    const c = lab.state.clusters.find((x) => x.name === cluster)!;
-    const r = JSON.parse(readFileSync(join(c.agentDir!, 'pods.json'), 'utf8')) as {
-      pods: Array<{ pod: string; containers: Record<string, Container> }>;
+    /** The containers the cluster's node agent records running, by "namespace/pod". */
+    const recorded = (cluster: string): Map<string, Record<string, Container>> => {
+      const c = lab.state.clusters.find((x) => x.name === cluster)!;
+      const r = JSON.parse(readFileSync(join(c.agentDir!, 'pods.json'), 'utf8')) as {
+        pods: Array<{ pod: string; containers: Record<string, Container> }>;
+      };
+      return new Map(r.pods.map((p) => [p.pod, p.containers]));
     };
-    return new Map(r.pods.map((p) => [p.pod, p.containers]));
-  };
-  const server = (cluster: string) => recorded(cluster).get('spire/spire-server-0')?.['spire-server'];
-  const serverPod = (cluster: string): Promise<V1Pod | undefined> =>
-    api(cluster)
-      .readNamespacedPod({ name: 'spire-server-0', namespace: 'spire' })
-      .catch(() => undefined);
-  const ready = (p: V1Pod | undefined) =>
-    p?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    const server = (cluster: string) => recorded(cluster).get('spire/spire-server-0')?.['spire-server'];
+    const serverPod = (cluster: string): Promise<V1Pod | undefined> =>
+      api(cluster)
+        .readNamespacedPod({ name: 'spire-server-0', namespace: 'spire' })
+        .catch(() => undefined);
+    const ready = (p: V1Pod | undefined) =>
+      p?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
-  before(async () => {
-    lab = await startLab('current', 2, ['--pods', 'real']);
-    for (const c of lab.state.clusters) {
-      const kc = new KubeConfig();
-      kc.loadFromFile(c.kubeconfig);
-      apis.set(c.name, kc.makeApiClient(CoreV1Api));
-    }
-    const up = await lab.meshfed(['up']);
-    assert.equal(up.code, 0, `up on real pods failed:\n${up.stderr}`);
-  });
-  after(async () => lab?.stop());
+    before(async () => {
+      lab = await startLab(profile, 2, ['--pods', 'real']);
+      for (const c of lab.state.clusters) {
+        const kc = new KubeConfig();
+        kc.loadFromFile(c.kubeconfig);
+        apis.set(c.name, kc.makeApiClient(CoreV1Api));
+      }
+      const up = await lab.meshfed(['up']);
+      assert.equal(up.code, 0, `up on real pods failed:\n${up.stderr}`);
+    });
+    after(async () => lab?.stop());
 
-  test('each SPIRE server is a real process of the lab build, running the rendered server.conf', async () => {
-    const labStatus = JSON.parse(
-      (await runMeshfed(['lab', 'status', '-o', 'json'], { cwd: lab.parent, env: lab.env })).stdout,
-    ) as LabStatus;
-    for (const c of lab.state.clusters) {
-      const real = labStatus.clusters.find((x) => x.name === c.name)!.realPods!.map((p) => p.pod);
-      assert.ok(real.includes('spire/spire-server-0'), `${c.name}: real pods ${real.join(', ')}`);
-      assert.equal(
-        real.filter((p) => p.startsWith('spire/spire-agent-')).length,
-        2,
-        `${c.name}: an agent per node`,
+    test('each SPIRE server is a real process of the lab build, running the rendered server.conf', async () => {
+      const labStatus = JSON.parse(
+        (await runMeshfed(['lab', 'status', '-o', 'json'], { cwd: lab.parent, env: lab.env })).stdout,
+      ) as LabStatus;
+      for (const c of lab.state.clusters) {
+        const real = labStatus.clusters.find((x) => x.name === c.name)!.realPods!.map((p) => p.pod);
+        assert.ok(real.includes('spire/spire-server-0'), `${c.name}: real pods ${real.join(', ')}`);
+        assert.equal(
+          real.filter((p) => p.startsWith('spire/spire-agent-')).length,
+          2,
+          `${c.name}: an agent per node`,
+        );
+        const s = server(c.name)!;
+        const exe = statSync(`/proc/${s.pid}/exe`);
+        const build = statSync(join(labBinDir('spire', V.spire), 'spire-server'));
+        assert.deepEqual([exe.dev, exe.ino], [build.dev, build.ino], `${c.name}: not the lab's spire-server`);
+        // What the process reads at /run/spire/config/server.conf is the rendered ConfigMap's.
+        const running = readFileSync(`/proc/${s.pid}/root/run/spire/config/server.conf`, 'utf8');
+        const cm = await api(c.name).readNamespacedConfigMap({ name: 'spire-server', namespace: 'spire' });
+        assert.equal(running, cm.data!['server.conf']);
+        assert.match(running, /UpstreamAuthority "cert-manager"/);
+        assert.match(running, /NodeAttestor "k8s_psat"/);
+      }
+    });
+
+    test("a workload pod's SVID comes from its node's agent through the k8s attestor, under cert-manager's root", async () => {
+      const c = lab.state.clusters[0]!;
+      const core = api(c.name);
+      await core.createNamespace({ body: { metadata: { name: 'svid-test' } } });
+      await waitUntil('the default ServiceAccount of svid-test', async () =>
+        core.readNamespacedServiceAccount({ name: 'default', namespace: 'svid-test' }).then(
+          () => true,
+          () => false,
+        ),
       );
-      const s = server(c.name)!;
-      const exe = statSync(`/proc/${s.pid}/exe`);
-      const build = statSync(join(labBinDir('spire', V.spire), 'spire-server'));
-      assert.deepEqual([exe.dev, exe.ino], [build.dev, build.ino], `${c.name}: not the lab's spire-server`);
-      // What the process reads at /run/spire/config/server.conf is the rendered ConfigMap's.
-      const running = readFileSync(`/proc/${s.pid}/root/run/spire/config/server.conf`, 'utf8');
-      const cm = await api(c.name).readNamespacedConfigMap({ name: 'spire-server', namespace: 'spire' });
-      assert.equal(running, cm.data!['server.conf']);
-      assert.match(running, /UpstreamAuthority "cert-manager"/);
-      assert.match(running, /NodeAttestor "k8s_psat"/);
-    }
-  });
-
-  test("a workload pod's SVID comes from its node's agent through the k8s attestor, under cert-manager's root", async () => {
-    const c = lab.state.clusters[0]!;
-    const core = api(c.name);
-    await core.createNamespace({ body: { metadata: { name: 'svid-test' } } });
-    await waitUntil('the default ServiceAccount of svid-test', async () =>
-      core.readNamespacedServiceAccount({ name: 'default', namespace: 'svid-test' }).then(
-        () => true,
-        () => false,
-      ),
-    );
-    const socket = '/run/secrets/workload-spiffe-uds/socket';
-    await core.createNamespacedPod({
-      namespace: 'svid-test',
-      body: {
-        metadata: { name: 'workload', labels: { 'spiffe.io/spire-managed-identity': 'true' } },
-        spec: {
-          containers: [
-            {
-              name: 'workload',
-              image: `ghcr.io/spiffe/spire-agent:${V.spire}`,
-              command: ['/opt/spire/bin/spire-agent', 'api', 'watch', '-socketPath', socket],
-              volumeMounts: [
-                { name: 'spiffe', mountPath: '/run/secrets/workload-spiffe-uds', readOnly: true },
-              ],
-            },
-          ],
-          volumes: [{ name: 'spiffe', csi: { driver: 'csi.spiffe.io', readOnly: true } }],
+      const socket = '/run/secrets/workload-spiffe-uds/socket';
+      // The spire-agent image of the profile (its CLI is the small real process of the workload).
+      const agentPod = (await core.listNamespacedPod({ namespace: 'spire' })).items.find((p) =>
+        p.metadata?.name?.startsWith('spire-agent-'),
+      )!;
+      const agentImage = agentPod.spec!.containers.find((x) => x.name === 'spire-agent')!.image!;
+      await core.createNamespacedPod({
+        namespace: 'svid-test',
+        body: {
+          metadata: { name: 'workload', labels: { 'spiffe.io/spire-managed-identity': 'true' } },
+          spec: {
+            containers: [
+              {
+                name: 'workload',
+                image: agentImage,
+                command: ['/opt/spire/bin/spire-agent', 'api', 'watch', '-socketPath', socket],
+                volumeMounts: [
+                  { name: 'spiffe', mountPath: '/run/secrets/workload-spiffe-uds', readOnly: true },
+                ],
+              },
+            ],
+            volumes: [{ name: 'spiffe', csi: { driver: 'csi.spiffe.io', readOnly: true } }],
+          },
         },
-      },
-    });
-    let workload: Container | undefined;
-    await waitUntil(
-      'the workload container running',
-      async () => {
-        workload = recorded(c.name).get('svid-test/workload')?.workload;
-        return workload !== undefined;
-      },
-      60_000,
-    );
-    const fetch = [
-      '/opt/spire/bin/spire-agent',
-      'api',
-      'fetch',
-      'x509',
-      '-socketPath',
-      socket,
-      '-write',
-      '/tmp',
-    ];
-    let last = '';
-    await waitUntil(
-      'an X509-SVID fetched inside the workload container',
-      async () => {
-        const r = await run(execArgv(workload!, fetch));
-        last = r.out;
-        return r.code === 0;
-      },
-      90_000,
-    ).catch((e: Error) => {
-      throw new Error(`${e.message}; the last fetch said: ${last}`);
-    });
-    const out = `/proc/${workload!.pid}/root/tmp`;
-    const [leaf, intermediate] = certs(readFileSync(join(out, 'svid.0.pem'), 'utf8'));
-    assert.ok(leaf && intermediate, 'the SVID chain has the leaf and the SPIRE intermediate');
-    assert.equal(leaf.subjectAltName, `URI:spiffe://${c.trustDomain}/ns/svid-test/sa/default`);
-    assert.ok(leaf.verify(intermediate.publicKey), 'the SVID is not signed by the SPIRE intermediate');
-    // The root the real cert-manager controller issued in this cluster.
-    const secret = await core.readNamespacedSecret({ name: 'selfsigned-ca', namespace: 'cert-manager' });
-    const root = new X509Certificate(Buffer.from(secret.data!['ca.crt']!, 'base64'));
-    assert.ok(
-      intermediate.verify(root.publicKey),
-      "the SPIRE intermediate is not signed by cert-manager's root",
-    );
-    assert.ok(intermediate.ca, 'the SPIRE intermediate is a CA');
-    const bundle = certs(readFileSync(join(out, 'bundle.0.pem'), 'utf8'));
-    assert.ok(
-      bundle.some((b) => b.fingerprint256 === root.fingerprint256),
-      "the trust bundle does not hold cert-manager's root",
-    );
-    // The same command in the container's namespaces and root, but outside its cgroup: no pod, no identity.
-    const outside = await run([
-      'nsenter',
-      `--target=${workload!.pid}`,
-      '--mount',
-      '--net',
-      '--',
-      'chroot',
-      workload!.root,
-      ...fetch.slice(0, -2),
-    ]);
-    assert.notEqual(outside.code, 0, `a process outside the pod got an SVID:\n${outside.out}`);
-    assert.match(outside.out, /no identity issued|PermissionDenied/);
-  });
-
-  test('meshfed check passes on real SPIRE: federation, remote secrets, every control-plane check', async () => {
-    const r = await lab.meshfed(['check']);
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /12 passed, 0 warnings, 0 failed, 0 skipped/);
-  });
-
-  test('a killed spire-server is restarted by its pod; not Ready meanwhile; status says so; all converges', async () => {
-    const c = lab.state.clusters[1]!;
-    const before = server(c.name)!;
-    process.kill(before.pid, 'SIGKILL');
-    await waitUntil('the SPIRE server pod not Ready', async () => !ready(await serverPod(c.name)), 30_000);
-    const during = await lab.meshfed(['status']);
-    assert.notEqual(during.code, 0, `status says all is well while the server is down:\n${during.stdout}`);
-    assert.match(during.stdout, /spire-server/);
-    await waitUntil(
-      'the SPIRE server pod Ready again, restarted',
-      async () => {
-        const p = await serverPod(c.name);
-        return (
-          ready(p) &&
-          (p?.status?.containerStatuses?.find((x) => x.name === 'spire-server')?.restartCount ?? 0) >= 1
-        );
-      },
-      120_000,
-    );
-    assert.notEqual(server(c.name)!.pid, before.pid);
-    const after = await lab.meshfed(['status']);
-    assert.equal(after.code, 0, after.stdout);
-    const check = await lab.meshfed(['check']);
-    assert.equal(check.code, 0, check.stdout);
-  });
-
-  test('a changed SPIRE config rolls the StatefulSet, and the new config is what runs', async () => {
-    const fleet = join(lab.dir, 'meshfed.yaml');
-    const text = readFileSync(fleet, 'utf8');
-    assert.match(text, /caTTL: 24h/);
-    writeFileSync(fleet, text.replace('caTTL: 24h', 'caTTL: 30h'));
-    const c = lab.state.clusters[0]!;
-    const oldUid = (await serverPod(c.name))!.metadata!.uid;
-    const up = await lab.meshfed(['up']);
-    assert.equal(up.code, 0, up.stderr);
-    await waitUntil(
-      'a new SPIRE server pod running the new config',
-      async () => {
-        const p = await serverPod(c.name);
-        const s = server(c.name);
-        if (!p || p.metadata?.uid === oldUid || !ready(p) || !s) return false;
-        return readFileSync(`/proc/${s.pid}/root/run/spire/config/server.conf`, 'utf8').includes(
-          'ca_ttl = "30h"',
-        );
-      },
-      180_000,
-    );
-  });
-
-  test('lab down leaves no process, cgroup, network namespace or mount behind', async () => {
-    const block = lab.state.block;
-    const agentDirs = lab.state.clusters.map((c) => c.agentDir!);
-    await lab.stop();
-    lab = undefined as unknown as typeof lab;
-    assert.equal(
-      existsSync(join(CGROUP_HIERARCHY, labCgroup(block))),
-      false,
-      'the lab cgroup is still there',
-    );
-    assert.deepEqual(await labNamespaces(block), []);
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
-    for (const d of agentDirs) assert.ok(!mounts.includes(d), `a mount under ${d} is left`);
-    const left = (await run(['ps', '-eo', 'pid,args'])).out
-      .split('\n')
-      .filter(
-        (l) =>
-          agentDirs.some((d) => l.includes(d)) || /spire-(server|agent) run -config \/run\/spire/.test(l),
+      });
+      let workload: Container | undefined;
+      await waitUntil(
+        'the workload container running',
+        async () => {
+          workload = recorded(c.name).get('svid-test/workload')?.workload;
+          return workload !== undefined;
+        },
+        60_000,
       );
-    assert.deepEqual(left, [], 'processes of the lab are left');
+      const fetch = [
+        '/opt/spire/bin/spire-agent',
+        'api',
+        'fetch',
+        'x509',
+        '-socketPath',
+        socket,
+        '-write',
+        '/tmp',
+      ];
+      let last = '';
+      await waitUntil(
+        'an X509-SVID fetched inside the workload container',
+        async () => {
+          const r = await run(execArgv(workload!, fetch));
+          last = r.out;
+          return r.code === 0;
+        },
+        90_000,
+      ).catch((e: Error) => {
+        throw new Error(`${e.message}; the last fetch said: ${last}`);
+      });
+      const out = `/proc/${workload!.pid}/root/tmp`;
+      const [leaf, intermediate] = certs(readFileSync(join(out, 'svid.0.pem'), 'utf8'));
+      assert.ok(leaf && intermediate, 'the SVID chain has the leaf and the SPIRE intermediate');
+      // One SPIFFE ID (the seed's registrar adds the pod's name as a DNS SAN beside it).
+      const uris = (leaf.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:'));
+      assert.deepEqual(uris, [`URI:spiffe://${c.trustDomain}/ns/svid-test/sa/default`]);
+      assert.ok(leaf.verify(intermediate.publicKey), 'the SVID is not signed by the SPIRE intermediate');
+      // The root the real cert-manager controller issued in this cluster.
+      const secret = await core.readNamespacedSecret({ name: 'selfsigned-ca', namespace: 'cert-manager' });
+      const root = new X509Certificate(Buffer.from(secret.data!['ca.crt']!, 'base64'));
+      assert.ok(
+        intermediate.verify(root.publicKey),
+        "the SPIRE intermediate is not signed by cert-manager's root",
+      );
+      assert.ok(intermediate.ca, 'the SPIRE intermediate is a CA');
+      const bundle = certs(readFileSync(join(out, 'bundle.0.pem'), 'utf8'));
+      assert.ok(
+        bundle.some((b) => b.fingerprint256 === root.fingerprint256),
+        "the trust bundle does not hold cert-manager's root",
+      );
+      // The same command in the container's namespaces and root, but outside its cgroup: no pod, no identity.
+      const outside = await run([
+        'nsenter',
+        `--target=${workload!.pid}`,
+        '--mount',
+        '--net',
+        '--',
+        'chroot',
+        workload!.root,
+        ...fetch.slice(0, -2),
+      ]);
+      assert.notEqual(outside.code, 0, `a process outside the pod got an SVID:\n${outside.out}`);
+      assert.match(outside.out, /no identity issued|PermissionDenied/);
+    });
+
+    test('meshfed check passes on real SPIRE: federation, remote secrets, every control-plane check', async () => {
+      const r = await lab.meshfed(['check']);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /12 passed, 0 warnings, 0 failed, 0 skipped/);
+    });
+
+    test('a killed spire-server is restarted by its pod; not Ready meanwhile; status says so; all converges', async () => {
+      const c = lab.state.clusters[1]!;
+      const before = server(c.name)!;
+      process.kill(before.pid, 'SIGKILL');
+      await waitUntil('the SPIRE server pod not Ready', async () => !ready(await serverPod(c.name)), 30_000);
+      const during = await lab.meshfed(['status']);
+      assert.notEqual(during.code, 0, `status says all is well while the server is down:\n${during.stdout}`);
+      assert.match(during.stdout, /spire-server/);
+      await waitUntil(
+        'the SPIRE server pod Ready again, restarted',
+        async () => {
+          const p = await serverPod(c.name);
+          return (
+            ready(p) &&
+            (p?.status?.containerStatuses?.find((x) => x.name === 'spire-server')?.restartCount ?? 0) >= 1
+          );
+        },
+        120_000,
+      );
+      assert.notEqual(server(c.name)!.pid, before.pid);
+      const after = await lab.meshfed(['status']);
+      assert.equal(after.code, 0, after.stdout);
+      const check = await lab.meshfed(['check']);
+      assert.equal(check.code, 0, check.stdout);
+    });
+
+    test('a changed SPIRE config rolls the StatefulSet, and the new config is what runs', async () => {
+      const fleet = join(lab.dir, 'meshfed.yaml');
+      const text = readFileSync(fleet, 'utf8');
+      assert.match(text, /caTTL: 24h/);
+      writeFileSync(fleet, text.replace('caTTL: 24h', 'caTTL: 30h'));
+      const c = lab.state.clusters[0]!;
+      const oldUid = (await serverPod(c.name))!.metadata!.uid;
+      const up = await lab.meshfed(['up']);
+      assert.equal(up.code, 0, up.stderr);
+      await waitUntil(
+        'a new SPIRE server pod running the new config',
+        async () => {
+          const p = await serverPod(c.name);
+          const s = server(c.name);
+          if (!p || p.metadata?.uid === oldUid || !ready(p) || !s) return false;
+          return readFileSync(`/proc/${s.pid}/root/run/spire/config/server.conf`, 'utf8').includes(
+            'ca_ttl = "30h"',
+          );
+        },
+        180_000,
+      );
+    });
+
+    test('lab down leaves no process, cgroup, network namespace or mount behind', async () => {
+      const block = lab.state.block;
+      const agentDirs = lab.state.clusters.map((c) => c.agentDir!);
+      await lab.stop();
+      lab = undefined as unknown as typeof lab;
+      assert.equal(
+        existsSync(join(CGROUP_HIERARCHY, labCgroup(block))),
+        false,
+        'the lab cgroup is still there',
+      );
+      assert.deepEqual(await labNamespaces(block), []);
+      const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
+      for (const d of agentDirs) assert.ok(!mounts.includes(d), `a mount under ${d} is left`);
+      // Its processes: by their folder in their arguments, or by their cgroup (the pods' processes).
+      const left = readdirSync('/proc')
+        .filter((e) => /^\d+$/.test(e))
+        .flatMap((pid) => {
+          try {
+            const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+            const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+            return agentDirs.some((d) => args.includes(d)) || cgroup.includes(`/${labCgroup(block)}/`)
+              ? [`${pid} ${args}`]
+              : [];
+          } catch {
+            return [];
+          }
+        });
+      assert.deepEqual(left, [], 'processes of the lab are left');
+    });
   });
-});
+}

@@ -15,7 +15,6 @@
  * or cgroup; the simulated pod stays kwok's. Needs root.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +29,7 @@ import { REAL_REPOSITORIES } from '../../src/lab/node/images.js';
 import { labNamespaces } from '../../src/lab/node/network.js';
 import { labCgroup, type RunningNodeAgent, runNodeAgent } from '../../src/lab/node/run.js';
 import { DEFAULT_POD_TIMINGS, kwokStagesConfig } from '../../src/lab/stages.js';
-import { LAB_DIR, requireLab, waitUntil } from '../helpers/lab.js';
+import { LAB_DIR, requireLab, runCommand, waitUntil } from '../helpers/lab.js';
 
 const K8S = PROFILE_VERSIONS.current.kubernetes;
 const SPIRE = PROFILE_VERSIONS.current.spire;
@@ -107,19 +106,7 @@ const spirePod = {
   },
 };
 
-/** Runs a command with stdin closed (openssl s_client reads it), bounded in time. */
-const sh = (args: string[]) =>
-  new Promise<{ code: number; out: string }>((resolve) => {
-    const child = spawn(args[0]!, args.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => {
-      out += b;
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      out += b;
-    });
-    child.on('close', (code) => resolve({ code: code ?? 1, out }));
-  });
+const sh = runCommand;
 
 describe('the lab node agent runs a pod of a known image from its stored spec', {
   skip,

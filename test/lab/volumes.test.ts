@@ -29,7 +29,7 @@ import { after, before, describe, test } from 'node:test';
 import { KubeConfig, type V1Pod, type V1Volume } from '@kubernetes/client-node';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { type ClusterClient, clientFromKubeconfig, type KubeObject } from '../../src/kube/client.js';
-import { ETCD_VERSION, type KubeCluster, KWOK_VERSION, startKubeCluster } from '../../src/lab/kube.js';
+import { type KubeCluster, startKubeCluster } from '../../src/lab/kube.js';
 import type { KnownImage } from '../../src/lab/node/images.js';
 import {
   containerPlan,
@@ -48,7 +48,7 @@ import {
   VolumePathError,
   writeVolume,
 } from '../../src/lab/node/volumes.js';
-import { requireLab, waitUntil } from '../helpers/lab.js';
+import { controlPlaneSkip, waitUntil } from '../helpers/lab.js';
 
 const file = (path: string, content: string | Buffer, mode = 0o644): FileItem => ({
   path,
@@ -496,17 +496,7 @@ describe('PodVolumes on the node (no API server)', { timeout: 30_000 }, () => {
 });
 
 const K8S = PROFILE_VERSIONS.current.kubernetes;
-const skip = requireLab(
-  [
-    ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map(
-      (b) => `bin/kubernetes/${K8S}/${b}`,
-    ),
-    `bin/etcd/${ETCD_VERSION}/etcd`,
-    `bin/kwok/${KWOK_VERSION}/kwok`,
-    `bin/kwok/${KWOK_VERSION}/kwokctl`,
-  ],
-  'npm run lab:build',
-);
+const skip = controlPlaneSkip(K8S);
 
 interface Claims {
   aud: string[];
