@@ -81,6 +81,19 @@ export function labKubectl(kubernetesVersion: string, kubeconfig: string) {
   };
 }
 
+/** kubectl against a lab cluster (its own kubeconfig); asserts success, returns stdout. */
+export function clusterKubectl(cluster: () => KubeCluster) {
+  return async (args: string[], stdin?: string): Promise<string> => {
+    const c = cluster();
+    const r = await execFileBounded(c.kubectl, ['--kubeconfig', c.kubeconfig, ...args], {
+      timeoutMs: 90_000,
+      ...(stdin ? { stdin } : {}),
+    });
+    assert.equal(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+}
+
 /** The port refuses connections (nothing listens there any more). */
 export const refused = refuses;
 

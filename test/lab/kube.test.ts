@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { execFileBounded } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { type KubeCluster, startKubeCluster } from '../../src/lab/kube.js';
-import { controlPlaneSkip } from '../helpers/lab.js';
+import { clusterKubectl, controlPlaneSkip } from '../helpers/lab.js';
 
 const K8S = PROFILE_VERSIONS.current.kubernetes;
 const skip = controlPlaneSkip(K8S);
@@ -33,14 +33,7 @@ const CRD = {
 describe(`Kubernetes ${K8S} control plane in the lab`, { skip, timeout: 300_000 }, () => {
   const workdir = mkdtempSync(join(tmpdir(), 'mf-kube-'));
   let cluster: KubeCluster;
-  const kubectl = async (args: string[], stdin?: string) => {
-    const r = await execFileBounded(cluster.kubectl, ['--kubeconfig', cluster.kubeconfig, ...args], {
-      timeoutMs: 90_000,
-      ...(stdin ? { stdin } : {}),
-    });
-    assert.equal(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const kubectl = clusterKubectl(() => cluster);
 
   before(async () => {
     cluster = await startKubeCluster({ name: 'cluster-1', kubernetesVersion: K8S, workdir, nodes: 2 });

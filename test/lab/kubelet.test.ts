@@ -31,7 +31,7 @@ import {
 import { makeCertManagerRoot } from '../../src/lab/pki.js';
 import { running } from '../../src/lab/procfs.js';
 import { LAB_PORTS } from '../../src/lab/spire.js';
-import { controlPlaneSkip, labBin, requireLab, waitUntil } from '../helpers/lab.js';
+import { clusterKubectl, controlPlaneSkip, labBin, requireLab, waitUntil } from '../helpers/lab.js';
 
 const K8S = PROFILE_VERSIONS.current.kubernetes;
 const SPIRES = [PROFILE_VERSIONS.current.spire, PROFILE_VERSIONS.seed.spire];
@@ -81,14 +81,7 @@ describe(`a lab node's kubelet API against the Kubernetes ${K8S} API server`, {
   const logs: string[] = [];
   const bodies: string[] = [];
 
-  const kubectl = async (args: string[], stdin?: string) => {
-    const r = await execFileBounded(cluster.kubectl, ['--kubeconfig', cluster.kubeconfig, ...args], {
-      timeoutMs: 90_000,
-      ...(stdin ? { stdin } : {}),
-    });
-    assert.equal(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const kubectl = clusterKubectl(() => cluster);
   const binding = (sa: string, role: string) => ({
     apiVersion: 'rbac.authorization.k8s.io/v1',
     kind: 'ClusterRoleBinding',
