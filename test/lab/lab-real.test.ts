@@ -225,7 +225,7 @@ for (const profile of ['current', 'seed'] as const) {
       assert.match(r.stdout, /12 passed, 0 warnings, 0 failed, 0 skipped/);
     });
 
-    test('a killed spire-server is restarted by its pod; not Ready meanwhile; status says so; all converges', async () => {
+    test('a killed spire-server is restarted by its pod; not Ready meanwhile; status and check say so; all converges', async () => {
       const c = lab.state.clusters[1]!;
       const before = server(c.name)!;
       process.kill(before.pid, 'SIGKILL');
@@ -233,6 +233,9 @@ for (const profile of ['current', 'seed'] as const) {
       const during = await lab.meshfed(['status']);
       assert.notEqual(during.code, 0, `status says all is well while the server is down:\n${during.stdout}`);
       assert.match(during.stdout, /spire-server/);
+      const checked = await lab.meshfed(['check']);
+      assert.notEqual(checked.code, 0, `check passes while the server is down:\n${checked.stdout}`);
+      assert.match(checked.stdout, /FAIL\s+MF20[12]/);
       await waitUntil(
         'the SPIRE server pod Ready again, restarted',
         async () => {
