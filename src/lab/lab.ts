@@ -376,6 +376,156 @@ else {
   });
 }
 
+/** What the start of every cluster of a lab shares. */
+interface ClusterStartContext {
+  dir: string;
+  block: number;
+  /** --pods real: the node agent runs the SPIRE pods; no SPIRE server or registrar of the lab's own. */
+  real: boolean;
+  nodes: number;
+  p: ReturnType<typeof labPrograms>;
+  state: LabState;
+  save: () => void;
+  progress: (cluster: string | undefined, message: string) => void;
+  apiServerConfig: string;
+  stagesFile: string;
+  /** The CRDs every cluster serves (cert-manager's, the registrar's) and the lab's StorageClass. */
+  crds: string;
+}
+
+/**
+ * Starts cluster `index` of a lab (its control plane, its SPIRE server and
+ * registrar or its node agent, its cert-manager controller), recording it in
+ * the lab's state as it goes, so that `lab down` can stop a half-started one.
+ * Returns what the load balancer's process serves for it.
+ */
+async function startLabCluster(
+  ctx: ClusterStartContext,
+  index: number,
+): Promise<{ lb: LbCluster; agent?: AgentCluster }> {
+  const { dir, block, real, p, state, save, progress, apiServerConfig, stagesFile, crds } = ctx;
+  const { name, trustDomain } = labClusterName(index);
+  const cdir = join(dir, name);
+  mkdirSync(join(cdir, 'spire'), { recursive: true });
+  const c: LabClusterState = {
+    name,
+    context: name,
+    trustDomain,
+    index,
+    address: labAddress(block, index),
+    apiServer: '',
+    kubeconfig: join(cdir, 'kwok', 'kubeconfig'),
+    kwokWorkdir: join(cdir, 'kwok'),
+    spireDir: join(cdir, 'spire'),
+    spireServerSocket: join(cdir, 'spire', 'server.sock'),
+    bundleEndpoint: '',
+    daemons: [],
+  };
+  state.clusters.push(c);
+  save();
+  progress(
+    name,
+    `control plane: Kubernetes ${p.v.kubernetes} with ${ctx.nodes} kwok nodes${real ? ', real pods for images the lab builds' : ''}`,
+  );
+  const agentDir = join(cdir, 'agent');
+  if (real) c.agentDir = agentDir;
+  const domain = real
+    ? undefined
+    : new LabTrustDomain({
+        name,
+        trustDomain,
+        index,
+        block,
+        spireVersion: p.v.spire,
+        binDir: p.spire,
+        dir: c.spireDir,
+        agent: false,
+        detached: true,
+      });
+  const execConfig = join(cdir, 'kwok-exec.yaml');
+  writeFileSync(
+    execConfig,
+    real
+      ? realSpireExec(cdir, agentDir)
+      : spireExecStandIn(cdir, join(p.spire, 'spire-server'), c.spireServerSocket),
+  );
+  const kube = await startKubeCluster({
+    name,
+    kubernetesVersion: p.v.kubernetes,
+    workdir: c.kwokWorkdir,
+    nodes: ctx.nodes,
+    configFiles: [apiServerConfig, stagesFile, execConfig],
+    // kwok serves `kubectl logs` of real pods from the files a Logs object names.
+    ...(real ? { enableCrds: ['Logs'] } : {}),
+    onWait: () => progress(name, 'waiting for another control plane on this machine to finish starting'),
+  });
+  if (domain) {
+    // The server reviews agents' tokens (k8s_psat) with the cluster's
+    // kubeconfig, which it reads when it starts: after the control plane.
+    domain.opts.k8sPsat = { cluster: name, kubeconfig: kube.kubeconfig };
+    progress(name, `SPIRE ${p.v.spire} server of ${trustDomain} on ${c.address}`);
+    await domain.start();
+    const pid = domain.pids()[0];
+    if (pid !== undefined)
+      c.daemons.push({
+        name: `${name} spire-server`,
+        pid,
+        program: join(p.spire, 'spire-server'),
+        log: join(c.spireDir, 'spire-server.log'),
+      });
+    c.bundleEndpoint = domain.bundleEndpointUrl;
+  }
+  save();
+  c.apiServer = apiServerOf(kube.kubeconfig) ?? '';
+  save();
+  progress(name, `API server ${c.apiServer} up; CRDs of cert-manager and the registrar`);
+  await installCrds(kube.kubectl, kube.kubeconfig, crds);
+  const target = {
+    name,
+    trustDomain,
+    kubeconfig: kube.kubeconfig,
+    address: c.address,
+    spireServerSocket: c.spireServerSocket,
+    dir: cdir,
+  };
+  progress(
+    name,
+    real
+      ? `cert-manager ${LAB_CERT_MANAGER_VERSION} controller; the node agent (SPIRE and the registrar run in their pods)`
+      : `cert-manager ${LAB_CERT_MANAGER_VERSION} controller, ${state.versions.registrar}`,
+  );
+  const started = await Promise.allSettled([
+    startCertManager(p.certManager, target),
+    ...(real
+      ? [startNodeAgent(name, kube, agentDir, block, index - 1)]
+      : [p.seed ? startWorkloadRegistrar(p.spire, target) : startSpireControllerManager(p.scm!, target)]),
+  ]);
+  for (const s of started) if (s.status === 'fulfilled') c.daemons.push(s.value);
+  save();
+  for (const s of started) if (s.status === 'rejected') throw s.reason;
+  const lb: LbCluster = {
+    name,
+    kubeconfig: kube.kubeconfig,
+    index,
+    standIns: domain ? [spireStandIn(domain)] : [],
+    ...(real ? { podSockets: join(agentDir, 'ports') } : {}),
+  };
+  progress(name, 'ready');
+  if (real) return { lb };
+  // The simulated pods' SPIRE agents, which the load balancer's process runs (agents.ts).
+  const agent: AgentCluster = {
+    name,
+    trustDomain,
+    kubeconfig: kube.kubeconfig,
+    serverAddress: c.address,
+    serverPort: LAB_PORTS.server,
+    serverSocket: c.spireServerSocket,
+    binDir: p.spire,
+    dir: join(cdir, 'agents'),
+  };
+  return { lb, agent };
+}
+
 /**
  * Starts the lab. Idempotent: when the folder holds a running lab of the same
  * shape, returns its state; a different or broken one is an error naming
@@ -464,132 +614,24 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
   try {
     // Every cluster's start runs to its end before a failure is acted on, so
     // that the clean-up below sees everything that was started.
+    const ctx: ClusterStartContext = {
+      dir,
+      block,
+      real,
+      nodes: o.nodes ?? 2,
+      p,
+      state,
+      save,
+      progress,
+      apiServerConfig,
+      stagesFile,
+      crds,
+    };
     const starts = await Promise.allSettled(
       Array.from({ length: o.clusters }, async (_, i) => {
-        const index = i + 1;
-        const { name, trustDomain } = labClusterName(index);
-        const cdir = join(dir, name);
-        mkdirSync(join(cdir, 'spire'), { recursive: true });
-        const c: LabClusterState = {
-          name,
-          context: name,
-          trustDomain,
-          index,
-          address: labAddress(block, index),
-          apiServer: '',
-          kubeconfig: join(cdir, 'kwok', 'kubeconfig'),
-          kwokWorkdir: join(cdir, 'kwok'),
-          spireDir: join(cdir, 'spire'),
-          spireServerSocket: join(cdir, 'spire', 'server.sock'),
-          bundleEndpoint: '',
-          daemons: [],
-        };
-        state.clusters.push(c);
-        save();
-        progress(
-          name,
-          `control plane: Kubernetes ${p.v.kubernetes} with ${o.nodes ?? 2} kwok nodes${real ? ', real pods for images the lab builds' : ''}`,
-        );
-        const agentDir = join(cdir, 'agent');
-        if (real) c.agentDir = agentDir;
-        const domain = real
-          ? undefined
-          : new LabTrustDomain({
-              name,
-              trustDomain,
-              index,
-              block,
-              spireVersion: p.v.spire,
-              binDir: p.spire,
-              dir: c.spireDir,
-              agent: false,
-              detached: true,
-            });
-        const execConfig = join(cdir, 'kwok-exec.yaml');
-        writeFileSync(
-          execConfig,
-          real
-            ? realSpireExec(cdir, agentDir)
-            : spireExecStandIn(cdir, join(p.spire, 'spire-server'), c.spireServerSocket),
-        );
-        const kube = await startKubeCluster({
-          name,
-          kubernetesVersion: p.v.kubernetes,
-          workdir: c.kwokWorkdir,
-          nodes: o.nodes ?? 2,
-          configFiles: [apiServerConfig, stagesFile, execConfig],
-          // kwok serves `kubectl logs` of real pods from the files a Logs object names.
-          ...(real ? { enableCrds: ['Logs'] } : {}),
-          onWait: () =>
-            progress(name, 'waiting for another control plane on this machine to finish starting'),
-        });
-        if (domain) {
-          // The server reviews agents' tokens (k8s_psat) with the cluster's
-          // kubeconfig, which it reads when it starts: after the control plane.
-          domain.opts.k8sPsat = { cluster: name, kubeconfig: kube.kubeconfig };
-          progress(name, `SPIRE ${p.v.spire} server of ${trustDomain} on ${c.address}`);
-          await domain.start();
-          const pid = domain.pids()[0];
-          if (pid !== undefined)
-            c.daemons.push({
-              name: `${name} spire-server`,
-              pid,
-              program: join(p.spire, 'spire-server'),
-              log: join(c.spireDir, 'spire-server.log'),
-            });
-          c.bundleEndpoint = domain.bundleEndpointUrl;
-        }
-        save();
-        c.apiServer = apiServerOf(kube.kubeconfig) ?? '';
-        save();
-        progress(name, `API server ${c.apiServer} up; CRDs of cert-manager and the registrar`);
-        await installCrds(kube.kubectl, kube.kubeconfig, crds);
-        const target = {
-          name,
-          trustDomain,
-          kubeconfig: kube.kubeconfig,
-          address: c.address,
-          spireServerSocket: c.spireServerSocket,
-          dir: cdir,
-        };
-        progress(
-          name,
-          real
-            ? `cert-manager ${LAB_CERT_MANAGER_VERSION} controller; the node agent (SPIRE and the registrar run in their pods)`
-            : `cert-manager ${LAB_CERT_MANAGER_VERSION} controller, ${state.versions.registrar}`,
-        );
-        const started = await Promise.allSettled([
-          startCertManager(p.certManager, target),
-          ...(real
-            ? [startNodeAgent(name, kube, agentDir, block, index - 1)]
-            : [
-                p.seed
-                  ? startWorkloadRegistrar(p.spire, target)
-                  : startSpireControllerManager(p.scm!, target),
-              ]),
-        ]);
-        for (const s of started) if (s.status === 'fulfilled') c.daemons.push(s.value);
-        save();
-        for (const s of started) if (s.status === 'rejected') throw s.reason;
-        standIns.push({
-          name,
-          kubeconfig: kube.kubeconfig,
-          index,
-          standIns: domain ? [spireStandIn(domain)] : [],
-          ...(real ? { podSockets: join(agentDir, 'ports') } : {}),
-        });
-        if (!real)
-          agents.push({
-            name,
-            trustDomain,
-            kubeconfig: kube.kubeconfig,
-            serverAddress: c.address,
-            serverPort: LAB_PORTS.server,
-            serverSocket: c.spireServerSocket,
-            binDir: p.spire,
-            dir: join(cdir, 'agents'),
-          });
-        progress(name, 'ready');
+        const started = await startLabCluster(ctx, i + 1);
+        standIns.push(started.lb);
+        if (started.agent) agents.push(started.agent);
       }),
     );
     for (const s of starts) if (s.status === 'rejected') throw s.reason;
