@@ -149,6 +149,33 @@ export function listensOn(pid: number, host: string, port: number): boolean {
   return false;
 }
 
+/** TCP states as /proc/net/tcp writes them (include/net/tcp_states.h). */
+const TCP_STATES: Record<string, string> = {
+  '01': 'ESTABLISHED',
+  '02': 'SYN_SENT',
+  '03': 'SYN_RECV',
+  '04': 'FIN_WAIT1',
+  '05': 'FIN_WAIT2',
+  '06': 'TIME_WAIT',
+  '07': 'CLOSE',
+  '08': 'CLOSE_WAIT',
+  '09': 'LAST_ACK',
+  '0A': 'LISTEN',
+  '0B': 'CLOSING',
+};
+
+/**
+ * The states of every TCP socket whose local port is `port`, held by a
+ * process or not: a killed server's connections linger in the kernel,
+ * closing, after it is gone.
+ */
+export function portSocketStates(port: number): string[] {
+  const p = `:${hexPort(port)}`;
+  return tcpSockets()
+    .filter((row) => row.local.endsWith(p))
+    .map((row) => TCP_STATES[row.state] ?? `state ${row.state}`);
+}
+
 /**
  * Every process holding a TCP socket whose local port is `port`, on any
  * address and in any state, with its command line: who took a port.
