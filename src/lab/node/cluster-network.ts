@@ -21,7 +21,6 @@ import {
   type Netns,
   nodeAddress,
   PodAddresses,
-  podNamespace,
   removeHubAddress,
 } from './network.js';
 import { type PortalHandle, type Route, startPortal, writeRouteTable } from './portal.js';
@@ -144,9 +143,5 @@ export class ClusterNetwork implements NodeNetwork {
   }
 }
 
-/** A pod's namespace short name: 8 hex digits of its UID (podNamespace checks the form). */
-function short(uid: string): string {
-  const s = createHash('sha256').update(uid).digest('hex').slice(0, 8);
-  podNamespace(1, 0, `p${s}`);
-  return s;
-}
+/** A pod's namespace short name: 8 hex digits of a hash of its UID (attachNamespace checks the form). */
+const short = (uid: string): string => createHash('sha256').update(uid).digest('hex').slice(0, 8);

@@ -353,9 +353,7 @@ export class PodRuntime {
 
   /** The processes run (for `lab status`): container name → pid. */
   pids(): Record<string, number> {
-    return Object.fromEntries(
-      this.containers.filter((c) => c.child?.pid).map((c) => [c.name, c.child!.pid!]),
-    );
+    return Object.fromEntries(Object.entries(this.running()).map(([name, c]) => [name, c.pid]));
   }
 
   /**
