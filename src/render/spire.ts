@@ -579,7 +579,10 @@ export function renderSpire(ctx: RenderContext): PhaseOutput {
       },
     },
     ...rbac(ctx),
-    configMap(TRUST_BUNDLE_CONFIGMAP, {}),
+    // No data: the k8sbundle notifier owns it (meshfed applying `data: {}`
+    // would take a share of the map once SPIRE has filled it, a write at
+    // every first re-apply).
+    { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta(TRUST_BUNDLE_CONFIGMAP, NS) },
     configMap(reg.name, { [reg.file]: reg.text }),
     ...services(ctx),
     ...scmWebhook(ctx),
