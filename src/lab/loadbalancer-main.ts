@@ -21,10 +21,12 @@ const config = JSON.parse(readFileSync(join(dir, LB_CONFIG_FILE), 'utf8')) as {
   block: number;
   clusters: LbCluster[];
   agents?: AgentCluster[];
+  /** With real pods: the folder of the listeners' unix socket doors. */
+  doors?: string;
 };
 const log = (cluster: string, message: string) =>
   process.stdout.write(`${new Date().toISOString()} ${cluster}: ${message}\n`);
-const lb = new LabLoadBalancer(config.clusters, config.block, (e) => log(e.cluster, e.message));
+const lb = new LabLoadBalancer(config.clusters, config.block, (e) => log(e.cluster, e.message), config.doors);
 const agents = new LabAgents(config.agents ?? [], log);
 
 async function pass(): Promise<void> {

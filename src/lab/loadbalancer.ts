@@ -12,9 +12,16 @@
  * bundle endpoint, "grpc" → the real server API). A Service whose pods are
  * only simulated (an Envoy gateway, the demo apps) still gets its address,
  * but connections to it are closed at once: nothing real answers there.
+ *
+ * With `doors` (a folder), each listener also listens on a unix socket
+ * there, `<ip>-<port>.sock`: the door the lab's real pods come through from
+ * their network namespaces (the node agent's portal listens on the address
+ * inside each cluster's hub and relays to the door), so a pod reaches a
+ * LoadBalancer address, of its own cluster or another, as on a real network.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Pod, type V1Service } from '@kubernetes/client-node';
 
 /** A simulated pod that a real process of the lab stands in for. */
@@ -110,6 +117,8 @@ interface Listener {
   /** namespace/name of the Service. */
   service: string;
   server: Server;
+  /** The unix socket door of the address, with `doors`. */
+  door?: Server;
   /** Where connections go now; undefined: nothing real behind it. */
   backend: string | undefined;
 }
@@ -131,7 +140,10 @@ export class LabLoadBalancer {
     readonly clusters: LbCluster[],
     readonly block: number,
     private readonly onEvent: (e: LbEvent) => void = () => {},
+    /** A folder for each listener's unix socket door (see above). */
+    private readonly doors?: string,
   ) {
+    if (doors) mkdirSync(doors, { recursive: true });
     for (const c of clusters) {
       const kc = new KubeConfig();
       kc.loadFromFile(c.kubeconfig);
@@ -211,7 +223,7 @@ export class LabLoadBalancer {
     for (const [key, l] of this.listeners)
       if (poolIndex(key.split(':')[0]!, this.block, c.index) !== undefined && !wanted.has(key)) {
         this.listeners.delete(key);
-        await new Promise<void>((r) => l.server.close(() => r()));
+        await closeListener(l);
         this.onEvent({ cluster: c.name, message: `${key}: released` });
       }
   }
@@ -238,6 +250,17 @@ export class LabLoadBalancer {
       l.server.once('error', reject);
       l.server.listen(port, ip, () => resolve());
     });
+    if (this.doors) {
+      const path = join(this.doors, `${ip}-${port}.sock`);
+      rmSync(path, { force: true });
+      const door = createServer();
+      door.on('connection', (down) => this.forward(key, l, down));
+      await new Promise<void>((resolve, reject) => {
+        door.once('error', reject);
+        door.listen(path, () => resolve());
+      });
+      l.door = door;
+    }
     this.listeners.set(key, l);
     this.onEvent({ cluster: c.name, message: `${key} → ${backend ?? 'nothing real'}` });
   }
@@ -282,9 +305,14 @@ export class LabLoadBalancer {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const s of this.sockets) s.destroy();
-    await Promise.all(
-      [...this.listeners.values()].map((l) => new Promise<void>((r) => l.server.close(() => r()))),
-    );
+    await Promise.all([...this.listeners.values()].map(closeListener));
     this.listeners.clear();
   }
+}
+
+/** Closes a listener and its door (a unix socket server removes its file when it closes). */
+async function closeListener(l: Listener): Promise<void> {
+  await Promise.all(
+    [l.server, ...(l.door ? [l.door] : [])].map((s) => new Promise<void>((r) => s.close(() => r()))),
+  );
 }

@@ -14,7 +14,7 @@
  * machine (for probes and the lab load balancer); a kubelet API per node
  * (`/pods` for SPIRE's k8s workload attestor).
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Node, type V1Pod, type V1Service } from '@kubernetes/client-node';
 import { type ClusterClient, clientOfKubeConfig } from '../../kube/client.js';
@@ -56,6 +56,12 @@ export interface NodeAgentOptions {
   apiServerSocket: string;
   /** What the nodes serve besides pods (the kubelet APIs): their hub routes and the names pods resolve them by. */
   nodeServices?: { routes(): Route[]; hosts(): string[] };
+  /**
+   * The lab load balancer's doors (loadbalancer.ts): `<ip>-<port>.sock` per
+   * LoadBalancer address of any cluster of the lab, which the hub listens on
+   * and relays to, so pods reach those addresses.
+   */
+  loadBalancerDoors?: string;
   log(line: string): void;
 }
 
@@ -252,6 +258,8 @@ export class NodeAgent {
           routes.push({ listen: { tcp: `${cip}:${sp.port}` }, to });
       }
     }
+    for (const door of this.o.loadBalancerDoors ? doors(this.o.loadBalancerDoors) : [])
+      routes.push({ listen: { tcp: `${door.ip}:${door.port}` }, to: [{ unix: door.path }] });
     for (const p of running) {
       const ip = this.runtimes.get(p.metadata!.uid!)!.ip!;
       for (const port of podPorts(p))
@@ -411,4 +419,18 @@ function podPorts(pod: V1Pod): number[] {
     }
   }
   return [...ports];
+}
+
+/** The load balancer's doors in `dir`: one per address and port it listens on. */
+function doors(dir: string): Array<{ ip: string; port: number; path: string }> {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.flatMap((name) => {
+    const m = /^(127\.\d+\.\d+\.\d+)-(\d+)\.sock$/.exec(name);
+    return m ? [{ ip: m[1]!, port: Number(m[2]), path: join(dir, name) }] : [];
+  });
 }

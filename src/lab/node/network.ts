@@ -200,10 +200,31 @@ export interface Netns {
 
 const netnsPath = (name: string) => `/run/netns/${name}`;
 
+/**
+ * The lab load balancer's pools this lab's pods reach through their hub:
+ * 127.(100+n).b.0/24 for clusters n = 1…CLUSTERS_PER_BLOCK
+ * (loadbalancer.ts' lbAddress), as a pod of a real cluster reaches a cloud
+ * load balancer's address from inside the cluster.
+ */
+export function loadBalancerPools(b: number): string[] {
+  checkBlock(b);
+  return Array.from({ length: CLUSTERS_PER_BLOCK }, (_, i) => `127.${101 + i}.${b}.0/24`);
+}
+
+/**
+ * Loopback addresses are routable in `name` (route_localnet): packets to the
+ * load balancer's 127.x pools may leave a pod by eth0 and arrive at the hub,
+ * which delivers them to its portal (the pools are local there, inside 127/8).
+ */
+async function routeLocalnet(name: string): Promise<void> {
+  await ip(['netns', 'exec', name, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet']);
+}
+
 /** The cluster's hub: namespace `mf<b>c<n>`, lo up, bridge br0 with the hub address. Idempotent. */
 export async function createHub(b: number, n: number): Promise<Netns> {
   const name = hubNamespace(b, n);
   await ensureNamespace(name);
+  await routeLocalnet(name);
   if (!(await links(name)).some((l) => l.ifname === 'br0'))
     await ipIn(name, ['link', 'add', 'br0', 'type', 'bridge']);
   await ipIn(name, ['addr', 'replace', `${hubAddress(b, n)}/${PREFIX_LENGTH}`, 'dev', 'br0']);
@@ -261,6 +282,14 @@ export async function attachNamespace(b: number, n: number, short: string, addre
   if (have.length === 0) await ipIn(name, ['addr', 'add', want, 'dev', 'eth0']);
   await ipIn(name, ['link', 'set', 'eth0', 'up']);
   await ipIn(name, ['route', 'replace', 'default', 'via', hubAddress(b, n)]);
+  // Only 127.0.0.1 is the pod's own: the load balancer's pools go to the hub.
+  if ((await ipv4Addresses(name, 'lo')).includes('127.0.0.1/8')) {
+    await ipIn(name, ['addr', 'add', '127.0.0.1/32', 'dev', 'lo']);
+    await ipIn(name, ['addr', 'del', '127.0.0.1/8', 'dev', 'lo']);
+  }
+  await routeLocalnet(name);
+  for (const pool of loadBalancerPools(b))
+    await ipIn(name, ['route', 'replace', pool, 'via', hubAddress(b, n), 'dev', 'eth0']);
   return { name, path: netnsPath(name), ip: address };
 }
 

@@ -28,6 +28,8 @@ export interface NodeAgentConfig {
   clusterIndex: number;
   /** The cluster CA (PEM files), which signs the kubelets' serving certificates. */
   ca: { cert: string; key: string };
+  /** The lab load balancer's doors (NodeAgentOptions.loadBalancerDoors). */
+  loadBalancerDoors?: string;
 }
 
 export interface RunningNodeAgent {
@@ -98,6 +100,7 @@ export async function runNodeAgent(
     network,
     apiServerSocket,
     nodeServices: kubelets,
+    ...(c.loadBalancerDoors ? { loadBalancerDoors: c.loadBalancerDoors } : {}),
     volumes: {
       mounts: async (pod, podDir, mounts) => {
         const binds = await volumesOf(pod).materialize(podDir, mounts);
