@@ -55,6 +55,9 @@ export const LAB_STATE_FILE = 'lab.json';
 export const LB_CONFIG_FILE = 'loadbalancer.json';
 export const LB_STATUS_FILE = 'loadbalancer-status.json';
 
+/** With real pods: the folder of the load balancer's unix socket doors, which the hubs relay pods through. */
+export const loadBalancerDoors = (labDir: string) => join(labDir, 'lb-doors');
+
 export interface LabOptions {
   dir: string;
   clusters: number;
@@ -69,16 +72,29 @@ export interface LabOptions {
    */
   block?: number;
   /**
-   * simulated (default): kwok simulates every pod; the lab runs its own SPIRE
-   * server and registrar beside each cluster. real: the lab node agent runs
-   * the pods of images the lab builds (SPIRE's, the registrar's) from their
-   * stored specs, as real processes (src/lab/node/).
+   * real: the lab node agent runs the pods of images the lab builds (SPIRE's,
+   * the registrar's) from their stored specs, as real processes
+   * (src/lab/node/). simulated: kwok simulates every pod; the lab runs its
+   * own SPIRE server and registrar beside each cluster. Default: real as
+   * root for up to 16 clusters (defaultLabPods), else simulated.
    */
   pods?: LabPods;
   onProgress?: (cluster: string | undefined, message: string) => void;
 }
 
 export type LabPods = 'simulated' | 'real';
+
+/**
+ * How a lab of `clusters` clusters runs its pods when not told: real where it
+ * can (root, at most CLUSTERS_PER_BLOCK clusters), and why not otherwise.
+ */
+export function defaultLabPods(clusters: number): { pods: LabPods; why?: string } {
+  if (process.getuid?.() !== 0)
+    return { pods: 'simulated', why: 'not root: real pods need namespaces and cgroups of their own' };
+  if (clusters > CLUSTERS_PER_BLOCK)
+    return { pods: 'simulated', why: `real pods run at most ${CLUSTERS_PER_BLOCK} clusters` };
+  return { pods: 'real' };
+}
 
 export interface LabClusterState {
   name: string;
@@ -271,6 +287,7 @@ async function startNodeAgent(
   agentDir: string,
   block: number,
   clusterIndex: number,
+  doors: string,
 ): Promise<DaemonRecord> {
   mkdirSync(agentDir, { recursive: true });
   const config: NodeAgentConfig = {
@@ -280,6 +297,7 @@ async function startNodeAgent(
     block,
     clusterIndex,
     ca: kube.ca,
+    loadBalancerDoors: doors,
   };
   const file = join(agentDir, 'config.json');
   writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
@@ -497,7 +515,7 @@ async function startLabCluster(
   const started = await Promise.allSettled([
     startCertManager(p.certManager, target),
     ...(real
-      ? [startNodeAgent(name, kube, agentDir, block, index - 1)]
+      ? [startNodeAgent(name, kube, agentDir, block, index - 1, loadBalancerDoors(ctx.dir))]
       : [p.seed ? startWorkloadRegistrar(p.spire, target) : startSpireControllerManager(p.scm!, target)]),
   ]);
   for (const s of started) if (s.status === 'fulfilled') c.daemons.push(s.value);
@@ -539,20 +557,25 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
   const existing = readLabState(dir);
   if (existing) {
     const health = labProcesses(existing);
-    const same = existing.profile === o.profile && existing.clusters.length === o.clusters;
+    const same =
+      existing.profile === o.profile &&
+      existing.clusters.length === o.clusters &&
+      (o.pods === undefined || (existing.pods ?? 'simulated') === o.pods);
     if (same && health.every((p) => p.alive)) return { state: existing, reused: true };
     const why = same
       ? `some of its processes are gone (${health
           .filter((p) => !p.alive)
           .map((p) => p.name)
           .join(', ')})`
-      : `it has ${existing.clusters.length} ${existing.profile} clusters`;
+      : `it has ${existing.clusters.length} ${existing.profile} clusters with ${existing.pods ?? 'simulated'} pods`;
     throw new LabError(
       `${dir} already holds a lab, and ${why}: run \`meshfed lab down --dir ${o.dir}\` first`,
     );
   }
   const p = labPrograms(o.profile);
-  const real = o.pods === 'real';
+  const chosen = o.pods ? { pods: o.pods } : defaultLabPods(o.clusters);
+  if (chosen.why) progress(undefined, `pods simulated (${chosen.why}); SPIRE runs beside each cluster`);
+  const real = chosen.pods === 'real';
   if (real && o.clusters > CLUSTERS_PER_BLOCK)
     throw new LabError(
       `--pods real runs at most ${CLUSTERS_PER_BLOCK} clusters (their pod networks share the lab's block)`,
@@ -562,10 +585,13 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
       '--pods real needs root: pods run in network and mount namespaces and cgroups of their own',
     );
   // Unix socket paths are limited to 107 bytes.
-  const longest = join(dir, `cluster-${o.clusters}`, 'spire', 'server.sock');
+  const longest = [
+    join(dir, `cluster-${o.clusters}`, 'spire', 'server.sock'),
+    join(loadBalancerDoors(dir), '127.116.250.250-65535.sock'),
+  ].sort((a, b) => b.length - a.length)[0]!;
   if (Buffer.byteLength(longest) > 100)
     throw new LabError(
-      `${dir} is too deep for the SPIRE server's unix socket (${longest}): give a shorter --dir`,
+      `${dir} is too deep for the lab's unix sockets (${longest}): give a shorter --dir`,
     );
   mkdirSync(dir, { recursive: true });
   const block = await claimBlock({
@@ -653,6 +679,7 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
           block,
           clusters: standIns.sort((a, b) => a.index - b.index),
           agents: agents.sort((a, b) => a.name.localeCompare(b.name)),
+          ...(real ? { doors: loadBalancerDoors(dir) } : {}),
         },
         null,
         2,

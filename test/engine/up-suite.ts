@@ -3,24 +3,25 @@
  * one test file per fleet (up-<profile>-<clusters>.test.ts) so that the fleets
  * run side by side. `meshfed up`, `status`, `plan` and `down` through the CLI
  * against the lab:
- * real Kubernetes API servers (kwok nodes and pods), the real cert-manager
- * controller issuing the CAs, the real registrar, real SPIRE servers reached
- * through pod exec and through their real bundle endpoints behind the lab's
- * load balancer, and the real istioctl of the profile.
+ * real Kubernetes API servers (kwok nodes), the real cert-manager controller
+ * issuing the CAs, and the lab's default pods: as root, the SPIRE pods
+ * meshfed renders run from their specs (real SPIRE servers, agents and
+ * registrar, reached through pod exec and through their real bundle
+ * endpoints behind the lab's load balancer), the rest simulated by kwok; and
+ * the real istioctl of the profile.
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
+import { SPIRE_SERVER_POD } from '../../src/engine/discover.js';
 import type { UpResult } from '../../src/engine/up.js';
 import { SpireServerCli } from '../../src/federation/spire-cli.js';
-import { localServerTransport } from '../../src/federation/transport.js';
+import { podServerTransport } from '../../src/federation/transport.js';
 import type { Profile } from '../../src/fleet/model.js';
-import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import type { KubeObject } from '../../src/kube/client.js';
-import type { LabState } from '../../src/lab/lab.js';
+import { type LabState, labStatus } from '../../src/lab/lab.js';
 import { labSkip, objectSet, startLab } from '../helpers/engine.js';
-import { labBin } from '../helpers/lab.js';
 
 /** GET with the bearer token and CA of a kubeconfig (the one inside a remote secret). */
 function getWithKubeconfig(kubeconfig: string, path: string, method = 'GET', body?: string): Promise<number> {
@@ -128,6 +129,23 @@ export function engineSuite(profile: Profile, clusters: number): void {
       assert.equal(r.code, 0);
     });
 
+    test('as root, the SPIRE pods meshfed rendered are what runs: the lab node agent runs them from their specs', {
+      skip: process.getuid?.() === 0 ? false : 'real pods need root',
+    }, async () => {
+      assert.equal(state.pods, 'real');
+      const status = (await labStatus(lab.dir))!;
+      for (const c of status.clusters) {
+        const pods = (c.realPods ?? []).map((p) => p.pod);
+        assert.ok(pods.includes('spire/spire-server-0'), `${c.name} runs no real spire-server-0: ${pods}`);
+        assert.ok(
+          pods.filter((p) => p.startsWith('spire/spire-agent-')).length === c.nodes.total,
+          `${c.name}: not one real spire-agent per node: ${pods}`,
+        );
+        const server = c.realPods!.find((p) => p.pod === 'spire/spire-server-0')!;
+        assert.ok(server.pids['spire-server'], `${c.name}: spire-server-0 has no running spire-server`);
+      }
+    });
+
     test("each cluster's SPIRE federation carries its peers' discovered bundle endpoint URLs, and the real servers hold them", async () => {
       for (const [i, c] of state.clusters.entries()) {
         const svc = (await client(i).get({
@@ -147,12 +165,7 @@ export function engineSuite(profile: Profile, clusters: number): void {
             peers.map((p) => `https://${first.bundleEndpoints[p.name]}`).sort(),
           );
           // spire-controller-manager made them in the real server.
-          const server = new SpireServerCli(
-            localServerTransport(
-              labBin('spire', PROFILE_VERSIONS[profile].spire, 'spire-server'),
-              c.spireServerSocket,
-            ),
-          );
+          const server = new SpireServerCli(podServerTransport(client(i), SPIRE_SERVER_POD));
           const rel = await server.relationships();
           assert.deepEqual(
             rel.map((x) => `${x.trustDomain} ${x.bundleEndpointUrl}`).sort(),
@@ -173,14 +186,13 @@ export function engineSuite(profile: Profile, clusters: number): void {
             );
         }
         // The bootstrap gave each real server its peers' bundles.
-        const server = new SpireServerCli(
-          localServerTransport(
-            labBin('spire', PROFILE_VERSIONS[profile].spire, 'spire-server'),
-            c.spireServerSocket,
-          ),
-        );
+        const server = new SpireServerCli(podServerTransport(client(i), SPIRE_SERVER_POD));
         const held = await server.heldBundles();
         for (const p of peers) assert.ok(held.has(p.trustDomain), `${c.name} does not hold ${p.trustDomain}`);
+        // And it refreshes them itself, from each peer's bundle endpoint at
+        // its LoadBalancer address (with real pods: from its pod's network
+        // namespace, as a server in a cluster reaches a cloud load balancer).
+        for (const p of peers) await server.refresh(p.trustDomain);
       }
     });
 

@@ -7,7 +7,7 @@ import { DEFAULT_POD_TIMINGS, type DelayRange, parseDelayRange } from '../../lab
 import { type CliIO, type Command, EXIT_FAILED, EXIT_OK, UsageError } from '../io.js';
 import { table } from '../table.js';
 
-const USAGE = `Usage: meshfed lab up [--clusters N] [--profile current|seed] [--nodes N] [--pods simulated|real]
+const USAGE = `Usage: meshfed lab up [--clusters N] [--profile current|seed] [--nodes N] [--pods real|simulated]
                       [--pod-ready-delay MIN[..MAX]] [--pod-stop-delay MIN[..MAX]] [--dir DIR]
        meshfed lab status [--dir DIR] [-o text|json]
        meshfed lab down [--dir DIR] [--keep]
@@ -25,11 +25,13 @@ fleet's clusters (cluster-1, cluster-2, …). Needs \`npm run lab:build\` first.
   --profile P           current (default) or seed: the versions of the lab's
                         Kubernetes, SPIRE and registrar
   --nodes N             simulated nodes per cluster (default 2)
-  --pods simulated|real simulated (default): kwok simulates every pod and the
-                        lab runs SPIRE beside each cluster; real: the lab node
-                        agent runs the pods of images the lab builds (SPIRE,
-                        the registrar) from their specs as real processes, in
-                        namespaces and cgroups of their own (needs root)
+  --pods real|simulated real (the default as root): the lab node agent runs
+                        the pods of images the lab builds (SPIRE, the
+                        registrar) from their specs as real processes, in
+                        namespaces and cgroups of their own; simulated (the
+                        default otherwise, and beyond 16 clusters): kwok
+                        simulates every pod and the lab runs SPIRE beside
+                        each cluster
   --pod-ready-delay D   how long a started pod takes to become Ready, a Go
                         duration or a range MIN..MAX (default 1s..3s)
   --pod-stop-delay D    how long a deleted pod takes to go (default: kwok's,
@@ -109,7 +111,7 @@ export const labCommand: Command = {
         clusters: { type: 'string', default: '2' },
         profile: { type: 'string', default: 'current' },
         nodes: { type: 'string', default: '2' },
-        pods: { type: 'string', default: 'simulated' },
+        pods: { type: 'string' },
         'pod-ready-delay': { type: 'string' },
         'pod-stop-delay': { type: 'string' },
         dir: { type: 'string' },
@@ -134,7 +136,7 @@ export const labCommand: Command = {
             throw new UsageError(`--nodes must be a whole number from 1 to 100, not "${values.nodes}"`);
           if (values.profile !== 'current' && values.profile !== 'seed')
             throw new UsageError(`--profile must be current or seed, not "${values.profile}"`);
-          if (values.pods !== 'simulated' && values.pods !== 'real')
+          if (values.pods !== undefined && values.pods !== 'simulated' && values.pods !== 'real')
             throw new UsageError(`--pods must be simulated or real, not "${values.pods}"`);
           const ready = delayOption('pod-ready-delay', values['pod-ready-delay']);
           const stop = delayOption('pod-stop-delay', values['pod-stop-delay']);
@@ -148,7 +150,7 @@ export const labCommand: Command = {
             clusters: n,
             profile: values.profile as Profile,
             nodes,
-            pods: values.pods,
+            ...(values.pods ? { pods: values.pods } : {}),
             podTimings,
             onProgress: progress,
           });
