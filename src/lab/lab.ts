@@ -590,9 +590,7 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     join(loadBalancerDoors(dir), '127.116.250.250-65535.sock'),
   ].sort((a, b) => b.length - a.length)[0]!;
   if (Buffer.byteLength(longest) > 100)
-    throw new LabError(
-      `${dir} is too deep for the lab's unix sockets (${longest}): give a shorter --dir`,
-    );
+    throw new LabError(`${dir} is too deep for the lab's unix sockets (${longest}): give a shorter --dir`);
   mkdirSync(dir, { recursive: true });
   const block = await claimBlock({
     owner: dir,

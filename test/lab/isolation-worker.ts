@@ -88,7 +88,7 @@ if (kind === 'spire') {
   await stdinLine();
   await fed.stop();
 } else {
-  const { state } = await labUp({ dir, clusters: 2, profile: 'current' });
+  const { state } = await labUp({ dir, clusters: 2, profile: 'current', pods: 'simulated' });
   const clients = clientsFor(
     state.kubeconfig,
     state.clusters.map((c) => c.context),

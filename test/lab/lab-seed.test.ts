@@ -37,7 +37,9 @@ describe('meshfed lab (seed profile, 2 clusters)', { skip, timeout: 300_000 }, (
     labKubectl(V.kubernetes, state.kubeconfig)(context, args, stdin);
 
   before(async () => {
-    const up = await runMeshfed(['lab', 'up', '--profile', 'seed', '--dir', dir], { cwd: parent });
+    const up = await runMeshfed(['lab', 'up', '--profile', 'seed', '--dir', dir, '--pods', 'simulated'], {
+      cwd: parent,
+    });
     assert.equal(up.code, 0, up.stderr + up.stdout);
     state = readLabState(dir)!;
   });

@@ -1,5 +1,5 @@
 /**
- * `meshfed lab` (current profile) end to end, on real programs: two kwok
+ * `meshfed lab --pods simulated` (current profile) end to end, on real programs: two kwok
  * clusters of real Kubernetes 1.35 control planes, the real cert-manager
  * controller, the real spire-controller-manager and a real SPIRE server per
  * cluster, and the lab load balancer; driven through the CLI and the real
@@ -71,7 +71,7 @@ describe('meshfed lab (current profile, 2 clusters)', { skip, timeout: 600_000 }
 
   before(async () => {
     const up = await runMeshfed(
-      ['lab', 'up', '--clusters', '2', '--dir', dir, '--pod-ready-delay', '3s..3.5s'],
+      ['lab', 'up', '--clusters', '2', '--dir', dir, '--pod-ready-delay', '3s..3.5s', '--pods', 'simulated'],
       { cwd: parent },
     );
     assert.equal(up.code, 0, up.stderr + up.stdout);
