@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { execFileBounded } from '../federation/transport.js';
 import { requireLabBinaries } from './binaries.js';
 import { withMachineLock } from './claims.js';
@@ -42,6 +43,12 @@ export interface KubeCluster {
    * ca.crt, and the lab's kubelets have their serving certificates signed by it.
    */
   ca: { cert: string; key: string };
+  /**
+   * kwok's own kubelet API (its server, on this machine's loopback): the port
+   * kwokctl gave it, and kwokctl's admin certificate (issued by the cluster
+   * CA, `localhost` and 127.0.0.1 among its names), which it serves with.
+   */
+  kwok: { port: number; cert: string; key: string };
   /** pids of the cluster's processes (found by their work directory in /proc). */
   pids(): number[];
   stop(): Promise<void>;
@@ -180,10 +187,25 @@ async function createKubeCluster(o: KubeClusterOptions): Promise<KubeCluster> {
     kubeconfig,
     kubectl: join(bin.k8s, 'kubectl'),
     ca: { cert: join(pki, 'ca.crt'), key: join(pki, 'ca.key') },
+    kwok: {
+      port: kwokControllerPort(join(o.workdir, 'clusters', o.name, 'kwok.yaml')),
+      cert: join(pki, 'admin.crt'),
+      key: join(pki, 'admin.key'),
+    },
     pids: () => processesUnder(join(o.workdir, 'clusters', o.name)),
     /** Deletes the cluster; returns once its processes have exited and its API server port refuses connections. */
     stop: () => deleteKubeCluster(o.name, o.workdir, kubeconfig, kwokctl),
   };
+}
+
+/** The port kwokctl gave the cluster's kwok server (`options.kwokControllerPort` of its kwok.yaml). */
+function kwokControllerPort(file: string): number {
+  for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {
+    const port = (doc.toJS() as { options?: { kwokControllerPort?: unknown } } | null)?.options
+      ?.kwokControllerPort;
+    if (typeof port === 'number' && Number.isInteger(port) && port > 0) return port;
+  }
+  throw new Error(`${file} names no kwokControllerPort`);
 }
 
 /** The API server URL a kubeconfig names. */

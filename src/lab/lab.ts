@@ -41,7 +41,14 @@ import {
 } from './controllers.js';
 import { type DaemonRecord, daemonAlive, startDaemon, stopDaemon } from './daemon.js';
 import { labClusterName } from './federation.js';
-import { apiServerOf, deleteKubeCluster, KWOK_VERSION, kubeBinaries, startKubeCluster } from './kube.js';
+import {
+  apiServerOf,
+  deleteKubeCluster,
+  type KubeCluster,
+  KWOK_VERSION,
+  kubeBinaries,
+  startKubeCluster,
+} from './kube.js';
 import { type LbCluster, MAX_LAB_CLUSTERS, type StandIn } from './loadbalancer.js';
 import { REAL_REPOSITORIES } from './node/images.js';
 import { CLUSTERS_PER_BLOCK } from './node/network.js';
@@ -158,28 +165,45 @@ function writeLabState(s: LabState): void {
   writeFileSync(join(s.dir, LAB_STATE_FILE), `${JSON.stringify(s, null, 2)}\n`);
 }
 
-/** Every program the lab of a profile runs, with the command that builds them when one is missing. */
 /**
  * The lab's control planes: admission webhooks off (what the installs
  * register has nothing real behind it), and volumes provisioned the way a
  * cloud's default StorageClass does (kube-controller-manager's own hostPath
  * provisioner, for testing; kwok's pods never mount them), bound within a
  * second rather than at the binder's default 15 s sync.
+ *
+ * With `kubeletPki` (kwokctl's pki folder of the cluster, real pods), the API
+ * server talks to the nodes' kubelets (the node agent's, which serve `exec`
+ * and pass the rest on to kwok) as a hardened cluster's does: it verifies
+ * their serving certificates against the cluster CA and presents a client
+ * certificate the cluster CA issued (kwokctl's admin certificate, which kwok's
+ * own server also serves with).
  */
-const KWOK_CONTROL_PLANE_CONFIG = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+function kwokControlPlaneConfig(kubeletPki?: string): string {
+  const kubelet = kubeletPki
+    ? [
+        ['kubelet-certificate-authority', join(kubeletPki, 'ca.crt')],
+        ['kubelet-client-certificate', join(kubeletPki, 'admin.crt')],
+        ['kubelet-client-key', join(kubeletPki, 'admin.key')],
+      ]
+        .map(([k, v]) => `  - key: ${k}\n    value: ${JSON.stringify(v)}\n`)
+        .join('')
+    : '';
+  return `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 componentsPatches:
 - name: kube-apiserver
   extraArgs:
   - key: disable-admission-plugins
     value: MutatingAdmissionWebhook,ValidatingAdmissionWebhook
-- name: kube-controller-manager
+${kubelet}- name: kube-controller-manager
   extraArgs:
   - key: enable-hostpath-provisioner
     value: "true"
   - key: pvclaimbinder-sync-period
     value: 1s
 `;
+}
 
 const LAB_STORAGE_CLASS = `apiVersion: storage.k8s.io/v1
 kind: StorageClass
@@ -192,6 +216,7 @@ reclaimPolicy: Delete
 volumeBindingMode: Immediate
 `;
 
+/** Every program the lab of a profile runs, with the command that builds them when one is missing. */
 export function labPrograms(profile: Profile) {
   const v = PROFILE_VERSIONS[profile];
   const seed = v.registrar === 'k8s-workload-registrar';
@@ -274,16 +299,13 @@ export function spireExecStandIn(clusterDir: string, spireServer: string, socket
   );
 }
 
-/** The module the exec stand-in enters containers with (container.ts' execArgv). */
-const CONTAINER_MODULE = fileURLToPath(new URL('./node/container.js', import.meta.url));
-
 /** The lab node agent's program (src/lab/node/agent-main.ts). */
 const AGENT_MAIN = fileURLToPath(new URL('./node/agent-main.js', import.meta.url));
 
 /** Starts a cluster's node agent as a lab daemon; ready once its first pass has written pods.json. */
 async function startNodeAgent(
   name: string,
-  kube: { kubeconfig: string; ca: { cert: string; key: string } },
+  kube: Pick<KubeCluster, 'kubeconfig' | 'ca' | 'kwok'>,
   agentDir: string,
   block: number,
   clusterIndex: number,
@@ -297,6 +319,7 @@ async function startNodeAgent(
     block,
     clusterIndex,
     ca: kube.ca,
+    kwok: kube.kwok,
     loadBalancerDoors: doors,
   };
   const file = join(agentDir, 'config.json');
@@ -309,38 +332,6 @@ async function startNodeAgent(
   );
   await waitDaemon(d, async () => existsSync(join(agentDir, 'pods.json')), 60_000);
   return d;
-}
-
-/**
- * `kubectl exec` into the SPIRE server pod's spire-server container, with
- * real pods: kwok routes the exec to a local command (its ClusterExec, for
- * the spire namespace), and that command, `bin/spire-server`, enters the
- * real container (its mount and network namespaces, then its root, as
- * recorded in the node agent's pods.json) and runs the image's spire-server
- * there (writeSpireExec).
- */
-export function realSpireExec(clusterDir: string, agentDir: string): string {
-  const q = JSON.stringify;
-  return writeSpireExec(
-    clusterDir,
-    'spire-server in the real SPIRE server container of this cluster',
-    `async (args) => {
-  let record;
-  try {
-    record = JSON.parse(require('node:fs').readFileSync(${q(join(agentDir, 'pods.json'))}, 'utf8'));
-  } catch (e) {
-    console.error('the lab node agent has recorded no pods yet: ' + e.message);
-    process.exit(1);
-  }
-  const pod = record.pods.find((p) => p.pod.startsWith(${q(`${SPIRE_NAMESPACE}/`)}) && p.containers && p.containers['spire-server']);
-  if (!pod) {
-    console.error('no spire-server container runs in this lab cluster (the node agent runs none)');
-    process.exit(1);
-  }
-  const { execArgv } = await import(${q(CONTAINER_MODULE)});
-  return execArgv(pod.containers['spire-server'], ['bin/spire-server', ...args]);
-}`,
-  );
 }
 
 /**
@@ -460,19 +451,19 @@ async function startLabCluster(
         agent: false,
         detached: true,
       });
+  // With real pods, `kubectl exec` reaches the node agent's kubelets (kubelet.ts), not kwok.
   const execConfig = join(cdir, 'kwok-exec.yaml');
-  writeFileSync(
-    execConfig,
-    real
-      ? realSpireExec(cdir, agentDir)
-      : spireExecStandIn(cdir, join(p.spire, 'spire-server'), c.spireServerSocket),
-  );
+  if (!real)
+    writeFileSync(execConfig, spireExecStandIn(cdir, join(p.spire, 'spire-server'), c.spireServerSocket));
+  const controlPlaneConfig = real ? join(cdir, 'kwok-control-plane.yaml') : apiServerConfig;
+  if (real)
+    writeFileSync(controlPlaneConfig, kwokControlPlaneConfig(join(c.kwokWorkdir, 'clusters', name, 'pki')));
   const kube = await startKubeCluster({
     name,
     kubernetesVersion: p.v.kubernetes,
     workdir: c.kwokWorkdir,
     nodes: ctx.nodes,
-    configFiles: [apiServerConfig, stagesFile, execConfig],
+    configFiles: [controlPlaneConfig, stagesFile, ...(real ? [] : [execConfig])],
     // kwok serves `kubectl logs` of real pods from the files a Logs object names.
     ...(real ? { enableCrds: ['Logs'] } : {}),
     onWait: () => progress(name, 'waiting for another control plane on this machine to finish starting'),
@@ -601,7 +592,7 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     throw new LabError((e as Error).message);
   });
   const apiServerConfig = join(dir, 'kwok-control-plane.yaml');
-  writeFileSync(apiServerConfig, KWOK_CONTROL_PLANE_CONFIG);
+  writeFileSync(apiServerConfig, kwokControlPlaneConfig());
   const stagesFile = join(dir, 'kwok-stages.yaml');
   writeFileSync(
     stagesFile,
@@ -849,11 +840,24 @@ export async function labStatus(dirArg: string): Promise<LabStatus | undefined> 
           n.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'),
         ).length;
       }
-      // With real pods the server is the SPIRE server pod's: asked inside its container.
+      // With real pods the server is the SPIRE server pod's: asked inside its container, through `kubectl exec`.
       const health = c.agentDir
-        ? await execFileBounded(join(c.kwokWorkdir, '..', 'exec', 'bin', 'spire-server'), ['healthcheck'], {
-            timeoutMs: 10_000,
-          })
+        ? await execFileBounded(
+            kubectl,
+            [
+              ...kc,
+              'exec',
+              '-n',
+              SPIRE_NAMESPACE,
+              'spire-server-0',
+              '-c',
+              'spire-server',
+              '--',
+              'bin/spire-server',
+              'healthcheck',
+            ],
+            { timeoutMs: 10_000 },
+          )
         : await execFileBounded(
             join(p.spire, 'spire-server'),
             ['healthcheck', '-socketPath', c.spireServerSocket],

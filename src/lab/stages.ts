@@ -63,11 +63,36 @@ const POD_STAGE_TIMING: Record<string, keyof PodTimings | undefined> = {
   'pod-delete': 'stop',
 };
 
+/**
+ * The node annotation naming the port of the node's kubelet API when the lab
+ * node agent serves it (real pods): kwok's node stages then write it as the
+ * node's kubelet endpoint, so the API server's exec, logs and proxy requests
+ * for the node reach the agent (which passes what it does not serve on to
+ * kwok's own server).
+ */
+export const KUBELET_PORT_ANNOTATION = 'lab.meshfed.dev/kubelet-port';
+
+const NODE_PORT_TEMPLATE = '{{ with NodePort }}';
+
+/** kwok's node status template, with the kubelet endpoint's port taken from KUBELET_PORT_ANNOTATION when set. */
+function kubeletPortFromAnnotation(stage: StageDoc): void {
+  const next = stage.spec?.next;
+  if (!next?.statusTemplate?.includes(NODE_PORT_TEMPLATE))
+    throw new Error(
+      `kwok stage ${stage.metadata?.name} has no "${NODE_PORT_TEMPLATE}" in its status template: the lab cannot point its nodes at their kubelets`,
+    );
+  next.statusTemplate = next.statusTemplate.replace(
+    NODE_PORT_TEMPLATE,
+    `{{ $kubeletPort := NodePort }}{{ with .metadata.annotations }}{{ with index . "${KUBELET_PORT_ANNOTATION}" }}{{ $kubeletPort = . }}{{ end }}{{ end }}{{ with $kubeletPort }}`,
+  );
+}
+
 interface StageDoc {
   kind?: string;
   metadata?: { name?: string };
   spec?: {
     resourceRef?: { kind?: string };
+    next?: { statusTemplate?: string };
     selector?: { matchExpressions?: Array<{ key: string; operator: string; values?: string[] }> };
     delay?: {
       durationMilliseconds?: number;
@@ -80,7 +105,9 @@ interface StageDoc {
 /**
  * kwokctl's `--config` text: every stage from `stagesDir`, pod delays set from
  * `timings`. Per-pod annotations (`pod-ready.stage.kwok.x-k8s.io/delay` …)
- * still override, as kwok's stages read them.
+ * still override, as kwok's stages read them. With `realRepositories` (real
+ * pods), pods of those images are left to the node agent, and nodes take
+ * their kubelet port from KUBELET_PORT_ANNOTATION.
  */
 export function kwokStagesConfig(
   stagesDir: string,
@@ -107,6 +134,12 @@ export function kwokStagesConfig(
       }
       if (realRepositories.length && stage.spec?.resourceRef?.kind === 'Pod')
         leaveRealPods(stage, realRepositories);
+      if (
+        realRepositories.length &&
+        stage.spec?.resourceRef?.kind === 'Node' &&
+        stage.spec.next?.statusTemplate?.includes('daemonEndpoints')
+      )
+        kubeletPortFromAnnotation(stage);
       names.push(name);
       out.push(stringify(stage, { lineWidth: 0 }));
     }

@@ -13,6 +13,9 @@
  *   SPIRE intermediate ← the root the real cert-manager controller issued
  *   (the selfsigned-ca Secret's ca.crt); a process outside the pod's cgroup
  *   gets no identity;
+ * - `kubectl exec` into the real containers runs there (working folder,
+ *   files, exit code, stdin, cgroup), through the API server and the node
+ *   agent's kubelet; logs and kwok's simulated pods still answer;
  * - federation, remote secrets and every check pass (`meshfed check`);
  * - a killed spire-server is restarted by its pod, which is not Ready
  *   meanwhile (status says so), and everything converges;
@@ -26,6 +29,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { execFileBounded } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { labBinDir } from '../../src/lab/binaries.js';
 import type { LabStatus } from '../../src/lab/lab.js';
@@ -34,7 +38,7 @@ import { labNamespaces } from '../../src/lab/node/network.js';
 import { labCgroup } from '../../src/lab/node/run.js';
 import { runMeshfed } from '../helpers/cli.js';
 import { labSkip, startLab } from '../helpers/engine.js';
-import { runCommand, waitUntil } from '../helpers/lab.js';
+import { labBin, runCommand, waitUntil } from '../helpers/lab.js';
 
 // --pods real needs root: without it the file skips, and fails where the lab is required (CI).
 const notRoot = process.getuid?.() === 0 ? undefined : 'needs root (--pods real: namespaces and cgroups)';
@@ -116,6 +120,78 @@ for (const profile of ['current', 'seed'] as const) {
         assert.match(running, /UpstreamAuthority "cert-manager"/);
         assert.match(running, /NodeAttestor "k8s_psat"/);
       }
+    });
+
+    test("kubectl exec runs in the real container, through the API server and the node's kubelet; logs and kwok's pods still answer", async () => {
+      const kubectl = labBin('kubernetes', V.kubernetes, 'kubectl');
+      const k = (args: string[], stdin?: string) =>
+        execFileBounded(kubectl, ['--kubeconfig', lab.state.kubeconfig, '--context', 'cluster-1', ...args], {
+          timeoutMs: 60_000,
+          ...(stdin !== undefined ? { stdin } : {}),
+        });
+      // In the spire-server container: its working folder (the image's), its config, the exit code.
+      const inServer = await k([
+        '-n',
+        'spire',
+        'exec',
+        'spire-server-0',
+        '-c',
+        'spire-server',
+        '--',
+        'sh',
+        '-c',
+        'pwd; cat /run/spire/config/server.conf | grep -c UpstreamAuthority; echo to-stderr >&2; exit 7',
+      ]);
+      assert.equal(inServer.code, 7, inServer.stderr);
+      assert.equal(inServer.stdout, '/opt/spire\n1\n');
+      assert.match(inServer.stderr, /to-stderr/);
+      // The SPIRE CLI the engine uses, against the real server.
+      const health = await k([
+        '-n',
+        'spire',
+        'exec',
+        'spire-server-0',
+        '-c',
+        'spire-server',
+        '--',
+        'bin/spire-server',
+        'healthcheck',
+      ]);
+      assert.equal(health.code, 0, health.stderr);
+      assert.match(health.stdout, /Server is healthy/);
+      // stdin reaches the command and ends.
+      const echo = await k(
+        ['-n', 'spire', 'exec', '-i', 'spire-server-0', '-c', 'spire-server', '--', 'cat'],
+        'through stdin\n',
+      );
+      assert.equal(echo.stdout, 'through stdin\n', echo.stderr);
+      // In a spire-agent container: the exec'd process is in that container's cgroup (as a runtime's exec).
+      const agent = [...recorded('cluster-1')].find(([pod]) => pod.startsWith('spire/spire-agent-'))!;
+      const cg = await k([
+        '-n',
+        'spire',
+        'exec',
+        agent[0].split('/')[1]!,
+        '-c',
+        'spire-agent',
+        '--',
+        'cat',
+        '/proc/self/cgroup',
+      ]);
+      assert.equal(cg.code, 0, cg.stderr);
+      assert.ok(
+        cg.stdout.split('\n').some((l) => l.endsWith(`:pids:/${agent[1]['spire-agent']!.cgroup}`)),
+        `not in the container's cgroup ${agent[1]['spire-agent']!.cgroup}:\n${cg.stdout}`,
+      );
+      // Logs of a real container, passed on to kwok (which reads the agent's log files).
+      const logs = await k(['-n', 'spire', 'logs', 'spire-server-0', '-c', 'spire-server', '--tail', '50']);
+      assert.equal(logs.code, 0, logs.stderr);
+      assert.match(logs.stdout, /level=/);
+      // A pod kwok simulates: its exec is passed on to kwok, which has nothing to run there.
+      const gw = await k(['-n', 'istio-system', 'get', 'pods', '-l', 'istio=eastwestgateway', '-o', 'name']);
+      const sim = await k(['-n', 'istio-system', 'exec', gw.stdout.trim().split('\n')[0]!, '--', 'true']);
+      assert.notEqual(sim.code, 0);
+      assert.match(sim.stderr, /no exec found/);
     });
 
     test("a workload pod's SVID comes from its node's agent through the k8s attestor, under cert-manager's root", async () => {

@@ -14,10 +14,13 @@
  * machine (for probes and the lab load balancer); a kubelet API per node
  * (`/pods` for SPIRE's k8s workload attestor).
  */
-import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Node, type V1Pod, type V1Service } from '@kubernetes/client-node';
 import { type ClusterClient, clientOfKubeConfig } from '../../kube/client.js';
+import { execArgv } from './container.js';
+import type { ExecRunner } from './exec-stream.js';
 import type { PodObjects } from './pod-plan.js';
 import { isRealPod, type PodEnvironment, PodRuntime } from './pod-runtime.js';
 import type { Route } from './portal.js';
@@ -387,6 +390,29 @@ export class NodeAgent {
     return this.nodes;
   }
 
+  /**
+   * `kubectl exec` into a container this agent runs on `node`, as a container
+   * runtime's exec does (container.ts' execArgv: its cgroup, mount and network
+   * namespaces, root and working folder), with the container's environment
+   * (its main process's, as the runtime keeps it). Undefined when the
+   * container is not running here (kwok's, or stopped).
+   */
+  execRunner(node: string, t: { namespace: string; pod: string; container: string }): ExecRunner | undefined {
+    const pod = this.pods.find(
+      (p) => p.spec?.nodeName === node && p.metadata?.namespace === t.namespace && p.metadata?.name === t.pod,
+    );
+    const rt = pod ? this.runtimes.get(pod.metadata!.uid!) : undefined;
+    // No container named: the pod's first, as the API server's default.
+    const name = t.container || pod?.spec?.containers?.[0]?.name || '';
+    const c = rt?.running()[name];
+    if (!c) return undefined;
+    return (argv, opts) =>
+      spawn(execArgv(c, argv)[0]!, execArgv(c, argv).slice(1), {
+        stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+        env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...processEnv(c.pid) },
+      });
+  }
+
   /** The pods bound to a node as a kubelet would list them: real ones with the status the agent computes. */
   podsOn(node: string): V1Pod[] {
     return this.pods
@@ -433,4 +459,20 @@ function doors(dir: string): Array<{ ip: string; port: number; path: string }> {
     const m = /^(127\.\d+\.\d+\.\d+)-(\d+)\.sock$/.exec(name);
     return m ? [{ ip: m[1]!, port: Number(m[2]), path: join(dir, name) }] : [];
   });
+}
+
+/** A process's environment (/proc/<pid>/environ); empty when it is gone. */
+function processEnv(pid: number): Record<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/environ`, 'utf8');
+  } catch {
+    return {};
+  }
+  const env: Record<string, string> = {};
+  for (const kv of text.split('\0')) {
+    const i = kv.indexOf('=');
+    if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return env;
 }

@@ -20,12 +20,15 @@
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer } from 'node:https';
+import { createServer, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import * as px from '@peculiar/x509';
 import { clientOfKubeConfig, type KubeObject } from '../../kube/client.js';
 import { type CertAndKey, caSigningKey, newEcP256Keys, pkcs8Pem, randomSerial } from '../pki.js';
+import { type ExecRunner, parseExecRequest, refuseUpgrade, serveExec } from './exec-stream.js';
 
 /** The kube-controller-manager's default --cluster-signing-duration: the longest a kubelet serving certificate lives. */
 const YEAR_MS = 365 * 86_400_000;
@@ -41,6 +44,8 @@ export async function issueKubeletCert(o: {
   caKeyPem: string;
   nodeName: string;
   ips: string[];
+  /** DNS names besides the node's (the lab adds `localhost`, the address the API server dials). */
+  dnsNames?: string[];
   /** At most (and by default) a year. */
   validityMs?: number;
 }): Promise<CertAndKey> {
@@ -73,6 +78,7 @@ export async function issueKubeletCert(o: {
       new px.BasicConstraintsExtension(false, undefined, true),
       new px.SubjectAlternativeNameExtension([
         { type: 'dns', value: o.nodeName },
+        ...(o.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
         ...o.ips.map((ip) => ({ type: 'ip' as const, value: ip })),
       ]),
       await px.SubjectKeyIdentifierExtension.create(keys.publicKey),
@@ -91,8 +97,21 @@ export type KubeletDecision =
   | { allowed: true; user: string }
   | { allowed: false; status: 401 | 403 | 500; reason: string; user?: string; detail?: string };
 
-/** May the bearer of `token` get nodes/proxy on `nodeName`? */
-export type KubeletAuthorizer = (token: string, nodeName: string) => Promise<KubeletDecision>;
+/** A caller authenticated by a client certificate the cluster CA issued: CN the user, O the groups. */
+export interface CertificateUser {
+  username: string;
+  groups: string[];
+}
+
+/**
+ * May the caller (the bearer of a token, or a certificate's user) `verb`
+ * (default get) nodes/proxy on `nodeName`?
+ */
+export type KubeletAuthorizer = (
+  caller: string | CertificateUser,
+  nodeName: string,
+  verb?: string,
+) => Promise<KubeletDecision>;
 
 /** The kubelet's authorizer cache keeps allowed decisions 5 min by default; the lab's keeps them 30 s at most. */
 const MAX_CACHE_MS = 30_000;
@@ -128,28 +147,34 @@ export function apiServerAuthorizer(
     reason: 'Unauthorized',
     ...(detail ? { detail } : {}),
   });
-  return async (token, nodeName) => {
-    const key = `${createHash('sha256').update(token).digest('hex')}/${nodeName}`;
+  return async (caller, nodeName, verb = 'get') => {
+    const who =
+      typeof caller === 'string'
+        ? `token:${createHash('sha256').update(caller).digest('hex')}`
+        : `x509:${JSON.stringify([caller.username, caller.groups])}`;
+    const key = `${who}/${nodeName}/${verb}`;
     const hit = allowed.get(key);
     if (hit && hit.until > Date.now()) return { allowed: true, user: hit.user };
 
     let reviewed: ReviewedUser;
-    try {
-      const tr = await client.review({
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenReview',
-        metadata: { name: '' },
-        spec: { token },
-      } as KubeObject);
-      const status = (tr.status ?? {}) as { authenticated?: boolean; user?: ReviewedUser; error?: string };
-      if (!status.authenticated || !status.user?.username) return unauthorized(status.error);
-      reviewed = status.user;
-    } catch (e) {
-      return unauthorized(`TokenReview failed: ${(e as Error).message}`);
-    }
+    if (typeof caller !== 'string') reviewed = { username: caller.username, groups: caller.groups };
+    else
+      try {
+        const tr = await client.review({
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenReview',
+          metadata: { name: '' },
+          spec: { token: caller },
+        } as KubeObject);
+        const status = (tr.status ?? {}) as { authenticated?: boolean; user?: ReviewedUser; error?: string };
+        if (!status.authenticated || !status.user?.username) return unauthorized(status.error);
+        reviewed = status.user;
+      } catch (e) {
+        return unauthorized(`TokenReview failed: ${(e as Error).message}`);
+      }
 
     const user = reviewed.username ?? '';
-    const attrs = `user=${user}, verb=get, resource=nodes`;
+    const attrs = `user=${user}, verb=${verb}, resource=nodes`;
     let sar: KubeObject;
     try {
       sar = await client.review({
@@ -162,7 +187,7 @@ export function apiServerAuthorizer(
           groups: reviewed.groups ?? [],
           ...(reviewed.extra ? { extra: reviewed.extra } : {}),
           resourceAttributes: {
-            verb: 'get',
+            verb,
             group: '',
             version: 'v1',
             resource: 'nodes',
@@ -206,6 +231,23 @@ export interface KubeletServerOptions {
    */
   pods: () => V1Pod[] | Promise<V1Pod[]>;
   authorize: KubeletAuthorizer;
+  /**
+   * PEM CA whose client certificates authenticate callers, as a kubelet's
+   * `--client-ca-file` does (the API server's kubelet client certificate): CN
+   * the user, O the groups. Callers may still bring a bearer token instead.
+   */
+  clientCa?: string;
+  /**
+   * `exec` into a container this node runs for real: the runner that starts
+   * a command in it, or undefined for a container it does not run.
+   */
+  exec?: (target: { namespace: string; pod: string; container: string }) => ExecRunner | undefined;
+  /**
+   * Where requests this server does not serve go, authorised first (kwok's
+   * own server, which simulates the other pods and serves logs): https,
+   * verified against `ca`, presenting `cert`.
+   */
+  upstream?: { host: string; port: number; ca: string; cert: string; key: string };
   /** One line per request: method, path, status, user. Never the token. */
   log?: (line: string) => void;
 }
@@ -232,48 +274,125 @@ interface Outcome {
   detail?: string;
 }
 
+/** The verb a kubelet authorises a request method as. */
+const VERBS: Record<string, string> = {
+  GET: 'get',
+  HEAD: 'get',
+  POST: 'create',
+  PUT: 'update',
+  PATCH: 'patch',
+  DELETE: 'delete',
+};
+
+/** The caller of a request: its bearer token, else the user of a verified client certificate. */
+function callerOf(req: IncomingMessage, clientCa: boolean): string | CertificateUser | undefined {
+  const token = bearerToken(req.headers.authorization);
+  if (token) return token;
+  const socket = req.socket as TLSSocket;
+  if (!clientCa || !socket.authorized) return undefined;
+  const subject = socket.getPeerCertificate().subject ?? {};
+  const cn = subject.CN;
+  const o = subject.O;
+  const username = Array.isArray(cn) ? cn[0] : cn;
+  if (!username) return undefined;
+  return { username, groups: o === undefined ? [] : Array.isArray(o) ? o : [o] };
+}
+
 export async function startKubeletServer(o: KubeletServerOptions): Promise<KubeletServer> {
   const log = o.log ?? (() => {});
+  const upstreamTls = o.upstream
+    ? { ca: o.upstream.ca, cert: o.upstream.cert, key: o.upstream.key, minVersion: 'TLSv1.2' as const }
+    : undefined;
 
-  const respond = async (
+  /** Who is calling, and may they do this here? A refusal is answered by `refuse`. */
+  const admit = async (
     req: IncomingMessage,
-    res: ServerResponse,
-    token: string | undefined,
-  ): Promise<Outcome> => {
+    refuse: (status: number, body: string) => void,
+  ): Promise<{ user: string } | { refused: Outcome }> => {
+    const caller = callerOf(req, o.clientCa !== undefined);
+    if (!caller) {
+      refuse(401, 'Unauthorized');
+      return { refused: { status: 401 } };
+    }
+    const d = await o.authorize(caller, o.nodeName, VERBS[req.method ?? ''] ?? 'get');
+    if (!d.allowed) {
+      refuse(d.status, d.reason);
+      return { refused: { status: d.status, user: d.user, detail: d.detail } };
+    }
+    return { user: d.user };
+  };
+
+  const respond = async (req: IncomingMessage, res: ServerResponse): Promise<Outcome> => {
     const send = (status: number, body: string, type = 'text/plain; charset=utf-8'): Outcome => {
       res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
       return { status };
     };
-    // Only GETs are served: refused before authorisation, which is of `get` alone.
-    if (req.method !== 'GET') return send(405, 'Method Not Allowed');
-    if (!token) return send(401, 'Unauthorized');
-    const d = await o.authorize(token, o.nodeName);
-    if (!d.allowed) return { ...send(d.status, d.reason), user: d.user, detail: d.detail };
+    // Only GETs are served here (others may be passed on): refused before authorisation.
+    if (req.method !== 'GET' && !o.upstream) return send(405, 'Method Not Allowed');
+    const who = await admit(req, (status, body) => send(status, body));
+    if ('refused' in who) return who.refused;
     const path = new URL(req.url ?? '/', 'https://kubelet').pathname;
     let out: Outcome;
-    if (path === '/healthz') out = send(200, 'ok');
-    else if (path === '/pods' || path === '/pods/') {
+    if (req.method === 'GET' && path === '/healthz') out = send(200, 'ok');
+    else if (req.method === 'GET' && (path === '/pods' || path === '/pods/')) {
       const items = (await o.pods()).filter((p) => p.spec?.nodeName === o.nodeName);
       out = send(
         200,
         JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: {}, items }),
         'application/json',
       );
-    } else out = send(404, '404 page not found');
-    return { ...out, user: d.user };
+    } else if (o.upstream) out = await passOn(req, res, o.upstream, upstreamTls!);
+    else out = send(404, '404 page not found');
+    return { ...out, user: who.user };
   };
 
-  const server = createServer({ cert: o.cert, key: o.key, minVersion: 'TLSv1.2' }, (req, res) => {
-    const token = bearerToken(req.headers.authorization);
-    const line = (r: Outcome) => {
-      const text = `${req.method} ${req.url?.split('?')[0]} ${r.status}${r.user ? ` user=${r.user}` : ''}${r.detail ? ` (${r.detail})` : ''}`;
-      // An error message quoting the request must not carry the token into the log.
-      log(token ? text.split(token).join('<token>') : text);
-    };
-    respond(req, res, token).then(line, (e: unknown) => {
-      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
-      res.end('Internal Server Error');
+  /** An upgrade: `exec` into a container run here, else passed on (kwok's pods), else refused. */
+  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<Outcome> => {
+    const who = await admit(req, (status, body) => refuseUpgrade(socket, status, body));
+    if ('refused' in who) return who.refused;
+    const path = new URL(req.url ?? '/', 'https://kubelet').pathname;
+    const exec = path.startsWith('/exec/') ? parseExecRequest(req.url ?? '') : undefined;
+    const runner = exec
+      ? o.exec?.({ namespace: exec.namespace, pod: exec.pod, container: exec.container })
+      : undefined;
+    if (runner) {
+      const r = await serveExec(req, socket, head, runner);
+      return {
+        status: 101,
+        user: who.user,
+        detail: r.error ?? `exec ${exec!.namespace}/${exec!.pod}/${exec!.container}: exit ${r.exitCode}`,
+      };
+    }
+    if (o.upstream) {
+      passOnUpgrade(req, socket, head, o.upstream, upstreamTls!);
+      return { status: 101, user: who.user, detail: 'passed on' };
+    }
+    refuseUpgrade(socket, 404, `${path}: nothing here serves it`);
+    return { status: 404, user: who.user };
+  };
+
+  const server = createServer(
+    {
+      cert: o.cert,
+      key: o.key,
+      minVersion: 'TLSv1.2',
+      ...(o.clientCa ? { ca: o.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+    },
+    (req, res) => {
+      const line = requestLog(req, log);
+      respond(req, res).then(line, (e: unknown) => {
+        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+        res.end('Internal Server Error');
+        line({ status: 500, detail: (e as Error).message });
+      });
+    },
+  );
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const line = requestLog(req, log);
+    socket.on('error', () => {});
+    upgrade(req, socket, head).then(line, (e: unknown) => {
+      socket.destroy();
       line({ status: 500, detail: (e as Error).message });
     });
   });
@@ -294,4 +413,73 @@ export async function startKubeletServer(o: KubeletServerOptions): Promise<Kubel
         server.closeAllConnections();
       }),
   };
+}
+
+/** The log line of a request once answered (method, path, status, user, detail), never its token. */
+function requestLog(req: IncomingMessage, log: (line: string) => void): (r: Outcome) => void {
+  const token = bearerToken(req.headers.authorization);
+  return (r) => {
+    const text = `${req.method} ${req.url?.split('?')[0]} ${r.status}${r.user ? ` user=${r.user}` : ''}${r.detail ? ` (${r.detail})` : ''}`;
+    // An error message quoting the request must not carry the token into the log.
+    log(token ? text.split(token).join('<token>') : text);
+  };
+}
+
+type UpstreamTls = { ca: string; cert: string; key: string; minVersion: 'TLSv1.2' };
+
+/** Passes a request on to the upstream kubelet API and its answer back, streamed (`logs -f`). */
+function passOn(
+  req: IncomingMessage,
+  res: ServerResponse,
+  up: { host: string; port: number },
+  tls: UpstreamTls,
+): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const { authorization: _a, host: _h, ...headers } = req.headers;
+    const out = httpsRequest(
+      { host: up.host, port: up.port, method: req.method, path: req.url, headers, ...tls },
+      (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+        resolve({ status: ur.statusCode ?? 502, detail: 'passed on' });
+      },
+    );
+    out.on('error', (e) => {
+      if (!res.headersSent) res.writeHead(502, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('Bad Gateway');
+      resolve({ status: 502, detail: `upstream: ${e.message}` });
+    });
+    res.on('close', () => out.destroy());
+    req.pipe(out);
+  });
+}
+
+/** Passes an upgrade (exec, attach, port-forward of pods run elsewhere) on to the upstream, both ways. */
+function passOnUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  up: { host: string; port: number },
+  tls: UpstreamTls,
+): void {
+  const upstream = tlsConnect({ host: up.host, port: up.port, ...tls }, () => {
+    const lines = [`${req.method} ${req.url} HTTP/1.1`];
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const name = req.rawHeaders[i]!;
+      if (/^(authorization|host)$/i.test(name)) continue;
+      lines.push(`${name}: ${req.rawHeaders[i + 1]}`);
+    }
+    lines.push(`Host: ${up.host}:${up.port}`, '', '');
+    upstream.write(lines.join('\r\n'));
+    if (head.length) upstream.write(head);
+    upstream.pipe(socket);
+    socket.pipe(upstream);
+  });
+  const close = () => {
+    upstream.destroy();
+    socket.destroy();
+  };
+  upstream.on('error', close);
+  upstream.on('close', close);
+  socket.on('close', close);
 }

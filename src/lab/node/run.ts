@@ -7,8 +7,9 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { labBinDir } from '../binaries.js';
+import { KUBELET_PORT_ANNOTATION } from '../stages.js';
 import { NodeAgent } from './agent.js';
 import { ClusterNetwork } from './cluster-network.js';
 import { removeCgroup, signalCgroup } from './container.js';
@@ -30,6 +31,12 @@ export interface NodeAgentConfig {
   ca: { cert: string; key: string };
   /** The lab load balancer's doors (NodeAgentOptions.loadBalancerDoors). */
   loadBalancerDoors?: string;
+  /**
+   * kwok's kubelet API (KubeCluster.kwok): the nodes' kubelets pass on to it
+   * what they do not serve (the simulated pods' logs and exec), and the API
+   * server reaches them instead of it (KUBELET_PORT_ANNOTATION).
+   */
+  kwok?: { port: number; cert: string; key: string };
 }
 
 export interface RunningNodeAgent {
@@ -149,7 +156,7 @@ class Kubelets {
 
   constructor(
     private readonly c: NodeAgentConfig,
-    kc: KubeConfig,
+    private readonly kc: KubeConfig,
     private readonly network: ClusterNetwork,
     private readonly log: (line: string) => void,
   ) {
@@ -181,12 +188,16 @@ class Kubelets {
     this.starting.add(name);
     try {
       await this.network.node(name);
+      const caPem = readFileSync(this.c.ca.cert, 'utf8');
       const cert = await issueKubeletCert({
-        caCertPem: readFileSync(this.c.ca.cert, 'utf8'),
+        caCertPem: caPem,
         caKeyPem: readFileSync(this.c.ca.key, 'utf8'),
         nodeName: name,
-        ips: [this.network.kubeletAddress(name)],
+        // The API server dials the node's Hostname address, which kwok's nodes have as localhost.
+        ips: [this.network.kubeletAddress(name), '127.0.0.1'],
+        dnsNames: ['localhost'],
       });
+      const kwok = this.c.kwok;
       const server = await startKubeletServer({
         host: '127.0.0.1',
         port: 0,
@@ -195,16 +206,48 @@ class Kubelets {
         nodeName: name,
         pods: () => this.agent?.podsOn(name) ?? [],
         authorize: this.authorize,
+        clientCa: caPem,
+        exec: (t) => this.agent?.execRunner(name, t),
+        ...(kwok
+          ? {
+              upstream: {
+                host: '127.0.0.1',
+                port: kwok.port,
+                ca: caPem,
+                cert: readFileSync(kwok.cert, 'utf8'),
+                key: readFileSync(kwok.key, 'utf8'),
+              },
+            }
+          : {}),
         log: (line) => this.log(`kubelet ${name}: ${line}`),
       });
       const relay = await relayUnixToTcp(this.socket(name), { host: '127.0.0.1', port: server.port });
       this.servers.set(name, { server, relay });
       this.log(`kubelet ${name}: serving at ${this.network.kubeletAddress(name)}:${KUBELET_PORT}`);
+      if (kwok) await this.pointNodeAt(name, server.port);
     } catch (e) {
       this.log(`kubelet ${name}: not started: ${(e as Error).message}`);
     } finally {
       this.starting.delete(name);
     }
+  }
+
+  /**
+   * Makes the API server reach this node's kubelet here: the port in the
+   * node's annotation (which kwok's node stages write as its kubelet
+   * endpoint at each heartbeat, stages.ts) and in its status now.
+   */
+  private async pointNodeAt(name: string, port: number): Promise<void> {
+    const api = this.kc.makeApiClient(CoreV1Api);
+    await api.patchNode(
+      { name, body: { metadata: { annotations: { [KUBELET_PORT_ANNOTATION]: String(port) } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await api.patchNodeStatus(
+      { name, body: { status: { daemonEndpoints: { kubeletEndpoint: { Port: port } } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    this.log(`kubelet ${name}: the API server reaches it at localhost:${port}`);
   }
 
   async close(): Promise<void> {
