@@ -1,10 +1,18 @@
 /** Renderers of check results: a text table with the fixes, and JSON. Pure. */
 import type { CheckResult, Status } from './catalog.js';
 
-const MARK: Record<Status, string> = { passed: 'ok', warning: 'WARN', failed: 'FAIL', skipped: 'skip' };
+const MARK: Record<Status, string> = {
+  passed: 'ok',
+  warning: 'WARN',
+  failed: 'FAIL',
+  'not-run': 'NOT RUN',
+  skipped: 'skip',
+};
+const MARK_W = Math.max(...Object.values(MARK).map((m) => m.length));
 
+/** Results per status, in the order the text's last line gives them. */
 export function counts(results: CheckResult[]): Record<Status, number> {
-  const c: Record<Status, number> = { passed: 0, warning: 0, failed: 0, skipped: 0 };
+  const c: Record<Status, number> = { passed: 0, warning: 0, failed: 0, 'not-run': 0, skipped: 0 };
   for (const r of results) c[r.status]++;
   return c;
 }
@@ -15,13 +23,13 @@ export function formatText(results: CheckResult[], o: { width?: number } = {}): 
   const codeW = 5;
   const titleW = Math.max(...results.map((r) => r.title.length), 5);
   const lines = results.map((r) => {
-    const head = `${MARK[r.status].padEnd(4)}  ${r.code.padEnd(codeW)}  ${r.title.padEnd(titleW)}  `;
+    const head = `${MARK[r.status].padEnd(MARK_W)}  ${r.code.padEnd(codeW)}  ${r.title.padEnd(titleW)}  `;
     const room = Math.max(20, width - head.length);
     return `${head}${r.summary.length > room ? `${r.summary.slice(0, room - 1)}…` : r.summary}`;
   });
   const fixes = results.filter((r) => r.hint).map((r) => `  ${r.code}: ${r.hint}`);
   const c = counts(results);
-  return `${lines.join('\n')}\n${fixes.length ? `\nHow to fix:\n${fixes.join('\n')}\n` : ''}\n${c.passed} passed, ${c.warning} warnings, ${c.failed} failed, ${c.skipped} skipped\n`;
+  return `${lines.join('\n')}\n${fixes.length ? `\nHow to fix:\n${fixes.join('\n')}\n` : ''}\n${c.passed} passed, ${c.warning} warnings, ${c.failed} failed, ${c['not-run']} not run, ${c.skipped} skipped\n`;
 }
 
 export function formatJson(results: CheckResult[], meta: { fleet: string; stage: string; at: Date }): string {

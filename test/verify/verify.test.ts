@@ -95,12 +95,12 @@ test('the runner: worst status, clusters named once per message, thrown errors, 
   assert.equal(exitCodeFor(results, 'never'), 0);
   assert.equal(summarize([]), 'nothing to check');
   const text = formatText(results);
-  assert.match(text, /^FAIL {2}MF901/m);
-  assert.match(text, /^WARN {2}MF902/m);
+  assert.match(text, /^FAIL {5}MF901/m);
+  assert.match(text, /^WARN {5}MF902/m);
   assert.match(text, /How to fix:\n {2}MF901: fix MF901\n {2}MF902: fix MF902\n {2}MF903: fix MF903/);
-  assert.match(text, /1 passed, 1 warnings, 2 failed, 1 skipped/);
+  assert.match(text, /1 passed, 1 warnings, 2 failed, 0 not run, 1 skipped/);
   const json = JSON.parse(formatJson(results, { fleet: 'f', stage: 'post', at: new Date(0) }));
-  assert.deepEqual(json.counts, { passed: 1, warning: 1, failed: 2, skipped: 1 });
+  assert.deepEqual(json.counts, { passed: 1, warning: 1, failed: 2, 'not-run': 0, skipped: 1 });
   assert.equal(json.results[0].findings.length, 3);
 });
 
@@ -340,7 +340,14 @@ test('pre checks on given answers: reachability, versions, distinct clusters', a
       ['cluster-2', 'v1.31.0-gke.100'],
     ]),
   });
-  const r = await runChecks(PRE_CHECKS, two, { only: ['MF102', 'MF103'] });
+  // MF101, fatal, runs first whatever --only says.
+  const [reach, ...r] = await runChecks(PRE_CHECKS, two, { only: ['MF102', 'MF103'] });
+  assert.equal(reach!.code, 'MF101');
+  assert.equal(reach!.status, 'passed');
+  assert.deepEqual(
+    r.map((x) => x.code),
+    ['MF102', 'MF103'],
+  );
   assert.deepEqual(
     r[0]!.findings.map((f) => [f.cluster, f.status]),
     [
@@ -359,20 +366,41 @@ test('pre checks on given answers: reachability, versions, distinct clusters', a
     fleet: { ...fleet, versions: { ...fleet.versions, istio: '1.31.0' } },
     clients: new Map([['cluster-1', sameUid]]),
     versions: new Map([['cluster-1', 'v1.35.0']]),
-    unreachable: new Map([['cluster-2', 'context cluster-2 (https://127.0.0.1:1): connect ECONNREFUSED']]),
+    unreachable: new Map([
+      [
+        'cluster-2',
+        {
+          reason: 'refused',
+          why: 'connection refused',
+          message: 'context cluster-2 (https://127.0.0.1:1): GET /version: connect ECONNREFUSED 127.0.0.1:1',
+          context: 'cluster-2',
+          server: 'https://127.0.0.1:1',
+        },
+      ],
+    ]),
   });
   const o = await runChecks(PRE_CHECKS, other, { only: ['MF101', 'MF102'] });
   assert.equal(o[0]!.status, 'failed');
   assert.match(
     o[0]!.summary,
-    /cluster-2: context cluster-2 \(https:\/\/127\.0\.0\.1:1\): connect ECONNREFUSED/,
+    /cluster-2: unreachable: connection refused \(context cluster-2, https:\/\/127\.0\.0\.1:1\)/,
   );
+  assert.deepEqual(o[0]!.findings[1]!.data, {
+    reason: 'refused',
+    detail: 'context cluster-2 (https://127.0.0.1:1): GET /version: connect ECONNREFUSED 127.0.0.1:1',
+  });
+  // The unreachable cluster's other checks are not run because of MF101, not skipped.
   assert.deepEqual(
-    o[1]!.findings.map((f) => [f.cluster, f.status]),
+    o[1]!.findings.map((f) => [f.cluster, f.status, f.because]),
     [
-      ['cluster-1', 'warning'],
-      ['cluster-2', 'skipped'],
+      ['cluster-1', 'warning', undefined],
+      ['cluster-2', 'not-run', 'MF101'],
     ],
+  );
+  assert.equal(o[1]!.status, 'not-run');
+  assert.match(
+    o[1]!.summary,
+    /^not run because of MF101: cluster-2: not run: its API server is unreachable \(MF101\); warning on cluster-1$/,
   );
   assert.deepEqual(['Certificate', 'ClusterSPIFFEID', 'Policy', 'Ingress', 'Mesh'].map(guessPlural), [
     'certificates',
