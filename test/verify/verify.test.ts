@@ -32,6 +32,7 @@ import {
 import { formatJson, formatText } from '../../src/verify/format.js';
 import { guessPlural, PRE_CHECKS } from '../../src/verify/pre.js';
 import { edgesOf, reportHtml } from '../../src/verify/report.js';
+import { parseResultsFile } from '../../src/verify/results-file.js';
 import { REPO_ROOT } from '../helpers/lab.js';
 import { type Issued, intermediate, root, svid } from '../helpers/pki.js';
 
@@ -102,6 +103,86 @@ test('the runner: worst status, clusters named once per message, thrown errors, 
   const json = JSON.parse(formatJson(results, { fleet: 'f', stage: 'post', at: new Date(0) }));
   assert.deepEqual(json.counts, { passed: 1, warning: 1, failed: 2, 'not-run': 0, skipped: 1 });
   assert.equal(json.results[0].findings.length, 3);
+});
+
+test('a fatal check runs first and blocks its failed clusters: their later findings are not-run because of it', async () => {
+  const order: string[] = [];
+  const def = (code: string, findings: Finding[], fatal = false): CheckDef<null> => ({
+    code,
+    title: code,
+    category: 'kubernetes',
+    severity: 'error',
+    stage: 'post',
+    description: '',
+    hint: `fix ${code}`,
+    ...(fatal ? { fatal, blocking: 'it is down' } : {}),
+    run: async () => {
+      order.push(code);
+      return findings;
+    },
+  });
+  const results = await runChecks(
+    [
+      def('MF902', [
+        { status: 'passed', cluster: 'a', message: 'fine' },
+        // A check that forgot the blocked cluster: its finding is turned into not-run, its data dropped.
+        { status: 'failed', cluster: 'b', message: 'timeout', data: { x: 1 } },
+      ]),
+      def('MF903', [{ status: 'passed', message: 'fleet-wide' }]),
+      def(
+        'MF901',
+        [
+          { status: 'passed', cluster: 'a', message: 'up' },
+          { status: 'failed', cluster: 'b', message: 'down' },
+        ],
+        true,
+      ),
+    ],
+    null,
+    { only: ['MF902', 'MF903'], concurrency: 1 },
+  );
+  assert.deepEqual(order, ['MF901', 'MF902', 'MF903'], 'the fatal check first, although --only left it out');
+  assert.deepEqual(
+    results.map((r) => [r.code, r.status]),
+    [
+      ['MF901', 'failed'],
+      ['MF902', 'not-run'],
+      ['MF903', 'passed'],
+    ],
+  );
+  assert.deepEqual(results[1]!.findings[1], {
+    status: 'not-run',
+    cluster: 'b',
+    because: 'MF901',
+    message: 'not run: it is down (MF901)',
+  });
+  assert.equal(results[1]!.summary, 'not run because of MF901: b: not run: it is down (MF901); passed on a');
+  assert.equal(results[1]!.hint, undefined, 'the fix is the fatal check’s');
+  // not-run fails the run like failed, and ranks between warning and failed.
+  const notRunOnly = results.slice(1, 2);
+  assert.equal(exitCodeFor(notRunOnly, 'failed'), 1);
+  assert.equal(exitCodeFor(notRunOnly, 'never'), 0);
+  assert.equal(
+    summarize([
+      { status: 'warning', message: 'w' },
+      { status: 'not-run', because: 'MF101', message: 'n' },
+    ]).startsWith('not run'),
+    true,
+  );
+  assert.match(
+    summarize([
+      { status: 'failed', message: 'f' },
+      { status: 'not-run', because: 'MF101', message: 'n' },
+    ]),
+    /^failed: f$/,
+  );
+  // Text and JSON say the same, and report --from reads it back.
+  const text = formatText(results);
+  assert.match(text, /^NOT RUN {2}MF902 {2}MF902 {2}not run because of MF901/m);
+  assert.match(text, /1 passed, 0 warnings, 1 failed, 1 not run, 0 skipped/);
+  const json = formatJson(results, { fleet: 'f', stage: 'post', at: new Date(0) });
+  assert.deepEqual(JSON.parse(json).counts, { passed: 1, warning: 0, failed: 1, 'not-run': 1, skipped: 0 });
+  assert.deepEqual(parseResultsFile(json), results);
 });
 
 test('east-west and failover from hand-written curl output', () => {
