@@ -104,8 +104,11 @@ function effective(severity: Severity, f: Finding): Finding {
   return severity === 'warning' && f.status === 'failed' ? { ...f, status: 'warning' } : f;
 }
 
-/** One line for a check's findings: the worst ones, each naming its clusters. */
-export function summarize(findings: Finding[]): string {
+/**
+ * One line for a check's findings: the worst ones, each naming its clusters;
+ * up to `limit` distinct messages (a fatal check's summary names them all).
+ */
+export function summarize(findings: Finding[], limit = 4): string {
   const status = worst(findings.map((f) => f.status));
   if (!findings.length) return 'nothing to check';
   if (status === 'not-run') return notRunSummary(findings);
@@ -121,7 +124,7 @@ export function summarize(findings: Finding[]): string {
   for (const f of these)
     byMessage.set(f.message, [...(byMessage.get(f.message) ?? []), ...(f.cluster ? [f.cluster] : [])]);
   const parts = [...byMessage].map(([m, cs]) => (cs.length ? `${cs.join(', ')}: ${m}` : m));
-  return `${status}: ${parts.slice(0, 4).join('; ')}${parts.length > 4 ? `; and ${parts.length - 4} more` : ''}`;
+  return `${status}: ${parts.slice(0, limit).join('; ')}${parts.length > limit ? `; and ${parts.length - limit} more` : ''}`;
 }
 
 /** "not run because of MF101 on cluster-2 (…); passed on cluster-1": what could not run, and what did. */
@@ -129,8 +132,11 @@ function notRunSummary(findings: Finding[]): string {
   const notRun = findings.filter((f) => f.status === 'not-run');
   const because = [...new Set(notRun.map((f) => f.because ?? '?'))].join(', ');
   const byMessage = new Map<string, string[]>();
-  for (const f of notRun)
-    byMessage.set(f.message, [...(byMessage.get(f.message) ?? []), ...(f.cluster ? [f.cluster] : [])]);
+  for (const f of notRun) {
+    // The line already says "not run": the finding's own prefix would say it twice.
+    const m = f.message.replace(/^not run: /, '');
+    byMessage.set(m, [...(byMessage.get(m) ?? []), ...(f.cluster ? [f.cluster] : [])]);
+  }
   const parts = [...byMessage].map(([m, cs]) => (cs.length ? `${cs.join(', ')}: ${m}` : m));
   const ran = findings.filter((f) => f.status !== 'not-run' && f.cluster);
   const rest = STATUSES.filter((s) => s !== 'not-run')
@@ -206,7 +212,7 @@ export async function runChecks<C>(
       category: c.category,
       severity: c.severity,
       status,
-      summary: summarize(findings),
+      summary: summarize(findings, c.fatal ? Number.POSITIVE_INFINITY : undefined),
       ...(status === 'failed' || status === 'warning' ? { hint: c.hint } : {}),
       findings,
       durationMs: Date.now() - t0,

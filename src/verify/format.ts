@@ -17,7 +17,24 @@ export function counts(results: CheckResult[]): Record<Status, number> {
   return c;
 }
 
-/** One line per check (status, code, title, summary); then, per failed or warning check, its fix. */
+/** `text` in lines of at most `room` characters, broken at spaces where it can be. */
+function wrap(text: string, room: number): string[] {
+  const out: string[] = [];
+  let rest = text;
+  while (rest.length > room) {
+    const cut = rest.lastIndexOf(' ', room);
+    const at = cut > room / 2 ? cut : room;
+    out.push(rest.slice(0, at));
+    rest = rest.slice(at).trimStart();
+  }
+  return [...out, rest];
+}
+
+/**
+ * One line per check (status, code, title, summary); then, per failed or
+ * warning check, its fix. A long summary is cut to the width, except a
+ * failed one's, which wraps: every cluster it names (and why) stays visible.
+ */
 export function formatText(results: CheckResult[], o: { width?: number } = {}): string {
   const width = o.width ?? 160;
   const codeW = 5;
@@ -25,6 +42,10 @@ export function formatText(results: CheckResult[], o: { width?: number } = {}): 
   const lines = results.map((r) => {
     const head = `${MARK[r.status].padEnd(MARK_W)}  ${r.code.padEnd(codeW)}  ${r.title.padEnd(titleW)}  `;
     const room = Math.max(20, width - head.length);
+    if (r.status === 'failed')
+      return wrap(r.summary, room)
+        .map((l, i) => (i ? `${' '.repeat(head.length)}${l}` : `${head}${l}`))
+        .join('\n');
     return `${head}${r.summary.length > room ? `${r.summary.slice(0, room - 1)}…` : r.summary}`;
   });
   const fixes = results.filter((r) => r.hint).map((r) => `  ${r.code}: ${r.hint}`);

@@ -165,6 +165,12 @@ for (const mode of [['check'], ['check', '--pre'], ['verify', '--requests', '1']
     withinBound(text);
     assert.equal(text.code, 1, text.stderr + text.stdout);
     assert.match(text.stdout, /^FAIL\s+MF101\s+API servers reachable\s+failed: cluster-1: unreachable/m);
+    // MF101's line wraps rather than cut: every cluster and its cause can be read.
+    const mf101Text = /^FAIL\s+MF101\s.*(?:\n {10,}.*)*/m.exec(text.stdout)![0].replace(/\s+/g, ' ');
+    for (const [cluster, want] of Object.entries(CASES)) {
+      assert.match(mf101Text, new RegExp(`${cluster}: unreachable: `), mf101Text);
+      assert.match(mf101Text, want.says, mf101Text);
+    }
     for (const r of doc.results.slice(1).filter((x) => x.status === 'not-run'))
       assert.match(text.stdout, new RegExp(`^NOT RUN\\s+${r.code}\\s.*not run because of MF101`, 'm'));
     assert.match(text.stdout, /^ {2}MF101: kubectl --context <context> version/m);

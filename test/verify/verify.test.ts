@@ -156,7 +156,7 @@ test('a fatal check runs first and blocks its failed clusters: their later findi
     because: 'MF901',
     message: 'not run: it is down (MF901)',
   });
-  assert.equal(results[1]!.summary, 'not run because of MF901: b: not run: it is down (MF901); passed on a');
+  assert.equal(results[1]!.summary, 'not run because of MF901: b: it is down (MF901); passed on a');
   assert.equal(results[1]!.hint, undefined, 'the fix is the fatal check’s');
   // not-run fails the run like failed, and ranks between warning and failed.
   const notRunOnly = results.slice(1, 2);
@@ -481,7 +481,7 @@ test('pre checks on given answers: reachability, versions, distinct clusters', a
   assert.equal(o[1]!.status, 'not-run');
   assert.match(
     o[1]!.summary,
-    /^not run because of MF101: cluster-2: not run: its API server is unreachable \(MF101\); warning on cluster-1$/,
+    /^not run because of MF101: cluster-2: its API server is unreachable \(MF101\); warning on cluster-1$/,
   );
   assert.deepEqual(['Certificate', 'ClusterSPIFFEID', 'Policy', 'Ingress', 'Mesh'].map(guessPlural), [
     'certificates',
