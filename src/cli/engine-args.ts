@@ -16,7 +16,14 @@ import { findIstioctl, type Istioctl, IstioctlError } from '../engine/istioctl.j
 import { UpstreamError, UpstreamSource } from '../engine/upstream.js';
 import { parseGoDuration } from '../fleet/durations.js';
 import type { Fleet } from '../fleet/model.js';
-import { type ClusterClient, clientsFor, KubeconfigError, kubeconfigPath } from '../kube/client.js';
+import {
+  type ClusterClient,
+  clientsFor,
+  KubeconfigError,
+  kubeconfigPath,
+  type Unreachable,
+  unreachableOf,
+} from '../kube/client.js';
 import { LAB_ISTIO_BUILDS, labBinDir } from '../lab/binaries.js';
 import { renderCluster } from '../render/index.js';
 import { readInputFile } from './files.js';
@@ -64,7 +71,7 @@ export interface Connected {
   /** The API server version of each context. */
   versions: Map<string, string>;
   /** With `tolerateUnreachable`: why a context could not be reached (by context). */
-  unreachable: Map<string, string>;
+  unreachable: Map<string, Unreachable>;
 }
 
 export function labDirOf(io: CliIO): string {
@@ -112,15 +119,15 @@ export async function connect(
   }
   const versions = new Map<string, string>();
   const unreachable: string[] = [];
-  const why = new Map<string, string>();
+  const why = new Map<string, Unreachable>();
   await Promise.all(
     [...clients.values()].map(async (c) => {
       try {
         versions.set(c.context, await c.version());
       } catch (e) {
-        const m = `context ${c.context} (${c.server}): ${(e as Error).message.replace(`${c.context}: `, '')}`;
-        unreachable.push(m);
-        why.set(c.context, m);
+        const u = unreachableOf(e, c);
+        unreachable.push(u.message);
+        why.set(c.context, u);
       }
     }),
   );

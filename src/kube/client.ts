@@ -128,6 +128,136 @@ export class KubeconfigError extends Error {
   override name = 'KubeconfigError';
 }
 
+/**
+ * Why an API server could not be reached, decided from the error's code
+ * (Node's, OpenSSL's) and the phase it came from, never from its text:
+ * before the request (credentials: a certificate-authority file, an exec
+ * plugin), connecting, the TLS handshake, or no answer within the bound.
+ */
+export type UnreachableReason =
+  | 'refused'
+  | 'tls-untrusted'
+  | 'tls-invalid'
+  | 'ca-file-missing'
+  | 'credential-file-missing'
+  | 'exec-plugin-missing'
+  | 'exec-plugin-failed'
+  | 'timed-out'
+  | 'dns'
+  | 'network'
+  | 'other';
+
+/** A request that never reached the API server (no HTTP answer): its reason and a message naming the context. */
+export class KubeUnreachableError extends Error {
+  override name = 'KubeUnreachableError';
+  constructor(
+    message: string,
+    readonly reason: UnreachableReason,
+    /** What the reason means here, in words (for MF101): "connection refused", "no answer within 5 s". */
+    readonly why: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A cluster that could not be reached: why (typed, and in words) and the whole message naming context and server. */
+export interface Unreachable {
+  reason: UnreachableReason | 'unauthorized';
+  why: string;
+  /** "context C (https://server): GET /version: …", for logs and errors. */
+  message: string;
+  context: string;
+  server: string;
+}
+
+/** What a failed first request (GET /version) says about reaching the cluster. */
+export function unreachableOf(e: unknown, client: { context: string; server: string }): Unreachable {
+  const text = (e as Error).message.replace(`${client.context}: `, '');
+  // Only the two names: the client itself holds the kubeconfig and its secrets.
+  const at = {
+    message: `context ${client.context} (${client.server}): ${text}`,
+    context: client.context,
+    server: client.server,
+  };
+  if (e instanceof KubeUnreachableError) return { reason: e.reason, why: e.why, ...at };
+  if (e instanceof KubeApiError)
+    return e.status === 401 || e.status === 403
+      ? { reason: 'unauthorized', why: `the API server refused the credentials (HTTP ${e.status})`, ...at }
+      : { reason: 'other', why: `the API server answered HTTP ${e.status}`, ...at };
+  return { reason: 'other', why: text, ...at };
+}
+
+/** OpenSSL's codes for a chain that does not end at a trusted CA. */
+const UNTRUSTED_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+]);
+/** OpenSSL's and Node's codes for a certificate that is trusted but not valid here. */
+const INVALID_CERT_CODES = new Set([
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_REVOKED',
+  'INVALID_PURPOSE',
+]);
+
+type CodedError = Error & { code?: string; syscall?: string; path?: string };
+
+/** Why a request failed on its way to the server (the socket's error). */
+function connectReason(e: CodedError): { reason: UnreachableReason; why: string } {
+  const code = e.code ?? '';
+  if (code === 'ECONNREFUSED') return { reason: 'refused', why: 'connection refused' };
+  if (UNTRUSTED_CODES.has(code))
+    return {
+      reason: 'tls-untrusted',
+      why: `TLS: the server's certificate is not signed by a CA the kubeconfig trusts (${code})`,
+    };
+  if (INVALID_CERT_CODES.has(code))
+    return { reason: 'tls-invalid', why: `TLS: the server's certificate is not valid for it (${code})` };
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return { reason: 'dns', why: `the server's name does not resolve (${code})` };
+  if (['EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code))
+    return { reason: 'network', why: `the connection failed (${code})` };
+  return { reason: 'other', why: code ? `the request failed (${code})` : 'the request failed' };
+}
+
+/** Why the kubeconfig's credentials and TLS settings could not be made ready (client-node's applyToHTTPSOptions). */
+function credentialReason(e: CodedError, kc: KubeConfig): { reason: UnreachableReason; why: string } {
+  const user = kc.getCurrentUser();
+  const plugin = user?.exec?.command as string | undefined;
+  // The plugin's name only: its arguments and environment may hold secrets.
+  if (plugin && e.syscall?.startsWith('spawn'))
+    return e.code === 'ENOENT'
+      ? {
+          reason: 'exec-plugin-missing',
+          why: `the exec credential plugin "${plugin}" not found (install it, or put it on PATH)`,
+        }
+      : {
+          reason: 'exec-plugin-failed',
+          why: `the exec credential plugin "${plugin}" could not start (${e.code})`,
+        };
+  if (e.code === 'ENOENT' && e.path) {
+    const caFile = kc.getCurrentCluster()?.caFile;
+    return e.path === caFile
+      ? { reason: 'ca-file-missing', why: `the certificate-authority file ${e.path} does not exist` }
+      : { reason: 'credential-file-missing', why: `the credential file ${e.path} does not exist` };
+  }
+  if (plugin)
+    return {
+      reason: 'exec-plugin-failed',
+      why: `the exec credential plugin "${plugin}" failed${e.message ? `: ${e.message.split('\n')[0]!.slice(0, 200)}` : ''}`,
+    };
+  return {
+    reason: 'other',
+    why: `the kubeconfig's credentials could not be used${e.code ? ` (${e.code})` : ''}`,
+  };
+}
+
 interface Status {
   kind?: string;
   reason?: string;
@@ -175,7 +305,7 @@ class HttpsClusterClient implements ClusterClient {
       path: u.pathname + u.search,
       headers: { Accept: 'application/json' },
     };
-    await this.kc.applyToHTTPSOptions(opts);
+    await this.credentials(opts, method, u.pathname);
     if (body !== undefined) {
       opts.headers['Content-Type'] = contentType ?? 'application/json';
       opts.headers['Content-Length'] = String(Buffer.byteLength(body));
@@ -185,8 +315,10 @@ class HttpsClusterClient implements ClusterClient {
       const deadline = setTimeout(
         () =>
           req.destroy(
-            new Error(
+            new KubeUnreachableError(
               `no answer from ${this.server} within ${this.timeoutMs / 1000} s (the request's bound)`,
+              'timed-out',
+              `no answer within ${this.timeoutMs / 1000} s`,
             ),
           ),
         this.timeoutMs,
@@ -208,11 +340,45 @@ class HttpsClusterClient implements ClusterClient {
       });
       req.on('error', (e) => {
         clearTimeout(deadline);
-        reject(new Error(`${this.context}: ${method} ${u.pathname}: ${e.message}`));
+        const { reason, why } = e instanceof KubeUnreachableError ? e : connectReason(e as CodedError);
+        reject(
+          new KubeUnreachableError(`${this.context}: ${method} ${u.pathname}: ${e.message}`, reason, why),
+        );
       });
       if (body !== undefined) req.write(body);
       req.end();
     });
+  }
+
+  /**
+   * The request's credentials and TLS settings from the kubeconfig (a CA
+   * file read, an exec plugin run), within the request's bound: a plugin
+   * that hangs is no answer too.
+   */
+  private async credentials(opts: RequestOptions, method: string, path: string): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new KubeUnreachableError(
+              `${this.context}: ${method} ${path}: the kubeconfig's credentials were not ready within ${this.timeoutMs / 1000} s`,
+              'timed-out',
+              `credentials not ready within ${this.timeoutMs / 1000} s (exec plugin)`,
+            ),
+          ),
+        this.timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.kc.applyToHTTPSOptions(opts), bound]);
+    } catch (e) {
+      if (e instanceof KubeUnreachableError) throw e;
+      const { reason, why } = credentialReason(e as CodedError, this.kc);
+      throw new KubeUnreachableError(`${this.context}: ${method} ${path}: ${why}`, reason, why);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private fail(what: string, status: number, json: unknown): never {

@@ -8,11 +8,25 @@
  * result whose status is the worst of them, so that a problem of several
  * clusters is one line naming them.
  *
+ * Fatal checks (MF101: the API servers answer) run first, whatever `--only`
+ * says, as linkerd's kubernetes-api category does: a cluster a fatal check
+ * failed on is blocked, and every later finding about it is `not-run`
+ * *because of* that check (named in the finding), never `passed` and never
+ * silently `skipped`; so one cause reads as one cause, and the run fails.
+ *
  * Nothing here prints: observers get each result as it completes, renderers
  * (format.ts) turn the results into a table or JSON.
  */
 
-export type Status = 'passed' | 'warning' | 'failed' | 'skipped';
+/**
+ * `not-run`: the check could not run for a cluster because a fatal check
+ * failed there (the finding's `because`); it fails the run like `failed`,
+ * but is not a verdict on what the check looks at.
+ */
+export type Status = 'passed' | 'warning' | 'failed' | 'not-run' | 'skipped';
+
+/** Every status, from the least to the most severe (the order of `worst`). */
+export const STATUSES: readonly Status[] = ['skipped', 'passed', 'warning', 'not-run', 'failed'];
 
 /** What a failing finding of a check means: `error` fails the check, `warning` only warns. */
 export type Severity = 'error' | 'warning';
@@ -36,8 +50,10 @@ export type Category =
 export type Stage = 'pre' | 'post' | 'verify';
 
 export interface Finding {
-  /** passed / failed / warning / skipped; a `failed` finding of a `warning` check is reported as a warning. */
+  /** passed / failed / warning / not-run / skipped; a `failed` finding of a `warning` check is reported as a warning. */
   status: Status;
+  /** For `not-run`: the code of the fatal check that failed for this cluster (MF101). */
+  because?: string;
   /** The cluster it is about (absent: the fleet as a whole). */
   cluster?: string;
   message: string;
@@ -54,6 +70,13 @@ export interface CheckDef<C> {
   description: string;
   /** How to fix a failure: a command or a docs anchor. */
   hint: string;
+  /**
+   * Runs before the others, whatever `--only` says; a cluster it fails on is
+   * blocked: the other checks' findings about it become `not-run` because of it.
+   */
+  fatal?: boolean;
+  /** For a fatal check: what its failure means for the cluster ("the cluster is unreachable"). */
+  blocking?: string;
   run(ctx: C): Promise<Finding[]>;
 }
 
@@ -70,7 +93,7 @@ export interface CheckResult {
   durationMs: number;
 }
 
-const RANK: Record<Status, number> = { skipped: 0, passed: 1, warning: 2, failed: 3 };
+const RANK = Object.fromEntries(STATUSES.map((s, i) => [s, i])) as Record<Status, number>;
 
 export function worst(statuses: Status[]): Status {
   return statuses.reduce<Status>((w, s) => (RANK[s] > RANK[w] ? s : w), 'skipped');
@@ -81,10 +104,14 @@ function effective(severity: Severity, f: Finding): Finding {
   return severity === 'warning' && f.status === 'failed' ? { ...f, status: 'warning' } : f;
 }
 
-/** One line for a check's findings: the worst ones, each naming its clusters. */
-export function summarize(findings: Finding[]): string {
+/**
+ * One line for a check's findings: the worst ones, each naming its clusters;
+ * up to `limit` distinct messages (a fatal check's summary names them all).
+ */
+export function summarize(findings: Finding[], limit = 4): string {
   const status = worst(findings.map((f) => f.status));
   if (!findings.length) return 'nothing to check';
+  if (status === 'not-run') return notRunSummary(findings);
   const these = findings.filter((f) => f.status === status);
   if (status === 'passed' || status === 'skipped') {
     const msgs = [...new Set(these.map((f) => f.message))];
@@ -97,7 +124,26 @@ export function summarize(findings: Finding[]): string {
   for (const f of these)
     byMessage.set(f.message, [...(byMessage.get(f.message) ?? []), ...(f.cluster ? [f.cluster] : [])]);
   const parts = [...byMessage].map(([m, cs]) => (cs.length ? `${cs.join(', ')}: ${m}` : m));
-  return `${status}: ${parts.slice(0, 4).join('; ')}${parts.length > 4 ? `; and ${parts.length - 4} more` : ''}`;
+  return `${status}: ${parts.slice(0, limit).join('; ')}${parts.length > limit ? `; and ${parts.length - limit} more` : ''}`;
+}
+
+/** "not run because of MF101 on cluster-2 (…); passed on cluster-1": what could not run, and what did. */
+function notRunSummary(findings: Finding[]): string {
+  const notRun = findings.filter((f) => f.status === 'not-run');
+  const because = [...new Set(notRun.map((f) => f.because ?? '?'))].join(', ');
+  const byMessage = new Map<string, string[]>();
+  for (const f of notRun) {
+    // The line already says "not run": the finding's own prefix would say it twice.
+    const m = f.message.replace(/^not run: /, '');
+    byMessage.set(m, [...(byMessage.get(m) ?? []), ...(f.cluster ? [f.cluster] : [])]);
+  }
+  const parts = [...byMessage].map(([m, cs]) => (cs.length ? `${cs.join(', ')}: ${m}` : m));
+  const ran = findings.filter((f) => f.status !== 'not-run' && f.cluster);
+  const rest = STATUSES.filter((s) => s !== 'not-run')
+    .map((s) => [s, [...new Set(ran.filter((f) => f.status === s).map((f) => f.cluster!))]] as const)
+    .filter(([, cs]) => cs.length)
+    .map(([s, cs]) => `${s} on ${cs.join(', ')}`);
+  return `not run because of ${because}: ${parts.slice(0, 4).join('; ')}${parts.length > 4 ? `; and ${parts.length - 4} more` : ''}${rest.length ? `; ${rest.join('; ')}` : ''}`;
 }
 
 export interface RunOptions {
@@ -109,15 +155,27 @@ export interface RunOptions {
   concurrency?: number;
 }
 
+/** The checks `only` names, and the fatal ones always (first, in catalog order). */
 export function selected<C>(checks: CheckDef<C>[], only: string[] | undefined): CheckDef<C>[] {
-  if (!only?.length) return checks;
-  return checks.filter((c) => only.includes(c.code) || only.includes(c.category));
+  const picked = only?.length
+    ? checks.filter((c) => c.fatal || only.includes(c.code) || only.includes(c.category))
+    : checks;
+  return [...picked.filter((c) => c.fatal), ...picked.filter((c) => !c.fatal)];
+}
+
+/** A finding about a blocked cluster, as not run because of the fatal check that blocked it. */
+function blockedFinding(f: Finding, blocked: Map<string, { code: string; blocking: string }>): Finding {
+  const b = f.cluster === undefined ? undefined : blocked.get(f.cluster);
+  if (!b || f.status === 'not-run') return f;
+  const { data: _d, ...rest } = f;
+  return { ...rest, status: 'not-run', because: b.code, message: `not run: ${b.blocking} (${b.code})` };
 }
 
 /**
- * Runs the checks (a few at a time), each bounded by its own errors: a check
- * that throws is a failed result naming the error, never an aborted run.
- * Results come back in catalog order.
+ * Runs the fatal checks first, one after another, then the others (a few at
+ * a time), each bounded by its own errors: a check that throws is a failed
+ * result naming the error, never an aborted run. Results come back with the
+ * fatal ones first, then in catalog order.
  */
 export async function runChecks<C>(
   checks: CheckDef<C>[],
@@ -126,41 +184,53 @@ export async function runChecks<C>(
 ): Promise<CheckResult[]> {
   const list = selected(checks, o.only);
   const out: CheckResult[] = new Array(list.length);
-  let next = 0;
+  /** Cluster → the fatal check that failed for it. */
+  const blocked = new Map<string, { code: string; blocking: string }>();
+  const runOne = async (i: number) => {
+    const c = list[i]!;
+    const t0 = Date.now();
+    let findings: Finding[];
+    try {
+      findings = (await c.run(ctx)).map((f) => effective(c.severity, f));
+    } catch (e) {
+      findings = [
+        effective(c.severity, {
+          status: 'failed',
+          message: `the check could not run: ${(e as Error).message}`,
+        }),
+      ];
+    }
+    if (c.fatal) {
+      for (const f of findings)
+        if (f.status === 'failed' && f.cluster !== undefined && !blocked.has(f.cluster))
+          blocked.set(f.cluster, { code: c.code, blocking: c.blocking ?? `${c.code} failed for it` });
+    } else findings = findings.map((f) => blockedFinding(f, blocked));
+    const status = findings.length ? worst(findings.map((f) => f.status)) : 'skipped';
+    const r: CheckResult = {
+      code: c.code,
+      title: c.title,
+      category: c.category,
+      severity: c.severity,
+      status,
+      summary: summarize(findings, c.fatal ? Number.POSITIVE_INFINITY : undefined),
+      ...(status === 'failed' || status === 'warning' ? { hint: c.hint } : {}),
+      findings,
+      durationMs: Date.now() - t0,
+    };
+    out[i] = r;
+    o.observe?.(r);
+  };
+  const fatal = list.filter((c) => c.fatal).length;
+  for (let i = 0; i < fatal; i++) await runOne(i);
+  let next = fatal;
   const worker = async () => {
     for (;;) {
       const i = next++;
       if (i >= list.length) return;
-      const c = list[i]!;
-      const t0 = Date.now();
-      let findings: Finding[];
-      try {
-        findings = (await c.run(ctx)).map((f) => effective(c.severity, f));
-      } catch (e) {
-        findings = [
-          effective(c.severity, {
-            status: 'failed',
-            message: `the check could not run: ${(e as Error).message}`,
-          }),
-        ];
-      }
-      const status = findings.length ? worst(findings.map((f) => f.status)) : 'skipped';
-      const r: CheckResult = {
-        code: c.code,
-        title: c.title,
-        category: c.category,
-        severity: c.severity,
-        status,
-        summary: summarize(findings),
-        ...(status === 'failed' || status === 'warning' ? { hint: c.hint } : {}),
-        findings,
-        durationMs: Date.now() - t0,
-      };
-      out[i] = r;
-      o.observe?.(r);
+      await runOne(i);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 4, list.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 4, list.length - fatal) }, worker));
   return out;
 }
 
@@ -170,10 +240,10 @@ export function parseFailOn(v: string): FailOn | undefined {
   return v === 'failed' || v === 'warning' || v === 'never' ? v : undefined;
 }
 
-/** Exit 1 when a result reaches the threshold, else 0. */
+/** Exit 1 when a result reaches the threshold, else 0; a check not run counts as failed (it vouches for nothing). */
 export function exitCodeFor(results: CheckResult[], failOn: FailOn): 0 | 1 {
   if (failOn === 'never') return 0;
-  const bad = failOn === 'warning' ? ['failed', 'warning'] : ['failed'];
+  const bad: Status[] = failOn === 'warning' ? ['failed', 'not-run', 'warning'] : ['failed', 'not-run'];
   return results.some((r) => bad.includes(r.status)) ? 1 : 0;
 }
 
@@ -211,3 +281,9 @@ export const warn = (message: string, data?: Record<string, unknown>): Omit<Find
   ...(data ? { data } : {}),
 });
 export const skip = (message: string): Omit<Finding, 'cluster'> => ({ status: 'skipped', message });
+/** Not run because the fatal check `because` failed for a cluster this one depends on. */
+export const notRun = (message: string, because: string): Omit<Finding, 'cluster'> => ({
+  status: 'not-run',
+  because,
+  message,
+});

@@ -9,15 +9,20 @@ import type { FederationMember } from '../federation/engine.js';
 import { SpireServerCli } from '../federation/spire-cli.js';
 import { podServerTransport } from '../federation/transport.js';
 import type { ClusterSpec, Fleet } from '../fleet/model.js';
-import type { ClusterClient } from '../kube/client.js';
-import { type Finding, perCluster } from './catalog.js';
+import type { ClusterClient, Unreachable } from '../kube/client.js';
+import { type Finding, notRun, perCluster } from './catalog.js';
+
+/** The code of the reachability check, which every stage runs first (reachability.ts). */
+export const REACHABILITY = 'MF101';
+/** What a finding not run because of an unreachable cluster says. */
+export const UNREACHABLE_BLOCKING = 'its API server is unreachable';
 
 export interface CheckContext {
   fleet: Fleet;
   /** The clients of the reachable clusters, by cluster name. */
   clients: Map<string, ClusterClient>;
-  /** Why a cluster cannot be reached (by cluster name); its checks are skipped. */
-  unreachable: Map<string, string>;
+  /** Why a cluster cannot be reached (by cluster name): MF101 fails it, its other checks are not run. */
+  unreachable: Map<string, Unreachable>;
   /** API server versions of the reachable clusters, by cluster name. */
   versions: Map<string, string>;
   now: Date;
@@ -31,7 +36,7 @@ export function makeContext(o: {
   fleet: Fleet;
   clients: Map<string, ClusterClient>;
   versions: Map<string, string>;
-  unreachable?: Map<string, string>;
+  unreachable?: Map<string, Unreachable>;
   now?: Date;
   timeoutMs?: number;
 }): CheckContext {
@@ -59,26 +64,32 @@ export function reachable(ctx: CheckContext): ClusterSpec[] {
   return ctx.fleet.clusters.filter((c) => ctx.clients.has(c.name));
 }
 
-/** A skipped finding for each cluster that cannot be reached (MF101 says why). */
-export function unreachableSkips(ctx: CheckContext): Finding[] {
-  return [...ctx.unreachable.keys()].map((cluster) => ({
-    status: 'skipped' as const,
-    cluster,
-    message: 'cluster not reachable (MF101)',
-  }));
+/** A not-run finding for each cluster that cannot be reached, in fleet order (MF101 says why). */
+export function notRunUnreachable(ctx: CheckContext): Finding[] {
+  return ctx.fleet.clusters
+    .filter((c) => ctx.unreachable.has(c.name))
+    .map((c) => ({
+      ...notRun(`not run: ${UNREACHABLE_BLOCKING} (${REACHABILITY})`, REACHABILITY),
+      cluster: c.name,
+    }));
 }
 
-/** `f` for every reachable cluster, in parallel, and a skip for each unreachable one. */
+/** The names of `names` that cannot be reached. */
+export function unreachableAmong(ctx: CheckContext, names: string[]): string[] {
+  return names.filter((n) => ctx.unreachable.has(n));
+}
+
+/** `f` for every reachable cluster, in parallel, and a not-run finding for each unreachable one. */
 export async function eachCluster(
   ctx: CheckContext,
   f: Parameters<typeof perCluster<ClusterSpec>>[1],
 ): Promise<Finding[]> {
-  return [...(await perCluster(reachable(ctx), f)), ...unreachableSkips(ctx)];
+  return [...(await perCluster(reachable(ctx), f)), ...notRunUnreachable(ctx)];
 }
 
 export function clientOf(ctx: CheckContext, cluster: string): ClusterClient {
   const c = ctx.clients.get(cluster);
-  if (!c) throw new Error(`${cluster} is not reachable: ${ctx.unreachable.get(cluster) ?? 'no client'}`);
+  if (!c) throw new Error(`${cluster} is unreachable: ${ctx.unreachable.get(cluster)?.why ?? 'no client'}`);
   return c;
 }
 

@@ -15,7 +15,15 @@ import { ISTIO_NAMESPACE } from '../render/namespaces.js';
 import { configDumpSecrets, type DumpSecret, inspectChain, parseCertInput } from '../spiffe/inspect.js';
 import { certOrigin } from '../spiffe/x509.js';
 import { type CheckDef, type Finding, fail, pass, skip, warn } from './catalog.js';
-import { type CheckContext, clientOf, eachCluster, reachable, spireOf } from './context.js';
+import {
+  type CheckContext,
+  clientOf,
+  eachCluster,
+  notRunUnreachable,
+  reachable,
+  spireOf,
+} from './context.js';
+import { REACHABILITY_CHECK } from './reachability.js';
 
 /** What verify needs from the data plane; `kubeProbe` is the real one, tests give hand-written output. */
 export interface Probe {
@@ -204,6 +212,7 @@ const sleepDump = (ctx: VerifyContext, cluster: string) =>
   ctx.memo(`dump:${cluster}`, () => ctx.probe.configDump(cluster, APP_NAMESPACES.sleep, 'app=sleep'));
 
 export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
+  REACHABILITY_CHECK,
   {
     code: 'MF301',
     title: 'East-west traffic',
@@ -239,7 +248,7 @@ export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
           out.push({ status: 'failed', cluster: c.name, message: (e as Error).message });
         }
       }
-      return out;
+      return [...out, ...notRunUnreachable(ctx)];
     },
   },
   {

@@ -14,17 +14,21 @@ import { SPIRE_MANAGED_LABEL, workloadSpiffeId } from '../render/identity.js';
 import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
 import { MULTICLUSTER_LABEL, remoteSecretName } from '../render/remote-secret.js';
 import { issuedBy, parsePemCertificates } from '../spiffe/x509.js';
-import { type CheckDef, type Finding, fail, pass, skip, warn } from './catalog.js';
+import { type CheckDef, type Finding, fail, notRun, pass, skip, warn } from './catalog.js';
 import {
   bundleEndpointOf,
   type CheckContext,
   clientOf,
   eachCluster,
   federationMembers,
+  notRunUnreachable,
+  REACHABILITY,
   reachable,
   spireOf,
-  unreachableSkips,
+  UNREACHABLE_BLOCKING,
+  unreachableAmong,
 } from './context.js';
+import { REACHABILITY_CHECK } from './reachability.js';
 
 /** Federation status of every federated direction, once per run. */
 function pairStatuses(ctx: CheckContext): Promise<{ statuses: PairStatus[]; missing: Finding[] }> {
@@ -75,6 +79,7 @@ async function tokenAccepted(kubeconfig: string, timeoutMs: number): Promise<str
 }
 
 export const POST_CHECKS: CheckDef<CheckContext>[] = [
+  REACHABILITY_CHECK,
   {
     code: 'MF201',
     title: 'Every phase healthy',
@@ -103,7 +108,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
               }
             : { status: 'passed', cluster: c.cluster, message: `${c.phases.length} phases healthy` };
         }),
-        ...unreachableSkips(ctx),
+        ...notRunUnreachable(ctx),
       ];
     },
   },
@@ -215,7 +220,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
     hint: 'meshfed up (bootstraps the bundles again); or refresh one: kubectl -n spire exec spire-server-0 -c spire-server -- bin/spire-server federation refresh -id spiffe://PEER_TRUST_DOMAIN',
     async run(ctx) {
       const { statuses, missing } = await pairStatuses(ctx);
-      const out: Finding[] = [...missing, ...unreachableSkips(ctx)];
+      const out: Finding[] = [...missing, ...notRunUnreachable(ctx)];
       for (const s of statuses) {
         const data = { holder: s.holder, peer: s.peer, state: s.state };
         if (s.state === 'current')
@@ -277,6 +282,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
               },
         );
       }
+      out.push(...notRunUnreachable(ctx));
       return out.length ? out : [{ status: 'skipped', message: 'no held bundle could be read (MF205)' }];
     },
   },
@@ -293,6 +299,11 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
       return eachCluster(ctx, async (c) => {
         const peers = peersOf(ctx.fleet, c.name);
         if (!peers.length) return skip('no federated peers');
+        // An unreachable peer's bundle endpoint Service cannot be read: its URL is not compared.
+        const unknown = unreachableAmong(
+          ctx,
+          peers.map((p) => p.name),
+        );
         const want = await Promise.all(
           peers.map(async (p) => {
             const be = await bundleEndpointOf(ctx, p.name).catch(() => undefined);
@@ -321,20 +332,25 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
           }));
         }
         const wrong = want.filter((w) => !have.some((h) => h.td === w.td && (!w.url || h.url === w.url)));
-        return wrong.length
-          ? fail(
-              wrong
-                .map((w) => {
-                  const h = have.find((x) => x.td === w.td);
-                  return h
-                    ? `${w.td} refreshes from ${h.url}, its endpoint is ${w.url}`
-                    : `no relationship with ${w.td}`;
-                })
-                .join('; '),
-            )
-          : pass(
-              `refreshes ${want.map((w) => w.td).join(', ')} from ${want.length === 1 ? 'its endpoint' : 'their endpoints'}`,
-            );
+        if (wrong.length)
+          return fail(
+            wrong
+              .map((w) => {
+                const h = have.find((x) => x.td === w.td);
+                return h
+                  ? `${w.td} refreshes from ${h.url}, its endpoint is ${w.url}`
+                  : `no relationship with ${w.td}`;
+              })
+              .join('; '),
+          );
+        if (unknown.length)
+          return notRun(
+            `not run: the bundle endpoint of ${unknown.join(', ')}: ${UNREACHABLE_BLOCKING} (${REACHABILITY})`,
+            REACHABILITY,
+          );
+        return pass(
+          `refreshes ${want.map((w) => w.td).join(', ')} from ${want.length === 1 ? 'its endpoint' : 'their endpoints'}`,
+        );
       });
     },
   },
@@ -387,6 +403,11 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
         const peers = peersOf(ctx.fleet, c.name);
         if (!peers.length) return skip('no federated peers');
         const problems: string[] = [];
+        // A peer that cannot be reached cannot say whether it accepts the token: not asked, not blamed.
+        const cannotAsk = unreachableAmong(
+          ctx,
+          peers.map((p) => p.name),
+        );
         await Promise.all(
           peers.map(async (p) => {
             const s = await client.get({
@@ -403,13 +424,18 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
             const kc = secretText(s, p.name);
             if (!kc)
               return void problems.push(`${remoteSecretName(p.name)} has no kubeconfig under key ${p.name}`);
+            if (cannotAsk.includes(p.name)) return;
             const why = await tokenAccepted(kc, ctx.timeoutMs);
             if (why) problems.push(`${p.name}'s API server refuses ${remoteSecretName(p.name)}: ${why}`);
           }),
         );
-        return problems.length
-          ? fail(problems.sort().join('; '))
-          : pass(`remote secrets of ${peers.map((p) => p.name).join(', ')}; tokens accepted`);
+        if (problems.length) return fail(problems.sort().join('; '));
+        if (cannotAsk.length)
+          return notRun(
+            `not run: whether ${cannotAsk.join(', ')} accept${cannotAsk.length === 1 ? 's' : ''} the token: ${UNREACHABLE_BLOCKING} (${REACHABILITY})`,
+            REACHABILITY,
+          );
+        return pass(`remote secrets of ${peers.map((p) => p.name).join(', ')}; tokens accepted`);
       });
     },
   },

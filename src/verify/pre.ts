@@ -10,7 +10,8 @@ import type { ClusterClient } from '../kube/client.js';
 import { renderCluster } from '../render/index.js';
 import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
 import { type CheckDef, type Finding, fail, pass, warn } from './catalog.js';
-import { type CheckContext, clientOf, eachCluster, reachable, unreachableSkips } from './context.js';
+import { type CheckContext, clientOf, eachCluster, notRunUnreachable, reachable } from './context.js';
+import { REACHABILITY_CHECK } from './reachability.js';
 
 /** Kinds the upstream installs (cert-manager's release, istioctl's manifests) create, besides what meshfed renders. */
 const UPSTREAM_KINDS: Array<{ apiVersion: string; kind: string; namespace?: string }> = [
@@ -108,22 +109,7 @@ async function allowed(client: ClusterClient, n: AccessNeed, verb: string): Prom
 }
 
 export const PRE_CHECKS: CheckDef<CheckContext>[] = [
-  {
-    code: 'MF101',
-    title: 'API servers reachable',
-    category: 'kubernetes',
-    severity: 'error',
-    stage: 'pre',
-    description: "Every fleet cluster's context answers GET /version over verified TLS.",
-    hint: 'kubectl --context <context> version; fix the kubeconfig (--kubeconfig) or the fleet contexts (spec.clusters[].context)',
-    async run(ctx) {
-      return ctx.fleet.clusters.map((c) =>
-        ctx.unreachable.has(c.name)
-          ? { status: 'failed' as const, cluster: c.name, message: ctx.unreachable.get(c.name)! }
-          : { status: 'passed' as const, cluster: c.name, message: `context ${c.context} answers` },
-      );
-    },
-  },
+  REACHABILITY_CHECK,
   {
     code: 'MF102',
     title: 'Kubernetes version supported',
@@ -154,7 +140,7 @@ export const PRE_CHECKS: CheckDef<CheckContext>[] = [
               : `Kubernetes ${v} is outside what Istio ${istio} supports (${range[0]}–${range[1]})`,
           };
         }),
-        ...unreachableSkips(ctx),
+        ...notRunUnreachable(ctx),
       ];
     },
   },
@@ -192,7 +178,7 @@ export const PRE_CHECKS: CheckDef<CheckContext>[] = [
                 }
               : { status: 'passed', cluster: n, message: 'a cluster of its own' },
           );
-      return [...out, ...unreachableSkips(ctx)];
+      return [...out, ...notRunUnreachable(ctx)];
     },
   },
   {

@@ -5,7 +5,7 @@
  * of both directions' bundles) and every check and verify result. Pure.
  */
 import type { Fleet } from '../fleet/model.js';
-import type { CheckResult, Status } from './catalog.js';
+import { type CheckResult, type Status, worst } from './catalog.js';
 import { counts } from './format.js';
 
 /** The one HTML escape: every value in the page that is not a literal of this file goes through it. */
@@ -22,6 +22,7 @@ export const STATUS_COLOUR: Record<Status | 'unknown', string> = {
   passed: '#1a7f37',
   warning: '#bf8700',
   failed: '#cf222e',
+  'not-run': '#8250df',
   skipped: '#6e7781',
   unknown: '#8c959f',
 };
@@ -37,8 +38,19 @@ export function edgesOf(fleet: Fleet, results: CheckResult[]): EdgeHealth[] {
       const d = f.data as { holder?: string; peer?: string } | undefined;
       return d && ((d.holder === a && d.peer === b) || (d.holder === b && d.peer === a));
     });
-    if (!dirs.length)
-      return { a, b, status: 'failed', detail: 'no bundle state (a server or endpoint unreachable)' };
+    if (!dirs.length) {
+      const notRun = mf205.findings.filter(
+        (f) => f.status === 'not-run' && (f.cluster === a || f.cluster === b),
+      );
+      return notRun.length
+        ? {
+            a,
+            b,
+            status: 'not-run',
+            detail: `not checked: ${notRun.map((f) => `${f.cluster} ${f.message}`).join('; ')}`,
+          }
+        : { a, b, status: 'failed', detail: 'no bundle state (a server or endpoint unreachable)' };
+    }
     const bad = dirs.filter((f) => f.status !== 'passed');
     return bad.length
       ? { a, b, status: 'failed', detail: bad.map((f) => f.message).join('; ') }
@@ -47,10 +59,7 @@ export function edgesOf(fleet: Fleet, results: CheckResult[]): EdgeHealth[] {
 }
 
 function clusterStatus(cluster: string, results: CheckResult[]): Status {
-  const mine = results.flatMap((r) => r.findings.filter((f) => f.cluster === cluster).map((f) => f.status));
-  if (mine.includes('failed')) return 'failed';
-  if (mine.includes('warning')) return 'warning';
-  return mine.includes('passed') ? 'passed' : 'skipped';
+  return worst(results.flatMap((r) => r.findings.filter((f) => f.cluster === cluster).map((f) => f.status)));
 }
 
 function addressesOf(cluster: string, results: CheckResult[]): { be?: string; ew?: string } {
@@ -137,7 +146,7 @@ table{border-collapse:collapse;width:100%;background:#fff} td,th{border-bottom:1
 <body>
 <h1>${esc(title)}</h1>
 <div class="meta">${esc(`${fleet.clusters.length} clusters · profile ${fleet.profile} · Istio ${fleet.versions.istio} · SPIRE ${fleet.versions.spire} · ${o.at.toISOString()}`)}</div>
-<div class="counts"><span style="color:${STATUS_COLOUR.passed}">${c.passed} passed</span><span style="color:${STATUS_COLOUR.warning}">${c.warning} warnings</span><span style="color:${STATUS_COLOUR.failed}">${c.failed} failed</span><span style="color:${STATUS_COLOUR.skipped}">${c.skipped} skipped</span></div>
+<div class="counts"><span style="color:${STATUS_COLOUR.passed}">${c.passed} passed</span><span style="color:${STATUS_COLOUR.warning}">${c.warning} warnings</span><span style="color:${STATUS_COLOUR.failed}">${c.failed} failed</span><span style="color:${STATUS_COLOUR['not-run']}">${c['not-run']} not run</span><span style="color:${STATUS_COLOUR.skipped}">${c.skipped} skipped</span></div>
 ${fleetSvg(fleet, results)}
 <table><thead><tr><th>status</th><th>code</th><th>check</th><th>category</th><th>result</th></tr></thead>
 <tbody>

@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { JsonSyntaxError, parseJsonText } from '../spiffe/json.js';
-import type { CheckResult } from './catalog.js';
+import { type CheckResult, STATUSES, type Status } from './catalog.js';
 
 export class ResultsFileError extends Error {
   override name = 'ResultsFileError';
@@ -17,7 +17,7 @@ export class ResultsFileError extends Error {
 /** The most results one file may hold: a run of every check has a few dozen. */
 export const MAX_RESULTS = 1000;
 
-const status = z.enum(['passed', 'warning', 'failed', 'skipped']);
+const status = z.enum(STATUSES as [Status, ...Status[]]);
 const category = z.enum([
   'fleet',
   'kubernetes',
@@ -36,6 +36,10 @@ const category = z.enum([
 
 const finding = z.object({
   status,
+  because: z
+    .string()
+    .regex(/^MF\d{3}$/, 'a check code like MF101')
+    .optional(),
   cluster: z.string().optional(),
   message: z.string(),
   data: z.record(z.string(), z.unknown()).optional(),

@@ -6,6 +6,7 @@
  * with its code and the cluster named under each induced fault.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { SPIRE_SERVER_POD } from '../../src/engine/discover.js';
@@ -13,6 +14,7 @@ import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { podServerTransport } from '../../src/federation/transport.js';
 import type { ClusterClient, KubeObject } from '../../src/kube/client.js';
 import { labStatus } from '../../src/lab/lab.js';
+import { processesUnder } from '../../src/lab/procfs.js';
 import { parsePemBundle } from '../../src/spiffe/bundle.js';
 import type { CheckResult } from '../../src/verify/catalog.js';
 import { labSkip, startLab } from '../helpers/engine.js';
@@ -113,16 +115,18 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
     // MF204 read the real entries spire-controller-manager made for the meshed pods.
     assert.match(result(json, 'MF204').summary, /meshed pods, each with its entry/);
     const some = await check(['--only', 'federation,istio']);
+    // MF101 (fatal) comes first whatever --only says.
     assert.deepEqual(
       some.json.results.map((r) => r.code),
-      ['MF205', 'MF206', 'MF207', 'MF208', 'MF211'],
+      ['MF101', 'MF205', 'MF206', 'MF207', 'MF208', 'MF211'],
     );
     // Text output: a line per check.
     const text = await lab.meshfed(['check', '--only', 'MF203,MF205']);
     assert.equal(text.code, 0);
     assert.match(text.stdout, /^ok\s+MF203\s+SPIRE agent attested on every node/m);
     assert.match(text.stdout, /^ok\s+MF205/m);
-    assert.match(text.stdout, /2 passed, 0 warnings, 0 failed, 0 skipped/);
+    assert.match(text.stdout, /^ok\s+MF101\s+API servers reachable/m);
+    assert.match(text.stdout, /3 passed, 0 warnings, 0 failed, 0 not run, 0 skipped/);
   });
 
   await t.test('a node without an agent: MF203 fails on that cluster, naming the node', async () => {
@@ -301,14 +305,97 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
       const j = JSON.parse(r.stdout) as CheckJson;
       assert.deepEqual(
         j.results.map((x) => [x.code, x.status]),
-        ['MF301', 'MF302', 'MF303', 'MF304', 'MF305', 'MF306'].map((c) => [c, 'failed']),
+        [
+          ['MF101', 'passed'],
+          ...['MF301', 'MF302', 'MF303', 'MF304', 'MF305', 'MF306'].map((c) => [c, 'failed']),
+        ],
       );
-      for (const x of j.results) assert.match(x.summary, /exec in sleep\//, `${x.code}: ${x.summary}`);
+      for (const x of j.results.slice(1))
+        assert.match(x.summary, /exec in sleep\//, `${x.code}: ${x.summary}`);
       // The failover check removed each cluster's helloworld Service and put it back, with meshfed's marks.
       const after = (await c1.get(svc))!;
       assert.notEqual(after.metadata.uid, before.metadata.uid, 'the Service was removed and made again');
       assert.deepEqual(after.metadata.labels, before.metadata.labels);
       assert.deepEqual(after.metadata.annotations, before.metadata.annotations);
+    },
+  );
+
+  await t.test(
+    "one cluster's kube-apiserver frozen: check fails within --timeout naming it unreachable, its checks not run because of MF101; passes again once it runs",
+    async () => {
+      const c = lab.state.clusters[1]!;
+      const pid = processesUnder(c.kwokWorkdir).find((p) =>
+        readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0]!.endsWith('kube-apiserver'),
+      );
+      assert.ok(pid, 'no kube-apiserver process found for cluster-2');
+      process.kill(pid, 'SIGSTOP');
+      let json: CheckJson;
+      let text: string;
+      let ms: number;
+      try {
+        const t0 = performance.now();
+        const r = await check(['--timeout', '5s']);
+        ms = performance.now() - t0;
+        assert.equal(r.code, 1, JSON.stringify(r.json.results.map((x) => [x.code, x.status, x.summary])));
+        json = r.json;
+        text = (await lab.meshfed(['check', '--timeout', '5s', '--only', 'spire,remote-secrets'])).stdout;
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      console.log(`check with cluster-2's API server frozen: ${ms.toFixed(0)} ms`);
+      // The probe waits --timeout (5 s) for the frozen server; nothing else waits on it.
+      assert.ok(ms < 5_000 + 20_000, `took ${ms.toFixed(0)} ms`);
+      // One cause, read as one cause: MF101 the only failure, naming cluster-2 and why.
+      failedOn(
+        json,
+        'MF101',
+        ['cluster-2'],
+        /cluster-2: unreachable: no answer within 5 s \(context cluster-2, https:/,
+      );
+      assert.equal(json.results[0]!.code, 'MF101');
+      const mf101 = result(json, 'MF101');
+      assert.equal(mf101.findings.find((f) => f.cluster === 'cluster-2')!.data?.reason, 'timed-out');
+      assert.equal(mf101.findings.find((f) => f.cluster === 'cluster-1')!.status, 'passed');
+      for (const r of json.results.slice(1)) {
+        assert.notEqual(r.status, 'failed', `${r.code} fails besides MF101: ${r.summary}`);
+        assert.equal(r.hint, undefined, `${r.code} blames something else: ${r.hint}`);
+        const on2 = r.findings.filter((f) => f.cluster === 'cluster-2');
+        for (const f of on2) {
+          assert.equal(f.status, 'not-run', `${r.code} on cluster-2: ${f.status} ${f.message}`);
+          assert.equal(f.because, 'MF101');
+        }
+        if (on2.length) assert.equal(r.status, 'not-run', `${r.code}: ${r.status} ${r.summary}`);
+      }
+      // MF201 no longer reads "7 phases healthy" as if that were all: not run on cluster-2, passed on cluster-1.
+      assert.match(
+        result(json, 'MF201').summary,
+        /^not run because of MF101: cluster-2: its API server is unreachable \(MF101\); passed on cluster-1$/,
+      );
+      // MF209 does not ask (or blame) the frozen peer about cluster-1's token.
+      assert.match(
+        result(json, 'MF209').summary,
+        /^not run because of MF101: cluster-1: whether cluster-2 accepts the token/,
+      );
+      assert.equal(json.counts.failed, 1);
+      // The text says the same.
+      assert.match(
+        text,
+        /^FAIL\s+MF101\s+API servers reachable\s+failed: cluster-2: unreachable: no answer within 5 s/m,
+      );
+      assert.match(text, /^NOT RUN\s+MF202\s+SPIRE server healthy\s+not run because of MF101: cluster-2/m);
+      assert.match(text, /^NOT RUN\s+MF209\s/m);
+      assert.match(text, /0 passed, 0 warnings, 1 failed, 4 not run, 0 skipped/);
+
+      // Running again: reachable, and (once its controllers catch up) every check passes.
+      let last: { code: number; json: CheckJson } | undefined;
+      const until = Date.now() + 120_000;
+      while (Date.now() < until) {
+        last = await check();
+        if (last.code === 0) break;
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+      assert.equal(last!.code, 0, JSON.stringify(last!.json.results.filter((r) => r.status !== 'passed')));
+      allPassedBut(last!.json, []);
     },
   );
 

@@ -32,6 +32,7 @@ import {
 import { formatJson, formatText } from '../../src/verify/format.js';
 import { guessPlural, PRE_CHECKS } from '../../src/verify/pre.js';
 import { edgesOf, reportHtml } from '../../src/verify/report.js';
+import { parseResultsFile } from '../../src/verify/results-file.js';
 import { REPO_ROOT } from '../helpers/lab.js';
 import { type Issued, intermediate, root, svid } from '../helpers/pki.js';
 
@@ -95,13 +96,93 @@ test('the runner: worst status, clusters named once per message, thrown errors, 
   assert.equal(exitCodeFor(results, 'never'), 0);
   assert.equal(summarize([]), 'nothing to check');
   const text = formatText(results);
-  assert.match(text, /^FAIL {2}MF901/m);
-  assert.match(text, /^WARN {2}MF902/m);
+  assert.match(text, /^FAIL {5}MF901/m);
+  assert.match(text, /^WARN {5}MF902/m);
   assert.match(text, /How to fix:\n {2}MF901: fix MF901\n {2}MF902: fix MF902\n {2}MF903: fix MF903/);
-  assert.match(text, /1 passed, 1 warnings, 2 failed, 1 skipped/);
+  assert.match(text, /1 passed, 1 warnings, 2 failed, 0 not run, 1 skipped/);
   const json = JSON.parse(formatJson(results, { fleet: 'f', stage: 'post', at: new Date(0) }));
-  assert.deepEqual(json.counts, { passed: 1, warning: 1, failed: 2, skipped: 1 });
+  assert.deepEqual(json.counts, { passed: 1, warning: 1, failed: 2, 'not-run': 0, skipped: 1 });
   assert.equal(json.results[0].findings.length, 3);
+});
+
+test('a fatal check runs first and blocks its failed clusters: their later findings are not-run because of it', async () => {
+  const order: string[] = [];
+  const def = (code: string, findings: Finding[], fatal = false): CheckDef<null> => ({
+    code,
+    title: code,
+    category: 'kubernetes',
+    severity: 'error',
+    stage: 'post',
+    description: '',
+    hint: `fix ${code}`,
+    ...(fatal ? { fatal, blocking: 'it is down' } : {}),
+    run: async () => {
+      order.push(code);
+      return findings;
+    },
+  });
+  const results = await runChecks(
+    [
+      def('MF902', [
+        { status: 'passed', cluster: 'a', message: 'fine' },
+        // A check that forgot the blocked cluster: its finding is turned into not-run, its data dropped.
+        { status: 'failed', cluster: 'b', message: 'timeout', data: { x: 1 } },
+      ]),
+      def('MF903', [{ status: 'passed', message: 'fleet-wide' }]),
+      def(
+        'MF901',
+        [
+          { status: 'passed', cluster: 'a', message: 'up' },
+          { status: 'failed', cluster: 'b', message: 'down' },
+        ],
+        true,
+      ),
+    ],
+    null,
+    { only: ['MF902', 'MF903'], concurrency: 1 },
+  );
+  assert.deepEqual(order, ['MF901', 'MF902', 'MF903'], 'the fatal check first, although --only left it out');
+  assert.deepEqual(
+    results.map((r) => [r.code, r.status]),
+    [
+      ['MF901', 'failed'],
+      ['MF902', 'not-run'],
+      ['MF903', 'passed'],
+    ],
+  );
+  assert.deepEqual(results[1]!.findings[1], {
+    status: 'not-run',
+    cluster: 'b',
+    because: 'MF901',
+    message: 'not run: it is down (MF901)',
+  });
+  assert.equal(results[1]!.summary, 'not run because of MF901: b: it is down (MF901); passed on a');
+  assert.equal(results[1]!.hint, undefined, 'the fix is the fatal check’s');
+  // not-run fails the run like failed, and ranks between warning and failed.
+  const notRunOnly = results.slice(1, 2);
+  assert.equal(exitCodeFor(notRunOnly, 'failed'), 1);
+  assert.equal(exitCodeFor(notRunOnly, 'never'), 0);
+  assert.equal(
+    summarize([
+      { status: 'warning', message: 'w' },
+      { status: 'not-run', because: 'MF101', message: 'n' },
+    ]).startsWith('not run'),
+    true,
+  );
+  assert.match(
+    summarize([
+      { status: 'failed', message: 'f' },
+      { status: 'not-run', because: 'MF101', message: 'n' },
+    ]),
+    /^failed: f$/,
+  );
+  // Text and JSON say the same, and report --from reads it back.
+  const text = formatText(results);
+  assert.match(text, /^NOT RUN {2}MF902 {2}MF902 {2}not run because of MF901/m);
+  assert.match(text, /1 passed, 0 warnings, 1 failed, 1 not run, 0 skipped/);
+  const json = formatJson(results, { fleet: 'f', stage: 'post', at: new Date(0) });
+  assert.deepEqual(JSON.parse(json).counts, { passed: 1, warning: 0, failed: 1, 'not-run': 1, skipped: 0 });
+  assert.deepEqual(parseResultsFile(json), results);
 });
 
 test('east-west and failover from hand-written curl output', () => {
@@ -340,7 +421,14 @@ test('pre checks on given answers: reachability, versions, distinct clusters', a
       ['cluster-2', 'v1.31.0-gke.100'],
     ]),
   });
-  const r = await runChecks(PRE_CHECKS, two, { only: ['MF102', 'MF103'] });
+  // MF101, fatal, runs first whatever --only says.
+  const [reach, ...r] = await runChecks(PRE_CHECKS, two, { only: ['MF102', 'MF103'] });
+  assert.equal(reach!.code, 'MF101');
+  assert.equal(reach!.status, 'passed');
+  assert.deepEqual(
+    r.map((x) => x.code),
+    ['MF102', 'MF103'],
+  );
   assert.deepEqual(
     r[0]!.findings.map((f) => [f.cluster, f.status]),
     [
@@ -359,20 +447,41 @@ test('pre checks on given answers: reachability, versions, distinct clusters', a
     fleet: { ...fleet, versions: { ...fleet.versions, istio: '1.31.0' } },
     clients: new Map([['cluster-1', sameUid]]),
     versions: new Map([['cluster-1', 'v1.35.0']]),
-    unreachable: new Map([['cluster-2', 'context cluster-2 (https://127.0.0.1:1): connect ECONNREFUSED']]),
+    unreachable: new Map([
+      [
+        'cluster-2',
+        {
+          reason: 'refused',
+          why: 'connection refused',
+          message: 'context cluster-2 (https://127.0.0.1:1): GET /version: connect ECONNREFUSED 127.0.0.1:1',
+          context: 'cluster-2',
+          server: 'https://127.0.0.1:1',
+        },
+      ],
+    ]),
   });
   const o = await runChecks(PRE_CHECKS, other, { only: ['MF101', 'MF102'] });
   assert.equal(o[0]!.status, 'failed');
   assert.match(
     o[0]!.summary,
-    /cluster-2: context cluster-2 \(https:\/\/127\.0\.0\.1:1\): connect ECONNREFUSED/,
+    /cluster-2: unreachable: connection refused \(context cluster-2, https:\/\/127\.0\.0\.1:1\)/,
   );
+  assert.deepEqual(o[0]!.findings[1]!.data, {
+    reason: 'refused',
+    detail: 'context cluster-2 (https://127.0.0.1:1): GET /version: connect ECONNREFUSED 127.0.0.1:1',
+  });
+  // The unreachable cluster's other checks are not run because of MF101, not skipped.
   assert.deepEqual(
-    o[1]!.findings.map((f) => [f.cluster, f.status]),
+    o[1]!.findings.map((f) => [f.cluster, f.status, f.because]),
     [
-      ['cluster-1', 'warning'],
-      ['cluster-2', 'skipped'],
+      ['cluster-1', 'warning', undefined],
+      ['cluster-2', 'not-run', 'MF101'],
     ],
+  );
+  assert.equal(o[1]!.status, 'not-run');
+  assert.match(
+    o[1]!.summary,
+    /^not run because of MF101: cluster-2: its API server is unreachable \(MF101\); warning on cluster-1$/,
   );
   assert.deepEqual(['Certificate', 'ClusterSPIFFEID', 'Policy', 'Ingress', 'Mesh'].map(guessPlural), [
     'certificates',

@@ -108,9 +108,13 @@ export const checkCommand: Command = {
   usage: `Usage: meshfed check [--pre] [-f FILE] [--kubeconfig FILE | --lab] [--only LIST]
                      [--fail-on failed|warning|never] [-o text|json]
 
---pre: can \`up\` work here? API servers reachable (MF101), Kubernetes version
-supported (MF102), clusters distinct (MF103), permissions (MF104), CSI (MF105),
-LoadBalancer or NodePort (MF106), identities unique (MF107).
+First, in every mode and whatever --only says: API servers reachable (MF101)
+within --timeout. A cluster that is not fails the run, named with why
+(refused, TLS untrusted, a missing CA file or exec plugin, no answer), and
+its other checks are reported NOT RUN because of MF101.
+--pre: can \`up\` work here? Kubernetes version supported (MF102), clusters
+distinct (MF103), permissions (MF104), CSI (MF105), LoadBalancer or NodePort
+(MF106), identities unique (MF107).
 Without --pre, after \`up\`: phases healthy (MF201), SPIRE servers (MF202),
 agents on every node (MF203), entries for meshed pods (MF204), federated
 bundles current (MF205) and not near expiry (MF206), relationships refresh
@@ -120,7 +124,8 @@ renewals (MF212). Reads only.
 
 ${COMMON_USAGE}
 
-Exit 0 when no check reaches --fail-on, 1 when one does, 2 for bad input.`,
+Exit 0 when no check reaches --fail-on (a check not run counts as failed), 1
+when one does, 2 for bad input.`,
   async run(argv, io) {
     const pre = argv.includes('--pre');
     const rest = argv.filter((a) => a !== '--pre');
@@ -145,6 +150,7 @@ export const verifyCommand: Command = {
   usage: `Usage: meshfed verify [-f FILE] [--kubeconfig FILE | --lab] [--requests N] [--only LIST]
                       [--fail-on failed|warning|never] [-o text|json]
 
+API servers reachable (MF101) first, as in check.
 East-west (MF301): N requests from sleep in each cluster to helloworld; every
 federated cluster's version answers. Failover (MF302): each cluster's
 helloworld Service removed in turn, only peers answer, the Service restored.
@@ -222,11 +228,14 @@ ${ENGINE_USAGE}`,
       results = await runChecks(POST_CHECKS, ctx);
       if (values.verify)
         results.push(
-          ...(await runChecks(VERIFY_CHECKS, {
-            ...ctx,
-            probe: kubeProbe(ctx),
-            requests: requestsOf(values.requests),
-          })),
+          // MF101 is in both catalogs: its result is the one above.
+          ...(
+            await runChecks(VERIFY_CHECKS, {
+              ...ctx,
+              probe: kubeProbe(ctx),
+              requests: requestsOf(values.requests),
+            })
+          ).filter((r) => !results.some((x) => x.code === r.code)),
         );
     }
     const out = resolve(io.cwd, values.out);
