@@ -24,6 +24,9 @@ import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'y
 
 import { FIELD_MANAGER } from '../render/meta.js';
 import type { ObjectMeta } from '../render/types.js';
+import { KubeApiError, KubeRequestError, type StatusCause } from './errors.js';
+
+export { KubeApiError, KubeRequestError } from './errors.js';
 
 /** An object as the API server returns it: what meshfed renders, plus server-set metadata. */
 export interface KubeObject {
@@ -110,20 +113,6 @@ export const refOf = (o: KubeObject): ObjectRef => ({
 export const describeRef = (r: ObjectRef): string =>
   `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
 
-/** An error the API server answered with: its HTTP status, reason and message. */
-export class KubeApiError extends Error {
-  override name = 'KubeApiError';
-  constructor(
-    message: string,
-    readonly status: number,
-    readonly reason: string | undefined,
-    /** For a field manager conflict: who owns which field. */
-    readonly conflicts: Array<{ manager: string; field: string }> = [],
-  ) {
-    super(message);
-  }
-}
-
 export class KubeconfigError extends Error {
   override name = 'KubeconfigError';
 }
@@ -132,7 +121,7 @@ interface Status {
   kind?: string;
   reason?: string;
   message?: string;
-  details?: { causes?: Array<{ reason?: string; message?: string; field?: string }> };
+  details?: { causes?: StatusCause[] };
 }
 
 /** The manager named in a conflict cause: `conflict with "kubectl" using apps/v1`. */
@@ -185,8 +174,9 @@ class HttpsClusterClient implements ClusterClient {
       const deadline = setTimeout(
         () =>
           req.destroy(
-            new Error(
+            new KubeRequestError(
               `no answer from ${this.server} within ${this.timeoutMs / 1000} s (the request's bound)`,
+              { code: 'ETIMEDOUT' },
             ),
           ),
         this.timeoutMs,
@@ -208,7 +198,8 @@ class HttpsClusterClient implements ClusterClient {
       });
       req.on('error', (e) => {
         clearTimeout(deadline);
-        reject(new Error(`${this.context}: ${method} ${u.pathname}: ${e.message}`));
+        // The Node error stays the cause: its code (ECONNREFUSED, ECONNRESET, …) is what tells a retry whether it can help.
+        reject(new KubeRequestError(`${this.context}: ${method} ${u.pathname}: ${e.message}`, { cause: e }));
       });
       if (body !== undefined) req.write(body);
       req.end();
@@ -220,8 +211,9 @@ class HttpsClusterClient implements ClusterClient {
     throw new KubeApiError(
       `${this.context}: ${what}: ${s.message ?? `HTTP ${status}`}`,
       status,
-      s.reason,
+      s.reason || undefined,
       conflictsOf(s),
+      s.details?.causes ?? [],
     );
   }
 
@@ -310,6 +302,7 @@ class HttpsClusterClient implements ClusterClient {
           409,
           'Conflict',
           c,
+          (r.json as Status).details?.causes ?? [],
         );
     }
     if (r.status !== 200 && r.status !== 201) this.fail(`apply ${describeRef(ref)}`, r.status, r.json);
@@ -386,7 +379,10 @@ class HttpsClusterClient implements ClusterClient {
           socket = ws;
           if (settled) ws.close();
         })
-        .catch((e: unknown) => finish(() => reject(new Error(`${where}: ${(e as Error).message}`))));
+        // client-node rejects with the WebSocket's ErrorEvent (its `error` the Node error); it stays the cause.
+        .catch((e: unknown) =>
+          finish(() => reject(new KubeRequestError(`${where}: ${(e as Error).message}`, { cause: e }))),
+        );
     });
   }
 
