@@ -37,13 +37,14 @@ import {
   ENGINE_PHASES,
   type EnginePhase,
   retrying,
+  strongest,
 } from './apply.js';
 import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';
 import { BUNDLE_ENDPOINT_SERVICE, EAST_WEST_SERVICE, SPIRE_SERVER_POD, serviceAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
 import { mapLimit } from './order.js';
 import type { ProgressStore } from './progress.js';
-import { remoteSecretOf } from './remote-secrets.js';
+import { readerRemoteSecret } from './remote-secrets.js';
 
 export interface EngineEvent {
   cluster?: string;
@@ -276,19 +277,9 @@ export async function up(o: UpOptions): Promise<UpResult> {
               break;
             }
             await barriers.istio.all();
-            const tokenApplied: Applied[] = [];
-            const mine = await retrying(() =>
-              remoteSecretOf(client, cluster, {
-                timeoutMs,
-                applyTokenSecret: async (s) => {
-                  wanted.push(s);
-                  tokenApplied.push(
-                    ...(await applyObjects(client, [s], { fleet: fleet.name, phase, timeoutMs })),
-                  );
-                },
-              }),
-            );
-            barriers.remoteSecret.arrive(cluster, storedForm(mine));
+            const mine = await readerRemoteSecret(client, cluster, { fleet: fleet.name, phase, timeoutMs });
+            wanted.push(...mine.applied.map((a) => a.object));
+            barriers.remoteSecret.arrive(cluster, storedForm(mine.secret));
             const secrets = await barriers.remoteSecret.all();
             const peers = peersOf(fleet, cluster).map((p) => secrets.get(p.name)!);
             wanted.push(...peers);
@@ -300,7 +291,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
               }`,
             );
             applied = [
-              ...tokenApplied,
+              ...mine.applied,
               ...(await applyObjects(client, peers, { fleet: fleet.name, phase, timeoutMs })),
             ];
             break;
@@ -379,19 +370,6 @@ export function storedForm(secret: KubeObject): KubeObject {
     Object.entries(stringData).map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
   );
   return { ...rest, data: { ...((rest.data as Record<string, string> | undefined) ?? {}), ...data } };
-}
-
-const STRENGTH = { created: 2, updated: 1, unchanged: 0 } as const;
-
-/** One outcome per object when it was applied twice: created beats updated beats unchanged. */
-function strongest(applied: Applied[]): Applied[] {
-  const by = new Map<string, Applied>();
-  for (const a of applied) {
-    const k = identity(a.object);
-    const had = by.get(k);
-    if (!had || STRENGTH[a.action] > STRENGTH[had.action]) by.set(k, a);
-  }
-  return [...by.values()];
 }
 
 /** Every federated pair's bundles, through pod exec into each cluster's SPIRE server. */
