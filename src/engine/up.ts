@@ -20,7 +20,7 @@
  * killed converges when run again.
  */
 
-import { bootstrap, type FederationMember } from '../federation/engine.js';
+import type { FederationMember } from '../federation/engine.js';
 import { SpireServerCli } from '../federation/spire-cli.js';
 import { podServerTransport } from '../federation/transport.js';
 import type { Fleet } from '../fleet/model.js';
@@ -39,6 +39,7 @@ import {
   retrying,
   strongest,
 } from './apply.js';
+import { bootstrapUntilDone } from './bootstrap.js';
 import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';
 import { BUNDLE_ENDPOINT_SERVICE, EAST_WEST_SERVICE, SPIRE_SERVER_POD, serviceAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
@@ -373,7 +374,7 @@ export function storedForm(secret: KubeObject): KubeObject {
 }
 
 /** Every federated pair's bundles, through pod exec into each cluster's SPIRE server. */
-async function bootstrapFleet(
+function bootstrapFleet(
   o: UpOptions,
   clientOf: (cluster: string) => ClusterClient,
   bundleEndpoints: Record<string, string>,
@@ -388,23 +389,10 @@ async function bootstrapFleet(
       spiffeId: `spiffe://${c.trustDomain}/spire/server`,
     },
   }));
-  progress(`bootstrapping ${o.fleet.federation.pairs.length} federated pairs`);
-  const deadline = Date.now() + (o.timeoutMs ?? 300_000);
-  for (;;) {
-    const steps = await bootstrap(members, o.fleet.federation.pairs);
-    const failed = steps.filter((s) => s.result === 'failed');
-    if (!failed.length) {
-      const n = (r: string) => steps.filter((s) => s.result === r).length;
-      progress(`bundles: ${n('created')} set, ${n('updated')} updated, ${n('unchanged')} already current`);
-      return;
-    }
-    if (Date.now() > deadline)
-      throw new Error(failed.map((f) => `${f.holder} ← ${f.peer}: ${f.error}`).join('; '));
-    progress(
-      `retrying the bootstrap: ${failed[0]!.holder} ← ${failed[0]!.peer}: ${failed[0]!.error?.split('\n')[0]}`,
-    );
-    await new Promise((r) => setTimeout(r, 2_000));
-  }
+  return bootstrapUntilDone(members, o.fleet.federation.pairs, {
+    timeoutMs: o.timeoutMs ?? 300_000,
+    progress,
+  });
 }
 
 /** Waits until spire-controller-manager has made each relationship in the cluster's server. */

@@ -4,11 +4,13 @@
  * record.
  */
 import assert from 'node:assert/strict';
+import { webcrypto } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { countsOf, ownedBy, retrying, withMark } from '../../src/engine/apply.js';
+import { bootstrapUntilDone } from '../../src/engine/bootstrap.js';
 import { withoutEmptyCaBundles } from '../../src/engine/desired.js';
 import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
 import { applyWaves, mapLimit } from '../../src/engine/order.js';
@@ -17,9 +19,14 @@ import { ProgressStore, unfinished } from '../../src/engine/progress.js';
 import { readerRemoteSecret } from '../../src/engine/remote-secrets.js';
 import { storedForm } from '../../src/engine/up.js';
 import { mirrorPath, parseManifests, UpstreamError, UpstreamSource } from '../../src/engine/upstream.js';
+import { BundleOwnerError, type FederationMember } from '../../src/federation/engine.js';
+import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { defaultFleet } from '../../src/fleet/load.js';
 import { type ClusterClient, KubeApiError, type KubeObject } from '../../src/kube/client.js';
 import { READER_TOKEN_SECRET } from '../../src/render/remote-secret.js';
+import { type Bundle, bundleToJwks } from '../../src/spiffe/bundle.js';
+import { type BundleEndpointServer, serveBundle } from '../../src/spiffe/endpoint.js';
+import { intermediate, root, svid } from '../helpers/pki.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mf-engine-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -293,6 +300,76 @@ describe('retries', () => {
     );
     assert.deepEqual(countsOf(r.applied), { created: 1, updated: 0, unchanged: 0 });
     assert.equal(r.secret.kind, 'Secret');
+  });
+});
+
+describe('bootstrap in up', () => {
+  const servers: BundleEndpointServer[] = [];
+  after(async () => {
+    for (const s of servers) await s.close();
+  });
+
+  /** A member whose spire-server answers through a recorded transport: its own bundle, nothing held, `bundle set` accepted. */
+  const member = (name: string, td: string, own: Bundle, url: string, calls: string[]): FederationMember => ({
+    name,
+    trustDomain: td,
+    server: new SpireServerCli({
+      target: `${name}: spire/spire-server-0`,
+      run: async (args) => {
+        calls.push(`${name} ${args.slice(0, 2).join(' ')}`);
+        return { code: 0, stdout: args[1] === 'show' ? bundleToJwks(own) : '', stderr: '' };
+      },
+    }),
+    bundleEndpoint: { url, spiffeId: `spiffe://${td}/spire/server` },
+  });
+
+  test("a bundle that is not its trust domain's (BundleOwnerError) ends the bootstrap at once, named, not retried", async () => {
+    const fooRoot = await root();
+    const strangerInt = await intermediate(await root(), 'foo.com');
+    const leaf = await svid(strangerInt, 'spiffe://foo.com/spire/server');
+    const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', leaf.keys.privateKey));
+    // foo.com's endpoint presents a chain to another root than the bundle foo.com's server hands out.
+    const endpoint = await serveBundle({
+      certChainPem: `${leaf.pem}\n${strangerInt.pem}\n`,
+      keyPem: `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END PRIVATE KEY-----\n`,
+      body: '{}',
+    });
+    servers.push(endpoint);
+    const bundle = (td: string): Bundle => ({
+      trustDomain: td,
+      x509Authorities: [fooRoot.cert],
+      jwtAuthorities: new Map(),
+    });
+    const calls: string[] = [];
+    const members = [
+      member('cluster-1', 'foo.com', bundle('foo.com'), endpoint.url, calls),
+      // bar.com's endpoint is not reachable from here: its bundle is used as read.
+      member('cluster-2', 'bar.com', bundle('bar.com'), 'https://127.0.0.1:1', calls),
+    ];
+    const t0 = Date.now();
+    const lines: string[] = [];
+    await assert.rejects(
+      bootstrapUntilDone(members, [['cluster-1', 'cluster-2']], {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+        progress: (l) => lines.push(l),
+      }),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          /not retried: cluster-2 ← cluster-1: the bundle read from cluster-1: spire\/spire-server-0 is not foo\.com's/,
+        );
+        assert.ok(e.cause instanceof BundleOwnerError, String(e.cause));
+        return true;
+      },
+    );
+    assert.ok(Date.now() - t0 < 5_000, `${Date.now() - t0} ms`);
+    assert.deepEqual(
+      calls.filter((c) => c === 'cluster-1 bundle show'),
+      ['cluster-1 bundle show'],
+      'one read of the refused bundle, no second try',
+    );
+    assert.ok(!lines.some((l) => /retrying/.test(l)), lines.join('\n'));
   });
 });
 
