@@ -412,13 +412,21 @@ async function waitRelationships(
   const deadline = Date.now() + timeoutMs;
   let said = '';
   for (;;) {
-    const have = await server.relationships().catch(() => undefined);
+    let lastError: Error | undefined;
+    const have = await server.relationships().catch((e: unknown) => {
+      lastError = e as Error;
+      return undefined;
+    });
     const missing = want.filter(
       (w) => !have?.some((r) => r.trustDomain === w.td && r.bundleEndpointUrl === w.url),
     );
     if (have && !missing.length) return;
     const line = `waiting for spire-controller-manager to make the relationships with ${missing.map((m) => m.td).join(', ')}`;
-    if (Date.now() > deadline) throw new Error(`${line}: not done after ${Math.round(timeoutMs / 1000)} s`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${line}: not done after ${Math.round(timeoutMs / 1000)} s${lastError ? ` (last error: ${lastError.message})` : ''}`,
+        lastError ? { cause: lastError } : {},
+      );
     if (line !== said) {
       said = line;
       progress(line);

@@ -242,20 +242,24 @@ export function classify(e: unknown): ErrorClass {
   // A refusal anywhere on the chain wins: no wrapper may turn it into something to retry.
   for (const x of causeChain(e))
     if (x instanceof BundleOwnerError) return cls('refused', false, 'a security check refused it');
+  let spire = false;
   for (const x of causeChain(e)) {
     const s = statusOf(x);
     if (s) return classifyStatus(s);
-    if (x instanceof SpireCliError)
-      return x.grpcCode === undefined
-        ? cls('unknown', false, 'spire-server failed without a gRPC code')
-        : RETRYABLE_GRPC.has(x.grpcCode)
+    if (x instanceof SpireCliError) {
+      spire = true;
+      // No gRPC code: the command may not have run at all; what it could not reach is further down the chain.
+      if (x.grpcCode !== undefined)
+        return RETRYABLE_GRPC.has(x.grpcCode)
           ? cls('unavailable', true, `SPIRE answered ${x.grpcCode}`)
           : cls('failed', false, `SPIRE answered ${x.grpcCode}`);
+    }
   }
   const code = errorCode(e);
   if (code && RETRYABLE_CODES.has(code)) return cls('connection', true, `${code}: no answer`);
   if (code && TLS_CODES.has(code)) return cls('tls', false, `${code}: TLS verification failed`);
   if (code === 'ENOTFOUND') return cls('connection', false, 'ENOTFOUND: the name does not resolve');
+  if (spire) return cls('unknown', false, 'spire-server failed without a gRPC code');
   return cls('unknown', false, code ?? (e instanceof Error ? e.name : typeof e));
 }
 

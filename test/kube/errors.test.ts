@@ -17,10 +17,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ApiException } from '@kubernetes/client-node';
+import { BUNDLE_ENDPOINT_SERVICE, currentAddress, SPIRE_SERVER_POD } from '../../src/engine/discover.js';
 import { BundleOwnerError } from '../../src/federation/engine.js';
-import { SpireCliError } from '../../src/federation/spire-cli.js';
+import { SpireCliError, SpireServerCli } from '../../src/federation/spire-cli.js';
+import { podServerTransport } from '../../src/federation/transport.js';
 import { type ClusterClient, clientFromKubeconfig, type KubeObject } from '../../src/kube/client.js';
 import { classify, errorCode, KubeApiError, KubeRequestError } from '../../src/kube/errors.js';
+import { tokenAccepted } from '../../src/verify/post.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mf-errors-'));
 const servers: Array<Server | HttpsServer> = [];
@@ -45,7 +48,7 @@ function selfSigned(name: string): { cert: string; key: string } {
   return { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
 }
 
-function kubeconfig(server: string, ca?: string): string {
+function kubeconfig(server: string, ca?: string, token = 't'): string {
   return JSON.stringify({
     apiVersion: 'v1',
     kind: 'Config',
@@ -58,7 +61,7 @@ function kubeconfig(server: string, ca?: string): string {
         },
       },
     ],
-    users: [{ name: 'u', user: { token: 't' } }],
+    users: [{ name: 'u', user: { token } }],
     contexts: [{ name: 'cluster-1', context: { cluster: 'c', user: 'u' } }],
     'current-context': 'cluster-1',
   });
@@ -215,6 +218,8 @@ const ANSWERS: Record<string, { code: number; body: Record<string, unknown> }> =
   },
 };
 
+let apiServer: { url: string; ca: string };
+
 describe('classify: answers of an API server, through the client', () => {
   let client: ClusterClient;
   before(async () => {
@@ -226,14 +231,40 @@ describe('classify: answers of an API server, through the client', () => {
       };
       const url = new URL(req.url ?? '/', 'https://x');
       if (url.pathname === '/api/v1')
-        return send(200, { resources: [{ name: 'configmaps', kind: 'ConfigMap', namespaced: true }] });
+        return send(200, {
+          resources: [
+            { name: 'configmaps', kind: 'ConfigMap', namespaced: true },
+            { name: 'pods', kind: 'Pod', namespaced: true },
+          ],
+        });
+      if (url.pathname === '/api/v1/namespaces/istio-system/pods') {
+        // As kube-apiserver answers a token it does not know, and one it knows but does not allow.
+        if (req.headers.authorization === 'Bearer stale')
+          return send(401, {
+            kind: 'Status',
+            status: 'Failure',
+            message: 'Unauthorized',
+            reason: 'Unauthorized',
+            code: 401,
+          });
+        return send(403, {
+          kind: 'Status',
+          status: 'Failure',
+          message:
+            'pods is forbidden: User "system:serviceaccount:istio-system:reader-401" cannot list resource "pods" in API group "" in the namespace "istio-system"',
+          reason: 'Forbidden',
+          details: { kind: 'pods' },
+          code: 403,
+        });
+      }
       const name = url.pathname.split('/').pop() ?? '';
       if (req.method === 'GET') return send(404, { kind: 'Status', reason: 'NotFound', code: 404 });
       const a = ANSWERS[name];
       return a ? send(a.code, a.body) : send(200, {});
     });
     const port = await listening(server);
-    client = clientFromKubeconfig(kubeconfig(`https://127.0.0.1:${port}`, cert));
+    apiServer = { url: `https://127.0.0.1:${port}`, ca: cert };
+    client = clientFromKubeconfig(kubeconfig(apiServer.url, cert));
   });
 
   const applied = async (name: string) =>
@@ -385,5 +416,74 @@ describe('classify: errors of other types', () => {
     const e = new Error('cluster-1: PATCH /api: connect ECONNREFUSED 127.0.0.1:6443');
     assert.equal(classify(e).kind, 'unknown');
     assert.equal(classify(e).retry, false);
+  });
+});
+
+describe('every failure keeps its cause', () => {
+  test('spire-server through an exec that cannot open: a SpireCliError naming the command, the exec error its cause', async () => {
+    const cli = new SpireServerCli(
+      podServerTransport(clientFromKubeconfig(kubeconfig('https://127.0.0.1:1')), SPIRE_SERVER_POD),
+    );
+    const e = await rejection(cli.ownBundle('foo.com'));
+    assert.ok(e instanceof SpireCliError, String(e));
+    assert.match(e.message, /^cluster-1: spire\/spire-server-0: spire-server bundle show: /);
+    assert.ok(e.cause instanceof KubeRequestError, String(e.cause));
+    assert.deepEqual(classify(e), { kind: 'connection', retry: true, why: 'ECONNREFUSED: no answer' });
+  });
+
+  test("a failed healthcheck says why: the CLI's own words, or why it could not run", async () => {
+    const cli = new SpireServerCli({
+      target: 't',
+      run: async () => ({
+        code: 1,
+        stdout: '',
+        stderr:
+          'Error: rpc error: code = Unavailable desc = connection error: dial unix /tmp/spire-server/private/api.sock: connect: no such file or directory\n',
+      }),
+    });
+    assert.match((await cli.healthcheck()) ?? '', /code = Unavailable .*api\.sock/);
+    const down = new SpireServerCli({
+      target: 't',
+      run: () =>
+        Promise.reject(
+          new KubeRequestError(
+            'cluster-1: exec in spire/spire-server-0/spire-server: Unexpected server response: 404',
+          ),
+        ),
+    });
+    assert.match((await down.healthcheck()) ?? '', /Unexpected server response: 404/);
+    assert.equal(await down.healthy(), false);
+  });
+
+  test('reading a Service\'s address: a 403 is an error, not "no address"; no Service is no address', async () => {
+    const forbidden = new KubeApiError(
+      'cluster-1: get Service spire/x: services "x" is forbidden',
+      403,
+      'Forbidden',
+    );
+    const client = (get: () => Promise<KubeObject | undefined>) =>
+      ({ context: 'cluster-1', get }) as unknown as ClusterClient;
+    const e = await rejection(
+      currentAddress(
+        client(() => Promise.reject(forbidden)),
+        BUNDLE_ENDPOINT_SERVICE,
+      ),
+    );
+    assert.equal(e, forbidden);
+    assert.equal(
+      await currentAddress(
+        client(async () => undefined),
+        BUNDLE_ENDPOINT_SERVICE,
+      ),
+      undefined,
+    );
+  });
+
+  test("MF209's token check: a 401 is a rejected token; a 403 whose message has '401' in it is not", async () => {
+    const stale = await tokenAccepted(kubeconfig(apiServer.url, apiServer.ca, 'stale'), 5_000);
+    assert.match(stale ?? '', /^token rejected \(401\): /);
+    const notAllowed = await tokenAccepted(kubeconfig(apiServer.url, apiServer.ca, 'reader'), 5_000);
+    assert.ok(notAllowed && !/token rejected/.test(notAllowed), notAllowed);
+    assert.match(notAllowed, /reader-401" cannot list resource "pods"/);
   });
 });
