@@ -156,11 +156,16 @@ export function causeChain(e: unknown): unknown[] {
   return out;
 }
 
-/** The first string `code` on the chain (ECONNREFUSED, UND_ERR_SOCKET, CERT_HAS_EXPIRED, …). */
+/**
+ * The first Node/undici/OpenSSL code on the chain (ECONNREFUSED,
+ * UND_ERR_SOCKET, CERT_HAS_EXPIRED, …): an upper-case constant, so that a
+ * wrapper's own lower-case code (BundleEndpointError's 'connect') does not
+ * hide the Node error's below it.
+ */
 export function errorCode(e: unknown): string | undefined {
   for (const x of causeChain(e)) {
     const code = (x as { code?: unknown } | null)?.code;
-    if (typeof code === 'string') return code;
+    if (typeof code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(code)) return code;
   }
   return undefined;
 }

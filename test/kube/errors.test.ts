@@ -23,6 +23,7 @@ import { SpireCliError, SpireServerCli } from '../../src/federation/spire-cli.js
 import { podServerTransport } from '../../src/federation/transport.js';
 import { type ClusterClient, clientFromKubeconfig, type KubeObject } from '../../src/kube/client.js';
 import { classify, errorCode, KubeApiError, KubeRequestError } from '../../src/kube/errors.js';
+import { BundleEndpointError, fetchBundle } from '../../src/spiffe/endpoint.js';
 import { tokenAccepted } from '../../src/verify/post.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mf-errors-'));
@@ -380,6 +381,22 @@ describe('classify: requests that get no answer, by the Node code on the cause c
     );
     await new Promise((r) => s.close(r));
     const e = await rejection(fetch(`http://127.0.0.1:${port}/`));
+    assert.equal(errorCode(e), 'ECONNREFUSED');
+    assert.equal(classify(e).retry, true);
+  });
+});
+
+describe('classify: wrappers with codes of their own', () => {
+  test("a bundle endpoint not reached: BundleEndpointError's 'connect' does not hide Node's ECONNREFUSED below it", async () => {
+    const bundle = { trustDomain: 'foo.com', x509Authorities: [], jwtAuthorities: new Map() };
+    const e = await rejection(
+      fetchBundle('https://127.0.0.1:1', 'foo.com', {
+        type: 'https_spiffe',
+        endpointSpiffeId: 'spiffe://foo.com/spire/server',
+        bundle,
+      }),
+    );
+    assert.ok(e instanceof BundleEndpointError && e.code === 'connect', String(e));
     assert.equal(errorCode(e), 'ECONNREFUSED');
     assert.equal(classify(e).retry, true);
   });
