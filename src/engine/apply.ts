@@ -9,6 +9,7 @@ import {
   type ApplyAction,
   type ClusterClient,
   describeRef,
+  KindNotServedError,
   KubeApiError,
   type KubeObject,
   refOf,
@@ -172,9 +173,10 @@ export async function applyObjects(
           return {
             object: desired,
             action: 'created',
-            note: /does not serve/.test(e.message)
-              ? 'its CRD is not installed yet, so the server could not check it'
-              : 'its namespace is not there yet, so the server could not check it',
+            note:
+              e instanceof KindNotServedError
+                ? 'its CRD is not installed yet, so the server could not check it'
+                : 'its namespace is not there yet, so the server could not check it',
           };
         throw e;
       }

@@ -113,6 +113,11 @@ export const refOf = (o: KubeObject): ObjectRef => ({
 export const describeRef = (r: ObjectRef): string =>
   `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
 
+/** A 404 because the API server does not serve the kind at all (its CRD is not there), not because the object is absent. */
+export class KindNotServedError extends KubeApiError {
+  override name = 'KindNotServedError';
+}
+
 export class KubeconfigError extends Error {
   override name = 'KubeconfigError';
 }
@@ -235,7 +240,7 @@ class HttpsClusterClient implements ClusterClient {
     let r = this.resources.get(apiVersion)?.get(kind);
     if (!r) r = (await this.discover(apiVersion)).get(kind);
     if (!r)
-      throw new KubeApiError(
+      throw new KindNotServedError(
         `${this.context}: the API server does not serve ${kind} in ${apiVersion} (is its CRD installed and Established?)`,
         404,
         'NotFound',

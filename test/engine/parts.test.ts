@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { countsOf, ownedBy, retrying, withMark } from '../../src/engine/apply.js';
+import { applyObjects, countsOf, ownedBy, retrying, withMark } from '../../src/engine/apply.js';
 import { bootstrapUntilDone } from '../../src/engine/bootstrap.js';
 import { withoutEmptyCaBundles } from '../../src/engine/desired.js';
 import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
@@ -22,7 +22,12 @@ import { mirrorPath, parseManifests, UpstreamError, UpstreamSource } from '../..
 import { BundleOwnerError, type FederationMember } from '../../src/federation/engine.js';
 import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { defaultFleet } from '../../src/fleet/load.js';
-import { type ClusterClient, KubeApiError, type KubeObject } from '../../src/kube/client.js';
+import {
+  type ClusterClient,
+  KindNotServedError,
+  KubeApiError,
+  type KubeObject,
+} from '../../src/kube/client.js';
 import { READER_TOKEN_SECRET } from '../../src/render/remote-secret.js';
 import { type Bundle, bundleToJwks } from '../../src/spiffe/bundle.js';
 import { type BundleEndpointServer, serveBundle } from '../../src/spiffe/endpoint.js';
@@ -257,6 +262,27 @@ describe('retries', () => {
       });
       assert.equal(calls, 3, `${status}`);
     }
+  });
+
+  test("a dry run's 404s are notes: a kind not served (its CRD not there yet) by the error's type, else the namespace", async () => {
+    const client = {
+      context: 'cluster-1',
+      apply: async (o: KubeObject) => {
+        if (o.kind === 'ClusterSPIFFEID')
+          throw new KindNotServedError('cluster-1: no such kind', 404, 'NotFound');
+        throw new KubeApiError(
+          'cluster-1: apply ConfigMap spire/x: namespaces "spire" not found',
+          404,
+          'NotFound',
+        );
+      },
+    } as unknown as ClusterClient;
+    const crd = { apiVersion: 'spire.spiffe.io/v1alpha1', kind: 'ClusterSPIFFEID', metadata: { name: 'x' } };
+    const r = await applyObjects(client, [CM('x'), crd], { fleet: 'mesh', phase: 'spire', dryRun: true });
+    assert.deepEqual(r.map((a) => `${a.object.kind}: ${a.note}`).sort(), [
+      'ClusterSPIFFEID: its CRD is not installed yet, so the server could not check it',
+      'ConfigMap: its namespace is not there yet, so the server could not check it',
+    ]);
   });
 
   test('a retried remote secret counts its token Secret once, as created', async () => {
