@@ -98,6 +98,11 @@ export class UpError extends Error {
   }
 }
 
+/** What a cluster waiting at a barrier is stopped with when a peer failed: not a failure of its own. */
+class PeerFailedError extends Error {
+  override name = 'PeerFailedError';
+}
+
 /**
  * A meeting point for the clusters of a phase: each arrives with a value;
  * `all` resolves once every cluster has arrived, and rejects as soon as one
@@ -115,7 +120,7 @@ class Barrier<T> {
   }
   fail(name: string, why: string) {
     if (this.failed) return;
-    this.failed = new Error(`${name} failed (${why})`);
+    this.failed = new PeerFailedError(`${name} failed (${why})`);
     for (const w of this.waiters.splice(0)) w.reject(this.failed);
   }
   all(): Promise<Map<string, T>> {
@@ -341,15 +346,19 @@ export async function up(o: UpOptions): Promise<UpResult> {
             cluster: names[i]!,
             phase: ((s.reason as { phase?: EnginePhase }).phase ?? 'namespaces') as EnginePhase,
             error: (s.reason as Error).message,
+            peer: s.reason instanceof PeerFailedError,
           },
         ]
       : [],
   );
   // A cluster that stopped only because a peer failed is not a failure of its own.
-  const own = failures.filter((f) => !/^\S+ failed \(/.test(f.error));
+  const own = failures.filter((f) => !f.peer);
   if (failures.length) {
     const shown = own.length ? own : failures;
-    throw new UpError(shown.map((f) => `${f.cluster}: ${f.phase}: ${f.error}`).join('\n'), shown);
+    throw new UpError(
+      shown.map((f) => `${f.cluster}: ${f.phase}: ${f.error}`).join('\n'),
+      shown.map(({ cluster, phase, error }) => ({ cluster, phase, error })),
+    );
   }
   const clusters = settled.map((s) => (s as PromiseFulfilledResult<ClusterResult>).value);
   const writes = clusters
