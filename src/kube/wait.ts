@@ -54,7 +54,8 @@ export async function waitHealthy(
             s.error = (e as Error).message;
             const c = classify(e);
             // 401, 403, a TLS failure: reading it again will not help, so the wait ends now, saying why.
-            if (!c.retry && c.kind !== 'unknown')
+            // (Not a 404: a kind not served yet, just after an API server restart, can come back.)
+            if (c.kind === 'unauthorized' || c.kind === 'forbidden' || c.kind === 'tls')
               throw new WaitError(
                 `${client.context}: cannot read ${describeRef(s.ref)} while waiting for it (${c.why}): ${s.error}`,
                 [{ ref: s.ref, health: s.health }],
