@@ -383,7 +383,7 @@ export function storedForm(secret: KubeObject): KubeObject {
 }
 
 /** Every federated pair's bundles, through pod exec into each cluster's SPIRE server. */
-function bootstrapFleet(
+async function bootstrapFleet(
   o: UpOptions,
   clientOf: (cluster: string) => ClusterClient,
   bundleEndpoints: Record<string, string>,
