@@ -219,6 +219,7 @@ class HttpsClusterClient implements ClusterClient {
       s.reason || undefined,
       conflictsOf(s),
       s.details?.causes ?? [],
+      s.kind === 'Status',
     );
   }
 

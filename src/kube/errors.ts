@@ -38,6 +38,8 @@ export class KubeApiError extends Error {
     readonly conflicts: Array<{ manager: string; field: string }> = [],
     /** The Status's details.causes, as the server sent them. */
     readonly causes: StatusCause[] = [],
+    /** Whether the answer was a Kubernetes Status (not, say, a proxy's error page). */
+    readonly isStatus = true,
   ) {
     super(message);
   }
@@ -176,15 +178,27 @@ interface ApiExceptionShape {
   body?: unknown;
 }
 
-function statusOf(
-  x: unknown,
-): { status: number; reason: string | undefined; causes: StatusCause[]; conflicts: boolean } | undefined {
+interface StatusFacts {
+  status: number;
+  reason: string | undefined;
+  causes: StatusCause[];
+  conflicts: boolean;
+  isStatus: boolean;
+}
+
+function statusOf(x: unknown): StatusFacts | undefined {
   if (x instanceof KubeApiError)
-    return { status: x.status, reason: x.reason, causes: x.causes, conflicts: x.conflicts.length > 0 };
+    return {
+      status: x.status,
+      reason: x.reason,
+      causes: x.causes,
+      conflicts: x.conflicts.length > 0,
+      isStatus: x.isStatus,
+    };
   const a = x as ApiExceptionShape | null;
   if (a instanceof Error && typeof a.code === 'number') {
     const body = (typeof a.body === 'string' ? safeJson(a.body) : a.body) as
-      | { reason?: string; details?: { causes?: StatusCause[] } }
+      | { kind?: string; reason?: string; details?: { causes?: StatusCause[] } }
       | undefined;
     const causes = body?.details?.causes ?? [];
     return {
@@ -192,6 +206,7 @@ function statusOf(
       reason: body?.reason || undefined,
       causes,
       conflicts: causes.some((c) => c.reason === 'FieldManagerConflict'),
+      isStatus: body?.kind === 'Status',
     };
   }
   return undefined;
@@ -207,12 +222,7 @@ function safeJson(text: string): unknown {
 
 const cls = (kind: ErrorKind, retry: boolean, why: string): ErrorClass => ({ kind, retry, why });
 
-function classifyStatus(s: {
-  status: number;
-  reason: string | undefined;
-  causes: StatusCause[];
-  conflicts: boolean;
-}): ErrorClass {
+function classifyStatus(s: StatusFacts): ErrorClass {
   const { status, reason } = s;
   const http = `HTTP ${status}${reason ? ` ${reason}` : ''}`;
   if (status === 429 || reason === 'TooManyRequests')
@@ -232,6 +242,14 @@ function classifyStatus(s: {
       return cls('unavailable', true, `${http}: the API server or what it calls is not answering yet`);
     if (status === 500 && reason && RETRYABLE_REASONS.has(reason))
       return cls('unavailable', true, `${http}: the API server or what it calls failed for now`);
+    // The kube-apiserver's own 500 with no reason (StatusReasonUnknown): an error it could not
+    // turn into a Status. A 500 that is not a Status at all came from something in between.
+    if (status === 500 && !reason && !s.isStatus)
+      return cls(
+        'unavailable',
+        true,
+        'HTTP 500 that is not a Kubernetes Status: something in between failed',
+      );
     if (status === 500 && !reason)
       return cls(
         'invalid',

@@ -260,6 +260,11 @@ describe('classify: answers of an API server, through the client', () => {
       }
       const name = url.pathname.split('/').pop() ?? '';
       if (req.method === 'GET') return send(404, { kind: 'Status', reason: 'NotFound', code: 404 });
+      if (name === 'proxy') {
+        // A proxy in front of the API server, not the API server: a page, no Status.
+        res.writeHead(500, { 'Content-Type': 'text/html' });
+        return res.end('<html><body>Internal Server Error</body></html>');
+      }
       const a = ANSWERS[name];
       return a ? send(a.code, a.body) : send(200, {});
     });
@@ -316,6 +321,13 @@ describe('classify: answers of an API server, through the client', () => {
       assert.equal(c.kind, kind, name);
       assert.equal(c.retry, true, name);
     }
+  });
+
+  test('a 500 that is not a Kubernetes Status (a proxy in between) is retried', async () => {
+    const e = await applied('proxy');
+    assert.ok(e instanceof KubeApiError && e.status === 500 && !e.isStatus, String(e));
+    assert.equal(classify(e).kind, 'unavailable');
+    assert.equal(classify(e).retry, true);
   });
 
   test('a 409 without a field-manager cause (the object changed under a read) is retried: the caller reads again', () => {
