@@ -272,10 +272,13 @@ export function classify(e: unknown): ErrorClass {
     if (x instanceof SpireCliError) {
       spire = true;
       // No gRPC code: the command may not have run at all; what it could not reach is further down the chain.
-      if (x.grpcCode !== undefined)
-        return RETRYABLE_GRPC.has(x.grpcCode)
-          ? cls('unavailable', true, `SPIRE answered ${x.grpcCode}`)
-          : cls('failed', false, `SPIRE answered ${x.grpcCode}`);
+      if (x.grpcCode !== undefined) {
+        if (RETRYABLE_GRPC.has(x.grpcCode)) return cls('unavailable', true, `SPIRE answered ${x.grpcCode}`);
+        // Internal and Unknown say nothing about whether it lasts (a datastore still opening, or a bug).
+        if (x.grpcCode === 'Internal' || x.grpcCode === 'Unknown')
+          return cls('unknown', false, `SPIRE answered ${x.grpcCode}`);
+        return cls('failed', false, `SPIRE answered ${x.grpcCode}`);
+      }
     }
   }
   const code = errorCode(e);

@@ -435,10 +435,11 @@ describe('classify: errors of other types', () => {
     assert.equal(classify(wrapped).kind, 'refused');
   });
 
-  test('spire-server: Unavailable is retried, PermissionDenied is not; no gRPC code is unknown', () => {
+  test('spire-server: Unavailable is retried, PermissionDenied is not; no gRPC code, Internal and Unknown are unknown', () => {
     assert.equal(classify(new SpireCliError('x', 't', 'Unavailable')).retry, true);
     assert.equal(classify(new SpireCliError('x', 't', 'PermissionDenied')).retry, false);
     assert.equal(classify(new SpireCliError('x', 't')).kind, 'unknown');
+    assert.equal(classify(new SpireCliError('x', 't', 'Internal')).kind, 'unknown');
   });
 
   test('an error of no known type with a message that mentions a code is not classified by its message', () => {
