@@ -135,7 +135,13 @@ describe('bad input: exit 2 and no cluster written; an invalid object fails at o
           deadlineMs,
         );
       }),
-    ]).finally(() => clearTimeout(timer));
+    ])
+      .catch(async (e: unknown) => {
+        // Failed at the deadline: let the run end (its retries are bounded by --timeout) before the lab goes.
+        await run;
+        throw e;
+      })
+      .finally(() => clearTimeout(timer));
     const seconds = (Date.now() - t0) / 1000;
     assert.notEqual(r.code, 0, r.stdout);
     assert.match(
