@@ -1,18 +1,20 @@
 /**
  * Applying a set of objects to one cluster: in waves (order.ts), in parallel
  * within a wave, CRDs Established before anything after them, every object
- * marked as created by meshfed or found, and transient API failures (a
- * restarting API server, 429, 5xx, a webhook not serving yet) retried within
- * a bound.
+ * marked as created by meshfed or found, and failures a retry can heal (a
+ * restarting API server, 429, 503, a webhook not serving yet) retried within
+ * a bound; an object the API server rejects fails at once, named.
  */
 import {
   type ApplyAction,
   type ClusterClient,
   describeRef,
+  KindNotServedError,
   KubeApiError,
   type KubeObject,
   refOf,
 } from '../kube/client.js';
+import { retryable } from '../kube/errors.js';
 import { waitHealthy } from '../kube/wait.js';
 import {
   CREATED_ANNOTATION,
@@ -22,6 +24,7 @@ import {
   MANAGED_BY_LABEL,
   PHASE_LABEL,
 } from '../render/meta.js';
+import { identity } from './desired.js';
 import { applyWaves, mapLimit } from './order.js';
 
 export type EnginePhase =
@@ -99,15 +102,12 @@ export function withMark(
   return { ...desired, metadata };
 }
 
-/** Errors worth another try: no connection, the API server busy or restarting, a webhook not up yet. */
-export function transient(e: unknown): boolean {
-  if (e instanceof KubeApiError)
-    return e.status === 429 || e.status >= 500 || e.reason === 'ServiceUnavailable' || e.reason === 'Timeout';
-  const m = (e as Error).message ?? '';
-  return /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|socket hang up|no answer from|EAI_AGAIN/.test(m);
-}
-
-/** Runs `fn` again on transient errors, with backoff, until `deadlineMs` has passed. */
+/**
+ * Runs `fn` again on errors a retry can heal (kube/errors.ts `classify`),
+ * with backoff, until `deadlineMs` has passed; any other error is thrown at
+ * once. `fn` runs whole each time, so it must be idempotent: it returns
+ * what it did rather than adding to a list outside.
+ */
 export async function retrying<T>(
   fn: () => Promise<T>,
   o: { deadlineMs?: number; onRetry?: (e: Error) => void } = {},
@@ -118,7 +118,7 @@ export async function retrying<T>(
     try {
       return await fn();
     } catch (e) {
-      if (!transient(e) || Date.now() + delay > end) throw e;
+      if (!retryable(e) || Date.now() + delay > end) throw e;
       o.onRetry?.(e as Error);
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 5_000);
@@ -173,9 +173,10 @@ export async function applyObjects(
           return {
             object: desired,
             action: 'created',
-            note: /does not serve/.test(e.message)
-              ? 'its CRD is not installed yet, so the server could not check it'
-              : 'its namespace is not there yet, so the server could not check it',
+            note:
+              e instanceof KindNotServedError
+                ? 'its CRD is not installed yet, so the server could not check it'
+                : 'its namespace is not there yet, so the server could not check it',
           };
         throw e;
       }
@@ -195,4 +196,22 @@ export function countsOf(applied: Applied[]): Counts {
   const c = noCounts();
   for (const a of applied) c[a.action]++;
   return c;
+}
+
+const STRENGTH = { created: 2, updated: 1, unchanged: 0 } as const;
+
+/**
+ * One outcome per object when it was applied more than once (a step applied
+ * twice, a retried closure): created beats updated beats unchanged, so an
+ * object created by the first try and found by the second counts once, as
+ * created.
+ */
+export function strongest(applied: Applied[]): Applied[] {
+  const by = new Map<string, Applied>();
+  for (const a of applied) {
+    const k = identity(a.object);
+    const had = by.get(k);
+    if (!had || STRENGTH[a.action] > STRENGTH[had.action]) by.set(k, a);
+  }
+  return [...by.values()];
 }

@@ -91,10 +91,19 @@ export async function serviceAddress(
   }
 }
 
-/** The address a Service has now, without waiting; undefined when it has none (yet). */
-export function currentAddress(
+/**
+ * The address a Service has now, without waiting; undefined when it has none
+ * (yet): no Service, no such port, no load balancer address. Failing to read
+ * it (403, no connection) is an error, not "no address".
+ */
+export async function currentAddress(
   client: ClusterClient,
   svc: { namespace: string; name: string; portName?: string },
 ): Promise<string | undefined> {
-  return serviceAddress(client, svc, { timeoutMs: 0 }).catch(() => undefined);
+  try {
+    return await serviceAddress(client, svc, { timeoutMs: 0 });
+  } catch (e) {
+    if (e instanceof DiscoveryError) return undefined;
+    throw e;
+  }
 }

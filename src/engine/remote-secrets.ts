@@ -13,6 +13,7 @@ import {
   readerTokenSecret,
   remoteSecret,
 } from '../render/remote-secret.js';
+import { type Applied, type ApplyRun, applyObjects, retrying, strongest } from './apply.js';
 
 export interface RemoteSecretOptions {
   /** The API server URL peers use (default: the client's, from the kubeconfig). */
@@ -64,4 +65,30 @@ export async function remoteSecretOf(
       );
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/**
+ * The engine's form of remoteSecretOf: the reader's token Secret applied
+ * with meshfed's marks, the whole retried on what can heal. What was applied
+ * is gathered across the tries and returned once per object (the first try
+ * may have created the Secret before it failed; the next finds it), so a
+ * retry never counts an object twice.
+ */
+export async function readerRemoteSecret(
+  client: ClusterClient,
+  cluster: string,
+  run: ApplyRun & { timeoutMs: number },
+): Promise<{ secret: KubeObject; applied: Applied[] }> {
+  const applied: Applied[] = [];
+  const secret = await retrying(
+    () =>
+      remoteSecretOf(client, cluster, {
+        timeoutMs: run.timeoutMs,
+        applyTokenSecret: async (s) => {
+          applied.push(...(await applyObjects(client, [s], run)));
+        },
+      }),
+    { deadlineMs: run.timeoutMs },
+  );
+  return { secret, applied: strongest(applied) };
 }

@@ -20,7 +20,7 @@
  * killed converges when run again.
  */
 
-import { bootstrap, type FederationMember } from '../federation/engine.js';
+import type { FederationMember } from '../federation/engine.js';
 import { SpireServerCli } from '../federation/spire-cli.js';
 import { podServerTransport } from '../federation/transport.js';
 import type { Fleet } from '../fleet/model.js';
@@ -37,13 +37,15 @@ import {
   ENGINE_PHASES,
   type EnginePhase,
   retrying,
+  strongest,
 } from './apply.js';
+import { bootstrapUntilDone } from './bootstrap.js';
 import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';
 import { BUNDLE_ENDPOINT_SERVICE, EAST_WEST_SERVICE, SPIRE_SERVER_POD, serviceAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
 import { mapLimit } from './order.js';
 import type { ProgressStore } from './progress.js';
-import { remoteSecretOf } from './remote-secrets.js';
+import { readerRemoteSecret } from './remote-secrets.js';
 
 export interface EngineEvent {
   cluster?: string;
@@ -96,6 +98,11 @@ export class UpError extends Error {
   }
 }
 
+/** What a cluster waiting at a barrier is stopped with when a peer failed: not a failure of its own. */
+class PeerFailedError extends Error {
+  override name = 'PeerFailedError';
+}
+
 /**
  * A meeting point for the clusters of a phase: each arrives with a value;
  * `all` resolves once every cluster has arrived, and rejects as soon as one
@@ -113,7 +120,7 @@ class Barrier<T> {
   }
   fail(name: string, why: string) {
     if (this.failed) return;
-    this.failed = new Error(`${name} failed (${why})`);
+    this.failed = new PeerFailedError(`${name} failed (${why})`);
     for (const w of this.waiters.splice(0)) w.reject(this.failed);
   }
   all(): Promise<Map<string, T>> {
@@ -276,19 +283,9 @@ export async function up(o: UpOptions): Promise<UpResult> {
               break;
             }
             await barriers.istio.all();
-            const tokenApplied: Applied[] = [];
-            const mine = await retrying(() =>
-              remoteSecretOf(client, cluster, {
-                timeoutMs,
-                applyTokenSecret: async (s) => {
-                  wanted.push(s);
-                  tokenApplied.push(
-                    ...(await applyObjects(client, [s], { fleet: fleet.name, phase, timeoutMs })),
-                  );
-                },
-              }),
-            );
-            barriers.remoteSecret.arrive(cluster, storedForm(mine));
+            const mine = await readerRemoteSecret(client, cluster, { fleet: fleet.name, phase, timeoutMs });
+            wanted.push(...mine.applied.map((a) => a.object));
+            barriers.remoteSecret.arrive(cluster, storedForm(mine.secret));
             const secrets = await barriers.remoteSecret.all();
             const peers = peersOf(fleet, cluster).map((p) => secrets.get(p.name)!);
             wanted.push(...peers);
@@ -300,7 +297,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
               }`,
             );
             applied = [
-              ...tokenApplied,
+              ...mine.applied,
               ...(await applyObjects(client, peers, { fleet: fleet.name, phase, timeoutMs })),
             ];
             break;
@@ -349,15 +346,19 @@ export async function up(o: UpOptions): Promise<UpResult> {
             cluster: names[i]!,
             phase: ((s.reason as { phase?: EnginePhase }).phase ?? 'namespaces') as EnginePhase,
             error: (s.reason as Error).message,
+            peer: s.reason instanceof PeerFailedError,
           },
         ]
       : [],
   );
   // A cluster that stopped only because a peer failed is not a failure of its own.
-  const own = failures.filter((f) => !/^\S+ failed \(/.test(f.error));
+  const own = failures.filter((f) => !f.peer);
   if (failures.length) {
     const shown = own.length ? own : failures;
-    throw new UpError(shown.map((f) => `${f.cluster}: ${f.phase}: ${f.error}`).join('\n'), shown);
+    throw new UpError(
+      shown.map((f) => `${f.cluster}: ${f.phase}: ${f.error}`).join('\n'),
+      shown.map(({ cluster, phase, error }) => ({ cluster, phase, error })),
+    );
   }
   const clusters = settled.map((s) => (s as PromiseFulfilledResult<ClusterResult>).value);
   const writes = clusters
@@ -381,19 +382,6 @@ export function storedForm(secret: KubeObject): KubeObject {
   return { ...rest, data: { ...((rest.data as Record<string, string> | undefined) ?? {}), ...data } };
 }
 
-const STRENGTH = { created: 2, updated: 1, unchanged: 0 } as const;
-
-/** One outcome per object when it was applied twice: created beats updated beats unchanged. */
-function strongest(applied: Applied[]): Applied[] {
-  const by = new Map<string, Applied>();
-  for (const a of applied) {
-    const k = identity(a.object);
-    const had = by.get(k);
-    if (!had || STRENGTH[a.action] > STRENGTH[had.action]) by.set(k, a);
-  }
-  return [...by.values()];
-}
-
 /** Every federated pair's bundles, through pod exec into each cluster's SPIRE server. */
 async function bootstrapFleet(
   o: UpOptions,
@@ -410,23 +398,10 @@ async function bootstrapFleet(
       spiffeId: `spiffe://${c.trustDomain}/spire/server`,
     },
   }));
-  progress(`bootstrapping ${o.fleet.federation.pairs.length} federated pairs`);
-  const deadline = Date.now() + (o.timeoutMs ?? 300_000);
-  for (;;) {
-    const steps = await bootstrap(members, o.fleet.federation.pairs);
-    const failed = steps.filter((s) => s.result === 'failed');
-    if (!failed.length) {
-      const n = (r: string) => steps.filter((s) => s.result === r).length;
-      progress(`bundles: ${n('created')} set, ${n('updated')} updated, ${n('unchanged')} already current`);
-      return;
-    }
-    if (Date.now() > deadline)
-      throw new Error(failed.map((f) => `${f.holder} ← ${f.peer}: ${f.error}`).join('; '));
-    progress(
-      `retrying the bootstrap: ${failed[0]!.holder} ← ${failed[0]!.peer}: ${failed[0]!.error?.split('\n')[0]}`,
-    );
-    await new Promise((r) => setTimeout(r, 2_000));
-  }
+  return bootstrapUntilDone(members, o.fleet.federation.pairs, {
+    timeoutMs: o.timeoutMs ?? 300_000,
+    progress,
+  });
 }
 
 /** Waits until spire-controller-manager has made each relationship in the cluster's server. */
@@ -446,13 +421,21 @@ async function waitRelationships(
   const deadline = Date.now() + timeoutMs;
   let said = '';
   for (;;) {
-    const have = await server.relationships().catch(() => undefined);
+    let lastError: Error | undefined;
+    const have = await server.relationships().catch((e: unknown) => {
+      lastError = e as Error;
+      return undefined;
+    });
     const missing = want.filter(
       (w) => !have?.some((r) => r.trustDomain === w.td && r.bundleEndpointUrl === w.url),
     );
     if (have && !missing.length) return;
     const line = `waiting for spire-controller-manager to make the relationships with ${missing.map((m) => m.td).join(', ')}`;
-    if (Date.now() > deadline) throw new Error(`${line}: not done after ${Math.round(timeoutMs / 1000)} s`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${line}: not done after ${Math.round(timeoutMs / 1000)} s${lastError ? ` (last error: ${lastError.message})` : ''}`,
+        lastError ? { cause: lastError } : {},
+      );
     if (line !== said) {
       said = line;
       progress(line);

@@ -65,6 +65,8 @@ export interface PairStep {
   peer: string;
   result: StepResult;
   error?: string;
+  /** What failed, as thrown: its type tells a refusal from a server that is not up yet. */
+  cause?: unknown;
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -129,6 +131,7 @@ export async function verifiedOwnBundle(m: FederationMember): Promise<Bundle> {
     if (e instanceof BundleEndpointError && (e.code === 'connect' || e.code === 'timeout')) return bundle;
     throw new BundleOwnerError(
       `the bundle read from ${m.server.target} is not ${m.trustDomain}'s: it does not authenticate ${m.bundleEndpoint.url} as ${m.bundleEndpoint.spiffeId} (${message(e)})`,
+      { cause: e },
     );
   }
   return bundle;
@@ -147,7 +150,7 @@ export async function bootstrap(members: FederationMember[], pairs: Pair[]): Pro
       await holder.server.setBundle(bundle);
       return { holder: holder.name, peer: peer.name, result: held ? 'updated' : 'created' };
     } catch (e) {
-      return { holder: holder.name, peer: peer.name, result: 'failed', error: message(e) };
+      return { holder: holder.name, peer: peer.name, result: 'failed', error: message(e), cause: e };
     }
   });
 }
@@ -180,7 +183,7 @@ export async function ensureRelationships(members: FederationMember[], pairs: Pa
       else await holder.server.createRelationship(want);
       return { holder: holder.name, peer: peer.name, result: have ? 'updated' : 'created' };
     } catch (e) {
-      return { holder: holder.name, peer: peer.name, result: 'failed', error: message(e) };
+      return { holder: holder.name, peer: peer.name, result: 'failed', error: message(e), cause: e };
     }
   });
 }
@@ -320,7 +323,7 @@ export async function refreshHoldersOf(
           (e.grpcCode === 'NotFound' || /no federation relationship/.test(e.message))
             ? `${message(e)} (no relationship: run the relationships step first)`
             : message(e);
-        return { holder: holder.name, peer: p.name, result: 'failed', error };
+        return { holder: holder.name, peer: p.name, result: 'failed', error, cause: e };
       }
     }),
   );

@@ -15,8 +15,9 @@ export class SpireCliError extends Error {
     readonly target: string,
     /** gRPC status SPIRE reported, e.g. NotFound, Unavailable; undefined when none was printed. */
     readonly grpcCode?: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -43,7 +44,18 @@ export class SpireServerCli {
   }
 
   private async ok(args: string[], stdin?: string): Promise<ExecResult> {
-    const r = await this.transport.run(args, stdin === undefined ? {} : { stdin });
+    let r: ExecResult;
+    try {
+      r = await this.transport.run(args, stdin === undefined ? {} : { stdin });
+    } catch (e) {
+      // The command never ran (the exec could not open, the process could not start): say which, keep why.
+      throw new SpireCliError(
+        `${this.target}: spire-server ${args.slice(0, 2).join(' ')}: ${(e as Error).message}`,
+        this.target,
+        undefined,
+        { cause: e },
+      );
+    }
     if (r.code !== 0) {
       const text = `${r.stderr}\n${r.stdout}`.trim();
       const grpcCode = /code = (\w+)/.exec(text)?.[1];
@@ -58,10 +70,20 @@ export class SpireServerCli {
   }
 
   async healthy(): Promise<boolean> {
+    return (await this.healthcheck()) === undefined;
+  }
+
+  /** undefined when `spire-server healthcheck` passes; else why not (its output, or why it could not run). */
+  async healthcheck(): Promise<string | undefined> {
     try {
-      return (await this.transport.run(['healthcheck'], { timeoutMs: 10_000 })).code === 0;
-    } catch {
-      return false;
+      const r = await this.transport.run(['healthcheck'], { timeoutMs: 10_000 });
+      if (r.code === 0) return undefined;
+      return (
+        `${r.stderr}\n${r.stdout}`.trim().split('\n').filter(Boolean).slice(-3).join(' / ') ||
+        `exit code ${r.code}`
+      );
+    } catch (e) {
+      return (e as Error).message;
     }
   }
 

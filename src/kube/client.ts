@@ -24,6 +24,9 @@ import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'y
 
 import { FIELD_MANAGER } from '../render/meta.js';
 import type { ObjectMeta } from '../render/types.js';
+import { KubeApiError, KubeRequestError, type StatusCause } from './errors.js';
+
+export { KubeApiError, KubeRequestError } from './errors.js';
 
 /** An object as the API server returns it: what meshfed renders, plus server-set metadata. */
 export interface KubeObject {
@@ -110,18 +113,9 @@ export const refOf = (o: KubeObject): ObjectRef => ({
 export const describeRef = (r: ObjectRef): string =>
   `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
 
-/** An error the API server answered with: its HTTP status, reason and message. */
-export class KubeApiError extends Error {
-  override name = 'KubeApiError';
-  constructor(
-    message: string,
-    readonly status: number,
-    readonly reason: string | undefined,
-    /** For a field manager conflict: who owns which field. */
-    readonly conflicts: Array<{ manager: string; field: string }> = [],
-  ) {
-    super(message);
-  }
+/** A 404 because the API server does not serve the kind at all (its CRD is not there), not because the object is absent. */
+export class KindNotServedError extends KubeApiError {
+  override name = 'KindNotServedError';
 }
 
 export class KubeconfigError extends Error {
@@ -148,15 +142,17 @@ export type UnreachableReason =
   | 'other';
 
 /** A request that never reached the API server (no HTTP answer): its reason and a message naming the context. */
-export class KubeUnreachableError extends Error {
+export class KubeUnreachableError extends KubeRequestError {
   override name = 'KubeUnreachableError';
   constructor(
     message: string,
     readonly reason: UnreachableReason,
     /** What the reason means here, in words (for MF101): "connection refused", "no answer within 5 s". */
     readonly why: string,
+    /** The Node error behind it, or its code (errors.ts classifies by it). */
+    options: { cause?: unknown; code?: string } = {},
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -262,7 +258,7 @@ interface Status {
   kind?: string;
   reason?: string;
   message?: string;
-  details?: { causes?: Array<{ reason?: string; message?: string; field?: string }> };
+  details?: { causes?: StatusCause[] };
 }
 
 /** The manager named in a conflict cause: `conflict with "kubectl" using apps/v1`. */
@@ -319,6 +315,7 @@ class HttpsClusterClient implements ClusterClient {
               `no answer from ${this.server} within ${this.timeoutMs / 1000} s (the request's bound)`,
               'timed-out',
               `no answer within ${this.timeoutMs / 1000} s`,
+              { code: 'ETIMEDOUT' },
             ),
           ),
         this.timeoutMs,
@@ -341,8 +338,11 @@ class HttpsClusterClient implements ClusterClient {
       req.on('error', (e) => {
         clearTimeout(deadline);
         const { reason, why } = e instanceof KubeUnreachableError ? e : connectReason(e as CodedError);
+        // The Node error stays the cause: its code (ECONNREFUSED, ECONNRESET, …) is what tells a retry whether it can help.
         reject(
-          new KubeUnreachableError(`${this.context}: ${method} ${u.pathname}: ${e.message}`, reason, why),
+          new KubeUnreachableError(`${this.context}: ${method} ${u.pathname}: ${e.message}`, reason, why, {
+            cause: e,
+          }),
         );
       });
       if (body !== undefined) req.write(body);
@@ -386,8 +386,10 @@ class HttpsClusterClient implements ClusterClient {
     throw new KubeApiError(
       `${this.context}: ${what}: ${s.message ?? `HTTP ${status}`}`,
       status,
-      s.reason,
+      s.reason || undefined,
       conflictsOf(s),
+      s.details?.causes ?? [],
+      s.kind === 'Status',
     );
   }
 
@@ -409,7 +411,7 @@ class HttpsClusterClient implements ClusterClient {
     let r = this.resources.get(apiVersion)?.get(kind);
     if (!r) r = (await this.discover(apiVersion)).get(kind);
     if (!r)
-      throw new KubeApiError(
+      throw new KindNotServedError(
         `${this.context}: the API server does not serve ${kind} in ${apiVersion} (is its CRD installed and Established?)`,
         404,
         'NotFound',
@@ -476,6 +478,7 @@ class HttpsClusterClient implements ClusterClient {
           409,
           'Conflict',
           c,
+          (r.json as Status).details?.causes ?? [],
         );
     }
     if (r.status !== 200 && r.status !== 201) this.fail(`apply ${describeRef(ref)}`, r.status, r.json);
@@ -552,7 +555,10 @@ class HttpsClusterClient implements ClusterClient {
           socket = ws;
           if (settled) ws.close();
         })
-        .catch((e: unknown) => finish(() => reject(new Error(`${where}: ${(e as Error).message}`))));
+        // client-node rejects with the WebSocket's ErrorEvent (its `error` the Node error); it stays the cause.
+        .catch((e: unknown) =>
+          finish(() => reject(new KubeRequestError(`${where}: ${(e as Error).message}`, { cause: e }))),
+        );
     });
   }
 

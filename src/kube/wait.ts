@@ -3,9 +3,11 @@
  * reports progress when what is pending changes (and at most every
  * `progressEveryMs` otherwise), and a timeout names every object still not
  * Healthy with what it is waiting for and the last error seen reading it.
- * A Degraded object ends the wait at once: waiting longer will not help.
+ * A Degraded object ends the wait at once: waiting longer will not help; so
+ * does an error reading an object that a retry cannot heal (401, 403, TLS).
  */
 import { type ClusterClient, describeRef, type ObjectRef } from './client.js';
+import { classify } from './errors.js';
 import { type Health, healthOf, type ObjectState } from './health.js';
 
 export interface WaitOptions {
@@ -21,8 +23,9 @@ export class WaitError extends Error {
     message: string,
     /** Each object not Healthy when the wait ended, with its last health. */
     readonly pending: Array<{ ref: ObjectRef; health: Health }>,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -49,6 +52,15 @@ export async function waitHealthy(
             delete s.error;
           } catch (e) {
             s.error = (e as Error).message;
+            const c = classify(e);
+            // 401, 403, a TLS failure: reading it again will not help, so the wait ends now, saying why.
+            // (Not a 404: a kind not served yet, just after an API server restart, can come back.)
+            if (c.kind === 'unauthorized' || c.kind === 'forbidden' || c.kind === 'tls')
+              throw new WaitError(
+                `${client.context}: cannot read ${describeRef(s.ref)} while waiting for it (${c.why}): ${s.error}`,
+                [{ ref: s.ref, health: s.health }],
+                { cause: e },
+              );
           }
         }),
     );

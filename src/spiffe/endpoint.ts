@@ -28,10 +28,31 @@ export class BundleEndpointError extends Error {
     readonly code: EndpointErrorCode,
     message: string,
     readonly url: string,
+    options?: { cause?: unknown },
   ) {
-    super(`${url}: ${message}`);
+    super(`${url}: ${message}`, options);
   }
 }
+
+/**
+ * Node's codes of a connection that did not happen or broke: the endpoint was
+ * not reached. Any other failure of the request (a certificate, the TLS
+ * handshake, a non-HTTP answer) is 'tls': the endpoint answered and was not
+ * accepted, which callers must not take for "unreachable".
+ */
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EHOSTDOWN',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+]);
 
 export type EndpointProfile =
   | { type: 'https_spiffe'; endpointSpiffeId: string; bundle: Bundle }
@@ -112,7 +133,7 @@ export function fetchBundle(
             fail(new BundleEndpointError('bad-bundle', (e as Error).message, url));
           }
         });
-        res.on('error', (e) => fail(new BundleEndpointError('connect', e.message, url)));
+        res.on('error', (e) => fail(new BundleEndpointError('connect', e.message, url, { cause: e })));
       },
     );
     const overall = setTimeout(
@@ -125,8 +146,12 @@ export function fetchBundle(
     );
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (e instanceof BundleEndpointError) return fail(e);
-      const tls = /certificate|self.signed|unable to verify|CERT_|SSL|TLS/i.test(`${e.code} ${e.message}`);
-      fail(new BundleEndpointError(tls ? 'tls' : 'connect', `${e.code ?? ''} ${e.message}`.trim(), url));
+      const connect = e.code !== undefined && CONNECT_CODES.has(e.code);
+      fail(
+        new BundleEndpointError(connect ? 'connect' : 'tls', `${e.code ?? ''} ${e.message}`.trim(), url, {
+          cause: e,
+        }),
+      );
     });
     req.end();
   });

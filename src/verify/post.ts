@@ -8,7 +8,7 @@ import { fleetStatus } from '../engine/status.js';
 import { federationStatus, type PairStatus } from '../federation/engine.js';
 import { parseGoDuration } from '../fleet/durations.js';
 import { peersOf } from '../fleet/model.js';
-import { type ClusterClient, clientFromKubeconfig, type KubeObject } from '../kube/client.js';
+import { type ClusterClient, clientFromKubeconfig, KubeApiError, type KubeObject } from '../kube/client.js';
 import { ROOT_ISSUER } from '../render/cert-manager.js';
 import { SPIRE_MANAGED_LABEL, workloadSpiffeId } from '../render/identity.js';
 import { ISTIO_NAMESPACE, SPIRE_NAMESPACE } from '../render/namespaces.js';
@@ -61,8 +61,8 @@ function meshConfigOf(
   return (parseYaml(text) ?? {}) as { trustDomain?: string; trustDomainAliases?: string[] };
 }
 
-/** A request with the remote secret's token; "accepted" when the peer API server answers it. */
-async function tokenAccepted(kubeconfig: string, timeoutMs: number): Promise<string | undefined> {
+/** A request with the remote secret's token: undefined when the peer API server answers it, else why not. */
+export async function tokenAccepted(kubeconfig: string, timeoutMs: number): Promise<string | undefined> {
   let client: ClusterClient;
   try {
     client = clientFromKubeconfig(kubeconfig, { timeoutMs });
@@ -74,7 +74,7 @@ async function tokenAccepted(kubeconfig: string, timeoutMs: number): Promise<str
     return undefined;
   } catch (e) {
     const m = (e as Error).message;
-    return /401|Unauthorized/i.test(m) ? `token rejected (401): ${m}` : m;
+    return e instanceof KubeApiError && e.status === 401 ? `token rejected (401): ${m}` : m;
   }
 }
 
@@ -121,11 +121,12 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
     description: "`spire-server healthcheck` in each cluster's SPIRE server pod succeeds.",
     hint: 'kubectl --context CONTEXT -n spire logs spire-server-0 -c spire-server; kubectl -n spire rollout restart statefulset/spire-server',
     async run(ctx) {
-      return eachCluster(ctx, async (c) =>
-        (await spireOf(ctx, c.name).healthy())
+      return eachCluster(ctx, async (c) => {
+        const why = await spireOf(ctx, c.name).healthcheck();
+        return why === undefined
           ? pass('spire-server healthcheck passed')
-          : fail('spire-server healthcheck failed or the server does not answer'),
-      );
+          : fail(`spire-server healthcheck failed: ${why}`);
+      });
     },
   },
   {
@@ -451,14 +452,34 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
     async run(ctx) {
       return eachCluster(ctx, async (c) => {
         const client = clientOf(ctx, c.name);
+        // A Service that cannot be read (403, no answer) is said as such, not as "no address".
+        const settle = (p: Promise<string | undefined>) =>
+          p.then(
+            (address) => ({ address, error: undefined }),
+            (e: unknown) => ({ address: undefined, error: (e as Error).message }),
+          );
         const [be, ew] = await Promise.all([
-          bundleEndpointOf(ctx, c.name).catch(() => undefined),
-          currentAddress(client, EAST_WEST_SERVICE).catch(() => undefined),
+          settle(bundleEndpointOf(ctx, c.name)),
+          settle(currentAddress(client, EAST_WEST_SERVICE)),
         ]);
-        const missing = [!be && 'bundle endpoint', !ew && 'east-west gateway'].filter(Boolean);
-        return missing.length
-          ? fail(`no address for the ${missing.join(' and ')}`)
-          : pass(`bundle endpoint ${be}, east-west ${ew}`, { bundleEndpoint: be, eastWestGateway: ew });
+        const unread = [
+          be.error && `cannot read the bundle endpoint's Service: ${be.error}`,
+          ew.error && `cannot read the east-west gateway's Service: ${ew.error}`,
+        ].filter(Boolean);
+        const missing = [
+          !be.address && !be.error && 'bundle endpoint',
+          !ew.address && !ew.error && 'east-west gateway',
+        ].filter(Boolean);
+        const problems = [
+          ...unread,
+          ...(missing.length ? [`no address for the ${missing.join(' and ')}`] : []),
+        ];
+        return problems.length
+          ? fail(problems.join('; '))
+          : pass(`bundle endpoint ${be.address}, east-west ${ew.address}`, {
+              bundleEndpoint: be.address,
+              eastWestGateway: ew.address,
+            });
       });
     },
   },

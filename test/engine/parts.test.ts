@@ -4,20 +4,34 @@
  * record.
  */
 import assert from 'node:assert/strict';
+import { webcrypto } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { ownedBy, transient, withMark } from '../../src/engine/apply.js';
+import { applyObjects, countsOf, ownedBy, retrying, withMark } from '../../src/engine/apply.js';
+import { bootstrapUntilDone } from '../../src/engine/bootstrap.js';
 import { withoutEmptyCaBundles } from '../../src/engine/desired.js';
 import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
 import { applyWaves, mapLimit } from '../../src/engine/order.js';
 import { comparable, objectDiff } from '../../src/engine/plan.js';
 import { ProgressStore, unfinished } from '../../src/engine/progress.js';
+import { readerRemoteSecret } from '../../src/engine/remote-secrets.js';
 import { storedForm } from '../../src/engine/up.js';
 import { mirrorPath, parseManifests, UpstreamError, UpstreamSource } from '../../src/engine/upstream.js';
+import { BundleOwnerError, type FederationMember } from '../../src/federation/engine.js';
+import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { defaultFleet } from '../../src/fleet/load.js';
-import { KubeApiError, type KubeObject } from '../../src/kube/client.js';
+import {
+  type ClusterClient,
+  KindNotServedError,
+  KubeApiError,
+  type KubeObject,
+} from '../../src/kube/client.js';
+import { READER_TOKEN_SECRET } from '../../src/render/remote-secret.js';
+import { type Bundle, bundleToJwks } from '../../src/spiffe/bundle.js';
+import { type BundleEndpointServer, serveBundle } from '../../src/spiffe/endpoint.js';
+import { intermediate, root, svid } from '../helpers/pki.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mf-engine-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -201,13 +215,187 @@ describe('ownership', () => {
     );
     assert.equal(ownedBy({ ...mine, metadata: { ...mine.metadata, annotations: {} } }, 'mesh'), false);
   });
+});
 
-  test('transient: connection failures, 429 and 5xx are retried; 4xx answers are not', () => {
-    assert.equal(transient(new Error('cluster-1: PATCH /api: connect ECONNREFUSED 127.0.0.1:6443')), true);
-    assert.equal(transient(new KubeApiError('x', 503, 'ServiceUnavailable')), true);
-    assert.equal(transient(new KubeApiError('x', 429, 'TooManyRequests')), true);
-    assert.equal(transient(new KubeApiError('x', 422, 'Invalid')), false);
-    assert.equal(transient(new KubeApiError('x', 409, 'Conflict')), false);
+describe('retries', () => {
+  /** Runs `fn` under `retrying` with a long bound; how often it ran and how long it took. */
+  const tried = async (error: () => unknown) => {
+    let calls = 0;
+    const t0 = Date.now();
+    const e = await retrying(
+      async () => {
+        calls++;
+        throw error();
+      },
+      { deadlineMs: 4_000 },
+    ).catch((x: unknown) => x);
+    return { calls, ms: Date.now() - t0, error: e };
+  };
+
+  test('an object the API server cannot process (server-side apply: HTTP 500 with no reason) fails at once, as answered', async () => {
+    const answer = new KubeApiError(
+      'cluster-1: apply ConfigMap spire/x: failed to create typed patch object (spire/x; /v1, Kind=ConfigMap): .bogus: field not declared in schema',
+      500,
+      undefined,
+    );
+    const r = await tried(() => answer);
+    assert.equal(r.calls, 1);
+    assert.ok(r.ms < 1_000, `${r.ms} ms`);
+    assert.equal(r.error, answer);
+  });
+
+  test('422, 403 and a field-manager conflict fail at once; 503 and a webhook not up yet (500 InternalError) are tried again', async () => {
+    for (const [status, reason] of [
+      [422, 'Invalid'],
+      [403, 'Forbidden'],
+    ] as const)
+      assert.equal((await tried(() => new KubeApiError('x', status, reason))).calls, 1, `${status}`);
+    const conflict = new KubeApiError('x', 409, 'Conflict', [{ manager: 'kubectl', field: '.data.a' }]);
+    assert.equal((await tried(() => conflict)).calls, 1);
+    for (const [status, reason] of [
+      [503, 'ServiceUnavailable'],
+      [500, 'InternalError'],
+    ] as const) {
+      let calls = 0;
+      await retrying(async () => {
+        if (++calls < 3) throw new KubeApiError('x', status, reason);
+      });
+      assert.equal(calls, 3, `${status}`);
+    }
+  });
+
+  test("a dry run's 404s are notes: a kind not served (its CRD not there yet) by the error's type, else the namespace", async () => {
+    const client = {
+      context: 'cluster-1',
+      apply: async (o: KubeObject) => {
+        if (o.kind === 'ClusterSPIFFEID')
+          throw new KindNotServedError('cluster-1: no such kind', 404, 'NotFound');
+        throw new KubeApiError(
+          'cluster-1: apply ConfigMap spire/x: namespaces "spire" not found',
+          404,
+          'NotFound',
+        );
+      },
+    } as unknown as ClusterClient;
+    const crd = { apiVersion: 'spire.spiffe.io/v1alpha1', kind: 'ClusterSPIFFEID', metadata: { name: 'x' } };
+    const r = await applyObjects(client, [CM('x'), crd], { fleet: 'mesh', phase: 'spire', dryRun: true });
+    assert.deepEqual(r.map((a) => `${a.object.kind}: ${a.note}`).sort(), [
+      'ClusterSPIFFEID: its CRD is not installed yet, so the server could not check it',
+      'ConfigMap: its namespace is not there yet, so the server could not check it',
+    ]);
+  });
+
+  test('a retried remote secret counts its token Secret once, as created', async () => {
+    const tokenSecret = { kind: 'Secret', name: READER_TOKEN_SECRET };
+    let secretReads = 0;
+    let applies = 0;
+    const live = new Map<string, KubeObject>();
+    const key = (r: { kind: string; name: string }) => `${r.kind}/${r.name}`;
+    const client = {
+      context: 'cluster-1',
+      server: 'https://127.0.0.1:6443',
+      get: async (ref: { kind: string; name: string }) => {
+        if (ref.kind === 'ServiceAccount')
+          return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: ref.name } } as KubeObject;
+        if (key(ref) === key(tokenSecret) && ++secretReads === 1)
+          throw new KubeApiError(
+            'cluster-1: get Secret: the server is shutting down',
+            503,
+            'ServiceUnavailable',
+          );
+        const o = live.get(key(ref));
+        return o && { ...o, data: { token: Buffer.from('t').toString('base64'), 'ca.crt': 'Y2E=' } };
+      },
+      apply: async (obj: KubeObject, o: { prepare?: (b: KubeObject | undefined) => KubeObject } = {}) => {
+        applies++;
+        const before = live.get(key({ kind: obj.kind, name: obj.metadata.name }));
+        const sent = o.prepare ? o.prepare(before) : obj;
+        live.set(key({ kind: sent.kind, name: sent.metadata.name }), sent);
+        return { object: sent, action: before ? ('unchanged' as const) : ('created' as const) };
+      },
+    } as unknown as ClusterClient;
+    const r = await readerRemoteSecret(client, 'cluster-1', {
+      fleet: 'mesh',
+      phase: 'remote-secrets',
+      timeoutMs: 10_000,
+    });
+    assert.equal(
+      applies,
+      2,
+      'the first try applied the Secret, then failed reading it; the second applied it again',
+    );
+    assert.deepEqual(countsOf(r.applied), { created: 1, updated: 0, unchanged: 0 });
+    assert.equal(r.secret.kind, 'Secret');
+  });
+});
+
+describe('bootstrap in up', () => {
+  const servers: BundleEndpointServer[] = [];
+  after(async () => {
+    for (const s of servers) await s.close();
+  });
+
+  /** A member whose spire-server answers through a recorded transport: its own bundle, nothing held, `bundle set` accepted. */
+  const member = (name: string, td: string, own: Bundle, url: string, calls: string[]): FederationMember => ({
+    name,
+    trustDomain: td,
+    server: new SpireServerCli({
+      target: `${name}: spire/spire-server-0`,
+      run: async (args) => {
+        calls.push(`${name} ${args.slice(0, 2).join(' ')}`);
+        return { code: 0, stdout: args[1] === 'show' ? bundleToJwks(own) : '', stderr: '' };
+      },
+    }),
+    bundleEndpoint: { url, spiffeId: `spiffe://${td}/spire/server` },
+  });
+
+  test("a bundle that is not its trust domain's (BundleOwnerError) ends the bootstrap at once, named, not retried", async () => {
+    const fooRoot = await root();
+    const strangerInt = await intermediate(await root(), 'foo.com');
+    const leaf = await svid(strangerInt, 'spiffe://foo.com/spire/server');
+    const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', leaf.keys.privateKey));
+    // foo.com's endpoint presents a chain to another root than the bundle foo.com's server hands out.
+    const endpoint = await serveBundle({
+      certChainPem: `${leaf.pem}\n${strangerInt.pem}\n`,
+      keyPem: `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END PRIVATE KEY-----\n`,
+      body: '{}',
+    });
+    servers.push(endpoint);
+    const bundle = (td: string): Bundle => ({
+      trustDomain: td,
+      x509Authorities: [fooRoot.cert],
+      jwtAuthorities: new Map(),
+    });
+    const calls: string[] = [];
+    const members = [
+      member('cluster-1', 'foo.com', bundle('foo.com'), endpoint.url, calls),
+      // bar.com's endpoint is not reachable from here: its bundle is used as read.
+      member('cluster-2', 'bar.com', bundle('bar.com'), 'https://127.0.0.1:1', calls),
+    ];
+    const t0 = Date.now();
+    const lines: string[] = [];
+    await assert.rejects(
+      bootstrapUntilDone(members, [['cluster-1', 'cluster-2']], {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+        progress: (l) => lines.push(l),
+      }),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          /not retried: cluster-2 ← cluster-1: the bundle read from cluster-1: spire\/spire-server-0 is not foo\.com's/,
+        );
+        assert.ok(e.cause instanceof BundleOwnerError, String(e.cause));
+        return true;
+      },
+    );
+    assert.ok(Date.now() - t0 < 5_000, `${Date.now() - t0} ms`);
+    assert.deepEqual(
+      calls.filter((c) => c === 'cluster-1 bundle show'),
+      ['cluster-1 bundle show'],
+      'one read of the refused bundle, no second try',
+    );
+    assert.ok(!lines.some((l) => /retrying/.test(l)), lines.join('\n'));
   });
 });
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execFileBounded } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
-import { clientsFor } from '../../src/kube/client.js';
+import { type ClusterClient, clientsFor, KubeApiError, KubeRequestError } from '../../src/kube/client.js';
 import { type Health, healthOf, type ObjectState, worst } from '../../src/kube/health.js';
 import { WaitError, waitHealthy } from '../../src/kube/wait.js';
 import { type KubeCluster, startKubeCluster } from '../../src/lab/kube.js';
@@ -212,6 +212,55 @@ describe('health rules', () => {
     const d = { status: 'Degraded', message: 'd' } as const;
     assert.deepEqual(worst([p, d, { status: 'Healthy', message: '' }]), d);
     assert.equal(worst([]).status, 'Healthy');
+  });
+});
+
+describe('waitHealthy without a cluster', () => {
+  test('an error a retry cannot heal (403) ends the wait at once, naming the object and the cause', async () => {
+    let reads = 0;
+    const forbidden = new KubeApiError(
+      'cluster-1: get Deployment spire/d: deployments.apps "d" is forbidden',
+      403,
+      'Forbidden',
+    );
+    const client = {
+      context: 'cluster-1',
+      get: async () => {
+        reads++;
+        throw forbidden;
+      },
+    } as unknown as ClusterClient;
+    const t0 = Date.now();
+    const ref = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'spire', name: 'd' };
+    const err = await waitHealthy(client, [ref], { timeoutMs: 3_000, intervalMs: 100 }).catch(
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof WaitError, String(err));
+    assert.equal(reads, 1);
+    assert.ok(Date.now() - t0 < 1_000);
+    assert.equal(err.cause, forbidden);
+    assert.match(
+      err.message,
+      /^cluster-1: cannot read Deployment spire\/d while waiting for it \(HTTP 403 Forbidden: not allowed\): /,
+    );
+  });
+
+  test('no connection is waited out: read again until the bound', async () => {
+    let reads = 0;
+    const client = {
+      context: 'cluster-1',
+      get: async () => {
+        if (++reads < 3)
+          throw new KubeRequestError('cluster-1: GET /apis/apps/v1: connect ECONNREFUSED', {
+            code: 'ECONNREFUSED',
+          });
+        return undefined;
+      },
+    } as unknown as ClusterClient;
+    const ref = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'spire', name: 'd' };
+    const err = await waitHealthy(client, [ref], { timeoutMs: 600, intervalMs: 50 }).catch((e: unknown) => e);
+    assert.ok(err instanceof WaitError && /not healthy after/.test(err.message), String(err));
+    assert.ok(reads >= 3, `${reads}`);
   });
 });
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { webcrypto } from 'node:crypto';
+import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { type Bundle, bundleToJwks } from '../../src/spiffe/bundle.js';
 import {
@@ -94,5 +95,30 @@ describe('bundle endpoint client against a real TLS server on 127.0.0.1', () => 
   test('a bundle that does not parse is a bad-bundle error', async () => {
     const s = await serve(good, fooInt, { body: '{"nokeys": true}' });
     await assert.rejects(fetchBundle(s.url, 'foo.com', spiffe()), code('bad-bundle'));
+  });
+  test("not reached is told from not accepted by Node's code, not the message; the Node error is the cause", async () => {
+    // A server (a load balancer with no backend) that hangs up on the client hello: Node says
+    // "Client network socket disconnected before secure TLS connection was established", code ECONNRESET.
+    const reset = createServer((sock) => sock.once('data', () => sock.end()));
+    await new Promise<void>((r) => reset.listen(0, '127.0.0.1', r));
+    try {
+      const url = `https://127.0.0.1:${(reset.address() as { port: number }).port}`;
+      await assert.rejects(fetchBundle(url, 'foo.com', spiffe()), (e: unknown) => {
+        assert.ok(e instanceof BundleEndpointError, String(e));
+        assert.equal(e.code, 'connect', e.message);
+        assert.equal((e.cause as NodeJS.ErrnoException).code, 'ECONNRESET');
+        return true;
+      });
+    } finally {
+      await new Promise((r) => reset.close(r));
+    }
+    // A certificate that does not chain to the bundle: 'tls', with OpenSSL's code on the cause.
+    const barInt = await intermediate(barRoot, 'bar.com');
+    const s = await serve(await svid(barInt, 'spiffe://foo.com/spire/server'), barInt);
+    await assert.rejects(fetchBundle(s.url, 'foo.com', spiffe()), (e: unknown) => {
+      assert.ok(e instanceof BundleEndpointError && e.code === 'tls', String(e));
+      assert.match(String((e.cause as NodeJS.ErrnoException).code), /^[A-Z_]+$/);
+      return true;
+    });
   });
 });
