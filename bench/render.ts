@@ -1,7 +1,8 @@
 /**
  * Render benchmark: in-process time to render 2, 16 and 64 clusters (full
- * mesh), and the cold start of `meshfed --help` and `meshfed render` as whole
- * processes, side by side. Prints numbers; asserts nothing.
+ * mesh), and the cold start of `meshfed --help`, `validate` and `render` as
+ * whole processes, side by side with Node's bare start and with loading every
+ * command's module (what each start paid before commands loaded lazily). Prints numbers; asserts nothing.
  *   npm run build && node dist/bench/render.js
  */
 import { execFileSync } from 'node:child_process';
@@ -44,20 +45,28 @@ for (const n of [2, 16, 64]) {
 }
 
 const main = new URL('../src/cli/main.js', import.meta.url).pathname;
-for (const [label, args] of [
-  ['process: meshfed --help', ['--help']],
-  ['process: meshfed render (2 clusters)', ['render', '-o']],
+const commands = new URL('../src/cli/commands.js', import.meta.url).href;
+// Commands load their modules when they run (src/cli/commands.ts); the
+// contrast rows load every command's module, as `--help` did before, and
+// nothing at all (Node's own start).
+const eager = `const { COMMANDS } = await import(${JSON.stringify(commands)}); await Promise.all(COMMANDS.map((c) => c.load()));`;
+for (const [label, argv] of [
+  ['process: node, nothing loaded', ['--input-type=module', '-e', '']],
+  ['process: meshfed --help', [main, '--help']],
+  ['process: meshfed validate (2 clusters)', [main, 'validate']],
+  ['process: meshfed render (2 clusters)', [main, 'render', '-o', 'out']],
+  ['process: every command module loaded', ['--input-type=module', '-e', eager]],
 ] as const) {
   const times: number[] = [];
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 7; i++) {
     const dir = mkdtempSync(join(tmpdir(), 'meshfed-bench-'));
-    const argv = args[args.length - 1] === '-o' ? [...args, join(dir, 'out')] : [...args];
+    execFileSync(process.execPath, [main, 'init'], { cwd: dir, stdio: 'ignore' });
     const t = performance.now();
-    execFileSync(process.execPath, [main, ...argv], { cwd: dir, stdio: 'ignore' });
+    execFileSync(process.execPath, [...argv], { cwd: dir, stdio: 'ignore' });
     times.push(performance.now() - t);
     rmSync(dir, { recursive: true, force: true });
   }
-  rows.push([label, `${median(times).toFixed(0)} ms`, 'median of 5, wall clock']);
+  rows.push([label, `${median(times).toFixed(0)} ms`, 'median of 7, wall clock']);
 }
 
 const w = Math.max(...rows.map((r) => r[0].length));

@@ -26,7 +26,6 @@ export class UsageError extends Error {
 
 export interface Command {
   name: string;
-  summary: string;
   /** Full help text shown by `meshfed <name> --help`. */
   usage: string;
   run(argv: string[], io: CliIO): Promise<number>;

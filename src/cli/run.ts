@@ -33,13 +33,14 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     io.stdout.write(`meshfed ${VERSION}\n`);
     return EXIT_OK;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) {
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (!entry) {
     io.stderr.write(
       `meshfed: unknown command "${terminalSafe(name)}". Run \`meshfed --help\` for the list.\n`,
     );
     return EXIT_USAGE;
   }
+  const command = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     io.stdout.write(`${command.usage.trimEnd()}\n`);
     return EXIT_OK;

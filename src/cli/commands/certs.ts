@@ -10,7 +10,6 @@ import { terminalSafe } from '../terminal.js';
 
 export const certsCommand: Command = {
   name: 'certs',
-  summary: 'show a certificate chain as a tree and judge it as an X.509-SVID',
   usage: `Usage: meshfed certs FILE|- [-o text|json] [--warn-within DURATION]
                      [--bundle FILE --trust-domain TD]
 

@@ -104,7 +104,6 @@ async function runCatalog<C>(
 
 export const checkCommand: Command = {
   name: 'check',
-  summary: 'check the clusters before up (--pre) or the control plane after it, with codes and fixes',
   usage: `Usage: meshfed check [--pre] [-f FILE] [--kubeconfig FILE | --lab] [--only LIST]
                      [--fail-on failed|warning|never] [-o text|json]
 
@@ -145,8 +144,6 @@ function requestsOf(v: unknown): number {
 
 export const verifyCommand: Command = {
   name: 'verify',
-  summary:
-    "run the guide's walk-through on the data plane: traffic, failover, identities, trust chain, rotation",
   usage: `Usage: meshfed verify [-f FILE] [--kubeconfig FILE | --lab] [--requests N] [--only LIST]
                       [--fail-on failed|warning|never] [-o text|json]
 
@@ -183,7 +180,6 @@ Exit 0 when no check reaches --fail-on, 1 when one does, 2 for bad input.`,
 
 export const reportCommand: Command = {
   name: 'report',
-  summary: 'write one HTML file with the check (and verify) results and a picture of the fleet',
   usage: `Usage: meshfed report [-f FILE] [--kubeconfig FILE | --lab] [--verify] [--out FILE]
                       [--from RESULTS.json ...]
 

@@ -35,7 +35,6 @@ function progressPath(io: CliIO, fleetLabel: string, fleetName: string, labDir?:
 
 export const upCommand: Command = {
   name: 'up',
-  summary: 'bring every cluster of the fleet to the whole federated mesh, in phases, in parallel',
   usage: `Usage: meshfed up [-f FILE] [--kubeconfig FILE | --lab] [--dry-run] [--force]
                   [--offline DIR] [--istioctl PATH] [--timeout D] [-o text|json]
 
@@ -147,7 +146,6 @@ Exit 0 when every cluster is up, 1 when a phase failed, 2 for bad input
 
 export const planCommand: Command = {
   name: 'plan',
-  summary: 'show what `up` would create, update (with a diff) and prune, per cluster; writes nothing',
   usage: `Usage: meshfed plan [-f FILE] [--kubeconfig FILE | --lab] [--offline DIR] [--istioctl PATH] [-o text|json]
 
 Per cluster and phase, per object: create, update (a diff of what the API
@@ -210,7 +208,6 @@ function formatStatus(s: FleetStatus): string {
 
 export const statusCommand: Command = {
   name: 'status',
-  summary: 'per cluster and phase, the health of what meshfed applied; reads only',
   usage: `Usage: meshfed status [-f FILE] [--kubeconfig FILE | --lab] [-o text|json]
 
 ${ENGINE_USAGE}
@@ -228,7 +225,6 @@ Exit 0 when every phase of every cluster is healthy, 1 when not, 2 for bad input
 
 export const downCommand: Command = {
   name: 'down',
-  summary: 'remove everything meshfed created in the fleet’s clusters, in reverse order',
   usage: `Usage: meshfed down [-f FILE] [--kubeconfig FILE | --lab] [--timeout D]
 
 Removes exactly what meshfed created for this fleet (its labels, its

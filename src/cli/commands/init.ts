@@ -9,7 +9,6 @@ import { type Command, EXIT_OK, UsageError } from '../io.js';
 
 export const initCommand: Command = {
   name: 'init',
-  summary: 'write a commented fleet file with every default spelled out',
   usage: `Usage: meshfed init [-o FILE|-] [--clusters N] [--force]
 
 Writes meshfed.yaml (or FILE; - prints it). --clusters N lists N clusters

@@ -101,7 +101,6 @@ function delayOption(name: string, value: string | undefined): DelayRange | unde
 
 export const labCommand: Command = {
   name: 'lab',
-  summary: 'start, inspect and stop a local lab of real Kubernetes control planes with SPIRE',
   usage: USAGE,
   async run(argv, io) {
     const [verb, ...rest] = argv;

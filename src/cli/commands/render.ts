@@ -10,7 +10,6 @@ import { type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from '../i
 
 export const renderCommand: Command = {
   name: 'render',
-  summary: 'render every cluster’s manifests, one file per phase, without touching a cluster',
   usage: `Usage: meshfed render [-f FILE|-] [-o DIR|-] [--cluster NAME] [--profile current|seed]
                       [--endpoint CLUSTER=HOST:PORT ...] [--require-complete] [--force]
 

@@ -4,7 +4,6 @@ import { type Command, EXIT_OK } from '../io.js';
 
 export const schemaCommand: Command = {
   name: 'schema',
-  summary: 'print the fleet file’s JSON Schema (for editors)',
   usage: `Usage: meshfed schema
 
 Prints the JSON Schema of meshfed.yaml. Point your editor at it, e.g. with a

@@ -6,7 +6,6 @@ import { terminalSafe } from '../terminal.js';
 
 export const validateCommand: Command = {
   name: 'validate',
-  summary: 'check a fleet file and report every problem with file:line:col',
   usage: `Usage: meshfed validate [-f FILE|-] [-o text|json]
 
 Checks the fleet file (default ./meshfed.yaml, or the built-in two-cluster
