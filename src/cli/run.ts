@@ -2,8 +2,11 @@
  * Dispatches `meshfed <command> …` to a command. Kept apart from main.ts so
  * tests can call it in-process with a fake CliIO.
  */
+import { parseArgs } from 'node:util';
+import { PROFILE_VERSIONS } from '../fleet/versions.js';
 import { COMMANDS } from './commands.js';
 import { type CliIO, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './io.js';
+import { table } from './table.js';
 import { terminalSafe } from './terminal.js';
 import { VERSION } from './version.js';
 
@@ -17,10 +20,59 @@ function topHelp(): string {
     '',
     'Commands:',
     ...lines,
+    `  ${'version'.padEnd(width)}  meshfed's version and each profile's upstream versions`,
     '',
     'Run `meshfed <command> --help` for a command’s options.',
     '',
   ].join('\n');
+}
+
+const VERSION_USAGE = `Usage: meshfed version [-o text|json]
+
+meshfed's version, the Node.js it runs on, and the upstream versions each
+profile installs (Kubernetes it is tested with, Istio, SPIRE, cert-manager,
+the registrar, the SPIFFE CSI driver).`;
+
+/** `meshfed version`: meshfed's, Node's and each profile's upstream versions. */
+function version(argv: string[], io: CliIO): number {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.stdout.write(`${VERSION_USAGE}\n`);
+    return EXIT_OK;
+  }
+  let output: string | undefined;
+  try {
+    output = parseArgs({
+      args: argv,
+      options: { output: { type: 'string', short: 'o', default: 'text' } },
+    }).values.output;
+  } catch (e) {
+    output = (e as Error).message;
+  }
+  if (output !== 'text' && output !== 'json') {
+    io.stderr.write(
+      `meshfed version: -o must be text or json (${terminalSafe(String(output))})\n${VERSION_USAGE}\n`,
+    );
+    return EXIT_USAGE;
+  }
+  if (output === 'json') {
+    io.stdout.write(
+      `${JSON.stringify({ meshfed: VERSION, node: process.version, profiles: PROFILE_VERSIONS }, null, 2)}\n`,
+    );
+    return EXIT_OK;
+  }
+  const rows = [['PROFILE', 'KUBERNETES', 'ISTIO', 'SPIRE', 'CERT-MANAGER', 'REGISTRAR', 'SPIFFE CSI']];
+  for (const [p, v] of Object.entries(PROFILE_VERSIONS))
+    rows.push([
+      p,
+      v.kubernetes,
+      v.istio,
+      v.spire,
+      v.certManager,
+      `${v.registrar} ${v.registrarVersion}`,
+      v.spiffeCsiDriver,
+    ]);
+  io.stdout.write(`meshfed ${VERSION} (Node.js ${process.version})\n\n${table(rows)}`);
+  return EXIT_OK;
 }
 
 export async function runCli(argv: string[], io: CliIO): Promise<number> {
@@ -29,10 +81,11 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     io.stdout.write(topHelp());
     return name === undefined ? EXIT_USAGE : EXIT_OK;
   }
-  if (name === '--version' || name === 'version') {
+  if (name === '--version') {
     io.stdout.write(`meshfed ${VERSION}\n`);
     return EXIT_OK;
   }
+  if (name === 'version') return version(rest, io);
   const entry = COMMANDS.find((c) => c.name === name);
   if (!entry) {
     io.stderr.write(
