@@ -76,6 +76,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./commands/certs.js')).certsCommand,
   },
   {
+    name: 'completion',
+    summary: 'print a shell completion script (bash, zsh or fish)',
+    load: async () => (await import('./commands/completion.js')).completionCommand,
+  },
+  {
     name: 'lab',
     summary: 'start, inspect and stop a local lab of real Kubernetes control planes with SPIRE',
     load: async () => (await import('./commands/lab.js')).labCommand,
