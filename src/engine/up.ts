@@ -153,21 +153,23 @@ export function upError(failures: Array<{ cluster: string; phase: EnginePhase; e
 class Barrier<T> {
   private readonly values = new Map<string, T>();
   private readonly waiters: Array<{ resolve: (m: Map<string, T>) => void; reject: (e: Error) => void }> = [];
-  private failed: Error | undefined;
+  /** The clusters at fault, once one has failed. */
+  private failed: string[] | undefined;
   constructor(private readonly names: string[]) {}
   arrive(name: string, value: T) {
     this.values.set(name, value);
     if (this.values.size === this.names.length)
       for (const w of this.waiters.splice(0)) w.resolve(this.values);
   }
-  /** `names`: the clusters at fault. */
-  fail(names: string[]) {
+  /** `atFault`: the clusters whose failure stops the others. */
+  fail(atFault: string[]) {
     if (this.failed) return;
-    this.failed = new PeerFailedError(names);
-    for (const w of this.waiters.splice(0)) w.reject(this.failed);
+    this.failed = atFault;
+    // An error per waiter: each cluster marks its own with the phase it stopped in.
+    for (const w of this.waiters.splice(0)) w.reject(new PeerFailedError(atFault));
   }
   all(): Promise<Map<string, T>> {
-    if (this.failed) return Promise.reject(this.failed);
+    if (this.failed) return Promise.reject(new PeerFailedError(this.failed));
     if (this.values.size === this.names.length) return Promise.resolve(this.values);
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
