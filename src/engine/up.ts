@@ -39,7 +39,7 @@ import {
   retrying,
   strongest,
 } from './apply.js';
-import { bootstrapUntilDone } from './bootstrap.js';
+import { BootstrapError, bootstrapUntilDone } from './bootstrap.js';
 import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';
 import { BUNDLE_ENDPOINT_SERVICE, EAST_WEST_SERVICE, SPIRE_SERVER_POD, serviceAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
@@ -88,19 +88,61 @@ export interface UpResult {
   writes: number;
 }
 
+export interface ClusterFailure {
+  cluster: string;
+  phase: EnginePhase;
+  error: string;
+  /** The peers whose failure stopped this cluster; absent when the failure is its own. */
+  stoppedBy?: string[];
+}
+
 export class UpError extends Error {
   override name = 'UpError';
   constructor(
     message: string,
-    readonly failures: Array<{ cluster: string; phase: EnginePhase; error: string }>,
+    readonly failures: ClusterFailure[],
   ) {
     super(message);
   }
 }
 
-/** What a cluster waiting at a barrier is stopped with when a peer failed: not a failure of its own. */
-class PeerFailedError extends Error {
+/**
+ * What a cluster is stopped with when a peer failed (at a barrier, or in
+ * the peer's part of the federation bootstrap): not a failure of its own.
+ * It names the peers, not their error, which is reported under them.
+ */
+export class PeerFailedError extends Error {
   override name = 'PeerFailedError';
+  constructor(readonly peers: string[]) {
+    super(`stopped because ${peers.join(', ')} failed`);
+  }
+}
+
+/**
+ * What the shared federation bootstrap's failure means for one cluster: its
+ * own error for the pairs that failed in its part (each error once), else
+ * stopped because of the clusters at fault. By the error's type, never by
+ * its message.
+ */
+export function bootstrapFailureFor(cluster: string, e: unknown): Error {
+  if (!(e instanceof BootstrapError)) return e as Error;
+  return e.errorOf(cluster) ?? new PeerFailedError(e.atFault);
+}
+
+/**
+ * The error of a run in which clusters failed: one line per cluster, those
+ * that failed themselves first (with their error), then those stopped by a
+ * peer (naming it), so that each cause is told once, under its cluster.
+ */
+export function upError(failures: Array<{ cluster: string; phase: EnginePhase; error: unknown }>): UpError {
+  const listed: ClusterFailure[] = failures.map(({ cluster, phase, error }) => ({
+    cluster,
+    phase,
+    error: (error as Error).message,
+    ...(error instanceof PeerFailedError ? { stoppedBy: error.peers } : {}),
+  }));
+  const ordered = [...listed.filter((f) => !f.stoppedBy), ...listed.filter((f) => f.stoppedBy)];
+  return new UpError(ordered.map((f) => `${f.cluster}: ${f.phase}: ${f.error}`).join('\n'), ordered);
 }
 
 /**
@@ -111,20 +153,23 @@ class PeerFailedError extends Error {
 class Barrier<T> {
   private readonly values = new Map<string, T>();
   private readonly waiters: Array<{ resolve: (m: Map<string, T>) => void; reject: (e: Error) => void }> = [];
-  private failed: Error | undefined;
+  /** The clusters at fault, once one has failed. */
+  private failed: string[] | undefined;
   constructor(private readonly names: string[]) {}
   arrive(name: string, value: T) {
     this.values.set(name, value);
     if (this.values.size === this.names.length)
       for (const w of this.waiters.splice(0)) w.resolve(this.values);
   }
-  fail(name: string, why: string) {
+  /** `atFault`: the clusters whose failure stops the others. */
+  fail(atFault: string[]) {
     if (this.failed) return;
-    this.failed = new PeerFailedError(`${name} failed (${why})`);
-    for (const w of this.waiters.splice(0)) w.reject(this.failed);
+    this.failed = atFault;
+    // An error per waiter: each cluster marks its own with the phase it stopped in.
+    for (const w of this.waiters.splice(0)) w.reject(new PeerFailedError(atFault));
   }
   all(): Promise<Map<string, T>> {
-    if (this.failed) return Promise.reject(this.failed);
+    if (this.failed) return Promise.reject(new PeerFailedError(this.failed));
     if (this.values.size === this.names.length) return Promise.resolve(this.values);
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
@@ -145,8 +190,10 @@ export async function up(o: UpOptions): Promise<UpResult> {
     istio: new Barrier<true>(names),
     remoteSecret: new Barrier<KubeObject | undefined>(names),
   };
-  const failAll = (cluster: string, why: string) => {
-    for (const b of Object.values(barriers)) b.fail(cluster, why);
+  /** Releases the peers waiting for `cluster`, naming the clusters at fault: it, or the peers that stopped it. */
+  const failAll = (cluster: string, e: unknown) => {
+    const atFault = e instanceof PeerFailedError ? e.peers : [cluster];
+    for (const b of Object.values(barriers)) b.fail(atFault);
   };
   let federation: Promise<void> | undefined;
 
@@ -252,7 +299,9 @@ export async function up(o: UpOptions): Promise<UpResult> {
             federation ??= bootstrapFleet(o, clientOf, bundleEndpoints, (m) =>
               emit({ phase, kind: 'progress', message: m }),
             );
-            await federation;
+            await federation.catch((e: unknown) => {
+              throw bootstrapFailureFor(cluster, e);
+            });
             const want = await desiredPhase(fleet, cluster, 'federation', inputs(), o);
             applied = await applySteps(phase, want.steps);
             wanted = want.steps.flatMap((s) => s.objects);
@@ -322,7 +371,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
       } catch (e) {
         const why = (e as Error).message;
         o.progress?.phaseFailed(cluster, phase, why);
-        failAll(cluster, `${phase}: ${why.split('\n')[0]}`);
+        failAll(cluster, e);
         throw Object.assign(e as Error, { phase });
       }
     }
@@ -334,7 +383,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
     names.map((n) =>
       // Whatever stops a cluster (its inventory, a phase) releases the peers waiting for it.
       runCluster(n).catch((e: unknown) => {
-        failAll(n, (e as Error).message.split('\n')[0] ?? '');
+        failAll(n, e);
         throw e;
       }),
     ),
@@ -345,21 +394,12 @@ export async function up(o: UpOptions): Promise<UpResult> {
           {
             cluster: names[i]!,
             phase: ((s.reason as { phase?: EnginePhase }).phase ?? 'namespaces') as EnginePhase,
-            error: (s.reason as Error).message,
-            peer: s.reason instanceof PeerFailedError,
+            error: s.reason,
           },
         ]
       : [],
   );
-  // A cluster that stopped only because a peer failed is not a failure of its own.
-  const own = failures.filter((f) => !f.peer);
-  if (failures.length) {
-    const shown = own.length ? own : failures;
-    throw new UpError(
-      shown.map((f) => `${f.cluster}: ${f.phase}: ${f.error}`).join('\n'),
-      shown.map(({ cluster, phase, error }) => ({ cluster, phase, error })),
-    );
-  }
+  if (failures.length) throw upError(failures);
   const clusters = settled.map((s) => (s as PromiseFulfilledResult<ClusterResult>).value);
   const writes = clusters
     .flatMap((c) => c.phases)

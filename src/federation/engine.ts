@@ -67,6 +67,12 @@ export interface PairStep {
   error?: string;
   /** What failed, as thrown: its type tells a refusal from a server that is not up yet. */
   cause?: unknown;
+  /**
+   * Of a failed step, whose part failed: the peer's (its server could not
+   * give its bundle, or the bundle does not authenticate its endpoint) or
+   * the holder's (its server could not list or take the bundle).
+   */
+  failedAt?: 'holder' | 'peer';
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -141,16 +147,25 @@ export async function verifiedOwnBundle(m: FederationMember): Promise<Bundle> {
 export async function bootstrap(members: FederationMember[], pairs: Pair[]): Promise<PairStep[]> {
   const own = perMember(members, verifiedOwnBundle);
   const heldBy = perMember(members, (m) => m.server.heldBundles());
-  return perHolder(directions(members, pairs), async (holder, peer) => {
+  return perHolder(directions(members, pairs), async (holder, peer): Promise<PairStep> => {
+    let failedAt: 'holder' | 'peer' = 'peer';
     try {
       const bundle = await own(peer.name);
+      failedAt = 'holder';
       const held = (await heldBy(holder.name)).get(peer.trustDomain);
       if (held && sameKeys(held, bundle))
         return { holder: holder.name, peer: peer.name, result: 'unchanged' };
       await holder.server.setBundle(bundle);
       return { holder: holder.name, peer: peer.name, result: held ? 'updated' : 'created' };
     } catch (e) {
-      return { holder: holder.name, peer: peer.name, result: 'failed', error: message(e), cause: e };
+      return {
+        holder: holder.name,
+        peer: peer.name,
+        result: 'failed',
+        error: message(e),
+        cause: e,
+        failedAt,
+      };
     }
   });
 }

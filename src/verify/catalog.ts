@@ -14,6 +14,12 @@
  * *because of* that check (named in the finding), never `passed` and never
  * silently `skipped`; so one cause reads as one cause, and the run fails.
  *
+ * A check that changes the clusters (MF302 deletes and restores each
+ * helloworld Service) runs alone: the checks before it in the catalog have
+ * ended when it starts, and the ones after it start when it has ended, so
+ * no other check reads a cluster it is changing. The others run a few at a
+ * time.
+ *
  * Nothing here prints: observers get each result as it completes, renderers
  * (format.ts) turn the results into a table or JSON.
  */
@@ -77,6 +83,12 @@ export interface CheckDef<C> {
   fatal?: boolean;
   /** For a fatal check: what its failure means for the cluster ("the cluster is unreachable"). */
   blocking?: string;
+  /**
+   * It changes the clusters while it runs (deletes, then restores, an
+   * object): the runner runs it alone, never beside another check, which
+   * would read the change.
+   */
+  changesClusters?: boolean;
   run(ctx: C): Promise<Finding[]>;
 }
 
@@ -172,10 +184,26 @@ function blockedFinding(f: Finding, blocked: Map<string, { code: string; blockin
 }
 
 /**
- * Runs the fatal checks first, one after another, then the others (a few at
- * a time), each bounded by its own errors: a check that throws is a failed
- * result naming the error, never an aborted run. Results come back with the
- * fatal ones first, then in catalog order.
+ * The non-fatal checks' run order: runs of checks that only read, each run a
+ * few at a time, with every check that changes the clusters alone between
+ * them, where the catalog has it.
+ */
+export function batches<C>(checks: CheckDef<C>[]): CheckDef<C>[][] {
+  const out: CheckDef<C>[][] = [];
+  for (const c of checks) {
+    const last = out[out.length - 1];
+    if (c.changesClusters || !last || last[0]!.changesClusters) out.push([c]);
+    else last.push(c);
+  }
+  return out;
+}
+
+/**
+ * Runs the fatal checks first, one after another, then the others: a few at
+ * a time, but a check that changes the clusters alone (`batches`). Each is
+ * bounded by its own errors: a check that throws is a failed result naming
+ * the error, never an aborted run. Results come back with the fatal ones
+ * first, then in catalog order.
  */
 export async function runChecks<C>(
   checks: CheckDef<C>[],
@@ -222,15 +250,20 @@ export async function runChecks<C>(
   };
   const fatal = list.filter((c) => c.fatal).length;
   for (let i = 0; i < fatal; i++) await runOne(i);
-  let next = fatal;
-  const worker = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= list.length) return;
-      await runOne(i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 4, list.length - fatal) }, worker));
+  let start = fatal;
+  for (const batch of batches(list.slice(fatal))) {
+    const end = start + batch.length;
+    let next = start;
+    const worker = async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= end) return;
+        await runOne(i);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 4, batch.length) }, worker));
+    start = end;
+  }
   return out;
 }
 

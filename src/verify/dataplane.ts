@@ -235,6 +235,8 @@ export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
     description:
       "With a cluster's own helloworld Service removed, its sleep's requests are all answered by peers' versions; the Service is then restored as it was.",
     hint: "docs/verify.md#failover: the peers' endpoints must be known to this istiod (remote secrets, MF209)",
+    // It deletes each helloworld Service for a while: MF301 and MF303 must not run meanwhile.
+    changesClusters: true,
     async run(ctx) {
       const out: Finding[] = [];
       // One cluster at a time: each removal changes what its peers' requests may reach.

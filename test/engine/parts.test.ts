@@ -10,16 +10,16 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { applyObjects, countsOf, ownedBy, retrying, withMark } from '../../src/engine/apply.js';
-import { bootstrapUntilDone } from '../../src/engine/bootstrap.js';
+import { BootstrapError, bootstrapUntilDone } from '../../src/engine/bootstrap.js';
 import { withoutEmptyCaBundles } from '../../src/engine/desired.js';
 import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
 import { applyWaves, mapLimit } from '../../src/engine/order.js';
 import { comparable, objectDiff } from '../../src/engine/plan.js';
 import { ProgressStore, unfinished } from '../../src/engine/progress.js';
 import { readerRemoteSecret } from '../../src/engine/remote-secrets.js';
-import { storedForm } from '../../src/engine/up.js';
+import { bootstrapFailureFor, PeerFailedError, storedForm, upError } from '../../src/engine/up.js';
 import { mirrorPath, parseManifests, UpstreamError, UpstreamSource } from '../../src/engine/upstream.js';
-import { BundleOwnerError, type FederationMember } from '../../src/federation/engine.js';
+import { BundleOwnerError, type FederationMember, fullMesh } from '../../src/federation/engine.js';
 import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { defaultFleet } from '../../src/fleet/load.js';
 import {
@@ -396,6 +396,116 @@ describe('bootstrap in up', () => {
       'one read of the refused bundle, no second try',
     );
     assert.ok(!lines.some((l) => /retrying/.test(l)), lines.join('\n'));
+  });
+
+  /** A member whose spire-server fails the commands `fails` names ("bundle show") with that stderr; its endpoint does not answer. */
+  const failing = async (name: string, td: string, fails: Record<string, string>, calls: string[]) => {
+    const own: Bundle = {
+      trustDomain: td,
+      x509Authorities: [(await root()).cert],
+      jwtAuthorities: new Map(),
+    };
+    const m = member(name, td, own, 'https://127.0.0.1:1', calls);
+    const ok = m.server.transport.run;
+    const transport = {
+      target: m.server.transport.target,
+      run: (args: string[], o: { stdin?: string }) => {
+        const stderr = fails[args.slice(0, 2).join(' ')];
+        return stderr === undefined ? ok(args, o) : Promise.resolve({ code: 1, stdout: '', stderr });
+      },
+    };
+    return { ...m, server: new SpireServerCli(transport) };
+  };
+  const DENIED = 'Error: rpc error: code = PermissionDenied desc = the admin socket refuses this caller';
+
+  test('a peer whose server fails is at fault once: its holders are stopped because of it, naming it, without its error', async () => {
+    const calls: string[] = [];
+    const members = [
+      await failing('cluster-1', 'foo.com', {}, calls),
+      await failing('cluster-2', 'bar.com', { 'bundle show': DENIED }, calls),
+      await failing('cluster-3', 'baz.com', {}, calls),
+    ];
+    const names = members.map((m) => m.name);
+    const e = await bootstrapUntilDone(members, fullMesh(members), {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    }).then(
+      () => assert.fail('the bootstrap succeeded'),
+      (x: unknown) => x,
+    );
+    assert.ok(e instanceof BootstrapError, String(e));
+    assert.deepEqual(
+      e.failures.map((f) => [f.cluster, `${f.holder} ← ${f.peer}`]).sort(),
+      [
+        ['cluster-2', 'cluster-1 ← cluster-2'],
+        ['cluster-2', 'cluster-3 ← cluster-2'],
+      ],
+      'both pairs that need bar.com fail, both filed under cluster-2',
+    );
+    assert.deepEqual(e.atFault, ['cluster-2']);
+    // What each cluster's federation phase fails with, and the run's report.
+    const perCluster = names.map((cluster) => ({
+      cluster,
+      phase: 'federation' as const,
+      error: bootstrapFailureFor(cluster, e),
+    }));
+    assert.ok(!(perCluster[1]!.error instanceof PeerFailedError));
+    for (const i of [0, 2]) {
+      const stopped = perCluster[i]!.error;
+      assert.ok(stopped instanceof PeerFailedError, `${names[i]}: ${stopped.message}`);
+      assert.deepEqual(stopped.peers, ['cluster-2']);
+    }
+    const report = upError(perCluster);
+    const lines = report.message.split('\n');
+    assert.equal(lines.length, 3, report.message);
+    assert.match(
+      lines[0]!,
+      /^cluster-2: federation: the bootstrap cannot succeed, not retried: cluster-1 ← cluster-2, cluster-3 ← cluster-2: cluster-2: spire\/spire-server-0: spire-server bundle show: .*PermissionDenied desc = the admin socket refuses this caller \(SPIRE answered PermissionDenied\)$/,
+    );
+    assert.deepEqual(lines.slice(1), [
+      'cluster-1: federation: stopped because cluster-2 failed',
+      'cluster-3: federation: stopped because cluster-2 failed',
+    ]);
+    assert.equal(report.message.split('the admin socket refuses').length - 1, 1, 'the error is told once');
+    assert.deepEqual(
+      report.failures.map((f) => [f.cluster, f.stoppedBy]),
+      [
+        ['cluster-2', undefined],
+        ['cluster-1', ['cluster-2']],
+        ['cluster-3', ['cluster-2']],
+      ],
+    );
+  });
+
+  test('a holder whose own server fails is at fault for its pair, not the peer whose bundle it could not take', async () => {
+    const calls: string[] = [];
+    const members = [
+      await failing('cluster-1', 'foo.com', {}, calls),
+      await failing('cluster-2', 'bar.com', { 'bundle list': DENIED }, calls),
+    ];
+    const e = await bootstrapUntilDone(members, fullMesh(members), {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    }).then(
+      () => assert.fail('the bootstrap succeeded'),
+      (x: unknown) => x,
+    );
+    assert.ok(e instanceof BootstrapError, String(e));
+    assert.deepEqual(
+      e.failures.map((f) => [f.cluster, `${f.holder} ← ${f.peer}`]),
+      [['cluster-2', 'cluster-2 ← cluster-1']],
+    );
+    assert.ok(bootstrapFailureFor('cluster-1', e) instanceof PeerFailedError);
+    assert.match(bootstrapFailureFor('cluster-2', e).message, /cluster-2 ← cluster-1: .*bundle list/);
+    assert.ok(
+      calls.includes('cluster-1 bundle set'),
+      'cluster-1 took cluster-2’s bundle: its pair is not failed',
+    );
+  });
+
+  test('a failure of the bootstrap that no cluster is named for is every cluster’s own, as thrown', () => {
+    const e = new Error('federation pair names "cluster-9", which is not a member');
+    assert.equal(bootstrapFailureFor('cluster-1', e), e);
   });
 });
 

@@ -30,6 +30,7 @@ import {
   type VerifyContext,
 } from '../../src/verify/dataplane.js';
 import { formatJson, formatText } from '../../src/verify/format.js';
+import { POST_CHECKS } from '../../src/verify/post.js';
 import { guessPlural, PRE_CHECKS } from '../../src/verify/pre.js';
 import { edgesOf, reportHtml } from '../../src/verify/report.js';
 import { parseResultsFile } from '../../src/verify/results-file.js';
@@ -183,6 +184,64 @@ test('a fatal check runs first and blocks its failed clusters: their later findi
   const json = formatJson(results, { fleet: 'f', stage: 'post', at: new Date(0) });
   assert.deepEqual(JSON.parse(json).counts, { passed: 1, warning: 0, failed: 1, 'not-run': 1, skipped: 0 });
   assert.deepEqual(parseResultsFile(json), results);
+});
+
+test('a check that changes the clusters runs alone, between the others; the others still run up to the limit', async () => {
+  // Each fake check records that it started and stays running until the test releases it.
+  const running = new Set<string>();
+  const release = new Map<string, () => void>();
+  const overlaps: string[] = [];
+  let most = 0;
+  const changing = new Set(['MF903', 'MF907']);
+  const def = (code: string): CheckDef<null> => ({
+    code,
+    title: code,
+    category: 'traffic',
+    severity: 'error',
+    stage: 'verify',
+    description: '',
+    hint: '',
+    ...(changing.has(code) ? { changesClusters: true } : {}),
+    run: async () => {
+      for (const other of running)
+        if (changing.has(code) || changing.has(other)) overlaps.push(`${code} started while ${other} ran`);
+      running.add(code);
+      most = Math.max(most, running.size);
+      await new Promise<void>((r) => release.set(code, r));
+      running.delete(code);
+      return [{ status: 'passed', message: 'ok' }];
+    },
+  });
+  const codes = ['MF901', 'MF902', 'MF903', 'MF904', 'MF905', 'MF906', 'MF907'];
+  const done = runChecks(codes.map(def), null, { concurrency: 2 });
+  // Every promise callback has run once setImmediate's turn comes: what can start has started.
+  const settled = () => new Promise((r) => setImmediate(r));
+  const end = async (...these: string[]) => {
+    for (const c of these) release.get(c)!();
+    await settled();
+    return [...running].sort();
+  };
+  await settled();
+  assert.deepEqual([...running].sort(), ['MF901', 'MF902'], 'two read-only checks at once');
+  assert.deepEqual(await end('MF901'), ['MF902'], 'MF903 waits for every check before it to end');
+  assert.deepEqual(await end('MF902'), ['MF903'], 'then runs alone');
+  assert.deepEqual(await end('MF903'), ['MF904', 'MF905'], 'the checks after it start once it has ended');
+  assert.deepEqual(await end('MF904'), ['MF905', 'MF906']);
+  assert.deepEqual(await end('MF905', 'MF906'), ['MF907']);
+  assert.deepEqual(await end('MF907'), []);
+  const results = await done;
+  assert.deepEqual(overlaps, []);
+  assert.equal(most, 2, 'never more than the limit');
+  assert.deepEqual(
+    results.map((r) => r.code),
+    codes,
+    'results in catalog order',
+  );
+  // The catalog: MF302 deletes the helloworld Services, so MF301 and MF303 must not run beside it.
+  assert.deepEqual(
+    [...PRE_CHECKS, ...POST_CHECKS, ...VERIFY_CHECKS].filter((c) => c.changesClusters).map((c) => c.code),
+    ['MF302'],
+  );
 });
 
 test('east-west and failover from hand-written curl output', () => {
