@@ -125,7 +125,9 @@ export function engineSuite(profile: Profile, clusters: number): void {
       }
       const j = JSON.parse(r.stdout) as { results: Array<{ code: string; status: string; summary: string }> };
       for (const x of j.results) assert.equal(x.status, 'passed', `${x.code}: ${x.summary}`);
-      assert.equal(j.results.length, 12);
+      // MF101 (every cluster reached) first, then the 12 control-plane checks.
+      assert.equal(j.results[0]?.code, 'MF101');
+      assert.equal(j.results.length, 13);
       assert.equal(r.code, 0);
     });
 
