@@ -9,7 +9,9 @@
 #   bash lab/build.sh spire        → only components whose name starts so
 #   bash lab/build.sh spire 1.15   → … and only their versions that start so
 # Environment: MESHFED_LAB_JOBS (go build -p); MESHFED_LAB_OUT (output folder instead
-# of .lab/bin, for benchmarks); GOTOOLCHAIN is set per recipe.
+# of .lab/bin: benchmarks, `meshfed lab build`); MESHFED_LAB_LIST=1 only lists
+# the recipes, one "COMPONENT VERSION built|to-build" line each, building
+# nothing (`meshfed lab build` counts them); GOTOOLCHAIN is set per recipe.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${MESHFED_LAB_OUT:-$root/.lab/bin}"
@@ -29,6 +31,7 @@ files() {
   case "$version" in "$only_version"*) ;; *) return 0 ;; esac
   [ -f "$dest/.done" ] && return 0
   [ "$mode" = prefetch ] && return 0
+  [ "$mode" = list ] && return 0
   local dir work
   work="$(mktemp -d)"
   dir="$(cd "$work" && go mod download -json "$mod" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
@@ -51,6 +54,10 @@ build() {
   local dest="$bin/$comp/$version"
   local recipe
   recipe="$(cat "$mod"; echo "$toolchain|$ldflags|$*")"
+  if [ "$mode" = list ]; then
+    if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$recipe" ]; then echo "$comp $version built"; else echo "$comp $version to-build"; fi
+    return 0
+  fi
   if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$recipe" ]; then return 0; fi
   local work t0=$SECONDS
   work="$(mktemp -d)"
@@ -142,6 +149,12 @@ recipes() {
   istio 1.22.1 a1a76b8e75f810eb6c808b04531343ae2c7b8082
   istio 1.32-dev eed52ebb66ad
 }
+
+if [ "${MESHFED_LAB_LIST:-}" = 1 ]; then
+  mode=list
+  recipes
+  exit 0
+fi
 
 mode=prefetch
 recipes &

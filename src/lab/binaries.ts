@@ -1,16 +1,25 @@
 /**
- * Where the lab's upstream programs are: built by `npm run lab:build` into
- * .lab/bin/<component>/<version>/ of the meshfed checkout, or under
- * $MESHFED_LAB_BIN/<component>/<version>/ when that is set.
+ * Where the lab's upstream programs are, <root>/<component>/<version>/:
+ * $MESHFED_LAB_BIN when set; in a meshfed checkout, its .lab/bin (built by
+ * `npm run lab:build`); in an installed package, the user's cache folder,
+ * $XDG_CACHE_HOME/meshfed/lab/bin (~/.cache/…; built by `meshfed lab build`),
+ * never inside the package.
  */
 import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-const REPO_ROOT = new URL('../../../', import.meta.url).pathname;
+const PACKAGE_ROOT = new URL('../../../', import.meta.url).pathname;
+const isCheckout = () => existsSync(join(PACKAGE_ROOT, '.git'));
 
 export function labBinRoot(): string {
-  return process.env.MESHFED_LAB_BIN ?? join(REPO_ROOT, '.lab', 'bin');
+  if (process.env.MESHFED_LAB_BIN) return process.env.MESHFED_LAB_BIN;
+  if (isCheckout()) return join(PACKAGE_ROOT, '.lab', 'bin');
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'meshfed', 'lab', 'bin');
 }
+
+/** The command that builds the lab here. */
+export const labBuildCommand = () => (isCheckout() ? 'npm run lab:build' : 'meshfed lab build');
 
 export function labBinDir(component: string, version: string): string {
   return join(labBinRoot(), component, version);
@@ -26,7 +35,7 @@ export function requireLabBinaries(component: string, version: string, programs:
   const missing = programs.filter((p) => !existsSync(join(dir, p)));
   if (missing.length)
     throw new LabNotBuiltError(
-      `${component} ${version} is not built (${missing.map((m) => join(dir, m)).join(', ')} missing): run \`npm run lab:build\``,
+      `${component} ${version} is not built (${missing.map((m) => join(dir, m)).join(', ')} missing): run \`${labBuildCommand()}\``,
     );
   return dir;
 }

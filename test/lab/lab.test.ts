@@ -504,7 +504,7 @@ describe('meshfed lab: bad input', () => {
           ['up', '--pod-ready-delay', '3s..1s'],
           /--pod-ready-delay "3s..1s" is not a duration like 2s or a range like 1s..3s/,
         ],
-        [['frob'], /meshfed lab: give up, status or down, not "frob"/],
+        [['frob'], /meshfed lab: give build, up, status or down, not "frob"/],
       ] as const) {
         const r = await runMeshfed(['lab', ...args, '--dir', join(parent, 'lab')], { cwd: parent });
         assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

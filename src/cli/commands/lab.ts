@@ -1,13 +1,15 @@
 import { relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Profile } from '../../fleet/model.js';
-import { LabNotBuiltError } from '../../lab/binaries.js';
+import { LabNotBuiltError, labBinRoot } from '../../lab/binaries.js';
+import { COLD_BUILD, labBuild, requireGo } from '../../lab/build.js';
 import { LabError, type LabStatus, labDown, labStatus, labUp } from '../../lab/lab.js';
 import { DEFAULT_POD_TIMINGS, type DelayRange, parseDelayRange } from '../../lab/stages.js';
 import { type CliIO, type Command, EXIT_FAILED, EXIT_OK, UsageError } from '../io.js';
 import { table } from '../table.js';
 
-const USAGE = `Usage: meshfed lab up [--clusters N] [--profile current|seed] [--nodes N] [--pods real|simulated]
+const USAGE = `Usage: meshfed lab build [COMPONENT [VERSION]]
+       meshfed lab up [--clusters N] [--profile current|seed] [--nodes N] [--pods real|simulated]
                       [--pod-ready-delay MIN[..MAX]] [--pod-stop-delay MIN[..MAX]] [--dir DIR]
        meshfed lab status [--dir DIR] [-o text|json]
        meshfed lab down [--dir DIR] [--keep]
@@ -39,6 +41,19 @@ fleet's clusters (cluster-1, cluster-2, …). Needs \`npm run lab:build\` first.
   --dir DIR             the lab's folder (default .meshfed-lab, or
                         $MESHFED_LAB_DIR)
   --keep                lab down: keep the folder's logs and data
+
+lab build compiles the lab's upstream programs from the Go module proxy with
+the machine's Go (Kubernetes, etcd, kwok, SPIRE, spire-controller-manager,
+cert-manager, istioctl; or only the components whose name starts with
+COMPONENT), into $MESHFED_LAB_BIN, a checkout's .lab/bin, or else
+$XDG_CACHE_HOME/meshfed/lab/bin (~/.cache). A cold build takes 25 to 46
+minutes on 2 cores; with Go's caches warm, a minute or two. It says which
+component of how many compiles, and how long that one took last time.
+
+Examples:
+  meshfed lab build && meshfed lab up && meshfed up --lab && meshfed check --lab
+  meshfed lab up --clusters 3 --profile seed
+  meshfed lab status -o json
 
 Exit 0 when done (status: when every part is healthy), 1 when not, 2 for bad
 input.`;
@@ -99,13 +114,58 @@ function delayOption(name: string, value: string | undefined): DelayRange | unde
   return range;
 }
 
+/** `meshfed lab build`: progress a person can plan around (build.ts). */
+async function build(positionals: string[], io: CliIO): Promise<number> {
+  if (positionals.length > 2) throw new UsageError('meshfed lab build takes at most COMPONENT and VERSION');
+  const [only, onlyVersion] = positionals;
+  const t0 = Date.now();
+  const at = () => fmtSeconds((Date.now() - t0) / 1000).padStart(7);
+  const say = (m: string) => io.stderr.write(`${at()} ${m}\n`);
+  try {
+    say(`Go: ${await requireGo()}`);
+  } catch (e) {
+    io.stderr.write(`meshfed lab build: ${(e as Error).message}\n`);
+    return EXIT_FAILED;
+  }
+  const code = await labBuild({
+    ...(only ? { only } : {}),
+    ...(onlyVersion ? { onlyVersion } : {}),
+    onEvent: (e) => {
+      const expected = (s?: number) =>
+        s ? `; ${fmtSeconds(s)} last time here` : '; no time recorded here yet';
+      if (e.kind === 'plan')
+        say(
+          e.toBuild.length
+            ? `${e.toBuild.length} to build (${e.toBuild.join(', ')}), ${e.built.length} already built, into ${labBinRoot()}. ${COLD_BUILD}.`
+            : `nothing to build: ${e.built.length} components already built in ${labBinRoot()}`,
+        );
+      else if (e.kind === 'start')
+        say(`[${e.index}/${e.total}] ${e.component}: compiling${expected(e.expectedS)}`);
+      else if (e.kind === 'tick')
+        say(
+          `[${e.index}/${e.total}] ${e.component}: compiling for ${fmtSeconds(e.seconds)}${expected(e.expectedS)}`,
+        );
+      else if (e.kind === 'done')
+        say(`[${e.index}/${e.total}] ${e.component}: built in ${fmtSeconds(e.seconds)}`);
+      else if (e.kind === 'download') say(`${e.component}: modules downloaded (ahead of its compile)`);
+      else say(`${e.component}: build FAILED:\n${e.log.join('\n')}`);
+    },
+  });
+  say(code === 0 ? 'lab built' : `lab build failed (exit ${code})`);
+  return code === 0 ? EXIT_OK : EXIT_FAILED;
+}
+
+const fmtSeconds = (s: number) =>
+  s < 60 ? `${Math.round(s)}s` : `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
+
 export const labCommand: Command = {
   name: 'lab',
   usage: USAGE,
   async run(argv, io) {
     const [verb, ...rest] = argv;
-    const { values } = parseArgs({
+    const { values, positionals } = parseArgs({
       args: rest,
+      allowPositionals: true,
       options: {
         clusters: { type: 'string', default: '2' },
         profile: { type: 'string', default: 'current' },
@@ -124,8 +184,12 @@ export const labCommand: Command = {
       io.stderr.write(
         `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s ${cluster ? `[${cluster}] ` : ''}${message}\n`,
       );
+    if (positionals.length && verb !== 'build')
+      throw new UsageError(`meshfed lab ${verb}: unexpected "${positionals.join(' ')}"`);
     try {
       switch (verb) {
+        case 'build':
+          return await build(positionals, io);
         case 'up': {
           const n = Number(values.clusters);
           if (!Number.isInteger(n) || n < 1 || n > 20)
@@ -181,7 +245,7 @@ export const labCommand: Command = {
         }
         default:
           throw new UsageError(
-            `meshfed lab: give up, status or down${verb ? `, not "${verb}"` : ''}\n\n${USAGE}`,
+            `meshfed lab: give build, up, status or down${verb ? `, not "${verb}"` : ''}\n\n${USAGE}`,
           );
       }
     } catch (e) {
