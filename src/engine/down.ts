@@ -1,18 +1,15 @@
 /**
  * `meshfed down`: removes from each cluster exactly what meshfed created for
  * the fleet (inventory.ts: labels, created mark and field manager), in the
- * reverse order of `up` (phases backwards; within a phase webhooks first,
- * CRDs last; the namespaces at the very end, together), waiting after each
- * wave until its objects are gone, so that namespaces are really gone when
- * it returns. Objects meshfed
- * found already there are left as they are. Clusters run in parallel.
+ * reverse order of `up` and waiting after each wave until its objects are
+ * gone (removal.ts, which `up`'s prune shares), so that namespaces are really
+ * gone when it returns. Objects meshfed found already there are left as they
+ * are. Clusters run in parallel.
  */
 import type { Fleet } from '../fleet/model.js';
-import { type ClusterClient, describeRef, type KubeObject, refOf } from '../kube/client.js';
-import { PHASE_LABEL } from '../render/meta.js';
-import { ENGINE_PHASES, type EnginePhase, retrying } from './apply.js';
+import type { ClusterClient } from '../kube/client.js';
 import { ownedObjects } from './inventory.js';
-import { applyWaves, mapLimit } from './order.js';
+import { removeInOrder } from './removal.js';
 import type { EngineEvent } from './up.js';
 
 export interface DownResult {
@@ -21,34 +18,6 @@ export interface DownResult {
 
 export class DownError extends Error {
   override name = 'DownError';
-}
-
-async function waitGone(
-  client: ClusterClient,
-  objects: KubeObject[],
-  timeoutMs: number,
-  progress: (m: string) => void,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let left = objects;
-  let said = '';
-  while (left.length) {
-    const still = await mapLimit(left, 8, async (x) =>
-      (await retrying(() => client.get(refOf(x)))) ? x : undefined,
-    );
-    left = still.filter((x): x is KubeObject => x !== undefined);
-    if (!left.length) return;
-    const line = `waiting for ${describeRef(refOf(left[0]!))} to be gone${left.length > 1 ? ` and ${left.length - 1} more` : ''}`;
-    if (Date.now() > deadline)
-      throw new DownError(
-        `${client.context}: ${line} after ${Math.round(timeoutMs / 1000)} s (a finalizer whose controller is gone?)`,
-      );
-    if (line !== said) {
-      said = line;
-      progress(line);
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 export async function down(o: {
@@ -63,36 +32,26 @@ export async function down(o: {
     o.fleet.clusters.map(async (c) => {
       const client = o.clients.get(c.context)!;
       const owned = await ownedObjects(client, o.fleet.name);
-      let deleted = 0;
-      const remove = async (objects: KubeObject[], progress: (m: string) => void) => {
-        for (const wave of applyWaves(objects).reverse()) {
-          await mapLimit(wave, 8, async (x) => {
-            if ((await retrying(() => client.delete(refOf(x)))) === 'deleted') deleted++;
-          });
-          await waitGone(client, wave, timeoutMs, progress);
-        }
-      };
-      // Namespaces go last, all at once: what meshfed made in them is already
-      // gone in reverse order, and their own deletion (the pods' grace periods)
-      // is the slow part, so it is done once, in parallel.
-      for (const phase of [...ENGINE_PHASES].reverse() as EnginePhase[]) {
-        const mine = owned.filter(
-          (x) => x.metadata.labels?.[PHASE_LABEL] === phase && x.kind !== 'Namespace',
-        );
-        if (!mine.length) continue;
-        const progress = (message: string) => emit({ cluster: c.name, phase, kind: 'progress', message });
-        emit({ cluster: c.name, phase, kind: 'phase-start', message: `removing ${mine.length} objects` });
-        await remove(mine, progress);
-        emit({ cluster: c.name, phase, kind: 'phase-done', message: `removed ${mine.length} objects` });
-      }
-      const namespaces = owned.filter((x) => x.kind === 'Namespace');
-      if (namespaces.length) {
-        const progress = (message: string) => emit({ cluster: c.name, kind: 'progress', message });
-        emit({ cluster: c.name, kind: 'phase-start', message: `removing ${namespaces.length} namespaces` });
-        await remove(namespaces, progress);
-        emit({ cluster: c.name, kind: 'phase-done', message: `removed ${namespaces.length} namespaces` });
-      }
-      return { cluster: c.name, deleted };
+      const deleted = await removeInOrder(client, owned, {
+        timeoutMs,
+        onGroup: (g, n) =>
+          emit({
+            cluster: c.name,
+            ...(g.phase ? { phase: g.phase } : {}),
+            kind: 'phase-start',
+            message: `removing ${n} ${g.noun}`,
+          }),
+        onProgress: (g, message) =>
+          emit({ cluster: c.name, ...(g.phase ? { phase: g.phase } : {}), kind: 'progress', message }),
+        onGroupDone: (g, gone) =>
+          emit({
+            cluster: c.name,
+            ...(g.phase ? { phase: g.phase } : {}),
+            kind: 'phase-done',
+            message: `removed ${gone.length} ${g.noun}`,
+          }),
+      });
+      return { cluster: c.name, deleted: deleted.length };
     }),
   );
   const failed = settled.flatMap((s, i) =>

@@ -2,7 +2,8 @@
  * `meshfed plan`: what `up` would do, per cluster and phase, per object:
  * create, update (with a readable diff of what the API server would store:
  * a server-side dry run, so defaults and admission are the server's),
- * unchanged, or prune (meshfed created it and the fleet no longer has it).
+ * unchanged, or prune (meshfed created it and no phase of the fleet has it
+ * any more; listed last, in the order `up` deletes: removal.ts).
  * Secret data never appears: a Secret's changed data is shown as its keys.
  * Reads and dry runs only.
  */
@@ -10,7 +11,6 @@ import { createTwoFilesPatch } from 'diff';
 import { stringify } from 'yaml';
 import { type Fleet, peersOf } from '../fleet/model.js';
 import { type ClusterClient, describeRef, KubeApiError, type KubeObject, refOf } from '../kube/client.js';
-import { PHASE_LABEL } from '../render/meta.js';
 import { READER_TOKEN_SECRET, remoteSecretName } from '../render/remote-secret.js';
 import type { RenderInputs } from '../render/types.js';
 import { ENGINE_PHASES, type EnginePhase, retrying, withMark } from './apply.js';
@@ -18,6 +18,7 @@ import { type DesiredSources, desiredPhase, identity } from './desired.js';
 import { BUNDLE_ENDPOINT_SERVICE, currentAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
 import { mapLimit } from './order.js';
+import { removalOrder } from './removal.js';
 
 export type PlanAction = 'create' | 'update' | 'unchanged' | 'prune';
 
@@ -136,10 +137,14 @@ export async function plan(
         const objects = want.steps.flatMap((s) => s.objects);
         for (const x of objects) wanted.add(identity(x));
         items.push(...(await mapLimit(objects, 8, (x) => planObject(client, fleet.name, phase, x))));
-        for (const x of owned)
-          if (x.metadata.labels?.[PHASE_LABEL] === phase && !wanted.has(identity(x)))
-            items.push({ phase, action: 'prune', object: describeRef(refOf(x)) });
       }
+      for (const g of removalOrder(owned.filter((x) => !wanted.has(identity(x)))))
+        for (const x of g.waves.flat())
+          items.push({
+            phase: g.phase ?? 'namespaces',
+            action: 'prune',
+            object: describeRef(refOf(x)),
+          });
       return { cluster: c.name, items, pending };
     }),
   );

@@ -14,8 +14,12 @@
  *   read and its remote secret written into every federated peer.
  *
  * Each step's objects are applied (server-side, meshfed's field manager) and
- * then waited for until healthy, with a bound. After a phase, objects meshfed
- * created in that phase and no longer wants are pruned. Progress is recorded
+ * then waited for until healthy, with a bound. Once every phase has applied,
+ * what meshfed created before and the fleet no longer has is pruned as `down`
+ * deletes (removal.ts: the reverse of the apply order, each wave waited for
+ * until gone), so a workload goes before the config and identity it used, a
+ * namespace's contents before it, whichever phase each came from; an object
+ * that moved to another phase is kept. Progress is recorded
  * (progress.ts); since every step is an idempotent apply, a run that was
  * killed converges when run again.
  */
@@ -36,16 +40,15 @@ import {
   countsOf,
   ENGINE_PHASES,
   type EnginePhase,
-  retrying,
   strongest,
 } from './apply.js';
 import { BootstrapError, bootstrapUntilDone } from './bootstrap.js';
 import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';
 import { BUNDLE_ENDPOINT_SERVICE, EAST_WEST_SERVICE, SPIRE_SERVER_POD, serviceAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
-import { mapLimit } from './order.js';
 import type { ProgressStore } from './progress.js';
 import { readerRemoteSecret } from './remote-secrets.js';
+import { type RemovalGroup, removeInOrder } from './removal.js';
 
 export interface EngineEvent {
   cluster?: string;
@@ -70,6 +73,7 @@ export interface UpOptions extends DesiredSources {
 export interface PhaseResult {
   phase: EnginePhase;
   counts: Counts;
+  /** Objects of this phase pruned (at the end of the run, after every phase applied). */
   pruned: number;
   seconds: number;
   /** Dry run: what could not be done without doing the phases before. */
@@ -79,6 +83,8 @@ export interface PhaseResult {
 export interface ClusterResult {
   cluster: string;
   phases: PhaseResult[];
+  /** What was pruned, in the order deleted: "Deployment sleep/sleep". */
+  pruned: string[];
 }
 
 export interface UpResult {
@@ -206,7 +212,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
 
   const runCluster = async (cluster: string): Promise<ClusterResult> => {
     const client = clientOf(cluster);
-    const result: ClusterResult = { cluster, phases: [] };
+    const result: ClusterResult = { cluster, phases: [], pruned: [] };
     const progress = (phase: EnginePhase) => (message: string) =>
       emit({ cluster, phase, kind: 'progress', message });
     const owned = o.dryRun ? [] : await ownedObjects(client, fleet.name);
@@ -234,16 +240,35 @@ export async function up(o: UpOptions): Promise<UpResult> {
       return all;
     };
 
-    const prune = async (phase: EnginePhase, wanted: KubeObject[]): Promise<number> => {
-      if (o.dryRun) return 0;
+    /** Removes what meshfed owns here and no phase wants (`wanted`: every phase's objects), as `down` does. */
+    const prune = async (wanted: KubeObject[]): Promise<void> => {
       const keep = new Set(wanted.map(identity));
-      const stale = owned.filter((x) => x.metadata.labels?.[PHASE_LABEL] === phase && !keep.has(identity(x)));
-      await mapLimit(stale, 8, (x) => {
-        progress(phase)(`pruning ${describeRef(refOf(x))}, which the fleet no longer has`);
-        return retrying(() => client.delete(refOf(x)));
-      });
-      return stale.length;
+      const stale = owned.filter((x) => !keep.has(identity(x)));
+      if (!stale.length) return;
+      const on = (g: RemovalGroup) => ({ cluster, ...(g.phase ? { phase: g.phase } : {}) });
+      let pruned: KubeObject[];
+      try {
+        pruned = await removeInOrder(client, stale, {
+          timeoutMs,
+          verb: 'pruning',
+          onGroup: (g, n) =>
+            emit({ ...on(g), kind: 'progress', message: `pruning ${n} ${g.noun} the fleet no longer has` }),
+          onProgress: (g, message) => emit({ ...on(g), kind: 'progress', message }),
+          onGroupDone: (g, gone) =>
+            emit({ ...on(g), kind: 'progress', message: `pruned ${gone.length} ${g.noun}` }),
+        });
+      } catch (e) {
+        const phase = (e as { group?: RemovalGroup }).group?.phase ?? 'namespaces';
+        o.progress?.phaseFailed(cluster, phase, `pruning: ${(e as Error).message}`);
+        throw Object.assign(e as Error, { phase });
+      }
+      for (const x of pruned) {
+        const p = result.phases.find((r) => r.phase === x.metadata.labels?.[PHASE_LABEL]);
+        if (p) p.pruned++;
+      }
+      result.pruned = pruned.map((x) => describeRef(refOf(x)));
     };
+    const wantedByAll: KubeObject[] = [];
 
     for (const phase of ENGINE_PHASES) {
       const t0 = Date.now();
@@ -357,11 +382,11 @@ export async function up(o: UpOptions): Promise<UpResult> {
             wanted = want.steps.flatMap((s) => s.objects);
           }
         }
-        const pruned = await prune(phase, wanted);
+        wantedByAll.push(...wanted);
         const r: PhaseResult = {
           phase,
           counts: countsOf(applied),
-          pruned,
+          pruned: 0,
           seconds: (Date.now() - t0) / 1000,
           notes,
         };
@@ -375,6 +400,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
         throw Object.assign(e as Error, { phase });
       }
     }
+    if (!o.dryRun) await prune(wantedByAll);
     return result;
   };
 
@@ -401,9 +427,10 @@ export async function up(o: UpOptions): Promise<UpResult> {
   );
   if (failures.length) throw upError(failures);
   const clusters = settled.map((s) => (s as PromiseFulfilledResult<ClusterResult>).value);
-  const writes = clusters
-    .flatMap((c) => c.phases)
-    .reduce((n, p) => n + p.counts.created + p.counts.updated + p.pruned, 0);
+  const writes = clusters.reduce(
+    (n, c) => c.phases.reduce((m, p) => m + p.counts.created + p.counts.updated, n) + c.pruned.length,
+    0,
+  );
   o.progress?.runDone();
   return { clusters, bundleEndpoints, eastWestGateways: eastWest, writes };
 }

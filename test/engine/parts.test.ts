@@ -1,7 +1,7 @@
 /**
  * The engine's pure parts: upstream manifests (offline, cache, checksums),
- * istioctl's output, apply order, ownership marks, plan diffs, the progress
- * record.
+ * istioctl's output, apply order and removal order (down, prune), ownership
+ * marks, plan diffs, the progress record.
  */
 import assert from 'node:assert/strict';
 import { webcrypto } from 'node:crypto';
@@ -17,6 +17,7 @@ import { applyWaves, mapLimit } from '../../src/engine/order.js';
 import { comparable, objectDiff } from '../../src/engine/plan.js';
 import { ProgressStore, unfinished } from '../../src/engine/progress.js';
 import { readerRemoteSecret } from '../../src/engine/remote-secrets.js';
+import { RemovalError, removalOrder, removeInOrder } from '../../src/engine/removal.js';
 import { bootstrapFailureFor, PeerFailedError, storedForm, upError } from '../../src/engine/up.js';
 import { mirrorPath, parseManifests, UpstreamError, UpstreamSource } from '../../src/engine/upstream.js';
 import { BundleOwnerError, type FederationMember, fullMesh } from '../../src/federation/engine.js';
@@ -181,6 +182,169 @@ describe('apply order', () => {
     });
     assert.deepEqual(r, [50, 10, 30, 20, 40]);
     assert.equal(most, 2);
+  });
+});
+
+const owned = (
+  kind: string,
+  name: string,
+  phase: string,
+  apiVersion = 'v1',
+  namespace?: string,
+): KubeObject => ({
+  apiVersion,
+  kind,
+  metadata: {
+    name,
+    ...(namespace ? { namespace } : {}),
+    labels: { 'meshfed.dev/phase': phase },
+  },
+});
+type Ref = { kind: string; namespace?: string; name: string };
+const refName = (r: Ref) => `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
+const named = (o: KubeObject) => refName({ kind: o.kind, ...o.metadata });
+
+describe('removal order (down, and the prune of up)', () => {
+  // What disabling sleep and switching the registrar off spire-controller-manager leave behind, shuffled.
+  const stale = [
+    owned('Namespace', 'sleep', 'namespaces'),
+    owned('ServiceAccount', 'sleep', 'apps', 'v1', 'sleep'),
+    owned(
+      'CustomResourceDefinition',
+      'clusterfederatedtrustdomains.spire.spiffe.io',
+      'namespaces',
+      'apiextensions.k8s.io/v1',
+    ),
+    owned('ConfigMap', 'spire-controller-manager', 'spire', 'v1', 'spire'),
+    owned('Deployment', 'sleep', 'apps', 'apps/v1', 'sleep'),
+    owned('ClusterFederatedTrustDomain', 'cluster-2', 'federation', 'spire.spiffe.io/v1alpha1'),
+    owned(
+      'ValidatingWebhookConfiguration',
+      'spire-controller-manager-webhook',
+      'spire',
+      'admissionregistration.k8s.io/v1',
+    ),
+    owned('Service', 'sleep', 'apps', 'v1', 'sleep'),
+    owned('Deployment', 'spire-controller-manager', 'spire', 'apps/v1', 'spire'),
+    owned('ClusterRole', 'spire-controller-manager', 'spire', 'rbac.authorization.k8s.io/v1'),
+    owned('ConfigMap', 'old', 'a-phase-of-another-version', 'v1', 'spire'),
+  ];
+
+  test('phases backwards; in a phase webhooks first, workloads before what they use, CRDs last; namespaces at the very end', () => {
+    const groups = removalOrder(stale);
+    assert.deepEqual(
+      groups.map((g) => [g.phase ?? g.noun, g.waves.map((w) => w.map(named))]),
+      [
+        ['objects of no phase meshfed knows', [['ConfigMap spire/old']]],
+        ['apps', [['Deployment sleep/sleep'], ['Service sleep/sleep'], ['ServiceAccount sleep/sleep']]],
+        ['federation', [['ClusterFederatedTrustDomain cluster-2']]],
+        [
+          'spire',
+          [
+            ['ValidatingWebhookConfiguration spire-controller-manager-webhook'],
+            ['Deployment spire/spire-controller-manager'],
+            ['ClusterRole spire-controller-manager'],
+            ['ConfigMap spire/spire-controller-manager'],
+          ],
+        ],
+        ['namespaces', [['CustomResourceDefinition clusterfederatedtrustdomains.spire.spiffe.io']]],
+        ['namespaces', [['Namespace sleep']]],
+      ],
+    );
+    // The custom resource goes before its CRD, the workload before its ServiceAccount, both before the namespace.
+    const flat = groups.flatMap((g) => g.waves.flat().map(named));
+    const at = (n: string) => flat.indexOf(n);
+    assert.ok(
+      at('ClusterFederatedTrustDomain cluster-2') <
+        at('CustomResourceDefinition clusterfederatedtrustdomains.spire.spiffe.io'),
+    );
+    assert.ok(at('Deployment sleep/sleep') < at('ServiceAccount sleep/sleep'));
+    assert.ok(at('ServiceAccount sleep/sleep') < at('Namespace sleep'));
+  });
+
+  test('each wave is deleted and waited for until gone before the next one starts; what it deleted is returned in order', async () => {
+    const live = new Map(stale.map((o) => [named(o), o]));
+    const log: string[] = [];
+    const going = new Map<string, number>();
+    const client = {
+      context: 'cluster-1',
+      delete: async (ref: Ref) => {
+        const n = refName(ref);
+        // Already gone (another actor): not counted as deleted by this run.
+        if (n === 'ConfigMap spire/old') {
+          live.delete(n);
+          return 'absent';
+        }
+        log.push(`delete ${n}`);
+        going.set(n, 2); // gone after two more reads, as a pod's grace period would have it
+        return 'deleted';
+      },
+      get: async (ref: Ref) => {
+        const n = refName(ref);
+        const left = going.get(n);
+        if (left !== undefined) {
+          if (left === 0) {
+            live.delete(n);
+            going.delete(n);
+            log.push(`gone ${n}`);
+          } else going.set(n, left - 1);
+        }
+        return live.get(n);
+      },
+    } as unknown as ClusterClient;
+    const progress: string[] = [];
+    const deleted = await removeInOrder(client, stale, {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+      verb: 'pruning',
+      onProgress: (g, m) => progress.push(`${g.phase ?? g.noun}: ${m}`),
+    });
+    assert.deepEqual(
+      deleted.map(named),
+      stale
+        .filter((o) => named(o) !== 'ConfigMap spire/old')
+        .map(named)
+        .sort((a, b) => log.indexOf(`delete ${a}`) - log.indexOf(`delete ${b}`)),
+    );
+    // Strictly alternating: no delete before everything deleted earlier is gone.
+    for (const [i, line] of log.entries())
+      if (line.startsWith('delete '))
+        assert.equal(
+          log.slice(0, i).filter((l) => l.startsWith('delete ')).length,
+          log.slice(0, i).filter((l) => l.startsWith('gone ')).length,
+          `${line} while an earlier object was not gone yet:\n${log.join('\n')}`,
+        );
+    assert.deepEqual(
+      log.filter((l) => l.startsWith('delete ')).map((l) => l.slice(7)),
+      removalOrder(stale)
+        .flatMap((g) => g.waves.flat().map(named))
+        .filter((n) => n !== 'ConfigMap spire/old'),
+    );
+    assert.ok(progress.includes('apps: pruning Deployment sleep/sleep'), progress.join('\n'));
+    assert.ok(progress.includes('apps: waiting for Deployment sleep/sleep to be gone'), progress.join('\n'));
+  });
+
+  test('an object that stays (a finalizer) ends the wait with an error naming it, before anything after it is deleted', async () => {
+    const deletes: string[] = [];
+    const client = {
+      context: 'cluster-1',
+      delete: async (ref: { kind: string; name: string }) => {
+        deletes.push(ref.kind);
+        return 'deleted';
+      },
+      get: async (ref: { kind: string }) => (ref.kind === 'Deployment' ? stale[4] : undefined),
+    } as unknown as ClusterClient;
+    const objects = [stale[1]!, stale[4]!];
+    await assert.rejects(
+      removeInOrder(client, objects, { timeoutMs: 600, intervalMs: 50 }),
+      (e: Error) =>
+        e instanceof RemovalError &&
+        /^cluster-1: waiting for Deployment sleep\/sleep to be gone after 1 s \(a finalizer/.test(
+          e.message,
+        ) &&
+        (e as Error & { group?: { phase?: string } }).group?.phase === 'apps',
+    );
+    assert.deepEqual(deletes, ['Deployment']);
   });
 });
 

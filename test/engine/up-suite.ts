@@ -11,9 +11,12 @@
  * the real istioctl of the profile.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parse } from 'yaml';
+import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { parse, stringify } from 'yaml';
 import { SPIRE_SERVER_POD } from '../../src/engine/discover.js';
 import type { UpResult } from '../../src/engine/up.js';
 import { SpireServerCli } from '../../src/federation/spire-cli.js';
@@ -54,6 +57,48 @@ function getWithKubeconfig(kubeconfig: string, path: string, method = 'GET', bod
 }
 
 const upJson = (stdout: string) => JSON.parse(stdout) as UpResult;
+
+/** A watch event as the API server sent it: its order is the resourceVersion (etcd's revision). */
+interface Seen {
+  type: string;
+  what: string;
+  rv: bigint;
+  deleting: boolean;
+}
+
+/**
+ * Watches `paths` of one context (from now on: the API server first sends
+ * what exists as ADDED); every event is pushed to the returned list until
+ * `stop`.
+ */
+async function watchAll(kubeconfig: string, context: string, paths: Array<[string, Record<string, string>]>) {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  kc.setCurrentContext(context);
+  const seen: Seen[] = [];
+  const aborts = await Promise.all(
+    paths.map(([path, query]) =>
+      new Watch(kc).watch(
+        path,
+        query,
+        (type, o: KubeObject & { metadata: { resourceVersion: string; deletionTimestamp?: string } }) =>
+          seen.push({
+            type,
+            what: `${o.kind} ${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name}`,
+            rv: BigInt(o.metadata.resourceVersion),
+            deleting: type === 'DELETED' || !!o.metadata.deletionTimestamp,
+          }),
+        () => {},
+      ),
+    ),
+  );
+  return {
+    seen,
+    stop: () => {
+      for (const a of aborts) a.abort();
+    },
+  };
+}
 
 /**
  * 2 clusters: everything; 3 clusters: up, federation, remote secrets (the dry
@@ -268,6 +313,82 @@ export function engineSuite(profile: Profile, clusters: number): void {
         const r = await lab.meshfed(['up', '-o', 'json', '--force']);
         assert.equal(r.code, 0, r.stderr);
         assert.equal(upJson(r.stdout).writes, 1);
+      });
+
+    if (profile === 'current' && clusters === 2)
+      test('a fleet without sleep: up prunes its Deployment before the Service and ServiceAccount it uses, those before its namespace, and returns once all are gone', async () => {
+        const fleetFile = join(lab.parent, 'no-sleep.yaml');
+        const doc = parse(readFileSync(join(lab.dir, 'meshfed.yaml'), 'utf8')) as {
+          spec: { apps?: Record<string, unknown> };
+        };
+        doc.spec.apps = { ...doc.spec.apps, sleep: { enabled: false } };
+        writeFileSync(fleetFile, stringify(doc));
+        const sleep = [
+          'Deployment sleep/sleep',
+          'Service sleep/sleep',
+          'ServiceAccount sleep/sleep',
+          'Namespace sleep',
+        ];
+        const refs = [
+          { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'sleep', name: 'sleep' },
+          { apiVersion: 'v1', kind: 'Service', namespace: 'sleep', name: 'sleep' },
+          { apiVersion: 'v1', kind: 'ServiceAccount', namespace: 'sleep', name: 'sleep' },
+          { apiVersion: 'v1', kind: 'Namespace', name: 'sleep' },
+        ];
+        for (const ref of refs) assert.ok(await client(0).get(ref), `no ${ref.kind} sleep before the change`);
+        // plan lists the prunes last, in the order up will delete them.
+        const p = await lab.meshfed(['plan', '-f', fleetFile]);
+        assert.equal(p.code, 1, p.stderr);
+        const planned = [...p.stdout.split(/^cluster-2:/m)[0]!.matchAll(/^\s+prune\s+\S+\s+(.+)$/gm)].map(
+          (m) => m[1],
+        );
+        assert.deepEqual(
+          planned.filter((x) => sleep.includes(x!)),
+          sleep,
+          p.stdout,
+        );
+        const only = { fieldSelector: 'metadata.name=sleep' };
+        const watch = await watchAll(state.kubeconfig, state.clusters[0]!.context, [
+          ['/apis/apps/v1/namespaces/sleep/deployments', only],
+          ['/api/v1/namespaces/sleep/services', only],
+          ['/api/v1/namespaces/sleep/serviceaccounts', only],
+          ['/api/v1/namespaces', only],
+        ]);
+        let r: Awaited<ReturnType<typeof lab.meshfed>>;
+        const left: string[] = [];
+        try {
+          r = await lab.meshfed(['up', '-f', fleetFile, '-o', 'json']);
+          // Read the moment up returned: nothing it pruned may still be there (a namespace Terminating included).
+          for (const ref of refs) if (await client(0).get(ref)) left.push(`${ref.kind} ${ref.name}`);
+          // The watches' last events may still be on their way.
+          for (
+            let i = 0;
+            i < 50 && !sleep.every((w) => watch.seen.some((e) => e.what === w && e.deleting));
+            i++
+          )
+            await new Promise((res) => setTimeout(res, 100));
+        } finally {
+          watch.stop();
+        }
+        assert.equal(r.code, 0, r.stderr);
+        // The API server's order: when each object was first marked for deletion (or deleted).
+        const firstDeleting = sleep.map((w) => watch.seen.find((e) => e.what === w && e.deleting));
+        const order = firstDeleting
+          .map((e, i) => ({ what: sleep[i]!, rv: e?.rv }))
+          .sort((a, b) => (a.rv === undefined ? 1 : b.rv === undefined ? -1 : a.rv < b.rv ? -1 : 1));
+        assert.deepEqual(
+          order.map((x) => `${x.what}${x.rv === undefined ? ' (never deleted)' : ''}`),
+          sleep,
+          watch.seen.map((e) => `${e.rv} ${e.type} ${e.what}${e.deleting ? ' (deleting)' : ''}`).join('\n'),
+        );
+        assert.deepEqual(left, [], 'still there when up returned');
+        const done = upJson(r.stdout);
+        for (const c of done.clusters) {
+          const pruned = c.pruned.filter((x) => sleep.includes(x));
+          assert.deepEqual(pruned, sleep, `${c.cluster} pruned ${c.pruned.join(', ')}`);
+          assert.equal(c.phases.find((p) => p.phase === 'apps')!.pruned >= 3, true);
+        }
+        assert.match(r.stderr, /cluster-1\s+apps\s+pruning Deployment sleep\/sleep/);
       });
 
     if (clusters === 2)

@@ -101,13 +101,16 @@ Exit 0 when every cluster is up, 1 when a phase failed, 2 for bad input
             sum('created'),
             sum('updated'),
             sum('unchanged'),
-            String(cl.phases.reduce((n, p) => n + p.pruned, 0)),
+            String(cl.pruned.length),
             cl.phases.reduce((n, p) => n + p.seconds, 0).toFixed(1),
           ]);
         }
-        const notes = r.clusters.flatMap((cl) =>
-          cl.phases.flatMap((p) => p.notes.map((n) => `  ${cl.cluster} ${p.phase}: ${n}`)),
-        );
+        const notes = r.clusters.flatMap((cl) => [
+          ...cl.phases.flatMap((p) => p.notes.map((n) => `  ${cl.cluster} ${p.phase}: ${n}`)),
+          ...(cl.pruned.length
+            ? [`  ${cl.cluster} pruned (the fleet no longer has them): ${cl.pruned.join(', ')}`]
+            : []),
+        ]);
         io.stdout.write(
           `${table(rows)}\n${notes.length ? `${notes.join('\n')}\n` : ''}` +
             `${values['dry-run'] ? 'dry run: nothing was written' : `up in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${r.writes} writes`}` +
