@@ -1,6 +1,6 @@
 /**
  * `kubectl exec` (the real one, 1.29.4 and 1.35.0) against serveExec
- * (src/lab/node/exec-stream.ts over src/lab/node/spdy.ts): an HTTPS server
+ * (src/lab/node/exec-stream.ts over src/kube/spdy.ts): an HTTPS server
  * stands in for the API server, answers kubectl's GET of the pod and serves
  * the exec upgrade by running the command here. Checked: stdout, stderr and
  * exit codes (kubectl maps NonZeroExitCode to its own), stdin to its end
@@ -22,9 +22,9 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { deflateSync } from 'node:zlib';
+import { SPDY3_DICTIONARY, SpdySession } from '../../src/kube/spdy.js';
 import { type ExecOutcome, parseExecRequest, serveExec } from '../../src/lab/node/exec-stream.js';
 import { issueKubeletCert } from '../../src/lab/node/kubelet.js';
-import { SPDY3_DICTIONARY, SpdySession } from '../../src/lab/node/spdy.js';
 import { makeCertManagerRoot } from '../../src/lab/pki.js';
 import { labBin, requireLab, waitUntil } from '../helpers/lab.js';
 
@@ -522,7 +522,7 @@ describe('spdy and exec parts, without kubectl', () => {
     p.client.write(control(1, Buffer.concat([Buffer.from([0, 0, 0, 1, 0, 0, 0, 0, 0, 0]), compressed])));
     const data = Buffer.from([0, 0, 0, 1, 1, 0, 0, 3, 0x61, 0x62, 0x63]); // stream 1, FIN, "abc"
     p.client.write(data);
-    const [stream] = (await streamSeen) as [import('../../src/lab/node/spdy.js').SpdyStream];
+    const [stream] = (await streamSeen) as [import('../../src/kube/spdy.js').SpdyStream];
     assert.deepEqual({ ...stream.headers }, { streamtype: 'stdin' });
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));

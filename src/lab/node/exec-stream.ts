@@ -28,7 +28,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
-import { RstStatus, SpdySession, type SpdyStream } from './spdy.js';
+import { RstStatus, SpdySession, type SpdyStream } from '../../kube/spdy.js';
 
 export const PROTOCOL_V4 = 'v4.channel.k8s.io';
 export const PROTOCOL_V3 = 'v3.channel.k8s.io';
