@@ -18,13 +18,13 @@
 import { readFileSync } from 'node:fs';
 import { type RequestOptions, request } from 'node:https';
 import { dirname } from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { Exec, KubeConfig, type V1Status } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 
 import { FIELD_MANAGER } from '../render/meta.js';
 import type { ObjectMeta } from '../render/types.js';
 import { KubeApiError, KubeRequestError, type StatusCause } from './errors.js';
+import { spdyExec } from './exec.js';
 
 export { KubeApiError, KubeRequestError } from './errors.js';
 
@@ -491,74 +491,28 @@ class HttpsClusterClient implements ClusterClient {
     return { object, action };
   }
 
-  exec(
+  async exec(
     pod: { namespace: string; name: string; container: string },
     command: string[],
     o: { stdin?: string; timeoutMs?: number; maxBytes?: number } = {},
   ): Promise<{ code: number; stdout: string; stderr: string }> {
-    const timeoutMs = o.timeoutMs ?? 30_000;
-    const maxBytes = o.maxBytes ?? 8 << 20;
-    const where = `${this.context}: exec in ${pod.namespace}/${pod.name}/${pod.container}`;
-    return new Promise((resolve, reject) => {
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      let bytes = 0;
-      let settled = false;
-      let socket: { close(): void } | undefined;
-      const finish = (f: () => void) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        socket?.close();
-        f();
-      };
-      const sink = (into: Buffer[]) =>
-        new Writable({
-          write(chunk: Buffer, _enc, cb) {
-            bytes += chunk.length;
-            if (bytes > maxBytes) finish(() => reject(new Error(`${where}: output over ${maxBytes} bytes`)));
-            else into.push(chunk);
-            cb();
-          },
-        });
-      const timer = setTimeout(
-        () => finish(() => reject(new Error(`${where}: no answer within ${timeoutMs} ms`))),
-        timeoutMs,
-      );
-      const onStatus = (s: V1Status) => {
-        const exit = s.details?.causes?.find((c) => c.reason === 'ExitCode')?.message;
-        const code = s.status === 'Success' ? 0 : exit !== undefined ? Number(exit) : -1;
-        // Let the last output frames arrive before the socket is closed.
-        setImmediate(() =>
-          finish(() =>
-            resolve({
-              code,
-              stdout: Buffer.concat(out).toString('utf8'),
-              stderr: Buffer.concat(err).toString('utf8') || (code === -1 ? (s.message ?? '') : ''),
-            }),
-          ),
-        );
-      };
-      new Exec(this.kc)
-        .exec(
-          pod.namespace,
-          pod.name,
-          pod.container,
-          command,
-          sink(out),
-          sink(err),
-          o.stdin === undefined ? null : Readable.from([Buffer.from(o.stdin)]),
-          false,
-          onStatus,
-        )
-        .then((ws) => {
-          socket = ws;
-          if (settled) ws.close();
-        })
-        // client-node rejects with the WebSocket's ErrorEvent (its `error` the Node error); it stays the cause.
-        .catch((e: unknown) =>
-          finish(() => reject(new KubeRequestError(`${where}: ${(e as Error).message}`, { cause: e }))),
-        );
+    const u = new URL('/', this.server);
+    const opts: RequestOptions & { headers: Record<string, string> } = {
+      // A URL's hostname keeps an IPv6 address's brackets (https://[::1]:6443); a socket wants it bare.
+      hostname: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
+      port: u.port,
+      headers: {},
+    };
+    const path = `/api/v1/namespaces/${pod.namespace}/pods/${pod.name}/exec`;
+    await this.credentials(opts, 'POST', path);
+    return spdyExec({
+      request: opts,
+      pod,
+      command,
+      ...(o.stdin !== undefined ? { stdin: o.stdin } : {}),
+      timeoutMs: o.timeoutMs ?? 30_000,
+      maxBytes: o.maxBytes ?? 8 << 20,
+      where: `${this.context}: exec in ${pod.namespace}/${pod.name}/${pod.container}`,
     });
   }
 

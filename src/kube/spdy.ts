@@ -1,10 +1,19 @@
 /**
- * A minimal SPDY/3.1 server session over an already-upgraded socket, as the
- * Go side of Kubernetes (github.com/moby/spdystream, under
- * k8s.io/apimachinery's httpstream/spdy) speaks it: the peer opens streams
- * (SYN_STREAM), we accept them (SYN_REPLY) or refuse them (RST_STREAM), both
- * sides send DATA frames and half-close with FIN; PINGs are echoed, SETTINGS
- * and WINDOW_UPDATE are read and ignored, GOAWAY ends the session.
+ * A minimal SPDY/3.1 session over an already-upgraded socket, as the Go side
+ * of Kubernetes (github.com/moby/spdystream, under k8s.io/apimachinery's
+ * httpstream/spdy) speaks it. Server side (the lab's kubelet): the peer opens
+ * streams (SYN_STREAM), we accept them (SYN_REPLY) or refuse them
+ * (RST_STREAM). Client side (meshfed's exec, as kubectl's): we open streams
+ * with odd ids (`openStream`), each usable once the peer's SYN_REPLY came
+ * (`stream.ready`), and refuse any stream the peer opens. Both sides send
+ * DATA frames and half-close with FIN; the peer's PINGs are echoed (those of
+ * the other parity than ours: spdystream's rule), SETTINGS and WINDOW_UPDATE
+ * are read and ignored, GOAWAY ends the session once no stream is open.
+ *
+ * When the peer ends the connection cleanly, the frames already read are
+ * still handled (a FIN, the last output, a Status) before the session ends,
+ * unless a stream's reader is not keeping up (then they are dropped, as
+ * before).
  *
  * Header blocks are zlib-compressed with the SPDY/3 dictionary, one inflate
  * context for everything the peer sends and one deflate context for ours,
@@ -171,7 +180,12 @@ export interface SpdySessionEvents {
   close: [Error | undefined];
 }
 
-/** One SPDY/3.1 connection, server side: the peer opens the streams. */
+export interface SpdySessionOptions {
+  /** We are the client: our streams and pings have odd ids, the peer's even ones (none are accepted). */
+  client?: boolean;
+}
+
+/** One SPDY/3.1 connection: the server side accepts the peer's streams, the client side opens its own. */
 export class SpdySession extends EventEmitter<SpdySessionEvents> {
   private readonly streams = new Map<number, SpdyStream>();
   private readonly inflate: Inflate;
@@ -189,9 +203,18 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
   private peerGoneAway = false;
   private closing = false;
   private closed = false;
+  /** The socket ended cleanly: handle what was read, then finish. */
+  private inputEnded = false;
+  private readonly client: boolean;
+  private nextStreamId: number;
 
-  constructor(private readonly socket: Duplex) {
+  constructor(
+    private readonly socket: Duplex,
+    opts: SpdySessionOptions = {},
+  ) {
     super();
+    this.client = opts.client ?? false;
+    this.nextStreamId = this.client ? 1 : 2;
     this.inflate = createInflate({ dictionary: SPDY3_DICTIONARY });
     this.deflate = createDeflate({ dictionary: SPDY3_DICTIONARY });
     // Errors of the zlib contexts surface through the promises that use them.
@@ -207,12 +230,36 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
       if (this.blocked.size > 0 && this.inLen > MAX_BUFFERED_INPUT) socket.pause();
       void this.pump();
     });
-    socket.on('end', () => this.finish(undefined));
-    socket.on('close', () => this.finish(undefined));
+    socket.on('end', () => this.endOfInput());
+    socket.on('close', () => this.endOfInput());
     socket.on('error', (e: Error) => {
       socket.destroy();
       this.finish(e);
     });
+  }
+
+  /** Whether we are the client side. */
+  get isClient(): boolean {
+    return this.client;
+  }
+
+  /**
+   * Opens a stream (client side; SYN_STREAM with `headers`). Its `ready`
+   * resolves with the peer's SYN_REPLY headers, and rejects when the peer
+   * resets it or the session ends first. Throws when the session is closing.
+   */
+  openStream(headers: Record<string, string>): SpdyStream {
+    if (this.closing || this.peerGoneAway) throw new Error('the SPDY session is closing');
+    const id = this.nextStreamId;
+    if (id > 0x7fffffff) throw new Error('no SPDY stream ids left');
+    this.nextStreamId += 2;
+    const s = new SpdyStream(this, id, headers, false, true);
+    this.streams.set(id, s);
+    // stream id | associated-to stream id (none) | priority (3 bits) + unused | slot | header block
+    const head = Buffer.alloc(10);
+    head.writeUInt32BE(id, 0);
+    this.sendHeaders(SYN_STREAM, 0, head, headers);
+    return s;
   }
 
   /** How many streams are open. */
@@ -263,6 +310,23 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     } finally {
       this.pumping = false;
     }
+    // The peer ended the connection: done once every complete frame was handled (or a reader is stuck).
+    if (this.inputEnded && !this.closing && (this.blocked.size > 0 || this.inLen < 8 + this.pendingLength()))
+      this.finish(undefined);
+  }
+
+  /** The length of the next frame's payload, when its header is in. */
+  private pendingLength(): number {
+    if (this.inLen < 8) return 0;
+    if (this.inBufs[0]!.length < 8) this.inBufs = [Buffer.concat(this.inBufs)];
+    return this.inBufs[0]!.readUInt32BE(4) & 0xffffff;
+  }
+
+  private endOfInput(): void {
+    if (this.inputEnded || this.closed) return;
+    this.inputEnded = true;
+    if (this.closing || this.blocked.size > 0) this.finish(undefined);
+    else void this.pump();
   }
 
   private nextFrame(): Buffer | undefined {
@@ -304,11 +368,13 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
       }
       case SYN_REPLY:
       case HEADERS: {
-        // We open no streams and want no more headers, but the block must go
-        // through the inflate context to keep it in step with the peer's.
+        // Every block must go through the inflate context to keep it in step
+        // with the peer's, even one for a stream we no longer have.
         const id = p.readUInt32BE(0) & 0x7fffffff;
-        decodeHeaderBlock(await this.inflateBlock(p.subarray(4)));
-        if (flags & FLAG_FIN) this.streams.get(id)?.remoteFinished();
+        const headers = decodeHeaderBlock(await this.inflateBlock(p.subarray(4)));
+        const s = this.streams.get(id);
+        if (type === SYN_REPLY) s?.peerReplied(headers);
+        if (flags & FLAG_FIN) s?.remoteFinished();
         return;
       }
       case RST_STREAM: {
@@ -324,9 +390,10 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
         return; // nothing here depends on the peer's settings
       }
       case PING: {
-        // Odd ids are the client's: echo them. Even ones would answer our
-        // pings, and we send none.
-        if (p.readUInt32BE(0) % 2 === 1) this.send(controlFrame(PING, 0, Buffer.from(p.subarray(0, 4))));
+        // The client's pings have odd ids, the server's even ones: echo the
+        // peer's. Ours would come back with our parity, and we send none.
+        if (p.readUInt32BE(0) % 2 === (this.client ? 0 : 1))
+          this.send(controlFrame(PING, 0, Buffer.from(p.subarray(0, 4))));
         return;
       }
       case GOAWAY:
@@ -341,10 +408,11 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
   }
 
   private onSynStream(id: number, flags: number, headers: Record<string, string>): void {
-    if (id === 0 || id % 2 === 0 || id <= this.lastPeerStreamId)
+    if (id === 0 || id % 2 === (this.client ? 1 : 0) || id <= this.lastPeerStreamId)
       throw new ProtocolError(`SYN_STREAM with stream id ${id} after ${this.lastPeerStreamId}`);
     this.lastPeerStreamId = id;
-    if (this.peerGoneAway || this.streams.size >= MAX_STREAMS) {
+    // A client takes no streams from the server (kubectl's exec gets none).
+    if (this.client || this.peerGoneAway || this.streams.size >= MAX_STREAMS) {
       this.rst(id, RstStatus.REFUSED_STREAM);
       return;
     }
@@ -409,14 +477,17 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     else this.flushedWaiters.push(fn);
   }
 
-  /** SYN_REPLY for stream `id` (its header block compressed in order with every other block we send). */
+  /** SYN_REPLY for stream `id`. */
   reply(id: number, headers: Record<string, string>, fin: boolean): void {
+    this.sendHeaders(SYN_REPLY, fin ? FLAG_FIN : 0, u32(id), headers);
+  }
+
+  /** A control frame of `head` and a header block, compressed in order with every other block we send. */
+  private sendHeaders(type: number, flags: number, head: Buffer, headers: Record<string, string>): void {
     const block = encodeHeaderBlock(headers);
     const compressed = this.deflateChain.then(() => zlibBlock(this.deflate, block, Number.POSITIVE_INFINITY));
     this.deflateChain = compressed.catch(() => {});
-    this.send(
-      compressed.then((c) => controlFrame(SYN_REPLY, fin ? FLAG_FIN : 0, Buffer.concat([u32(id), c]))),
-    );
+    this.send(compressed.then((c) => controlFrame(type, flags, Buffer.concat([head, c]))));
   }
 
   /** DATA frames for `data` (FIN on the last when `fin`); `done` once written. */
@@ -506,15 +577,22 @@ async function drainOrClose(socket: Duplex): Promise<void> {
 }
 
 /**
- * A stream the peer opened. Readable: the peer's data, ending at its FIN.
- * Writable: our data; `end()` sends FIN. Writing replies first when `reply()`
- * was not called (spdystream drops data that comes before the reply).
+ * A stream the peer opened, or one we opened (`openStream`). Readable: the
+ * peer's data, ending at its FIN. Writable: our data; `end()` sends FIN. On a
+ * stream the peer opened, writing replies first when `reply()` was not called
+ * (spdystream drops data that comes before the reply). On one we opened,
+ * `ready` says when the peer accepted it (write after that, as client-go
+ * does).
  */
 export class SpdyStream extends Duplex {
   private replied = false;
   private localFin = false;
   private remoteFin = false;
   private wasReset = false;
+  /** Resolves with the peer's SYN_REPLY headers (streams we opened; at once for the peer's). */
+  readonly ready: Promise<Record<string, string>>;
+  private settleReady: { resolve: (h: Record<string, string>) => void; reject: (e: Error) => void };
+  private readySettled = false;
 
   constructor(
     private readonly session: SpdySession,
@@ -522,8 +600,18 @@ export class SpdyStream extends Duplex {
     /** The SYN_STREAM's headers, names lower case. */
     readonly headers: Record<string, string>,
     unidirectional: boolean,
+    /** We opened it: the peer replies, not us. */
+    readonly local = false,
   ) {
     super({ allowHalfOpen: true });
+    let settle!: SpdyStream['settleReady'];
+    this.ready = new Promise((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    this.ready.catch(() => {}); // a caller that never asks is not an unhandled rejection
+    this.settleReady = settle;
+    if (local) this.replied = true;
+    else this.markReady({});
     if (unidirectional) {
       this.localFin = true;
       this.replied = true; // a unidirectional stream gets no reply (SPDY/3 §2.3.2)
@@ -550,6 +638,18 @@ export class SpdyStream extends Duplex {
     this.destroy();
   }
 
+  private markReady(headers: Record<string, string>, err?: Error): void {
+    if (this.readySettled) return;
+    this.readySettled = true;
+    if (err) this.settleReady.reject(err);
+    else this.settleReady.resolve(headers);
+  }
+
+  /** @internal the peer accepted a stream we opened. */
+  peerReplied(headers: Record<string, string>): void {
+    if (this.local) this.markReady(headers);
+  }
+
   /** @internal the peer's data; false when the reader is not keeping up. */
   received(data: Buffer): boolean {
     if (this.remoteFin || this.destroyed) return true;
@@ -567,6 +667,7 @@ export class SpdyStream extends Duplex {
   /** @internal the peer reset the stream. */
   peerReset(): void {
     this.wasReset = true;
+    this.markReady({}, new Error(`SPDY stream ${this.id} reset by the peer`));
     this.destroy();
   }
 
@@ -597,6 +698,7 @@ export class SpdyStream extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.markReady({}, err ?? new Error(`SPDY stream ${this.id} closed before the peer accepted it`));
     if (!this.wasReset && !this.session.isClosing && !(this.localFin && this.remoteFin))
       this.session.rst(this.id, RstStatus.CANCEL);
     this.session.forget(this);

@@ -31,6 +31,8 @@ import { after, before, describe, test } from 'node:test';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { execFileBounded } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
+import { KubeApiError } from '../../src/kube/client.js';
+import { classify } from '../../src/kube/errors.js';
 import { labBinDir } from '../../src/lab/binaries.js';
 import type { LabStatus } from '../../src/lab/lab.js';
 import { CGROUP_HIERARCHY, execArgv } from '../../src/lab/node/container.js';
@@ -192,6 +194,67 @@ for (const profile of ['current', 'seed'] as const) {
       const sim = await k(['-n', 'istio-system', 'exec', gw.stdout.trim().split('\n')[0]!, '--', 'true']);
       assert.notEqual(sim.code, 0);
       assert.match(sim.stderr, /no exec found/);
+    });
+
+    // meshfed's own exec (src/kube/exec.ts: remotecommand v4 over SPDY/3.1, as kubectl's), through the
+    // API server to the node's kubelet. A 1.29 API server's websocket exec (v4) cannot half-close stdin:
+    // a command that reads stdin to its end lost its output and exit status there.
+    test("meshfed's exec: stdin to its end, output, exit codes and refusals, through the API server", async () => {
+      const client = lab.clients.get(lab.state.clusters[0]!.context)!;
+      const pod = { namespace: 'spire', name: 'spire-server-0', container: 'spire-server' };
+      assert.deepEqual(await client.exec(pod, ['cat'], { stdin: 'x', timeoutMs: 20_000 }), {
+        code: 0,
+        stdout: 'x',
+        stderr: '',
+      });
+      assert.deepEqual(
+        await client.exec(pod, ['sh', '-c', 'pwd; echo to-stderr >&2; exit 3'], { timeoutMs: 20_000 }),
+        { code: 3, stdout: '/opt/spire\n', stderr: 'to-stderr\n' },
+      );
+      // 1 MB of stdin, in and back out intact (and counted by the command, which needs its end).
+      const big = Buffer.alloc(1 << 20, 'abcdefghij').toString();
+      const back = await client.exec(pod, ['cat'], { stdin: big, timeoutMs: 60_000 });
+      assert.equal(back.code, 0, back.stderr);
+      assert.ok(back.stdout === big, `cat gave back ${back.stdout.length} bytes, not the 1 MiB sent`);
+      const count = await client.exec(pod, ['wc', '-c'], { stdin: big, timeoutMs: 60_000 });
+      assert.deepEqual([count.code, count.stdout.trim()], [0, String(1 << 20)]);
+      // The SPIRE CLI as the engine runs it: a bundle read from stdin to its end.
+      const show = await client.exec(pod, ['bin/spire-server', 'bundle', 'show', '-format', 'spiffe']);
+      assert.equal(show.code, 0, show.stderr);
+      const set = await client.exec(
+        pod,
+        ['bin/spire-server', 'bundle', 'set', '-format', 'spiffe', '-id', 'spiffe://exec-test.example'],
+        { stdin: show.stdout, timeoutMs: 20_000 },
+      );
+      assert.equal(set.code, 0, set.stderr);
+      assert.match(set.stdout, /bundle set/i);
+      const del = await client.exec(pod, [
+        'bin/spire-server',
+        'bundle',
+        'delete',
+        '-id',
+        'spiffe://exec-test.example',
+      ]);
+      assert.equal(del.code, 0, del.stderr);
+      // Output over the bound is an error, not a truncated answer.
+      await assert.rejects(
+        client.exec(pod, ['cat'], { stdin: big, maxBytes: 1000 }),
+        /output over 1000 bytes/,
+      );
+      // Refused upgrades carry the HTTP status and the Status (errors.ts classifies them).
+      await assert.rejects(client.exec({ ...pod, name: 'no-such-pod' }, ['true']), (e: unknown) => {
+        assert.ok(e instanceof KubeApiError, String(e));
+        assert.deepEqual([e.status, e.reason], [404, 'NotFound']);
+        assert.match(e.message, /"no-such-pod" not found/);
+        assert.equal(classify(e).retry, false);
+        return true;
+      });
+      await assert.rejects(client.exec({ ...pod, container: 'nope' }, ['true']), (e: unknown) => {
+        assert.ok(e instanceof KubeApiError, String(e));
+        assert.equal(e.status, 400);
+        assert.match(e.message, /container nope is not valid/);
+        return true;
+      });
     });
 
     test("a workload pod's SVID comes from its node's agent through the k8s attestor, under cert-manager's root", async () => {
