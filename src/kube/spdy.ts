@@ -270,8 +270,10 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
   /**
    * Ends the session: GOAWAY (OK, or PROTOCOL_ERROR when `err` is given),
    * drops the streams still open (destroyed, without RST_STREAM: the GOAWAY
-   * and the end of the connection say it), and ends the socket once the
-   * frames already queued have been written.
+   * and the end of the connection say it; on a clean end, one the peer
+   * finished is destroyed only once its reader saw the end, so that its
+   * last data and 'end' are not lost), and ends the socket once the frames
+   * already queued have been written.
    */
   close(err?: Error): void {
     if (this.closing) return;
@@ -280,7 +282,7 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     goaway.writeUInt32BE(this.lastPeerStreamId, 0);
     goaway.writeUInt32BE(err ? GOAWAY_PROTOCOL_ERROR : GOAWAY_OK, 4);
     this.send(controlFrame(GOAWAY, 0, goaway));
-    for (const s of this.streams.values()) s.destroy();
+    for (const s of this.streams.values()) s.sessionEnded(err);
     this.streams.clear();
     this.blocked.clear();
     this.inBufs = [];
@@ -529,7 +531,7 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     if (this.closed) return;
     this.closed = true;
     this.closing = true;
-    for (const s of this.streams.values()) s.destroy();
+    for (const s of this.streams.values()) s.sessionEnded(err);
     this.streams.clear();
     this.inflate.close();
     this.deflate.close();
@@ -662,6 +664,17 @@ export class SpdyStream extends Duplex {
     this.remoteFin = true;
     this.push(null);
     this.maybeDone();
+  }
+
+  /** @internal the session is over: a stream the peer finished cleanly still delivers its end. */
+  sessionEnded(err: Error | undefined): void {
+    if (this.destroyed) return;
+    if (err || !this.remoteFin || this.readableEnded) {
+      this.destroy();
+      return;
+    }
+    this.markReady({}, new Error(`SPDY stream ${this.id}: the session ended`));
+    this.once('end', () => this.destroy());
   }
 
   /** @internal the peer reset the stream. */

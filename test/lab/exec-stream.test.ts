@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { deflateSync } from 'node:zlib';
-import { SPDY3_DICTIONARY, SpdySession } from '../../src/kube/spdy.js';
+import { SPDY3_DICTIONARY, SpdySession, type SpdyStream } from '../../src/kube/spdy.js';
 import { type ExecOutcome, parseExecRequest, serveExec } from '../../src/lab/node/exec-stream.js';
 import { issueKubeletCert } from '../../src/lab/node/kubelet.js';
 import { makeCertManagerRoot } from '../../src/lab/pki.js';
@@ -522,7 +522,7 @@ describe('spdy and exec parts, without kubectl', () => {
     p.client.write(control(1, Buffer.concat([Buffer.from([0, 0, 0, 1, 0, 0, 0, 0, 0, 0]), compressed])));
     const data = Buffer.from([0, 0, 0, 1, 1, 0, 0, 3, 0x61, 0x62, 0x63]); // stream 1, FIN, "abc"
     p.client.write(data);
-    const [stream] = (await streamSeen) as [import('../../src/kube/spdy.js').SpdyStream];
+    const [stream] = (await streamSeen) as [SpdyStream];
     assert.deepEqual({ ...stream.headers }, { streamtype: 'stdin' });
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
@@ -543,5 +543,84 @@ describe('spdy and exec parts, without kubectl', () => {
     assert.deepEqual(got.subarray(replyLen + 11, replyLen + 19), Buffer.from([0, 0, 0, 1, 1, 0, 0, 0]));
     assert.equal(got.readUInt16BE(replyLen + 19 + 2), 7);
     p.client.destroy();
+  });
+
+  // The client side (src/kube/exec.ts runs kubectl's half of exec on it).
+  test('client side: odd stream ids, ready on the reply, data both ways to FIN; the last frames survive the end', async () => {
+    const p = await sessionPair();
+    const client = new SpdySession(p.client, { client: true });
+    const clientClosed = once(client, 'close');
+    const accepted: SpdyStream[] = [];
+    p.session.on('stream', (s) => {
+      accepted.push(s);
+      s.reply({ accepted: s.headers.streamtype ?? '' });
+    });
+    const read = (s: SpdyStream) =>
+      new Promise<string>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        s.on('data', (c: Buffer) => chunks.push(c));
+        s.on('end', () => resolve(Buffer.concat(chunks).toString()));
+        s.on('close', () => reject(new Error(`stream ${s.id} closed before its FIN`)));
+      });
+    const error = client.openStream({ streamtype: 'error' });
+    const stdin = client.openStream({ streamtype: 'stdin' });
+    assert.deepEqual([error.id, stdin.id], [1, 3]);
+    assert.deepEqual({ ...(await error.ready) }, { accepted: 'error' });
+    assert.deepEqual({ ...(await stdin.ready) }, { accepted: 'stdin' });
+    assert.deepEqual(
+      accepted.map((s) => [s.id, s.headers.streamtype]),
+      [
+        [1, 'error'],
+        [3, 'stdin'],
+      ],
+    );
+    const serverGot = read(accepted[1]!);
+    stdin.end('to the server');
+    assert.equal(await serverGot, 'to the server');
+    // The server writes, half-closes and ends the session at once (as serveExec does): the client
+    // still gets it all, its data and FIN, before its session ends.
+    const status = read(error);
+    await new Promise<void>((r) => accepted[0]!.end('{"status":"Success"}', () => r()));
+    p.session.close();
+    assert.equal(await status, '{"status":"Success"}');
+    assert.deepEqual(await clientClosed, [undefined]);
+  });
+
+  test("client side: the server's PINGs (even ids) are echoed, ours (odd) are not; a stream the server opens is refused", async (t) => {
+    // Our client session on one end, a raw peer writing frames on the other.
+    const server = createNetServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const accepted = once(server, 'connection') as Promise<[Socket]>;
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    const [peer] = await accepted;
+    server.close();
+    const client = new SpdySession(socket, { client: true });
+    t.after(() => {
+      client.close();
+      peer.destroy();
+      socket.destroy();
+    });
+    const received: Buffer[] = [];
+    peer.on('data', (b: Buffer) => received.push(b));
+    peer.write(control(6, Buffer.from([0, 0, 0, 2])));
+    peer.write(control(6, Buffer.from([0, 0, 0, 1])));
+    const block = Buffer.concat([
+      Buffer.from([0, 0, 0, 1, 0, 0, 0, 1]),
+      Buffer.from('a'),
+      Buffer.from([0, 0, 0, 0]),
+    ]);
+    const compressed = deflateSync(block, { dictionary: SPDY3_DICTIONARY });
+    peer.write(control(1, Buffer.concat([Buffer.from([0, 0, 0, 2, 0, 0, 0, 0, 0, 0]), compressed])));
+    await waitUntil(
+      'the PING echo and the RST_STREAM',
+      async () => Buffer.concat(received).length >= 28,
+      5_000,
+    );
+    const got = Buffer.concat(received);
+    assert.deepEqual(got.subarray(0, 12), control(6, Buffer.from([0, 0, 0, 2])));
+    // RST_STREAM for stream 2, REFUSED_STREAM (3)
+    assert.deepEqual(got.subarray(12, 28), control(3, Buffer.from([0, 0, 0, 2, 0, 0, 0, 3])));
+    assert.equal(got.length, 28, 'nothing else: the odd PING is not echoed');
   });
 });
