@@ -7,7 +7,7 @@
  * are. Clusters run in parallel.
  */
 import type { Fleet } from '../fleet/model.js';
-import type { ClusterClient } from '../kube/client.js';
+import { type ClusterClient, KubeApiError, refOf } from '../kube/client.js';
 import { ownedObjects } from './inventory.js';
 import { removeInOrder } from './removal.js';
 import type { EngineEvent } from './up.js';
@@ -43,13 +43,23 @@ export async function down(o: {
           }),
         onProgress: (g, message) =>
           emit({ cluster: c.name, ...(g.phase ? { phase: g.phase } : {}), kind: 'progress', message }),
-        onGroupDone: (g, gone) =>
+        onGroupDone: async (g, gone) => {
           emit({
             cluster: c.name,
             ...(g.phase ? { phase: g.phase } : {}),
             kind: 'phase-done',
             message: `removed ${gone.length} ${g.noun}`,
-          }),
+          });
+          if (g.phase !== 'spire') return;
+          const released = await releaseRegistrarFinalizers(client);
+          if (released)
+            emit({
+              cluster: c.name,
+              phase: 'spire',
+              kind: 'progress',
+              message: `released ${released} SpiffeID${released === 1 ? '' : 's'} the removed registrar left with its finalizer`,
+            });
+        },
       });
       return { cluster: c.name, deleted: deleted.length };
     }),
@@ -61,4 +71,48 @@ export async function down(o: {
   return {
     clusters: settled.map((s) => (s as PromiseFulfilledResult<{ cluster: string; deleted: number }>).value),
   };
+}
+
+/** k8s-workload-registrar's (the seed's) finalizer on the SpiffeIDs it makes for pods. */
+export const REGISTRAR_FINALIZER = 'finalizers.spiffeid.spiffe.io';
+
+/**
+ * The seed's k8s-workload-registrar (CRD mode) puts REGISTRAR_FINALIZER on
+ * each SpiffeID it makes for a pod and takes it off once it has deleted the
+ * SPIRE entry. Once the SPIRE phase is removed, the registrar and the SPIRE
+ * server (with its entries) are gone, so nothing would take it off and the
+ * namespaces holding those SpiffeIDs would never finish deleting. This does
+ * what the registrar would have done, and only that: each SpiffeID loses
+ * that finalizer (a JSON patch whose `test` guards against a concurrent
+ * change; retried once re-read). Returns how many were released.
+ */
+export async function releaseRegistrarFinalizers(client: ClusterClient): Promise<number> {
+  const apiVersion = 'spiffeid.spiffe.io/v1beta1';
+  if (!(await client.resourceName(apiVersion, 'SpiffeID'))) return 0;
+  let released = 0;
+  for (let pass = 0; pass < 3; pass++) {
+    const held = (await client.list(apiVersion, 'SpiffeID')).filter((o) =>
+      (o.metadata.finalizers ?? []).includes(REGISTRAR_FINALIZER),
+    );
+    if (!held.length) break;
+    for (const o of held) {
+      const finalizers = o.metadata.finalizers ?? [];
+      const r = await client
+        .jsonPatch(refOf(o), [
+          { op: 'test', path: '/metadata/finalizers', value: finalizers },
+          {
+            op: 'replace',
+            path: '/metadata/finalizers',
+            value: finalizers.filter((f) => f !== REGISTRAR_FINALIZER),
+          },
+        ])
+        .catch((e: unknown) => {
+          // Changed meanwhile (the test failed): read again at the next pass.
+          if (e instanceof KubeApiError && e.status === 422) return 'changed' as const;
+          throw e;
+        });
+      if (r === 'patched') released++;
+    }
+  }
+  return released;
 }

@@ -106,8 +106,11 @@ export interface RemovalHooks {
   onGroup?(group: RemovalGroup, objects: number): void;
   /** What is being deleted, and what is waited for. */
   onProgress?(group: RemovalGroup, message: string): void;
-  /** Once a group's objects are gone; `deleted`: those this call deleted (not found already: left out). */
-  onGroupDone?(group: RemovalGroup, deleted: KubeObject[]): void;
+  /**
+   * Once a group's objects are gone; `deleted`: those this call deleted (not
+   * found already: left out). The next group waits for what it returns.
+   */
+  onGroupDone?(group: RemovalGroup, deleted: KubeObject[]): void | Promise<void>;
 }
 
 /**
@@ -140,7 +143,7 @@ export async function removeInOrder(
       throw Object.assign(e as Error, { group });
     }
     deleted.push(...mine);
-    o.onGroupDone?.(group, mine);
+    await o.onGroupDone?.(group, mine);
   }
   return deleted;
 }

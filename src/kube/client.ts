@@ -39,6 +39,7 @@ export interface KubeObject {
     managedFields?: unknown[];
     creationTimestamp?: string;
     deletionTimestamp?: string;
+    finalizers?: string[];
   };
   [k: string]: unknown;
 }
@@ -65,6 +66,11 @@ export interface ApplyOptions {
   prepare?: (before: KubeObject | undefined) => KubeObject;
 }
 
+/** One operation of a JSON patch (RFC 6902). */
+export type JsonPatchOp =
+  | { op: 'test' | 'add' | 'replace'; path: string; value: unknown }
+  | { op: 'remove'; path: string };
+
 /** A kind the API server serves, from discovery. */
 export interface ServedKind {
   apiVersion: string;
@@ -84,6 +90,8 @@ export interface ClusterClient {
   ): Promise<KubeObject[]>;
   apply(obj: KubeObject, o?: ApplyOptions): Promise<{ object: KubeObject; action: ApplyAction }>;
   delete(ref: ObjectRef): Promise<'deleted' | 'absent'>;
+  /** A JSON patch (RFC 6902) of one object; 'absent' when it is gone. A failed `test` op is a KubeApiError (422). */
+  jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<'patched' | 'absent'>;
   /**
    * POST of an object the server answers and does not keep (a review:
    * SelfSubjectAccessReview, TokenReview); resolves with the server's answer.
@@ -574,6 +582,18 @@ class HttpsClusterClient implements ClusterClient {
     if (r.status === 404) return 'absent';
     if (r.status !== 200 && r.status !== 202) this.fail(`delete ${describeRef(ref)}`, r.status, r.json);
     return 'deleted';
+  }
+
+  async jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<'patched' | 'absent'> {
+    const r = await this.call(
+      'PATCH',
+      await this.path(ref),
+      JSON.stringify(ops),
+      'application/json-patch+json',
+    );
+    if (r.status === 404) return 'absent';
+    if (r.status !== 200) this.fail(`patch ${describeRef(ref)}`, r.status, r.json);
+    return 'patched';
   }
 }
 
