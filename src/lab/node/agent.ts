@@ -406,11 +406,13 @@ export class NodeAgent {
     const name = t.container || pod?.spec?.containers?.[0]?.name || '';
     const c = rt?.running()[name];
     if (!c) return undefined;
-    return (argv, opts) =>
-      spawn(execArgv(c, argv)[0]!, execArgv(c, argv).slice(1), {
+    return (argv, opts) => {
+      const [file, ...args] = execArgv(c, argv);
+      return spawn(file!, args, {
         stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
         env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...processEnv(c.pid) },
       });
+    };
   }
 
   /** The pods bound to a node as a kubelet would list them: real ones with the status the agent computes. */
