@@ -71,7 +71,7 @@ function version(argv: string[], io: CliIO): number {
       `${v.registrar} ${v.registrarVersion}`,
       v.spiffeCsiDriver,
     ]);
-  io.stdout.write(`meshfed ${VERSION} (Node.js ${process.version})\n\n${table(rows)}`);
+  io.stdout.write(`meshfed ${VERSION} (Node.js ${process.version})\n\n${table(rows)}\n`);
   return EXIT_OK;
 }
 

@@ -33,6 +33,7 @@ test("version: meshfed's, Node's and each profile's upstream versions; -o json; 
     for (const x of [v.kubernetes, v.istio, v.spire, v.certManager, `${v.registrar} ${v.registrarVersion}`])
       assert.ok(row.includes(x), `${profile} row lacks ${x}: ${row}`);
   }
+  assert.ok(text.stdout.endsWith('\n'), 'the table ends its last line');
   const json = await runMeshfed(['version', '-o', 'json']);
   assert.equal(json.code, 0, json.stderr);
   assert.deepEqual(JSON.parse(json.stdout), {
