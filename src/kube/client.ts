@@ -18,6 +18,7 @@
 import { readFileSync } from 'node:fs';
 import { type RequestOptions, request } from 'node:https';
 import { dirname } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 
@@ -52,6 +53,27 @@ export interface ObjectRef {
 }
 
 export type ApplyAction = 'created' | 'updated' | 'unchanged';
+
+/**
+ * Whether an apply changed the object. A new resourceVersion alone does not
+ * say so: a controller may have written the object's status (a Deployment
+ * rolling out, a PodDisruptionBudget counting pods, a LoadBalancer getting
+ * its address) between the apply's read and its patch. What the apply can
+ * change is everything but the status and the other managers' entries.
+ */
+export function wroteSomething(before: KubeObject, after: KubeObject): boolean {
+  if (before.metadata.resourceVersion === after.metadata.resourceVersion) return false;
+  return !isDeepStrictEqual(applied(before), applied(after));
+}
+
+function applied(o: KubeObject): unknown {
+  const { status: _status, ...rest } = o as KubeObject & { status?: unknown };
+  const { resourceVersion: _rv, managedFields, ...metadata } = o.metadata;
+  const ours = ((managedFields ?? []) as Array<{ manager?: string; time?: string }>)
+    .filter((m) => m.manager === FIELD_MANAGER)
+    .map(({ time: _time, ...m }) => m);
+  return { ...rest, metadata: { ...metadata, managedFields: ours } };
+}
 
 export interface ApplyOptions {
   /** Take over fields another manager owns. */
@@ -493,9 +515,9 @@ class HttpsClusterClient implements ClusterClient {
     const object = r.json as KubeObject;
     const action: ApplyAction = !before
       ? 'created'
-      : before.metadata.resourceVersion === object.metadata.resourceVersion
-        ? 'unchanged'
-        : 'updated';
+      : wroteSomething(before, object)
+        ? 'updated'
+        : 'unchanged';
     return { object, action };
   }
 

@@ -87,6 +87,46 @@ describe('kube client on real API servers', { skip, timeout: 240_000 }, () => {
     assert.deepEqual(managers, ['meshfed/Apply']);
   });
 
+  test("apply: a controller's status write between the apply's read and its patch is not meshfed's update", async () => {
+    const svc = (ip?: string): KubeObject => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'racing', namespace: 'default' },
+      spec: { type: 'LoadBalancer', ports: [{ port: 80 }], selector: { app: ip ? 'b' : 'a' } },
+    });
+    const refOfSvc = { apiVersion: 'v1', kind: 'Service', name: 'racing', namespace: 'default' };
+    await one.apply(svc());
+    // The read happens first, then (as a cloud controller would) the status
+    // changes; the apply's patch writes nothing of its own.
+    let n = 0;
+    const racing = Object.create(one) as ClusterClient;
+    racing.get = async (ref) => {
+      const live = await one.get(ref);
+      const status = JSON.stringify({ status: { loadBalancer: { ingress: [{ ip: `127.0.0.${++n}` }] } } });
+      const r = await kubectl([
+        'patch',
+        'service',
+        'racing',
+        '--subresource=status',
+        '--type=merge',
+        '-p',
+        status,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      return live;
+    };
+    const same = await racing.apply(svc());
+    assert.equal(same.action, 'unchanged');
+    assert.equal(
+      (same.object as { status?: { loadBalancer?: { ingress?: unknown[] } } }).status?.loadBalancer?.ingress
+        ?.length,
+      1,
+    );
+    // A real change still counts, with the status racing it.
+    assert.equal((await racing.apply(svc('b'))).action, 'updated');
+    await one.delete(refOfSvc);
+  });
+
   test('strict field validation: an unknown field is refused, naming it; nothing is written', async () => {
     await one.apply(configMap('strict', { a: '2' }));
     await assert.rejects(
