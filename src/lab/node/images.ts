@@ -8,6 +8,8 @@
  * The SPIRE 1.5.1 images start their program under dumb-init (PID 1 signal
  * forwarding); the lab is that init, so the program is run directly.
  */
+import { LAB_ENVOY_BUILDS, LAB_ISTIO_BUILDS } from '../binaries.js';
+
 export interface KnownImage {
   /** Repository without the tag ("ghcr.io/spiffe/spire-server"). */
   repository: string;
@@ -15,8 +17,28 @@ export interface KnownImage {
   entrypoint: string[];
   cmd: string[];
   workdir: string;
-  /** The lab build that stands for the image's programs: component, and the program at each path in the image. */
-  build?: { component: string; programs: Record<string, string> };
+  /**
+   * The lab build that stands for the image's programs: component, and the
+   * program at each path in the image; `versions` maps an image tag to the
+   * lab build that stands for it when they differ (default: the tag without v).
+   */
+  build?: {
+    component: string;
+    programs: Record<string, string>;
+    versions?: Readonly<Record<string, string>>;
+    /**
+     * Files of other lab builds the image also carries (Istio's proxy image
+     * carries Envoy): component, its build version per image tag, and the
+     * file of that build at each path in the image.
+     */
+    also?: Array<{
+      component: string;
+      versions: Readonly<Record<string, string>>;
+      files: Record<string, string>;
+    }>;
+  };
+  /** The image's ENV: a container's own env overrides it, as with any image. */
+  env?: Array<[string, string]>;
   /**
    * An image the lab does not build but whose pods it must run (a container of
    * a pod it runs): an idle process of this machine's stands in, whatever the
@@ -24,6 +46,17 @@ export interface KnownImage {
    */
   standIn?: { argv: string[]; why: string };
 }
+
+/**
+ * istiod's settings for proxies that are upstream Envoy: the metadata
+ * exchange and ALPN filters exist only in Istio's own Envoy build, and
+ * upstream Envoy rejects a listener or cluster that names them (istio/istio
+ * pilot/pkg/features). A lab setting, not part of what meshfed renders.
+ */
+const UPSTREAM_ENVOY_ENV: Array<[string, string]> = [
+  ['PILOT_ENABLE_METADATA_EXCHANGE', 'false'],
+  ['PILOT_ENABLE_ALPN_FILTER', 'false'],
+];
 
 const spire = (repository: string, program: 'spire-server' | 'spire-agent' | 'k8s-workload-registrar') => ({
   repository,
@@ -48,6 +81,41 @@ export const KNOWN_IMAGES: KnownImage[] = [
     build: {
       component: 'spire-controller-manager',
       programs: { '/spire-controller-manager': 'spire-controller-manager' },
+    },
+  },
+  // istiod (istio/istio pilot/docker/Dockerfile.pilot: ENTRYPOINT pilot-discovery).
+  // The lab's proxies are upstream Envoy, not Istio's own build: the image's
+  // ENV turns off the filters only Istio's build has (docs/lab.md).
+  {
+    repository: 'docker.io/istio/pilot',
+    entrypoint: ['/usr/local/bin/pilot-discovery'],
+    cmd: [],
+    workdir: '/',
+    build: {
+      component: 'istio',
+      programs: {
+        '/usr/local/bin/pilot-discovery': 'pilot-discovery',
+        '/var/lib/istio/envoy/envoy_bootstrap_tmpl.json': 'packaging/envoy_bootstrap.json',
+      },
+      versions: LAB_ISTIO_BUILDS,
+    },
+    env: UPSTREAM_ENVOY_ENV,
+  },
+  // Istio's proxy (pilot/docker/Dockerfile.proxyv2: ENTRYPOINT pilot-agent,
+  // Envoy beside it, the bootstrap template): sidecars and gateways.
+  {
+    repository: 'docker.io/istio/proxyv2',
+    entrypoint: ['/usr/local/bin/pilot-agent'],
+    cmd: [],
+    workdir: '/',
+    build: {
+      component: 'istio',
+      programs: {
+        '/usr/local/bin/pilot-agent': 'pilot-agent',
+        '/var/lib/istio/envoy/envoy_bootstrap_tmpl.json': 'packaging/envoy_bootstrap.json',
+      },
+      versions: LAB_ISTIO_BUILDS,
+      also: [{ component: 'envoy', versions: LAB_ENVOY_BUILDS, files: { '/usr/local/bin/envoy': 'envoy' } }],
     },
   },
   // The SPIFFE CSI driver's node plugin and the kubelet's registrar beside it
@@ -90,11 +158,24 @@ export function parseImage(image: string): ImageRef {
 export function knownImage(
   image: string,
   table: KnownImage[] = KNOWN_IMAGES,
-): { image: KnownImage; version: string } | undefined {
+): { image: KnownImage; version: string; also: ExtraBuild[] } | undefined {
   const ref = parseImage(image);
   const known = table.find((k) => k.repository === ref.repository);
   if (!known || !ref.tag) return undefined;
-  return { image: known, version: ref.tag.replace(/^v/, '') };
+  const tag = ref.tag.replace(/^v/, '');
+  const also = (known.build?.also ?? []).map((a) => ({
+    component: a.component,
+    version: a.versions[tag],
+    files: a.files,
+  }));
+  return { image: known, version: known.build?.versions?.[tag] ?? tag, also };
+}
+
+/** Another lab build an image's files come from; version undefined: none pairs with the image's tag. */
+export interface ExtraBuild {
+  component: string;
+  version: string | undefined;
+  files: Record<string, string>;
 }
 
 /**

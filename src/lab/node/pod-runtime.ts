@@ -165,11 +165,13 @@ export class PodRuntime {
     }
     const b = known.image.build;
     const build = b ? this.env.build(b.component, known.version) : '';
-    if (build === undefined) {
+    const also = known.also.map((a) => ({ ...a, dir: a.version && this.env.build(a.component, a.version) }));
+    const missing = build === undefined ? `${b!.component} ${known.version}` : also.find((a) => !a.dir);
+    if (missing) {
       c.state = {
         kind: 'waiting',
         reason: 'ErrImagePull',
-        message: `the lab has no build of ${b!.component} ${known.version} (npm run lab:build)`,
+        message: `the lab has no build of ${typeof missing === 'string' ? missing : `${missing.component} ${missing.version ?? `for ${c.image}`}`} (npm run lab:build)`,
       };
       return;
     }
@@ -191,7 +193,10 @@ export class PodRuntime {
       };
       return;
     }
-    c.spec = this.containerSpec(c, plan, known.image, build, binds);
+    const files = Object.fromEntries(
+      also.flatMap((a) => Object.entries(a.files).map(([p, f]) => [p, join(a.dir as string, f)])),
+    );
+    c.spec = this.containerSpec(c, plan, known.image, build as string, binds, files);
     const child = startContainer(c.spec);
     c.child = child;
     const startedAt = new Date();
@@ -211,6 +216,7 @@ export class PodRuntime {
     image: KnownImage,
     build: string,
     binds: Bind[],
+    files: Record<string, string>,
   ): ContainerSpec {
     const id = containerId(this.uid, c.name, c.restarts);
     const etc = this.writeEtc();
@@ -219,10 +225,18 @@ export class PodRuntime {
       root: join(this.dir, 'containers', c.name, 'root'),
       argv: plan.argv,
       workdir: plan.workdir,
-      env: [...this.env.serviceEnv, ['HOSTNAME', this.pod.metadata?.name ?? ''], ...plan.env],
-      programs: Object.fromEntries(
-        Object.entries(image.build?.programs ?? {}).map(([p, prog]) => [p, join(build, prog)]),
-      ),
+      env: [
+        ...(image.env ?? []),
+        ...this.env.serviceEnv,
+        ['HOSTNAME', this.pod.metadata?.name ?? ''],
+        ...plan.env,
+      ],
+      programs: {
+        ...Object.fromEntries(
+          Object.entries(image.build?.programs ?? {}).map(([p, prog]) => [p, join(build, prog)]),
+        ),
+        ...files,
+      },
       binds: [
         ...binds,
         { hostPath: join(etc, 'hosts'), path: '/etc/hosts', readOnly: true },
