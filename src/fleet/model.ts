@@ -116,6 +116,8 @@ export interface Fleet {
   clusters: ClusterSpec[];
   federation: FederationSpec;
   ca: CASpec;
+  /** Istio's metrics provider: prometheus (its default) or none. */
+  telemetry: { metrics: 'prometheus' | 'none' };
   apps: AppsSpec;
 }
 

@@ -423,6 +423,7 @@ export function resolveFleet(file: FleetFile | undefined): ResolveResult {
     clusters,
     federation: { mode, pairs, bundleEndpointPort, refreshHint },
     ca: { root, istio, spire },
+    telemetry: { metrics: spec.telemetry?.metrics ?? 'prometheus' },
     apps: {
       helloworld: { enabled: apps.helloworld?.enabled ?? true },
       sleep: { enabled: apps.sleep?.enabled ?? true },

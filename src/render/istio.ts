@@ -99,6 +99,8 @@ export function istioOperator(ctx: RenderContext): KubeObject {
         defaultConfig: {
           proxyMetadata: dnsProxyMetadata(fleet.versions.istio),
         },
+        // Istio's default profile names Prometheus; none replaces that list with an empty one.
+        ...(fleet.telemetry.metrics === 'none' ? { defaultProviders: { metrics: [] } } : {}),
       },
       values: {
         global: {
