@@ -200,6 +200,7 @@ describe('egress: the proxy on its unix socket', () => {
     assert.deepEqual(await roundTrip(c, payload), payload);
     assert.equal(echo.connections(), before + 1);
     assert.deepEqual(asked, [], 'the door was not asked');
+    assert.ok(logged.includes(`egress: CONNECT localhost:${echo.port}: dialled here`), logged.join('\n'));
   });
 
   test("a pod's and a ClusterIP's address go to the door as the same CONNECT, and its 200 comes back as ours", async () => {

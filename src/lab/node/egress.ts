@@ -313,8 +313,13 @@ export function startEgressProxy(o: EgressProxyOptions): Promise<ConnectServer> 
     o.socket,
     async (target) => {
       const r = egressRoute(target, o.ranges);
-      if (r.via === 'loopback') return connectTo({ tcp: `${r.host}:${r.port}` });
-      return connectThrough(o.door, target);
+      const up =
+        r.via === 'loopback'
+          ? await connectTo({ tcp: `${r.host}:${r.port}` })
+          : await connectThrough(o.door, target);
+      // One line a connection: the API server opens few (an exec, a logs stream, a proxied request).
+      o.log(`egress: CONNECT ${target}: ${r.via === 'loopback' ? 'dialled here' : 'through the hub'}`);
+      return up;
     },
     (line) => o.log(`egress: ${line}`),
   );
