@@ -177,20 +177,30 @@ function writeLabState(s: LabState): void {
  * and pass the rest on to kwok) as a hardened cluster's does: it verifies
  * their serving certificates against the cluster CA and presents a client
  * certificate the cluster CA issued (kwokctl's admin certificate, which kwok's
- * own server also serves with).
+ * own server also serves with). Its `cluster` egress (kubelets, Services and
+ * pods for webhooks, the service and pod proxy, aggregated APIs) goes
+ * through the node agent's HTTP CONNECT proxy (egressSelectorConfig), as a
+ * managed cluster's API server goes through konnectivity.
  */
-function kwokControlPlaneConfig(kubeletPki?: string, apiServerSans: string[] = []): string {
-  const kubelet = kubeletPki
+function kwokControlPlaneConfig(real?: {
+  kubeletPki: string;
+  egressConfig: string;
+  apiServerSans: string[];
+}): string {
+  const kubelet = real
     ? [
-        ['kubelet-certificate-authority', join(kubeletPki, 'ca.crt')],
-        ['kubelet-client-certificate', join(kubeletPki, 'admin.crt')],
-        ['kubelet-client-key', join(kubeletPki, 'admin.key')],
+        ['kubelet-certificate-authority', join(real.kubeletPki, 'ca.crt')],
+        ['kubelet-client-certificate', join(real.kubeletPki, 'admin.crt')],
+        ['kubelet-client-key', join(real.kubeletPki, 'admin.key')],
+        ['egress-selector-config-file', real.egressConfig],
+        // The API server's default, said aloud: the node agent's egress carries this range into the hub.
+        ['service-cluster-ip-range', LAB_SERVICE_CIDR],
       ]
         .map(([k, v]) => `  - key: ${k}\n    value: ${JSON.stringify(v)}\n`)
         .join('')
     : '';
-  const options = apiServerSans.length
-    ? `options:\n  kubeApiserverCertSANs:\n${apiServerSans.map((a) => `  - ${JSON.stringify(a)}\n`).join('')}`
+  const options = real?.apiServerSans.length
+    ? `options:\n  kubeApiserverCertSANs:\n${real.apiServerSans.map((a) => `  - ${JSON.stringify(a)}\n`).join('')}`
     : '';
   return `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
@@ -205,6 +215,28 @@ ${kubelet}- name: kube-controller-manager
     value: "true"
   - key: pvclaimbinder-sync-period
     value: 1s
+`;
+}
+
+/** The Service range of every lab API server (kube-apiserver's default). */
+export const LAB_SERVICE_CIDR = '10.0.0.0/24';
+
+/**
+ * The API server's EgressSelectorConfiguration (apiserver.k8s.io/v1beta1,
+ * the same in Kubernetes 1.29 and 1.35): egress `cluster` over HTTP CONNECT
+ * on the unix socket the node agent serves (src/lab/node/egress.ts); the
+ * control plane (etcd, its own loopback) stays direct.
+ */
+export function egressSelectorConfig(udsName: string): string {
+  return `apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+- name: cluster
+  connection:
+    proxyProtocol: HTTPConnect
+    transport:
+      uds:
+        udsName: ${JSON.stringify(udsName)}
 `;
 }
 
@@ -318,6 +350,7 @@ async function startNodeAgent(
   block: number,
   clusterIndex: number,
   doors: string,
+  egressSocket: string,
 ): Promise<DaemonRecord> {
   mkdirSync(agentDir, { recursive: true });
   const config: NodeAgentConfig = {
@@ -329,6 +362,7 @@ async function startNodeAgent(
     ca: kube.ca,
     kwok: kube.kwok,
     loadBalancerDoors: doors,
+    egress: { socket: egressSocket, serviceCidr: LAB_SERVICE_CIDR },
   };
   const file = join(agentDir, 'config.json');
   writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
@@ -467,11 +501,19 @@ async function startLabCluster(
   // With real pods, the API server is named at an address pods of every lab
   // cluster reach (loadbalancer.ts apiServerAddress), which its certificate carries.
   const apiIp = apiServerAddress(block, index);
-  if (real)
+  const egressSocket = join(cdir, 'egress.sock');
+  if (real) {
+    const egressConfig = join(cdir, 'egress-selector.yaml');
+    writeFileSync(egressConfig, egressSelectorConfig(egressSocket));
     writeFileSync(
       controlPlaneConfig,
-      kwokControlPlaneConfig(join(c.kwokWorkdir, 'clusters', name, 'pki'), [apiIp]),
+      kwokControlPlaneConfig({
+        kubeletPki: join(c.kwokWorkdir, 'clusters', name, 'pki'),
+        egressConfig,
+        apiServerSans: [apiIp],
+      }),
     );
+  }
   const kube = await startKubeCluster({
     name,
     kubernetesVersion: p.v.kubernetes,
@@ -522,7 +564,7 @@ async function startLabCluster(
   const started = await Promise.allSettled([
     startCertManager(p.certManager, target),
     ...(real
-      ? [startNodeAgent(name, kube, agentDir, block, index - 1, loadBalancerDoors(ctx.dir))]
+      ? [startNodeAgent(name, kube, agentDir, block, index - 1, loadBalancerDoors(ctx.dir), egressSocket)]
       : [p.seed ? startWorkloadRegistrar(p.spire, target) : startSpireControllerManager(p.scm!, target)]),
   ]);
   for (const s of started) if (s.status === 'fulfilled') c.daemons.push(s.value);

@@ -65,6 +65,11 @@ export interface NodeAgentOptions {
    * and relays to, so pods reach those addresses.
    */
   loadBalancerDoors?: string;
+  /**
+   * The API server's egress into the cluster (egress.ts): the hub's portal
+   * listens on `socket` as a CONNECT door and dials targets in `allow`.
+   */
+  egressDoor?: { socket: string; allow: string[] };
   log(line: string): void;
 }
 
@@ -234,6 +239,8 @@ export class NodeAgent {
   /** The hub's routes: every Service port to its ready real endpoints; every real pod port to a socket here. */
   private routes(real: V1Pod[]): Route[] {
     const routes: Route[] = [...(this.o.nodeServices?.routes() ?? [])];
+    const door = this.o.egressDoor;
+    if (door) routes.push({ listen: { unix: door.socket }, connect: { allow: door.allow } });
     const kubernetes = this.services.find(
       (s) => s.metadata?.namespace === 'default' && s.metadata.name === 'kubernetes',
     );

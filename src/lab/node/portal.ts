@@ -5,6 +5,9 @@
  * the door: the portal listens on TCP inside the hub (a Service's ClusterIP
  * on the hub's lo) and relays to unix sockets that root-namespace processes
  * serve, or listens on a unix socket and relays to pod addresses inside.
+ * A `connect` route is a CONNECT door (egress.ts): a unix socket on which
+ * the API server's egress proxy asks for any address of the cluster's
+ * ranges, which the portal dials from inside.
  * The root-namespace halves (unix ↔ loopback TCP) run in the caller's
  * process: relayUnixToTcp and relayTcpToUnix.
  *
@@ -18,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { startDaemon, stopDaemon } from '../daemon.js';
 import { running } from '../procfs.js';
+import { ConnectDoor } from './egress.js';
 import { endpointKey, hostPort, Relay } from './relay.js';
 
 const hostPortString = z.string().refine((s) => {
@@ -32,10 +36,23 @@ const endpoint = z.union([
   z.strictObject({ tcp: hostPortString }),
   z.strictObject({ unix: z.string().startsWith('/') }),
 ]);
+const cidr = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'an IPv4 CIDR');
 const routeTable = z.strictObject({
   /** Raised by the writer with each version; the ready file echoes the version applied. */
   generation: z.number().int().nonnegative(),
-  routes: z.array(z.strictObject({ listen: endpoint, to: z.array(endpoint).min(1) })),
+  routes: z.array(
+    z.union([
+      z.strictObject({ listen: endpoint, to: z.array(endpoint).min(1) }),
+      /**
+       * A CONNECT door (egress.ts' ConnectDoor): on a unix socket, dials the
+       * CONNECT target from inside the hub when it is in `allow`.
+       */
+      z.strictObject({
+        listen: z.strictObject({ unix: z.string().startsWith('/') }),
+        connect: z.strictObject({ allow: z.array(cidr).min(1) }),
+      }),
+    ]),
+  ),
 });
 
 export type RouteTable = z.infer<typeof routeTable>;
@@ -85,7 +102,7 @@ function readReport(routesFile: string): PortalReport | undefined {
  * writes the ready report.
  */
 export class Portal {
-  private readonly relays = new Map<string, Relay>();
+  private readonly relays = new Map<string, Relay | ConnectDoor>();
   private readonly failed = new Map<string, string>();
   private version = '';
   private table: RouteTable | undefined;
@@ -139,15 +156,32 @@ export class Portal {
   }
 
   private async applyRoute(key: string, route: Route): Promise<void> {
-    const to = route.to.map(endpointKey).join(', ');
-    const relay = this.relays.get(key);
-    if (relay) {
+    const to =
+      'to' in route ? route.to.map(endpointKey).join(', ') : `CONNECT to ${route.connect.allow.join(', ')}`;
+    let relay = this.relays.get(key);
+    if (relay && 'to' in route !== relay instanceof Relay) {
+      // A route that changed kind: closed, then opened as the new kind.
+      this.relays.delete(key);
+      await relay.close();
+      relay = undefined;
+    }
+    if (relay instanceof Relay && 'to' in route) {
       if (relay.targets().map(endpointKey).join(', ') !== to) this.log(`${key} → ${to}`);
       relay.retarget(route.to);
       return;
     }
+    if (relay instanceof ConnectDoor && 'connect' in route) {
+      if (relay.allow().join(', ') !== route.connect.allow.join(', ')) this.log(`${key} → ${to}`);
+      relay.setAllow(route.connect.allow);
+      return;
+    }
     try {
-      this.relays.set(key, await Relay.open(route.listen, route.to, this.log));
+      this.relays.set(
+        key,
+        'to' in route
+          ? await Relay.open(route.listen, route.to, this.log)
+          : await ConnectDoor.open(route.listen.unix, route.connect.allow, this.log),
+      );
       this.failed.delete(key);
       this.log(`${key} → ${to}`);
     } catch (e) {

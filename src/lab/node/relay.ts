@@ -36,7 +36,7 @@ const errorCode = (e: unknown) => (e as NodeJS.ErrnoException).code ?? (e as Err
  * that receives an end must not end its own side, which still relays the
  * other direction.
  */
-function connectTo(e: Endpoint): Promise<Socket> {
+export function connectTo(e: Endpoint): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s =
       'tcp' in e
@@ -59,7 +59,7 @@ function connectTo(e: Endpoint): Promise<Socket> {
  * refused) is removed so the path can be listened on again; a live one, or
  * anything that is not a socket, is left alone and listening fails.
  */
-async function removeStaleSocket(path: string): Promise<void> {
+export async function removeStaleSocket(path: string): Promise<void> {
   if (!existsSync(path) || !lstatSync(path).isSocket()) return;
   const live = await connectTo({ unix: path }).then(
     (s) => {

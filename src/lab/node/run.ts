@@ -13,8 +13,9 @@ import { KUBELET_PORT_ANNOTATION } from '../stages.js';
 import { NodeAgent } from './agent.js';
 import { ClusterNetwork } from './cluster-network.js';
 import { removeCgroup, signalCgroup } from './container.js';
+import { startEgressProxy } from './egress.js';
 import { apiServerAuthorizer, issueKubeletCert, type KubeletServer, startKubeletServer } from './kubelet.js';
-import { deleteLabNetworks } from './network.js';
+import { clusterNetwork, deleteLabNetworks } from './network.js';
 import { relayUnixToTcp } from './portal.js';
 import { PodVolumes, TokenSource } from './volumes.js';
 
@@ -37,6 +38,13 @@ export interface NodeAgentConfig {
    * server reaches them instead of it (KUBELET_PORT_ANNOTATION).
    */
   kwok?: { port: number; cert: string; key: string };
+  /**
+   * The API server's `cluster` egress (egress.ts): the agent serves an HTTP
+   * CONNECT proxy on `socket` (the udsName of the API server's
+   * EgressSelectorConfiguration), carrying targets in the cluster's pod
+   * network and `serviceCidr` into the hub.
+   */
+  egress?: { socket: string; serviceCidr: string };
 }
 
 export interface RunningNodeAgent {
@@ -99,6 +107,8 @@ export async function runNodeAgent(
     }
     return v;
   };
+  const egressDoor = join(c.dir, 'egress-door.sock');
+  const egressRanges = c.egress ? [clusterNetwork(c.block, c.clusterIndex), c.egress.serviceCidr] : undefined;
   const agent: NodeAgent = new NodeAgent({
     cluster: c.cluster,
     kubeconfig: c.kubeconfig,
@@ -108,6 +118,7 @@ export async function runNodeAgent(
     apiServerSocket,
     nodeServices: kubelets,
     ...(c.loadBalancerDoors ? { loadBalancerDoors: c.loadBalancerDoors } : {}),
+    ...(egressRanges ? { egressDoor: { socket: egressDoor, allow: egressRanges } } : {}),
     volumes: {
       mounts: async (pod, podDir, mounts) => {
         const binds = await volumesOf(pod).materialize(podDir, mounts);
@@ -129,11 +140,21 @@ export async function runNodeAgent(
     log,
   });
   kubelets.agent = agent;
+  // Before the agent's first pass, after which the portal listens on the door (until then a cluster target gets 502).
+  const egress =
+    c.egress && egressRanges
+      ? await startEgressProxy({ socket: c.egress.socket, door: egressDoor, ranges: egressRanges, log })
+      : undefined;
+  if (egress)
+    log(
+      `egress: the API server's CONNECT proxy on ${c.egress!.socket}; ${egressRanges!.join(', ')} into the hub`,
+    );
   await agent.start();
   return {
     agent,
     network,
     stop: async () => {
+      await egress?.close();
       await agent.stop();
       await kubelets.close();
       await apiRelay.close();
