@@ -193,6 +193,74 @@ export function engineSuite(profile: Profile, clusters: number): void {
       }
     });
 
+    test('as root, istiod and the gateways are real: istiod syncs every peer through its remote secret; each gateway is Envoy holding its SPIRE SVID and rejecting nothing', {
+      skip: process.getuid?.() === 0 ? false : 'real pods need root',
+    }, async () => {
+      const status = (await labStatus(lab.dir))!;
+      for (const [i, c] of state.clusters.entries()) {
+        const running = (status.clusters[i]!.realPods ?? []).map((p) => p.pod);
+        for (const app of ['istiod', 'istio-ingressgateway', 'istio-eastwestgateway'])
+          assert.ok(
+            running.some((p) => p.startsWith(`istio-system/${app}-`)),
+            `${c.name} runs no real ${app}: ${running}`,
+          );
+        const pod = async (app: string) => {
+          const pods = await client(i).list('v1', 'Pod', {
+            namespace: 'istio-system',
+            labelSelector: `app=${app}`,
+          });
+          return { namespace: 'istio-system', name: pods[0]!.metadata.name!, container: '' };
+        };
+        // istiod's multi-cluster controller, as `istioctl remote-clusters` reads it.
+        const istiod = { ...(await pod('istiod')), container: 'discovery' };
+        const peers = state.clusters.filter((p) => p.name !== c.name).map((p) => p.name);
+        let clusterz: Array<{ id: string; syncStatus: string }> = [];
+        const end = Date.now() + 60_000;
+        for (;;) {
+          const r = await client(i).exec(istiod, ['pilot-discovery', 'request', 'GET', '/debug/clusterz']);
+          clusterz = JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as typeof clusterz;
+          if (peers.every((p) => clusterz.some((z) => z.id === p && z.syncStatus === 'synced'))) break;
+          assert.ok(
+            Date.now() < end,
+            `${c.name}'s istiod has not synced its peers: ${JSON.stringify(clusterz)}`,
+          );
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+        for (const app of ['istio-ingressgateway', 'istio-eastwestgateway']) {
+          const gw = { ...(await pod(app)), container: 'istio-proxy' };
+          const stats = (await client(i).exec(gw, ['pilot-agent', 'request', 'GET', 'stats'])).stdout;
+          const stat = (name: string) =>
+            Number(new RegExp(`^${name.replace(/\./g, '\\.')}: (\\d+)$`, 'm').exec(stats)?.[1]);
+          assert.ok(
+            stat('listener_manager.lds.update_success') > 0,
+            `${c.name} ${app}: no listener update accepted`,
+          );
+          assert.ok(
+            stat('cluster_manager.cds.update_success') > 0,
+            `${c.name} ${app}: no cluster update accepted`,
+          );
+          assert.equal(
+            stat('listener_manager.lds.update_rejected'),
+            0,
+            `${c.name} ${app}: Envoy rejected listeners`,
+          );
+          assert.equal(
+            stat('cluster_manager.cds.update_rejected'),
+            0,
+            `${c.name} ${app}: Envoy rejected clusters`,
+          );
+          const certs = (await client(i).exec(gw, ['pilot-agent', 'request', 'GET', 'certs'])).stdout;
+          assert.match(
+            certs,
+            new RegExp(
+              `"uri": "spiffe://${c.trustDomain.replace(/\./g, '\\.')}/ns/istio-system/sa/${app}-service-account"`,
+            ),
+            `${c.name} ${app}: no SVID from SPIRE`,
+          );
+        }
+      }
+    });
+
     test("each cluster's SPIRE federation carries its peers' discovered bundle endpoint URLs, and the real servers hold them", async () => {
       for (const [i, c] of state.clusters.entries()) {
         const svc = (await client(i).get({
