@@ -189,9 +189,10 @@ for (const profile of ['current', 'seed'] as const) {
       const logs = await k(['-n', 'spire', 'logs', 'spire-server-0', '-c', 'spire-server', '--tail', '50']);
       assert.equal(logs.code, 0, logs.stderr);
       assert.match(logs.stdout, /level=/);
-      // A pod kwok simulates: its exec is passed on to kwok, which has nothing to run there.
-      const gw = await k(['-n', 'istio-system', 'get', 'pods', '-l', 'istio=eastwestgateway', '-o', 'name']);
-      const sim = await k(['-n', 'istio-system', 'exec', gw.stdout.trim().split('\n')[0]!, '--', 'true']);
+      // A pod kwok simulates (the demo apps, still): its exec is passed on to kwok, which has nothing to run there.
+      const app = await k(['-n', 'helloworld', 'get', 'pods', '-l', 'app=helloworld', '-o', 'name']);
+      assert.ok(app.stdout.trim(), `no helloworld pod: ${app.stderr}`);
+      const sim = await k(['-n', 'helloworld', 'exec', app.stdout.trim().split('\n')[0]!, '--', 'true']);
       assert.notEqual(sim.code, 0);
       assert.match(sim.stderr, /no exec found/);
     });
