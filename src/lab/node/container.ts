@@ -61,7 +61,13 @@ export interface ContainerSpec {
   cgroup: string;
   /** stdout and stderr of the process, appended. */
   logFile: string;
+  /** The user and group the process runs as (securityContext runAsUser/runAsGroup); default root. */
+  user?: { uid: number; gid: number };
 }
+
+/** chroot's option for the container's user (its group the only one), or nothing for root. */
+const userspec = (u: { uid: number; gid: number } | undefined) =>
+  u ? `--userspec=${u.uid}:${u.gid} --groups=${u.gid} ` : '';
 
 /** A container ID: stable for a pod, container and restart, 64 hex digits like containerd's. */
 export function containerId(podUid: string, name: string, restart: number): string {
@@ -127,7 +133,7 @@ export function launchScript(
     `mount -t proc proc ${r('/proc')}`,
     `mkdir -p ${r(spec.workdir)}`,
     // The variables the shell adds itself are not the container's.
-    `exec chroot ${q(spec.root)} /usr/bin/env -u PWD -u OLDPWD -C ${q(spec.workdir)} -- "$@"`,
+    `exec chroot ${userspec(spec.user)}${q(spec.root)} /usr/bin/env -u PWD -u OLDPWD -C ${q(spec.workdir)} -- "$@"`,
   );
   return lines.join('\n');
 }
@@ -246,12 +252,12 @@ export function removeCgroup(cgroup: string): boolean {
  * its root and working folder.
  */
 export function execArgv(
-  c: { pid: number; root: string; workdir: string; cgroup: string },
+  c: { pid: number; root: string; workdir: string; cgroup: string; user?: { uid: number; gid: number } },
   command: string[],
 ): string[] {
   const script = [
     `echo $$ > ${q(join(CGROUP_HIERARCHY, c.cgroup, 'cgroup.procs'))}`,
-    `exec nsenter --target ${c.pid} --mount --net -- chroot ${q(c.root)} /usr/bin/env -C ${q(c.workdir)} -- "$@"`,
+    `exec nsenter --target ${c.pid} --mount --net -- chroot ${userspec(c.user)}${q(c.root)} /usr/bin/env -C ${q(c.workdir)} -- "$@"`,
   ].join('\n');
   return ['/bin/sh', '-c', script, 'sh', ...command];
 }

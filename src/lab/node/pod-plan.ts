@@ -34,6 +34,8 @@ export interface FileItem {
   path: string;
   content: Buffer;
   mode: number;
+  /** The user the file belongs to (the pod's one user, for a token); default root. */
+  owner?: number;
 }
 
 export interface TokenItem {
@@ -41,6 +43,7 @@ export interface TokenItem {
   audience: string | undefined;
   expirationSeconds: number;
   mode: number;
+  owner?: number;
 }
 
 /** Where a mount's content comes from. */
@@ -97,6 +100,16 @@ export interface ContainerPlan {
   readiness: ProbePlan | undefined;
   liveness: ProbePlan | undefined;
   startup: ProbePlan | undefined;
+  /** securityContext runAsUser/runAsGroup (the container's, else the pod's); undefined: root. */
+  user: { uid: number; gid: number } | undefined;
+}
+
+/** The user a container runs as: its securityContext's, else the pod's; a user without a group gets group 0, as from an image without one. */
+export function containerUser(pod: V1Pod, c: V1Container): { uid: number; gid: number } | undefined {
+  const uid = c.securityContext?.runAsUser ?? pod.spec?.securityContext?.runAsUser;
+  const gid = c.securityContext?.runAsGroup ?? pod.spec?.securityContext?.runAsGroup;
+  if (uid === undefined && gid === undefined) return undefined;
+  return { uid: uid ?? 0, gid: gid ?? 0 };
 }
 
 export class ContainerConfigError extends Error {
@@ -281,18 +294,20 @@ const DEFAULT_MODE = 0o644;
 /**
  * The mode of a projected token file: the volume's defaultMode, but 0600 when
  * the kubelet hands the file to the pod's user (an fsGroup, or one runAsUser
- * for every container: its FsUserFrom), so that no other user reads the token.
+ * for every container: its FsUserFrom, and then the file is that user's), so
+ * that no other user reads the token.
  */
-function tokenMode(pod: V1Pod, defaultMode: number): number {
+function tokenMode(pod: V1Pod, defaultMode: number): { mode: number; owner?: number } {
   const s = pod.spec;
-  if (s?.securityContext?.fsGroup !== undefined) return 0o600;
   const users = [
     ...(s?.initContainers ?? []),
     ...(s?.containers ?? []),
     ...(s?.ephemeralContainers ?? []),
   ].map((c) => c.securityContext?.runAsUser ?? s?.securityContext?.runAsUser);
   const oneUser = users.length > 0 && users.every((u) => u !== undefined && u === users[0]);
-  return oneUser ? 0o600 : defaultMode;
+  if (oneUser) return { mode: 0o600, owner: users[0]! };
+  if (s?.securityContext?.fsGroup !== undefined) return { mode: 0o600 };
+  return { mode: defaultMode };
 }
 
 function filesOfVolume(pod: V1Pod, v: V1Volume, objects: PodObjects): MountSource | undefined {
@@ -371,7 +386,7 @@ function filesOfVolume(pod: V1Pod, v: V1Volume, objects: PodObjects): MountSourc
           audience: s.serviceAccountToken.audience,
           // The API server's default and minimum for a projected token.
           expirationSeconds: Math.max(s.serviceAccountToken.expirationSeconds ?? 3600, 600),
-          mode: tokenMode(pod, mode),
+          ...tokenMode(pod, mode),
         });
     }
   } else return undefined;
@@ -463,5 +478,6 @@ export function containerPlan(
     readiness: probePlan(c, c.readinessProbe),
     liveness: probePlan(c, c.livenessProbe),
     startup: probePlan(c, c.startupProbe),
+    user: containerUser(pod, c),
   };
 }

@@ -80,10 +80,18 @@ class ContainerRun {
   liveness: ProbeTracker | undefined;
   probing = false;
   spec: ContainerSpec | undefined;
+  /** An init container that ran to its end (exit 0): not started again. */
+  done = false;
 
   constructor(
     readonly name: string,
     readonly image: string,
+    /**
+     * no: an app container; once: an init container, run to its end before
+     * the next starts; sidecar: an init container with restartPolicy Always,
+     * started before the next and kept running (Kubernetes' native sidecars).
+     */
+    readonly init: 'no' | 'once' | 'sidecar' = 'no',
   ) {}
 
   get id(): string | undefined {
@@ -108,7 +116,12 @@ export class PodRuntime {
     this.pod = pod;
     this.uid = pod.metadata!.uid!;
     this.dir = join(nodeDir, 'pods', this.uid);
-    this.containers = (pod.spec?.containers ?? []).map((c) => new ContainerRun(c.name, c.image ?? ''));
+    this.containers = [
+      ...(pod.spec?.initContainers ?? []).map(
+        (c) => new ContainerRun(c.name, c.image ?? '', c.restartPolicy === 'Always' ? 'sidecar' : 'once'),
+      ),
+      ...(pod.spec?.containers ?? []).map((c) => new ContainerRun(c.name, c.image ?? '')),
+    ];
   }
 
   get name(): string {
@@ -142,18 +155,26 @@ export class PodRuntime {
       return;
     }
     this.writeEtc();
+    // In order, as a kubelet: each init container runs to its end (a sidecar
+    // one is started) before the next container starts.
     for (const c of this.containers) {
-      if (c.child) {
-        await this.probe(c, now);
-        continue;
-      }
-      if (now < c.backoffUntil) continue;
-      await this.start(c);
+      if (c.done) continue;
+      if (c.child) await this.probe(c, now);
+      else if (now >= c.backoffUntil) await this.start(c);
+      if (c.init !== 'no' && !c.child) return;
+      if (c.init === 'once') return;
     }
   }
 
+  /** Every init container has run to its end, or (a sidecar) is running. */
+  private initialized(): boolean {
+    return this.containers.every((c) => c.init === 'no' || c.done || (c.init === 'sidecar' && c.child));
+  }
+
   private async start(c: ContainerRun): Promise<void> {
-    const spec = this.pod.spec!.containers.find((x) => x.name === c.name)!;
+    const spec = [...(this.pod.spec!.initContainers ?? []), ...this.pod.spec!.containers].find(
+      (x) => x.name === c.name,
+    )!;
     const known = knownImage(c.image);
     if (!known) {
       c.state = {
@@ -246,6 +267,7 @@ export class PodRuntime {
       netns: this.net!.netns,
       cgroup: containerCgroup(this.env.labCgroup, this.uid, id),
       logFile: join(this.dir, 'logs', c.name, `${c.restarts}.log`),
+      ...(plan.user ? { user: plan.user } : {}),
     };
   }
 
@@ -299,8 +321,9 @@ export class PodRuntime {
       finishedAt,
     };
     c.lastTerminated = t;
-    if (this.stopping) {
+    if (this.stopping || (c.init === 'once' && code === 0)) {
       c.state = t;
+      c.done = c.init === 'once' && code === 0;
       return;
     }
     // restartPolicy Always (Deployments, StatefulSets, DaemonSets): back off, then start again.
@@ -330,7 +353,13 @@ export class PodRuntime {
         portSocket: this.env.portSocket,
         netns: this.net!.netns,
         container: c.child?.pid
-          ? { pid: c.child.pid, root: c.spec.root, workdir: c.spec.workdir, cgroup: c.spec.cgroup }
+          ? {
+              pid: c.child.pid,
+              root: c.spec.root,
+              workdir: c.spec.workdir,
+              cgroup: c.spec.cgroup,
+              ...(c.spec.user ? { user: c.spec.user } : {}),
+            }
           : undefined,
       };
       for (const [tracker, kind] of [
@@ -389,21 +418,33 @@ export class PodRuntime {
   }
 
   /** What `kubectl exec` needs to enter a running container: its pid, root and working folder. */
-  running(): Record<string, { pid: number; root: string; workdir: string; cgroup: string }> {
+  running(): Record<
+    string,
+    { pid: number; root: string; workdir: string; cgroup: string; user?: { uid: number; gid: number } }
+  > {
     return Object.fromEntries(
       this.containers
         .filter((c) => c.child?.pid && c.spec)
         .map((c) => [
           c.name,
-          { pid: c.child!.pid!, root: c.spec!.root, workdir: c.spec!.workdir, cgroup: c.spec!.cgroup },
+          {
+            pid: c.child!.pid!,
+            root: c.spec!.root,
+            workdir: c.spec!.workdir,
+            cgroup: c.spec!.cgroup,
+            ...(c.spec!.user ? { user: c.spec!.user } : {}),
+          },
         ]),
     );
   }
 
   /** The pod status a kubelet would write now. */
   status(): V1PodStatus {
-    const statuses = this.containers.map((c) => this.containerStatus(c));
-    const allReady = this.containers.every((c) => c.ready && c.child);
+    const statuses = this.containers.filter((c) => c.init === 'no').map((c) => this.containerStatus(c));
+    const inits = this.containers.filter((c) => c.init !== 'no').map((c) => this.containerStatus(c));
+    const initialized = this.initialized();
+    // Sidecar init containers count for readiness; those run once do not.
+    const allReady = initialized && this.containers.every((c) => c.init === 'once' || (c.ready && c.child));
     const t = new Date();
     const cond = (type: string, ok: boolean): V1PodCondition => ({
       type,
@@ -411,10 +452,10 @@ export class PodRuntime {
       lastTransitionTime: this.transitions(type, ok, t),
     });
     return {
-      phase: 'Running',
+      phase: initialized ? 'Running' : 'Pending',
       conditions: [
         cond('PodScheduled', true),
-        cond('Initialized', true),
+        cond('Initialized', initialized),
         cond('ContainersReady', allReady),
         cond('Ready', allReady),
       ],
@@ -427,6 +468,7 @@ export class PodRuntime {
           }
         : {}),
       startTime: this.startTime,
+      ...(inits.length ? { initContainerStatuses: inits } : {}),
       containerStatuses: statuses,
     };
   }
@@ -461,7 +503,7 @@ export class PodRuntime {
       name: c.name,
       image: c.image,
       imageID: '',
-      ready: c.ready && c.child !== undefined,
+      ready: c.ready && c.child !== undefined && c.init !== 'once',
       started: c.child !== undefined,
       restartCount: c.restarts,
       state,

@@ -18,7 +18,9 @@ export interface ProbeTarget {
   /** /run/netns/<name> of the pod, for tcpSocket. */
   netns: string | undefined;
   /** The running container, for exec probes (container.ts' execArgv). */
-  container: { pid: number; root: string; workdir: string; cgroup: string } | undefined;
+  container:
+    | { pid: number; root: string; workdir: string; cgroup: string; user?: { uid: number; gid: number } }
+    | undefined;
 }
 
 /** One probe: true on success (HTTP 200–399, a connection, exit 0), false otherwise, within the timeout. */

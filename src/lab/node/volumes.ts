@@ -18,6 +18,7 @@
  */
 import {
   chmodSync,
+  chownSync,
   closeSync,
   existsSync,
   lstatSync,
@@ -184,6 +185,7 @@ export function writeVolume(dir: string, files: FileItem[]): boolean {
     writeFileSync(file, f.content, { mode: f.mode });
     // writeFile's mode passes through the umask; the file must have exactly the one asked for.
     chmodSync(file, f.mode);
+    if (f.owner !== undefined) chownSync(file, f.owner, -1);
   }
   // The swap: a rename over `..data` is atomic, so readers see the old data dir or the new one.
   rmSync(join(dir, DATA_TMP), { force: true });
@@ -500,7 +502,12 @@ export class PodVolumes {
         });
         v.tokens.set(t.path, issued);
       }
-      tokenFiles.push({ path: t.path, content: Buffer.from(issued.token), mode: t.mode });
+      tokenFiles.push({
+        path: t.path,
+        content: Buffer.from(issued.token),
+        mode: t.mode,
+        ...(t.owner !== undefined ? { owner: t.owner } : {}),
+      });
     }
     return [...s.files, ...tokenFiles];
   }
