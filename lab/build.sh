@@ -167,11 +167,15 @@ recipes() {
   build spire-controller-manager 0.7.0 local "" github.com/spiffe/spire-controller-manager/cmd
   if [ -f "$bin/spire-controller-manager/0.7.0/cmd" ]; then mv "$bin/spire-controller-manager/0.7.0/cmd" "$bin/spire-controller-manager/0.7.0/spire-controller-manager"; fi
   files spire-controller-manager 0.7.0 github.com/spiffe/spire-controller-manager@v0.7.0 config/crd/bases crds '*.yaml'
-  # The cert-manager controller: v1.11 is the newest release whose controller is a
-  # package of the main module (from v1.12 it is a module of its own, with
-  # replace lines pointing into the repository, which the proxy cannot serve).
+  # cert-manager's controller, webhook and cainjector: v1.11 is the newest release
+  # whose commands are packages of the main module (from v1.12 each is a module of
+  # its own, with replace lines pointing into the repository, which the proxy
+  # cannot serve). go names the binaries after their packages: webhook and
+  # cainjector, as in the images (/app/cmd/<name>/<name>); the controller is
+  # renamed cert-manager-controller (what simulated labs start outside).
   build cert-manager 1.11.5 local "-X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v1.11.5" \
-    github.com/cert-manager/cert-manager/cmd/controller
+    github.com/cert-manager/cert-manager/cmd/controller github.com/cert-manager/cert-manager/cmd/webhook \
+    github.com/cert-manager/cert-manager/cmd/cainjector
   if [ -f "$bin/cert-manager/1.11.5/controller" ]; then mv "$bin/cert-manager/1.11.5/controller" "$bin/cert-manager/1.11.5/cert-manager-controller"; fi
   files cert-manager 1.11.5 github.com/cert-manager/cert-manager@v1.11.5 deploy/crds crds 'crd-*.yaml'
 

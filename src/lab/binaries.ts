@@ -61,3 +61,14 @@ export const LAB_ENVOY_BUILDS: Readonly<Record<string, string>> = {
   '1.22.1': '1.36.4',
   '1.30.5': '1.40.0',
 };
+
+/**
+ * The cert-manager build the lab runs for each release the fleet names: v1.11
+ * is the newest whose commands build from the Go module proxy, so 1.11.5
+ * stands for the seed's 1.15.1 and the current 1.21.2 (docs/lab.md).
+ */
+export const LAB_CERT_MANAGER_BUILDS: Readonly<Record<string, string>> = {
+  '1.11.5': '1.11.5',
+  '1.15.1': '1.11.5',
+  '1.21.2': '1.11.5',
+};

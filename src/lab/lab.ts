@@ -10,7 +10,9 @@
  *   cert-manager-shaped CA, as in the SPIRE lab) on 127.77.<block>.<index>;
  * - the real cert-manager controller, and the profile's real registrar
  *   (spire-controller-manager, or the seed's k8s-workload-registrar) against
- *   the cluster's API server and SPIRE server, with the CRDs they serve;
+ *   the cluster's API server and SPIRE server, with the CRDs they serve
+ *   (simulated pods; with real pods the node agent runs cert-manager's
+ *   controller, webhook and cainjector, SPIRE and the registrar in their pods);
  * and one lab load balancer for all clusters (loadbalancer.ts).
  *
  * Everything lives under one folder: lab.json (the state, which `lab down`
@@ -263,6 +265,8 @@ export function labPrograms(profile: Profile) {
   ]);
   const certManager = requireLabBinaries('cert-manager', LAB_CERT_MANAGER_VERSION, [
     'cert-manager-controller',
+    'webhook',
+    'cainjector',
     'crds/.done',
   ]);
   const scm = seed
@@ -558,15 +562,19 @@ async function startLabCluster(
   progress(
     name,
     real
-      ? `cert-manager ${LAB_CERT_MANAGER_VERSION} controller; the node agent (SPIRE and the registrar run in their pods)`
+      ? `the node agent (cert-manager ${LAB_CERT_MANAGER_VERSION}, SPIRE and the registrar run in their pods)`
       : `cert-manager ${LAB_CERT_MANAGER_VERSION} controller, ${state.versions.registrar}`,
   );
-  const started = await Promise.allSettled([
-    startCertManager(p.certManager, target),
-    ...(real
+  // With real pods, cert-manager's controller, webhook and cainjector run in
+  // the pods of the release manifest `meshfed up` applies (upstream.ts).
+  const started = await Promise.allSettled(
+    real
       ? [startNodeAgent(name, kube, agentDir, block, index - 1, loadBalancerDoors(ctx.dir), egressSocket)]
-      : [p.seed ? startWorkloadRegistrar(p.spire, target) : startSpireControllerManager(p.scm!, target)]),
-  ]);
+      : [
+          startCertManager(p.certManager, target),
+          p.seed ? startWorkloadRegistrar(p.spire, target) : startSpireControllerManager(p.scm!, target),
+        ],
+  );
   for (const s of started) if (s.status === 'fulfilled') c.daemons.push(s.value);
   save();
   for (const s of started) if (s.status === 'rejected') throw s.reason;

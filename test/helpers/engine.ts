@@ -32,6 +32,8 @@ export function labSkip(profile: Profile): string | undefined {
       `bin/istio/${LAB_ISTIO_BUILDS[v.istio]}/istioctl`,
       'bin/kwok/0.8.0/stages/.done',
       'bin/cert-manager/1.11.5/crds/.done',
+      'bin/cert-manager/1.11.5/webhook',
+      'bin/cert-manager/1.11.5/cainjector',
     ],
     'npm run lab:build',
   );

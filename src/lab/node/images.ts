@@ -8,7 +8,7 @@
  * The SPIRE 1.5.1 images start their program under dumb-init (PID 1 signal
  * forwarding); the lab is that init, so the program is run directly.
  */
-import { LAB_ENVOY_BUILDS, LAB_ISTIO_BUILDS } from '../binaries.js';
+import { LAB_CERT_MANAGER_BUILDS, LAB_ENVOY_BUILDS, LAB_ISTIO_BUILDS } from '../binaries.js';
 
 export interface KnownImage {
   /** Repository without the tag ("ghcr.io/spiffe/spire-server"). */
@@ -118,6 +118,23 @@ export const KNOWN_IMAGES: KnownImage[] = [
       also: [{ component: 'envoy', versions: LAB_ENVOY_BUILDS, files: { '/usr/local/bin/envoy': 'envoy' } }],
     },
   },
+  // cert-manager's controller, webhook and cainjector (hack/containers/
+  // Containerfile.<name> of v1.11.5, v1.15.1 and v1.21.2 alike: the program at
+  // /app/cmd/<name>/<name>, ENTRYPOINT it, no CMD or WORKDIR). The lab's build
+  // is 1.11.5 whatever the tag (LAB_CERT_MANAGER_BUILDS; docs/lab.md).
+  ...(['controller', 'webhook', 'cainjector'] as const).map(
+    (name): KnownImage => ({
+      repository: `quay.io/jetstack/cert-manager-${name}`,
+      entrypoint: [`/app/cmd/${name}/${name}`],
+      cmd: [],
+      workdir: '/',
+      build: {
+        component: 'cert-manager',
+        programs: { [`/app/cmd/${name}/${name}`]: name === 'controller' ? 'cert-manager-controller' : name },
+        versions: LAB_CERT_MANAGER_BUILDS,
+      },
+    }),
+  ),
   // The SPIFFE CSI driver's node plugin and the kubelet's registrar beside it
   // in the SPIRE agent's DaemonSet: the lab node agent is the kubelet, and
   // mounts a csi.spiffe.io volume as the node's agent socket folder itself.
