@@ -168,8 +168,11 @@ function writeLabState(s: LabState): void {
 }
 
 /**
- * The lab's control planes: admission webhooks off (what the installs
- * register has nothing real behind it), and volumes provisioned the way a
+ * The lab's control planes: admission webhooks off with simulated pods (what
+ * the installs register has nothing real behind it) and on with real pods
+ * (cert-manager's webhook, istiod's injector and validator and
+ * spire-controller-manager's webhook run in their pods, reached through the
+ * egress below), and volumes provisioned the way a
  * cloud's default StorageClass does (kube-controller-manager's own hostPath
  * provisioner, for testing; kwok's pods never mount them), bound within a
  * second rather than at the binder's default 15 s sync.
@@ -204,14 +207,15 @@ function kwokControlPlaneConfig(real?: {
   const options = real?.apiServerSans.length
     ? `options:\n  kubeApiserverCertSANs:\n${real.apiServerSans.map((a) => `  - ${JSON.stringify(a)}\n`).join('')}`
     : '';
+  const webhooksOff = real
+    ? ''
+    : '  - key: disable-admission-plugins\n    value: MutatingAdmissionWebhook,ValidatingAdmissionWebhook\n';
   return `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 ${options}componentsPatches:
 - name: kube-apiserver
   extraArgs:
-  - key: disable-admission-plugins
-    value: MutatingAdmissionWebhook,ValidatingAdmissionWebhook
-${kubelet}- name: kube-controller-manager
+${webhooksOff}${kubelet}- name: kube-controller-manager
   extraArgs:
   - key: enable-hostpath-provisioner
     value: "true"

@@ -150,6 +150,20 @@ export const KNOWN_IMAGES: KnownImage[] = [
       },
     }),
   ),
+  // Bookinfo's services (Java, Node, Ruby, Python): their sidecars are real
+  // once injected, the services themselves stand in idle (docs/lab.md).
+  ...['details-v1', 'ratings-v1', 'reviews-v1', 'reviews-v2', 'reviews-v3', 'productpage-v1'].map(
+    (app): KnownImage => ({
+      repository: `docker.io/istio/examples-bookinfo-${app}`,
+      entrypoint: [],
+      cmd: [],
+      workdir: '/',
+      standIn: {
+        argv: ['/usr/bin/sleep', 'infinity'],
+        why: "the lab does not build Bookinfo's services; in the lab Bookinfo is for its sidecars' identities",
+      },
+    }),
+  ),
 ];
 
 export interface ImageRef {
