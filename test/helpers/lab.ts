@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { execFileBounded } from '../../src/federation/transport.js';
 import { type ClusterClient, clientsFor } from '../../src/kube/client.js';
 import {
@@ -19,7 +19,10 @@ import {
 import { mergeKubeconfigs } from '../../src/lab/lab.js';
 
 export const REPO_ROOT = new URL('../../../', import.meta.url).pathname;
-export const LAB_DIR = join(REPO_ROOT, '.lab');
+/** The lab folder whose bin/ the tests use: $MESHFED_LAB_BIN's parent when set (as src/lab/binaries.ts), else .lab. */
+export const LAB_DIR = process.env.MESHFED_LAB_BIN
+  ? dirname(process.env.MESHFED_LAB_BIN)
+  : join(REPO_ROOT, '.lab');
 
 /**
  * Returns undefined when every path (relative to .lab/) exists, else the skip

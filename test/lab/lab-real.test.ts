@@ -40,7 +40,7 @@ import { labNamespaces } from '../../src/lab/node/network.js';
 import { labCgroup } from '../../src/lab/node/run.js';
 import { runMeshfed } from '../helpers/cli.js';
 import { labSkip, startLab } from '../helpers/engine.js';
-import { labBin, runCommand, waitUntil } from '../helpers/lab.js';
+import { labBin, requireLab, runCommand, waitUntil } from '../helpers/lab.js';
 
 // --pods real needs root: without it the file skips, and fails where the lab is required (CI).
 const notRoot = process.getuid?.() === 0 ? undefined : 'needs root (--pods real: namespaces and cgroups)';
@@ -64,7 +64,7 @@ const certs = (pem: string) =>
 for (const profile of ['current', 'seed'] as const) {
   const V = PROFILE_VERSIONS[profile];
   describe(`meshfed lab --pods real (${profile} profile): the lab runs what meshfed renders`, {
-    skip: notRoot ?? labSkip(profile),
+    skip: notRoot ?? labSkip(profile) ?? requireLab(['bin/helloworld/1.0/.stamp'], 'npm run lab:build'),
     timeout: 1_800_000,
   }, () => {
     let lab: Awaited<ReturnType<typeof startLab>>;
@@ -189,12 +189,87 @@ for (const profile of ['current', 'seed'] as const) {
       const logs = await k(['-n', 'spire', 'logs', 'spire-server-0', '-c', 'spire-server', '--tail', '50']);
       assert.equal(logs.code, 0, logs.stderr);
       assert.match(logs.stdout, /level=/);
-      // A pod kwok simulates (the demo apps, still): its exec is passed on to kwok, which has nothing to run there.
-      const app = await k(['-n', 'helloworld', 'get', 'pods', '-l', 'app=helloworld', '-o', 'name']);
-      assert.ok(app.stdout.trim(), `no helloworld pod: ${app.stderr}`);
-      const sim = await k(['-n', 'helloworld', 'exec', app.stdout.trim().split('\n')[0]!, '--', 'true']);
+      // A pod kwok simulates (bookinfo's, in cluster-2): its exec is passed on to kwok, which has nothing to run there.
+      const k2 = (args: string[]) =>
+        execFileBounded(kubectl, ['--kubeconfig', lab.state.kubeconfig, '--context', 'cluster-2', ...args], {
+          timeoutMs: 60_000,
+        });
+      const app = await k2(['-n', 'bookinfo', 'get', 'pods', '-l', 'app=productpage', '-o', 'name']);
+      assert.ok(app.stdout.trim(), `no productpage pod: ${app.stderr}`);
+      const sim = await k2(['-n', 'bookinfo', 'exec', app.stdout.trim().split('\n')[0]!, '--', 'true']);
       assert.notEqual(sim.code, 0);
       assert.match(sim.stderr, /no exec found/);
+    });
+
+    // The demo apps (docs/lab.md): helloworld is Istio's sample app (gunicorn with gevent, the lab's
+    // helloworld build) and sleep curl's image with this machine's curl; both are the node agent's pods.
+    test('the demo apps are real: sleep curls helloworld, which answers with its version and pod name', async () => {
+      const kubectl = labBin('kubernetes', V.kubernetes, 'kubectl');
+      const labStatus = JSON.parse(
+        (await runMeshfed(['lab', 'status', '-o', 'json'], { cwd: lab.parent, env: lab.env })).stdout,
+      ) as LabStatus;
+      for (const [i, c] of lab.state.clusters.entries()) {
+        const k = (args: string[]) =>
+          execFileBounded(kubectl, ['--kubeconfig', lab.state.kubeconfig, '--context', c.context, ...args], {
+            timeoutMs: 60_000,
+          });
+        const version = `v${i + 1}`;
+        const real = labStatus.clusters.find((x) => x.name === c.name)!.realPods!;
+        const hw = real.find((p) => p.pod.startsWith(`helloworld/helloworld-${version}-`));
+        const sleeper = real.find((p) => p.pod.startsWith('sleep/sleep-'));
+        assert.ok(hw && sleeper, `${c.name}: real pods ${real.map((p) => p.pod).join(', ')}`);
+        // The helloworld process is gunicorn under this machine's python3, in the build's working folder.
+        const pid = hw.pids.helloworld!;
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+        assert.deepEqual(argv, [
+          '/usr/bin/python3',
+          '-m',
+          'gunicorn',
+          '-b',
+          '[::]:5000',
+          'app:app',
+          '-k',
+          'gevent',
+        ]);
+        const hwName = hw.pod.split('/')[1]!;
+        // Ready from the node agent (the rendered Deployment has no probes: Ready once it runs).
+        await waitUntil(`${c.name}: ${hw.pod} Ready`, async () =>
+          ready(await api(c.name).readNamespacedPod({ name: hwName, namespace: 'helloworld' })),
+        );
+        // From the sleep pod, through the pod's /etc/hosts and the hub's Service proxy, as upstream's guide does.
+        let hello = { code: -1, stdout: '', stderr: '' };
+        await waitUntil(`${c.name}: curl from sleep`, async () => {
+          hello = await k([
+            '-n',
+            'sleep',
+            'exec',
+            sleeper.pod.split('/')[1]!,
+            '--',
+            'curl',
+            '-sS',
+            '--max-time',
+            '10',
+            'helloworld.helloworld:5000/hello',
+          ]);
+          return hello.code === 0;
+        }).catch(() => undefined);
+        assert.equal(hello.code, 0, `${c.name}: ${hello.stderr}`);
+        assert.equal(hello.stdout, `Hello version: ${version}, instance: ${hwName}\n`);
+        // [::]:5000 is dual-stack: the pod's own ::1 answers too (IPv6 is on in the lab's pod namespaces).
+        const six = await k([
+          '-n',
+          'helloworld',
+          'exec',
+          hwName,
+          '--',
+          'curl',
+          '-sS',
+          '--max-time',
+          '10',
+          'http://[::1]:5000/health',
+        ]);
+        assert.equal(six.stdout, 'Helloworld is healthy', `${c.name}: ${six.stderr}`);
+      }
     });
 
     // meshfed's own exec (src/kube/exec.ts: remotecommand v4 over SPDY/3.1, as kubectl's), through the

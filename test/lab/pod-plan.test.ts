@@ -6,12 +6,16 @@
  * and the kubelet's CreateContainerConfigError wording.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { V1Container, V1Pod, V1PodTemplateSpec } from '@kubernetes/client-node';
 import { defaultFleet } from '../../src/fleet/load.js';
 import type { Profile } from '../../src/fleet/model.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
-import { type KnownImage, knownImage, parseImage } from '../../src/lab/node/images.js';
+import { type KnownImage, knownImage, parseImage, REAL_REPOSITORIES } from '../../src/lab/node/images.js';
 import {
   ContainerConfigError,
   containerEnv,
@@ -183,6 +187,82 @@ for (const profile of ['current', 'seed'] as const) {
     });
   });
 }
+
+describe('the rendered demo apps run for real', () => {
+  const fleet = defaultFleet({ profile: 'current' });
+  const deployment = (cluster: number, name: string): V1Pod => {
+    const objects = renderCluster(fleet, fleet.clusters[cluster]!.name, {
+      bundleEndpoints: {},
+    }).phases.flatMap((p) => p.objects);
+    const d = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === name);
+    assert.ok(d, `Deployment ${name} rendered in cluster ${cluster + 1}`);
+    const t = (d as unknown as { spec: { template: V1PodTemplateSpec } }).spec.template;
+    return {
+      metadata: { ...t.metadata, name: `${name}-abc`, namespace: d.metadata.namespace, uid: 'u' },
+      spec: { ...t.spec!, nodeName: 'node-1' },
+      status: { podIP: '10.0.0.7' },
+    };
+  };
+
+  test("helloworld v1 and v2: the lab's helloworld 1.0 build, gunicorn on [::]:5000 in /opt/microservices, SERVICE_VERSION", () => {
+    for (const [cluster, v] of [
+      [0, 'v1'],
+      [1, 'v2'],
+    ] as const) {
+      const pod = deployment(cluster, `helloworld-${v}`);
+      const c = pod.spec!.containers[0]!;
+      const known = knownImage(c.image!);
+      assert.ok(known, c.image);
+      assert.equal(known.image.build?.component, 'helloworld');
+      assert.equal(known.version, '1.0');
+      assert.deepEqual(Object.fromEntries(known.image.env ?? []).SERVICE_VERSION, v, "the image's ENV");
+      const plan = containerPlan(pod, c, known.image, {
+        configMap: () => undefined,
+        secret: () => undefined,
+      });
+      assert.deepEqual(plan.argv, ['gunicorn', '-b', '[::]:5000', 'app:app', '-k', 'gevent']);
+      assert.equal(plan.workdir, '/opt/microservices');
+      assert.deepEqual(plan.env, [['SERVICE_VERSION', v]], "the spec's env, which overrides the image's");
+      assert.ok(REAL_REPOSITORIES.includes(known.image.repository));
+    }
+  });
+
+  test("sleep: curl's image with this machine's programs, its spec's command; the image's entrypoint passes curl's arguments on", () => {
+    const pod = deployment(0, 'sleep');
+    const c = pod.spec!.containers[0]!;
+    const known = knownImage(c.image!);
+    assert.ok(known?.image.machine, c.image);
+    assert.equal(known.image.build, undefined, 'no lab build');
+    assert.ok(REAL_REPOSITORIES.includes(known.image.repository), "a pod of its own is the agent's");
+    const plan = containerPlan(pod, c, known.image, { configMap: () => undefined, secret: () => undefined });
+    assert.deepEqual(plan.argv, ['/bin/sleep', 'infinity']);
+    assert.equal(plan.workdir, '/home/curl_user');
+    // Without a command: /entrypoint.sh curl, and the script the lab writes at /entrypoint.sh.
+    const bare = containerPlan(pod, { ...c, command: undefined }, known.image, {
+      configMap: () => undefined,
+      secret: () => undefined,
+    });
+    assert.deepEqual(bare.argv, ['/entrypoint.sh', 'curl']);
+    const dir = mkdtempSync(join(tmpdir(), 'mf-curl-entry-'));
+    try {
+      const script = join(dir, 'entrypoint.sh');
+      writeFileSync(script, known.image.machine.files!['/entrypoint.sh']!, { mode: 0o755 });
+      assert.match(
+        execFileSync(script, ['--version'], { encoding: 'utf8' }),
+        /^curl \d/,
+        "options are curl's",
+      );
+      assert.match(execFileSync(script, ['curl', '--version'], { encoding: 'utf8' }), /^curl \d/);
+      assert.equal(
+        execFileSync(script, ['echo', 'as is'], { encoding: 'utf8' }),
+        'as is\n',
+        'a command runs as it is',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('Kubernetes rules, table by table', () => {
   test('$(VAR) expansion: defined, undefined, $$, unclosed, a lone $', () => {
@@ -481,7 +561,7 @@ describe('Kubernetes rules, table by table', () => {
       digest: 'sha256:abc',
     });
     assert.equal(knownImage('ghcr.io/spiffe/spire-controller-manager:v0.7.0')?.version, '0.7.0');
-    assert.equal(knownImage('docker.io/istio/examples-helloworld-v1:1.0'), undefined);
+    assert.equal(knownImage('docker.io/istio/examples-bookinfo-productpage-v1:1.20.3'), undefined);
     assert.equal(knownImage('ghcr.io/spiffe/spire-server'), undefined, 'no tag, no version to run');
   });
 });

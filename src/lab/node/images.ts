@@ -45,6 +45,15 @@ export interface KnownImage {
    * spec's command, and why says what does its job instead.
    */
   standIn?: { argv: string[]; why: string };
+  /**
+   * An image the lab runs with this machine's programs, no build of its own:
+   * the system folders every container sees already hold what it runs (curl's
+   * image: /usr/bin/curl, /bin/sleep), so its containers run their spec's
+   * command (or the image's ENTRYPOINT and CMD) like any image's. `files` are
+   * small files of the image the lab writes itself (an entrypoint script),
+   * executable, at their paths in the image; why says what stands for what.
+   */
+  machine?: { why: string; files?: Record<string, string> };
 }
 
 /**
@@ -65,6 +74,20 @@ const spire = (repository: string, program: 'spire-server' | 'spire-agent' | 'k8
   workdir: '/opt/spire',
   build: { component: 'spire', programs: { [`/opt/spire/bin/${program}`]: program } },
 });
+
+/** Where the lab's helloworld image has its Python packages (its ENV PYTHONPATH). */
+const HELLOWORLD_SITE_PACKAGES = '/usr/local/lib/python3/site-packages';
+
+/**
+ * What curl's image runs first (the lab's own script, doing what
+ * curl-container's etc/entrypoint.sh does): arguments that start with "-", or
+ * whose first is no command, are curl's; anything else runs as it is.
+ */
+const CURL_ENTRYPOINT = `#!/bin/sh
+set -e
+case "$1" in -*) set -- curl "$@" ;; *) command -v "$1" >/dev/null 2>&1 || set -- curl "$@" ;; esac
+exec "$@"
+`;
 
 /** Every known image; the tag is the version of the lab build (`component/<tag without v>`). */
 export const KNOWN_IMAGES: KnownImage[] = [
@@ -135,6 +158,49 @@ export const KNOWN_IMAGES: KnownImage[] = [
       },
     }),
   ),
+  // The demo app helloworld (istio/istio samples/helloworld/src/Dockerfile:
+  // WORKDIR /opt/microservices, pip install of requirements.txt, ENV
+  // SERVICE_VERSION from the build arg service_version, which Istio's build
+  // sets to v1 and v2 for the two images; CMD gunicorn on [::]:5000 with
+  // gevent). The lab's build: app.py, its requirements installed for this
+  // machine's /usr/bin/python3 (the image's python is 3.12; PYTHONPATH is the
+  // lab's), and /usr/local/bin/gunicorn, a launcher of `python3 -m gunicorn`.
+  ...(['v1', 'v2'] as const).map(
+    (v): KnownImage => ({
+      repository: `docker.io/istio/examples-helloworld-${v}`,
+      entrypoint: [],
+      cmd: ['gunicorn', '-b', '[::]:5000', 'app:app', '-k', 'gevent'],
+      workdir: '/opt/microservices',
+      build: {
+        component: 'helloworld',
+        programs: {
+          '/opt/microservices/app.py': 'app/app.py',
+          '/opt/microservices/requirements.txt': 'app/requirements.txt',
+          [HELLOWORLD_SITE_PACKAGES]: 'site-packages',
+          '/usr/local/bin/gunicorn': 'gunicorn',
+        },
+      },
+      env: [
+        ['SERVICE_VERSION', v],
+        ['PYTHONPATH', HELLOWORLD_SITE_PACKAGES],
+      ],
+    }),
+  ),
+  // The demo apps' client, curl's image (curl/curl-container: ENTRYPOINT
+  // /entrypoint.sh, CMD curl, WORKDIR /home/curl_user; USER curl_user and ENV
+  // CURL_CA_BUNDLE=/cacert.pem are not the lab's: containers run as root and
+  // curl uses this machine's CA certificates). curl is this machine's
+  // /usr/bin/curl.
+  {
+    repository: 'docker.io/curlimages/curl',
+    entrypoint: ['/entrypoint.sh'],
+    cmd: ['curl'],
+    workdir: '/home/curl_user',
+    machine: {
+      why: "this machine's /usr/bin/curl, which every container sees",
+      files: { '/entrypoint.sh': CURL_ENTRYPOINT },
+    },
+  },
   // The SPIFFE CSI driver's node plugin and the kubelet's registrar beside it
   // in the SPIRE agent's DaemonSet: the lab node agent is the kubelet, and
   // mounts a csi.spiffe.io volume as the node's agent socket folder itself.
@@ -210,8 +276,11 @@ export interface ExtraBuild {
 }
 
 /**
- * Repositories of the images the lab builds: a pod with one of them is the
- * lab node agent's to run (stand-ins run only beside them), and kwok's
- * stages leave it alone (stages.ts).
+ * Repositories of the images the lab runs for real, from a build of its own or
+ * with this machine's programs: a pod with one of them is the lab node agent's
+ * to run (stand-ins run only beside them), and kwok's stages leave it alone
+ * (stages.ts).
  */
-export const REAL_REPOSITORIES: string[] = KNOWN_IMAGES.filter((k) => k.build).map((k) => k.repository);
+export const REAL_REPOSITORIES: string[] = KNOWN_IMAGES.filter((k) => k.build || k.machine).map(
+  (k) => k.repository,
+);

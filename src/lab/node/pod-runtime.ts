@@ -217,7 +217,10 @@ export class PodRuntime {
     const files = Object.fromEntries(
       also.flatMap((a) => Object.entries(a.files).map(([p, f]) => [p, join(a.dir as string, f)])),
     );
-    c.spec = this.containerSpec(c, plan, known.image, build as string, binds, files);
+    c.spec = this.containerSpec(c, plan, known.image, build as string, binds, {
+      ...files,
+      ...this.imageFiles(c.name, known.image),
+    });
     const child = startContainer(c.spec);
     c.child = child;
     const startedAt = new Date();
@@ -229,6 +232,22 @@ export class PodRuntime {
     if (!c.readiness) c.ready = true;
     this.env.log(`${this.name} ${c.name}: started pid ${child.pid} (restart ${c.restarts})`);
     child.on('exit', (code, signal) => this.exited(c, child, startedAt, code, signal));
+  }
+
+  /**
+   * The files of an image run with this machine's programs that the lab
+   * writes itself (images.ts `machine.files`), executable, in the pod's
+   * folder; by their paths in the image.
+   */
+  private imageFiles(container: string, image: KnownImage): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [path, content] of Object.entries(image.machine?.files ?? {})) {
+      const file = join(this.dir, 'image', container, path);
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, content, { mode: 0o755 });
+      out[path] = file;
+    }
+    return out;
   }
 
   private containerSpec(
