@@ -103,6 +103,29 @@ export function withMark(
 }
 
 /**
+ * Fields meshfed sets when it creates an object and a controller of the
+ * install owns afterwards: istiod's validation controller turns its webhook's
+ * failurePolicy from the install's Ignore to Fail once it serves (istio/istio
+ * pilot/pkg/webhooks/validation/controller). Applying them again would take
+ * them back (a conflict, or with --force a tug of war at every `up`), so once
+ * the object exists they are left out of what meshfed applies.
+ */
+export function leftToControllers(desired: KubeObject, live: KubeObject | undefined): KubeObject {
+  if (!live) return desired;
+  if (
+    desired.kind === 'ValidatingWebhookConfiguration' &&
+    desired.metadata.name?.startsWith('istio-validator')
+  ) {
+    const webhooks = (desired as { webhooks?: Array<Record<string, unknown>> }).webhooks ?? [];
+    return {
+      ...desired,
+      webhooks: webhooks.map(({ failurePolicy: _taken, ...w }) => w),
+    } as KubeObject;
+  }
+  return desired;
+}
+
+/**
  * Runs `fn` again on errors a retry can heal (kube/errors.ts `classify`),
  * with backoff, until `deadlineMs` has passed; any other error is thrown at
  * once. `fn` runs whole each time, so it must be idempotent: it returns
@@ -158,7 +181,7 @@ export async function applyObjects(
             client.apply(desired, {
               ...(run.dryRun ? { dryRun: true } : {}),
               ...(run.force ? { force: true } : {}),
-              prepare: (live) => withMark(desired, live, run.fleet, run.phase),
+              prepare: (live) => withMark(leftToControllers(desired, live), live, run.fleet, run.phase),
             }),
           {
             deadlineMs: run.timeoutMs ?? 120_000,

@@ -8,7 +8,11 @@
  * IDs; the proxies get the federated bundles from SPIRE's SDS (ROOTCA).
  * Since Istio 1.27 the proxy is a native sidecar (an init container with
  * restartPolicy Always), so the `spire` template patches initContainers
- * there; before, it patches containers.
+ * there; before, it patches containers. istiod is told which
+ * (ENABLE_NATIVE_SIDECARS): its default, "auto", makes the proxy a plain
+ * container on nodes whose kubelet is older than 1.33, where the template's
+ * init container named istio-proxy made every injected pod invalid (seen in
+ * the lab, whose kwok nodes report no kubelet version).
  */
 import { compareVersions } from '../fleet/versions.js';
 import { CSI_DRIVER, peerTrustDomains, WORKLOAD_SOCKET_DIR, workloadIdentityMeta } from './identity.js';
@@ -111,7 +115,17 @@ export function istioOperator(ctx: RenderContext): KubeObject {
         sidecarInjectorWebhook: { templates: { spire: spireTemplate(fleet.versions.istio) } },
       },
       components: {
-        pilot: { k8s: { env: [{ name: 'AUTO_RELOAD_PLUGIN_CERTS', value: 'true' }] } },
+        pilot: {
+          k8s: {
+            env: [
+              { name: 'AUTO_RELOAD_PLUGIN_CERTS', value: 'true' },
+              // The spire template patches the proxy where it is: said, not left to
+              // istiod's "auto", which asks each node's kubelet version (below 1.33:
+              // a plain container, and the template's init container would be a second one).
+              { name: 'ENABLE_NATIVE_SIDECARS', value: String(nativeSidecars(fleet.versions.istio)) },
+            ],
+          },
+        },
         ingressGateways: [
           gateway(ctx, 'istio-ingressgateway', { istio: 'ingressgateway', app: 'istio-ingressgateway' }, {}),
           gateway(

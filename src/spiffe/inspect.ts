@@ -84,7 +84,37 @@ interface FoundSecret {
 export interface DumpSecret {
   name: string;
   chain: CertView[];
+  /** Every trusted authority: trusted_ca's, and each trust domain's of a SPIFFE validator. */
   trusted: CertView[];
+  /** With Envoy's SPIFFE certificate validator (what SPIRE's SDS sends): each trust domain's bundle. */
+  trustDomains?: Array<{ name: string; certs: CertView[] }>;
+}
+
+/**
+ * The bundles of Envoy's SPIFFE certificate validator
+ * (validation_context.custom_validator_config, typed_config
+ * SPIFFECertValidatorConfig: trust_domains[].trust_bundle), which SPIRE's SDS
+ * sends as ROOTCA: one per trust domain the workload trusts, federated ones
+ * included.
+ */
+function spiffeValidatorBundles(
+  vc: Json,
+  where: string,
+  name: string,
+): Array<{ name: string; certs: CertView[] }> {
+  const custom = objectAt(vc, ['customValidatorConfig', 'custom_validator_config'], where);
+  const typed = custom && objectAt(custom, ['typedConfig', 'typed_config'], `${where}.customValidatorConfig`);
+  if (!typed) return [];
+  return listAt(typed, ['trustDomains', 'trust_domains'], `${where}.customValidatorConfig.typedConfig`).map(
+    (d, i) => {
+      const at = `${where}.customValidatorConfig.typedConfig.trustDomains[${i}]`;
+      if (!isObject(d)) throw new InputError(`${at} must be an object, found ${kindOf(d)}`);
+      const td = typeof d.name === 'string' ? d.name : '';
+      const bundle = objectAt(d, ['trustBundle', 'trust_bundle'], at);
+      const bytes = stringAt(bundle, ['inlineBytes', 'inline_bytes'], `${at}.trustBundle`);
+      return { name: td, certs: b64pem(bytes, `secret ${name} (${td || at})`) };
+    },
+  );
 }
 
 /**
@@ -109,7 +139,13 @@ export function configDumpSecrets(doc: unknown): DumpSecret[] {
     const vc = objectAt(sec, ['validationContext', 'validation_context'], `${at}.secret`);
     const caSrc = vc && objectAt(vc, ['trustedCa', 'trusted_ca'], `${at}.secret.validationContext`);
     const t = stringAt(caSrc, ['inlineBytes', 'inline_bytes'], `${at}.secret.validationContext.trustedCa`);
-    const out = { name, chain: b64pem(c, `secret ${name}`), trusted: b64pem(t, `secret ${name}`) };
+    const byDomain = vc ? spiffeValidatorBundles(vc, `${at}.secret.validationContext`, name) : [];
+    const out = {
+      name,
+      chain: b64pem(c, `secret ${name}`),
+      trusted: [...b64pem(t, `secret ${name}`), ...byDomain.flatMap((d) => d.certs)],
+      ...(byDomain.length ? { trustDomains: byDomain } : {}),
+    };
     count += out.chain.length + out.trusted.length;
     if (count > MAX_CERTIFICATES)
       throw new InputError(

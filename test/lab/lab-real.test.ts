@@ -189,14 +189,25 @@ for (const profile of ['current', 'seed'] as const) {
       const logs = await k(['-n', 'spire', 'logs', 'spire-server-0', '-c', 'spire-server', '--tail', '50']);
       assert.equal(logs.code, 0, logs.stderr);
       assert.match(logs.stdout, /level=/);
-      // A pod kwok simulates (bookinfo's, in cluster-2): its exec is passed on to kwok, which has nothing to run there.
-      const k2 = (args: string[]) =>
-        execFileBounded(kubectl, ['--kubeconfig', lab.state.kubeconfig, '--context', 'cluster-2', ...args], {
-          timeoutMs: 60_000,
-        });
-      const app = await k2(['-n', 'bookinfo', 'get', 'pods', '-l', 'app=productpage', '-o', 'name']);
-      assert.ok(app.stdout.trim(), `no productpage pod: ${app.stderr}`);
-      const sim = await k2(['-n', 'bookinfo', 'exec', app.stdout.trim().split('\n')[0]!, '--', 'true']);
+      // A pod kwok simulates (an image the lab does not know): its exec is passed on to kwok, which has nothing to run there.
+      const made = await k([
+        '-n',
+        'default',
+        'run',
+        'kwok-only',
+        '--image=docker.io/library/nginx:1.27',
+        '--restart=Never',
+      ]);
+      assert.equal(made.code, 0, made.stderr);
+      const end = Date.now() + 30_000;
+      let phase = '';
+      while (phase !== 'Running' && Date.now() < end) {
+        phase = (await k(['-n', 'default', 'get', 'pod', 'kwok-only', '-o', 'jsonpath={.status.phase}']))
+          .stdout;
+        if (phase !== 'Running') await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.equal(phase, 'Running', "kwok's pod never ran");
+      const sim = await k(['-n', 'default', 'exec', 'kwok-only', '--', 'true']);
       assert.notEqual(sim.code, 0);
       assert.match(sim.stderr, /no exec found/);
     });

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { V1Container, V1Pod, V1PodTemplateSpec } from '@kubernetes/client-node';
@@ -22,6 +22,7 @@ import {
   containerPlan,
   expand,
   type PodObjects,
+  parseQuantity,
   probePlan,
 } from '../../src/lab/node/pod-plan.js';
 import { renderCluster } from '../../src/render/index.js';
@@ -357,6 +358,46 @@ describe('Kubernetes rules, table by table', () => {
     ]);
   });
 
+  test("resourceFieldRef as the kubelet gives it: the quantity over the divisor, rounded up; a limit not set is the node's allocatable", () => {
+    const p = pod({
+      resources: { limits: { cpu: '2', memory: '1Gi' }, requests: { cpu: '100m' } },
+      env: [
+        { name: 'MEM', valueFrom: { resourceFieldRef: { resource: 'limits.memory', divisor: '1' } } },
+        { name: 'MEM_MI', valueFrom: { resourceFieldRef: { resource: 'limits.memory', divisor: '1Mi' } } },
+        { name: 'CPU', valueFrom: { resourceFieldRef: { resource: 'limits.cpu', divisor: '1' } } },
+        { name: 'REQ_CPU', valueFrom: { resourceFieldRef: { resource: 'requests.cpu' } } },
+        { name: 'REQ_MCPU', valueFrom: { resourceFieldRef: { resource: 'requests.cpu', divisor: '1m' } } },
+        { name: 'REQ_MEM', valueFrom: { resourceFieldRef: { resource: 'requests.memory' } } },
+      ],
+    });
+    assert.deepEqual(containerEnv(p, p.spec!.containers[0]!, objs), [
+      ['MEM', '1073741824'],
+      ['MEM_MI', '1024'],
+      ['CPU', '2'],
+      ['REQ_CPU', '1'],
+      ['REQ_MCPU', '100'],
+      // No memory request: its limit.
+      ['REQ_MEM', '1073741824'],
+    ]);
+    const bare = pod({
+      env: [{ name: 'M', valueFrom: { resourceFieldRef: { resource: 'limits.memory' } } }],
+    });
+    assert.deepEqual(containerEnv(bare, bare.spec!.containers[0]!, objs), [['M', String(totalmem())]]);
+    assert.equal(parseQuantity('1.5Gi'), 1.5 * 2 ** 30);
+    assert.equal(parseQuantity('1e3'), 1000);
+    assert.equal(parseQuantity('12x'), undefined);
+  });
+
+  test("a container's user: its securityContext's, else the pod's; root when neither says", () => {
+    const p = pod({ securityContext: { runAsUser: 1337, runAsGroup: 1337 } });
+    assert.deepEqual(containerPlan(p, p.spec!.containers[0]!, image, none).user, { uid: 1337, gid: 1337 });
+    const q = pod({});
+    q.spec!.securityContext = { runAsUser: 1000 };
+    assert.deepEqual(containerPlan(q, q.spec!.containers[0]!, image, none).user, { uid: 1000, gid: 0 });
+    const r = pod({});
+    assert.equal(containerPlan(r, r.spec!.containers[0]!, image, none).user, undefined);
+  });
+
   test('what the kubelet refuses, in its words: a missing ConfigMap, Secret or key that is not optional; a field it cannot give', () => {
     const refuses = (c: Partial<V1Container>, message: RegExp) => {
       const p = pod(c);
@@ -454,6 +495,11 @@ describe('Kubernetes rules, table by table', () => {
       assert.ok(src.kind === 'files');
       return src.tokens[0]!.mode;
     };
+    const owner = (q: V1Pod) => {
+      const src = containerPlan(q, q.spec!.containers[0]!, image, none).mounts[0]!.source;
+      assert.ok(src.kind === 'files');
+      return src.tokens[0]!.owner;
+    };
     assert.equal(mode(p), 0o440);
     assert.equal(mode({ ...p, spec: { ...p.spec!, securityContext: { fsGroup: 1000 } } }), 0o600);
     const users = (a: number | undefined, b: number | undefined): V1Pod => ({
@@ -465,6 +511,8 @@ describe('Kubernetes rules, table by table', () => {
       },
     });
     assert.equal(mode(users(1000, undefined)), 0o600, "the pod's runAsUser is every container's");
+    assert.equal(owner(users(1000, undefined)), 1000, "and the token file is that user's, who can read it");
+    assert.equal(owner({ ...p, spec: { ...p.spec!, securityContext: { fsGroup: 1000 } } }), undefined);
     assert.equal(mode(users(1000, 1001)), 0o440, 'two users: the kubelet leaves the mode alone');
     assert.equal(mode(users(undefined, 1001)), 0o440, 'a container with no user: likewise');
   });
@@ -561,7 +609,7 @@ describe('Kubernetes rules, table by table', () => {
       digest: 'sha256:abc',
     });
     assert.equal(knownImage('ghcr.io/spiffe/spire-controller-manager:v0.7.0')?.version, '0.7.0');
-    assert.equal(knownImage('docker.io/istio/examples-bookinfo-productpage-v1:1.20.3'), undefined);
+    assert.equal(knownImage('docker.io/library/nginx:1.27'), undefined);
     assert.equal(knownImage('ghcr.io/spiffe/spire-server'), undefined, 'no tag, no version to run');
   });
 });

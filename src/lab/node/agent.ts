@@ -445,7 +445,8 @@ function containerPort(pod: V1Pod, target: number | string): number | undefined 
 /** Every port of a pod worth a socket here: declared container ports and probe ports. */
 function podPorts(pod: V1Pod): number[] {
   const ports = new Set<number>();
-  for (const c of pod.spec?.containers ?? []) {
+  // Init containers too: a native sidecar (Istio's proxy) declares ports and is probed.
+  for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
     for (const p of c.ports ?? []) if ((p.protocol ?? 'TCP') === 'TCP') ports.add(p.containerPort);
     for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe]) {
       const port = probe?.httpGet?.port ?? probe?.tcpSocket?.port;

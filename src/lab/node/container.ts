@@ -120,15 +120,19 @@ export function launchScript(
     ...Object.entries(spec.programs).map(([path, hostPath]) => ({ hostPath, path, readOnly: true })),
     ...spec.binds,
   ].sort((a, b) => depth(a.path) - depth(b.path));
+  // Read-only binds become read-only after every bind is made, as runc does:
+  // a mount inside a read-only volume (Istio's CRL ConfigMap inside its root
+  // certificate's) needs its mount point made in the parent first.
   for (const b of binds) {
     const target = r(b.path);
     lines.push(
       isDir(b.hostPath)
         ? `mkdir -p ${target}`
         : `mkdir -p ${q(dirname(join(spec.root, b.path)))}; [ -e ${target} ] || : > ${target}`,
-      `mount --bind ${b.readOnly ? '-o ro ' : ''}${q(b.hostPath)} ${target}`,
+      `mount --bind ${q(b.hostPath)} ${target}`,
     );
   }
+  for (const b of binds) if (b.readOnly) lines.push(`mount -o remount,bind,ro ${r(b.path)}`);
   lines.push(
     `mount -t proc proc ${r('/proc')}`,
     `mkdir -p ${r(spec.workdir)}`,

@@ -282,9 +282,11 @@ export async function attachNamespace(b: number, n: number, short: string, addre
   if (have.length === 0) await ipIn(name, ['addr', 'add', want, 'dev', 'eth0']);
   await ipIn(name, ['link', 'set', 'eth0', 'up']);
   await ipIn(name, ['route', 'replace', 'default', 'via', hubAddress(b, n)]);
-  // Only 127.0.0.1 is the pod's own: the load balancer's pools go to the hub.
+  // Only 127.0.0.0/16 is the pod's own (127.0.0.1, and 127.0.0.6, which
+  // Istio's sidecar binds its inbound connections to the app from): the load
+  // balancer's pools, 127.101.0.0 and up, go to the hub.
   if ((await ipv4Addresses(name, 'lo')).includes('127.0.0.1/8')) {
-    await ipIn(name, ['addr', 'add', '127.0.0.1/32', 'dev', 'lo']);
+    await ipIn(name, ['addr', 'add', '127.0.0.1/16', 'dev', 'lo']);
     await ipIn(name, ['addr', 'del', '127.0.0.1/8', 'dev', 'lo']);
   }
   await routeLocalnet(name);

@@ -12,6 +12,7 @@
  * not optional) gets `error` in the words of the kubelet's
  * CreateContainerConfigError, and no plan.
  */
+import { availableParallelism, totalmem } from 'node:os';
 import type {
   V1Container,
   V1DownwardAPIVolumeFile,
@@ -258,10 +259,56 @@ function envValue(
 }
 
 /** A container's resource request or limit (the container named, else `c`). */
+/**
+ * A resourceFieldRef's value as the kubelet gives it: the quantity divided by
+ * the divisor (default 1), rounded up, as an integer (`limits.memory` of 1Gi →
+ * 1073741824; `limits.cpu` of 500m → 1, or 500 with divisor 1m). A limit not
+ * set is the node's allocatable (here: this machine's CPUs and memory); a
+ * request not set is its limit if set, else 0.
+ */
 function resourceValue(pod: V1Pod, c: V1Container | undefined, ref: V1ResourceFieldSelector): string {
-  const target = ref.containerName ? pod.spec?.containers.find((x) => x.name === ref.containerName) : c;
+  const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+  const target = ref.containerName ? all.find((x) => x.name === ref.containerName) : c;
   const [kind, what] = ref.resource.split('.') as ['limits' | 'requests', string];
-  return String(target?.resources?.[kind]?.[what] ?? '');
+  const set =
+    target?.resources?.[kind]?.[what] ??
+    (kind === 'requests' ? target?.resources?.limits?.[what] : undefined);
+  const allocatable: Record<string, number> = { cpu: availableParallelism(), memory: totalmem() };
+  const value = set !== undefined ? parseQuantity(String(set)) : kind === 'limits' ? allocatable[what] : 0;
+  const divisor = parseQuantity(String(ref.divisor ?? '1'));
+  if (value === undefined || !divisor)
+    throw new ContainerConfigError(
+      `resourceFieldRef ${ref.resource}: not a quantity (${set ?? ''} / ${ref.divisor ?? 1})`,
+    );
+  return String(Math.ceil(value / divisor - 1e-9));
+}
+
+const QUANTITY_SUFFIXES: Record<string, number> = {
+  '': 1,
+  m: 1e-3,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/** A Kubernetes quantity ("1Gi", "500m", "2", "1e3") as a number, or undefined. */
+export function parseQuantity(q: string): number | undefined {
+  const m = /^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E))?$/.exec(
+    q.trim(),
+  );
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  if (m[2]) return n * 10 ** Number(m[2].slice(1));
+  return n * QUANTITY_SUFFIXES[m[3] ?? '']!;
 }
 
 /**
