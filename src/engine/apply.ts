@@ -108,7 +108,8 @@ export function withMark(
  * failurePolicy from the install's Ignore to Fail once it serves (istio/istio
  * pilot/pkg/webhooks/validation/controller). Applying them again would take
  * them back (a conflict, or with --force a tug of war at every `up`), so once
- * the object exists they are left out of what meshfed applies.
+ * another manager owns them they are left out of what meshfed applies (while
+ * meshfed still owns them, leaving them out would delete them).
  */
 export function leftToControllers(desired: KubeObject, live: KubeObject | undefined): KubeObject {
   if (!live) return desired;
@@ -119,10 +120,29 @@ export function leftToControllers(desired: KubeObject, live: KubeObject | undefi
     const webhooks = (desired as { webhooks?: Array<Record<string, unknown>> }).webhooks ?? [];
     return {
       ...desired,
-      webhooks: webhooks.map(({ failurePolicy: _taken, ...w }) => w),
+      webhooks: webhooks.map((w) => {
+        if (!ownedByOther(live, ['f:webhooks', `k:{"name":${JSON.stringify(w.name)}}`, 'f:failurePolicy']))
+          return w;
+        const { failurePolicy: _taken, ...rest } = w;
+        return rest;
+      }),
     } as KubeObject;
   }
   return desired;
+}
+
+/** A manager other than meshfed owns the field at `path` (managedFields' fieldsV1 keys) of `live`. */
+function ownedByOther(live: KubeObject, path: string[]): boolean {
+  const entries = (live.metadata.managedFields ?? []) as Array<{ manager?: string; fieldsV1?: unknown }>;
+  return entries.some((m) => {
+    if (m.manager === FIELD_MANAGER) return false;
+    let at: unknown = m.fieldsV1;
+    for (const k of path) {
+      if (!at || typeof at !== 'object' || !(k in at)) return false;
+      at = (at as Record<string, unknown>)[k];
+    }
+    return true;
+  });
 }
 
 /**

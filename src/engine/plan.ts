@@ -13,7 +13,7 @@ import { type Fleet, peersOf } from '../fleet/model.js';
 import { type ClusterClient, describeRef, KubeApiError, type KubeObject, refOf } from '../kube/client.js';
 import { READER_TOKEN_SECRET, remoteSecretName } from '../render/remote-secret.js';
 import type { RenderInputs } from '../render/types.js';
-import { ENGINE_PHASES, type EnginePhase, retrying, withMark } from './apply.js';
+import { ENGINE_PHASES, type EnginePhase, leftToControllers, retrying, withMark } from './apply.js';
 import { type DesiredSources, desiredPhase, identity } from './desired.js';
 import { BUNDLE_ENDPOINT_SERVICE, currentAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
@@ -82,7 +82,7 @@ async function planObject(
       return { phase, action: 'create', object: name, note: 'its CRD is not installed yet' };
     throw e;
   }
-  const sent = withMark(desired, live, fleet, phase);
+  const sent = withMark(leftToControllers(desired, live), live, fleet, phase);
   if (!live) return { phase, action: 'create', object: name };
   const r = await retrying(() => client.apply(sent, { dryRun: true }));
   const diff = objectDiff(name, live, r.object);

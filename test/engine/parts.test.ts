@@ -9,7 +9,14 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { applyObjects, countsOf, ownedBy, retrying, withMark } from '../../src/engine/apply.js';
+import {
+  applyObjects,
+  countsOf,
+  leftToControllers,
+  ownedBy,
+  retrying,
+  withMark,
+} from '../../src/engine/apply.js';
 import { BootstrapError, bootstrapUntilDone } from '../../src/engine/bootstrap.js';
 import { withoutEmptyCaBundles } from '../../src/engine/desired.js';
 import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
@@ -748,4 +755,39 @@ describe('progress record', () => {
     assert.ok(!existsSync(`${path}.tmp`));
     assert.equal(JSON.parse(readFileSync(path, 'utf8')).fleet, fleet.name);
   });
+});
+
+test("istiod's validator failurePolicy: applied while meshfed owns it, left to istiod once istiod does", () => {
+  const desired = {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingWebhookConfiguration',
+    metadata: { name: 'istio-validator-istio-system' },
+    webhooks: [{ name: 'rev.validation.istio.io', failurePolicy: 'Ignore', sideEffects: 'None' }],
+  };
+  const policyOwner = (manager: string) => ({
+    ...desired,
+    metadata: {
+      name: desired.metadata.name,
+      managedFields: [
+        {
+          manager,
+          fieldsV1: { 'f:webhooks': { 'k:{"name":"rev.validation.istio.io"}': { 'f:failurePolicy': {} } } },
+        },
+      ],
+    },
+  });
+  const policy = (o: unknown) => (o as typeof desired).webhooks[0]!.failurePolicy;
+  assert.equal(policy(leftToControllers(desired, undefined)), 'Ignore', 'created with the install’s Ignore');
+  assert.equal(policy(leftToControllers(desired, policyOwner('meshfed'))), 'Ignore', 'still meshfed’s: kept');
+  assert.equal(
+    policy(leftToControllers(desired, policyOwner('pilot-discovery'))),
+    undefined,
+    'istiod’s: left to it',
+  );
+  const other = { ...desired, metadata: { name: 'another' } };
+  assert.equal(
+    policy(leftToControllers(other, policyOwner('pilot-discovery'))),
+    'Ignore',
+    'only istiod’s validator',
+  );
 });

@@ -368,6 +368,7 @@ describe('Kubernetes rules, table by table', () => {
         { name: 'REQ_CPU', valueFrom: { resourceFieldRef: { resource: 'requests.cpu' } } },
         { name: 'REQ_MCPU', valueFrom: { resourceFieldRef: { resource: 'requests.cpu', divisor: '1m' } } },
         { name: 'REQ_MEM', valueFrom: { resourceFieldRef: { resource: 'requests.memory' } } },
+        { name: 'ZERO_DIV', valueFrom: { resourceFieldRef: { resource: 'limits.cpu', divisor: '0' } } },
       ],
     });
     assert.deepEqual(containerEnv(p, p.spec!.containers[0]!, objs), [
@@ -378,6 +379,8 @@ describe('Kubernetes rules, table by table', () => {
       ['REQ_MCPU', '100'],
       // No memory request: its limit.
       ['REQ_MEM', '1073741824'],
+      // A 1.29 API server stores a divisor not given as 0; the kubelet divides by 1.
+      ['ZERO_DIV', '2'],
     ]);
     const bare = pod({
       env: [{ name: 'M', valueFrom: { resourceFieldRef: { resource: 'limits.memory' } } }],

@@ -275,7 +275,9 @@ function resourceValue(pod: V1Pod, c: V1Container | undefined, ref: V1ResourceFi
     (kind === 'requests' ? target?.resources?.limits?.[what] : undefined);
   const allocatable: Record<string, number> = { cpu: availableParallelism(), memory: totalmem() };
   const value = set !== undefined ? parseQuantity(String(set)) : kind === 'limits' ? allocatable[what] : 0;
-  const divisor = parseQuantity(String(ref.divisor ?? '1'));
+  // A divisor not set is stored as 0 by some API servers (1.29); the kubelet takes 0 as 1.
+  const given = parseQuantity(String(ref.divisor ?? '1'));
+  const divisor = given === 0 ? 1 : given;
   if (value === undefined || !divisor)
     throw new ContainerConfigError(
       `resourceFieldRef ${ref.resource}: not a quantity (${set ?? ''} / ${ref.divisor ?? 1})`,
