@@ -4,8 +4,11 @@
  * bundles (JWKS, `-format spiffe`), relationships in the "pretty" key : value
  * form. Failures carry the command and SPIRE's own message.
  */
-import { type Bundle, bundleToJwks, parseJwksBundle } from '../spiffe/bundle.js';
+import { createPrivateKey } from 'node:crypto';
+import { type Bundle, bundleToJwks, parseJwksBundle, parsePemBundle } from '../spiffe/bundle.js';
 import { parseSpiffeId, parseTrustDomain } from '../spiffe/id.js';
+import type { X509Svid } from '../spiffe/workload.js';
+import { parsePemCertificates } from '../spiffe/x509.js';
 import type { ExecResult, SpireServerTransport } from './transport.js';
 
 export class SpireCliError extends Error {
@@ -186,6 +189,32 @@ export class SpireServerCli {
     const id = /Entry ID\s*:\s*(\S+)/.exec(r.stdout)?.[1];
     if (!id) throw new SpireCliError(`${this.target}: entry create printed no entry ID`, this.target);
     return id;
+  }
+
+  /**
+   * `spire-server x509 mint`: an X.509-SVID for `spiffeId` issued by the
+   * server's CA, with its key and the server's root CAs. The key lives only
+   * in the returned KeyObject (never in an error or a log).
+   */
+  async mintX509Svid(spiffeId: string, ttl = '5m'): Promise<{ svid: X509Svid; roots: Bundle }> {
+    const id = parseSpiffeId(spiffeId);
+    const out = (await this.ok(['x509', 'mint', '-spiffeID', id.uri, '-ttl', ttl])).stdout;
+    const part = (from: string, to?: string) => {
+      const a = out.indexOf(from);
+      const b = to ? out.indexOf(to) : out.length;
+      return a >= 0 && b > a ? out.slice(a + from.length, b) : '';
+    };
+    const chain = parsePemCertificates(part('X509-SVID:', 'Private key:'));
+    const key = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----/.exec(
+      part('Private key:', 'Root CAs:'),
+    )?.[0];
+    const roots = part('Root CAs:');
+    if (!chain.length || !key || !roots.trim())
+      throw new SpireCliError(`${this.target}: x509 mint printed no SVID, key and root CAs`, this.target);
+    return {
+      svid: { spiffeId: id.uri, chain, privateKey: createPrivateKey(key) },
+      roots: parsePemBundle(roots, id.trustDomain),
+    };
   }
 
   /** SPIRE ≥ 1.9: prepares a new X.509 authority (minted by the UpstreamAuthority when there is one). */

@@ -6,13 +6,20 @@
  * tested on hand-written output in those formats (test/verify/fixtures), and
  * `kubeProbe` runs them on real clusters through pod exec (docs/verify.md).
  */
+
+import { connect } from 'node:tls';
+import { currentAddress, EAST_WEST_SERVICE } from '../engine/discover.js';
 import { parseGoDuration } from '../fleet/durations.js';
 import { clusterIndex, peersOf } from '../fleet/model.js';
 import type { ClusterClient, KubeObject } from '../kube/client.js';
 import { APP_NAMESPACES } from '../render/apps.js';
 import { workloadSpiffeId } from '../render/identity.js';
 import { ISTIO_NAMESPACE } from '../render/namespaces.js';
+import { type Bundle, BundleSet } from '../spiffe/bundle.js';
 import { configDumpSecrets, type DumpSecret, inspectChain, parseCertInput } from '../spiffe/inspect.js';
+import { selfIssuedContext } from '../spiffe/self-issued.js';
+import { authorizeMemberOf, spiffeClientOptions } from '../spiffe/tls.js';
+import type { X509Svid } from '../spiffe/workload.js';
 import { certOrigin } from '../spiffe/x509.js';
 import { type CheckDef, type Finding, fail, pass, skip, warn } from './catalog.js';
 import {
@@ -35,6 +42,19 @@ export interface Probe {
   withoutLocalService<T>(cluster: string, during: () => Promise<T>): Promise<T>;
   /** The ingress gateway's address (host or host:port) in a cluster, if it has one. */
   ingressAddress(cluster: string): Promise<string | undefined>;
+  /**
+   * GET /hello of helloworld through a cluster's east-west gateway at `address`
+   * (host:port, SNI of helloworld's port, as a peer's proxy sends it), from
+   * where meshfed runs: presents `client`'s SVID and authenticates the server
+   * as a member of `server.trustDomain` by `server.bundle`. Resolves with the
+   * HTTP answer (status line to body); rejects with why there was none.
+   */
+  viaGateway(
+    cluster: string,
+    address: string,
+    client: X509Svid,
+    server: { trustDomain: string; bundle: Bundle },
+  ): Promise<string>;
 }
 
 export interface VerifyContext extends CheckContext {
@@ -47,6 +67,10 @@ export const HELLO_URL = `http://helloworld.${APP_NAMESPACES.helloworld}:5000/he
 
 /** The marker the probe's shell loop prints after each request, to split curl's output. */
 export const REQUEST_END = '#meshfed-request-end';
+
+/** The probe's shell loop in sleep: `n` requests with curl, each followed by the end marker. */
+export const curlLoop = (url: string, n: number) =>
+  `for i in $(seq 1 ${n}); do curl -sS --max-time 5 '${url.replace(/'/g, '')}' 2>&1; echo; echo '${REQUEST_END}'; done`;
 
 /** Splits the output of the probe's loop into one text per request. */
 export function splitRequests(output: string): string[] {
@@ -83,30 +107,51 @@ const distribution = (t: HelloTally) =>
     .map(([v, n]) => `${v} ${n}`)
     .join(', ') || 'none';
 
-/** East-west: every cluster reached from `cluster` answers (its own version and each peer's). */
-export function judgeEastWest(ctx: CheckContext, cluster: string, t: HelloTally): Omit<Finding, 'cluster'> {
+/**
+ * East-west: every cluster reached from `cluster` answers (its own version and
+ * each peer's). `why` (by version) says what was found wrong on the way to a
+ * version that did not answer (whyNoAnswer).
+ */
+export function judgeEastWest(
+  ctx: CheckContext,
+  cluster: string,
+  t: HelloTally,
+  why: Record<string, string[]> = {},
+): Omit<Finding, 'cluster'> {
   const want = [cluster, ...peersOf(ctx.fleet, cluster).map((p) => p.name)].map((c) => versionOf(ctx, c));
   const missing = want.filter((v) => !t.versions[v]);
   const data = { versions: t.versions, errors: t.errors.length, total: t.total };
-  if (missing.length)
+  if (missing.length) {
+    const named = missing.map((v) => (why[v]?.length ? `${v} (${why[v]!.join('; ')})` : v));
     return fail(
-      `${t.total} requests: ${distribution(t)}; no answer from ${missing.join(', ')}${t.errors.length ? `; ${t.errors.length} failed (${t.errors[0]})` : ''}`,
-      data,
+      `${t.total} requests: ${distribution(t)}; no answer from ${named.join(', ')}${t.errors.length ? `; ${t.errors.length} failed (${t.errors[0]})` : ''}`,
+      { ...data, ...(Object.keys(why).length ? { why } : {}) },
     );
+  }
   if (t.errors.length)
     return warn(`${distribution(t)}; ${t.errors.length} of ${t.total} failed (${t.errors[0]})`, data);
   return pass(`${t.total} requests: ${distribution(t)}`, data);
 }
 
 /** Failover: with the local Service gone, only peers' versions answer, and every request is answered. */
-export function judgeFailover(ctx: CheckContext, cluster: string, t: HelloTally): Omit<Finding, 'cluster'> {
+export function judgeFailover(
+  ctx: CheckContext,
+  cluster: string,
+  t: HelloTally,
+  why: Record<string, string[]> = {},
+): Omit<Finding, 'cluster'> {
   const local = versionOf(ctx, cluster);
   const remote = peersOf(ctx.fleet, cluster).map((p) => versionOf(ctx, p.name));
   const data = { versions: t.versions, errors: t.errors.length, total: t.total };
   if (t.versions[local])
     return fail(`the local ${local} still answered ${t.versions[local]} times without its Service`, data);
-  if (!remote.some((v) => t.versions[v]))
-    return fail(`no remote version answered (${t.errors[0] ?? 'no answer'})`, data);
+  if (!remote.some((v) => t.versions[v])) {
+    const found = Object.entries(why).flatMap(([v, w]) => w.map((x) => `${v}: ${x}`));
+    return fail(
+      `no remote version answered (${t.errors[0] ?? 'no answer'})${found.length ? `; ${found.join('; ')}` : ''}`,
+      { ...data, ...(found.length ? { why } : {}) },
+    );
+  }
   if (t.errors.length)
     return fail(`${t.errors.length} of ${t.total} requests failed during failover (${t.errors[0]})`, data);
   return pass(`local Service removed: ${distribution(t)}, restored`, data);
@@ -208,8 +253,95 @@ async function rootsOf(
   });
 }
 
+/**
+ * Why `peer`'s helloworld gave `cluster`'s sleep no answer, as far as the API
+ * servers and SPIRE servers tell: the peer unreachable, its east-west gateway
+ * without a Service, an address or a ready pod, its helloworld without a ready
+ * pod, or a trust bundle missing on either side (the mutual TLS handshake is
+ * then refused). Empty when nothing of these is wrong; what cannot be read is
+ * said as such.
+ */
+export async function whyNoAnswer(ctx: VerifyContext, cluster: string, peer: string): Promise<string[]> {
+  const on = ctx.fleet.clusters.find((c) => c.name === cluster)!;
+  const to = ctx.fleet.clusters.find((c) => c.name === peer)!;
+  if (!reachable(ctx).some((c) => c.name === peer)) return [`${peer}'s API server is unreachable`];
+  const found: string[] = [];
+  const look = async (what: string, f: () => Promise<string[]>) => {
+    try {
+      found.push(...(await f()));
+    } catch (e) {
+      found.push(`cannot read ${what}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  };
+  const client = clientOf(ctx, peer);
+  const ew = EAST_WEST_SERVICE;
+  const helloworld = APP_NAMESPACES.helloworld;
+  await Promise.all([
+    look(`${peer}'s east-west gateway`, async () => {
+      const svc = await client.get({
+        apiVersion: 'v1',
+        kind: 'Service',
+        namespace: ew.namespace,
+        name: ew.name,
+      });
+      if (!svc) return [`${peer} has no east-west gateway Service ${ew.namespace}/${ew.name}`];
+      if (!(await currentAddress(client, ew))) return [`${peer}'s east-west gateway has no address`];
+      if (!(await endpointAddresses(client, ew.namespace, ew.name)).length)
+        return [`${peer}'s east-west gateway ${ew.namespace}/${ew.name} has no ready pod`];
+      return [];
+    }),
+    look(`${peer}'s helloworld`, async () =>
+      (await endpointAddresses(client, helloworld, 'helloworld')).length
+        ? []
+        : [`${peer}'s helloworld has no ready pod`],
+    ),
+    look("the SPIRE servers' bundles", async () => {
+      const roots = await rootsOf(ctx);
+      const out: string[] = [];
+      if (!roots.held.get(cluster)?.get(to.trustDomain)?.length)
+        out.push(
+          `${cluster}'s SPIRE server holds no bundle of ${to.trustDomain}: ${cluster}'s workloads cannot verify ${peer}'s`,
+        );
+      if (!roots.held.get(peer)?.get(on.trustDomain)?.length)
+        out.push(
+          `${peer}'s SPIRE server holds no bundle of ${on.trustDomain}: ${peer}'s workloads refuse ${cluster}'s`,
+        );
+      return out;
+    }),
+    look(`sleep's proxy in ${cluster}`, async () => {
+      // What the proxy was given (SDS from SPIRE): the peer's root among its trusted CAs?
+      const peerRoots = (await rootsOf(ctx)).own.get(peer) ?? [];
+      const trusted = new Set(
+        dumpSecrets((await sleepDump(ctx, cluster)).dump)
+          .filter((x) => x.name === 'ROOTCA')
+          .flatMap((x) => x.trusted.map((c) => c.fingerprintSha256)),
+      );
+      return peerRoots.length && !peerRoots.some((f) => trusted.has(f))
+        ? [`sleep's proxy in ${cluster} does not trust ${to.trustDomain} (its ROOTCA lacks ${peer}'s root)`]
+        : [];
+    }),
+  ]);
+  return found;
+}
+
+/** whyNoAnswer for each of `peers`, by the version each serves. */
+async function whyNot(
+  ctx: VerifyContext,
+  cluster: string,
+  peers: Array<{ name: string }>,
+): Promise<Record<string, string[]>> {
+  const found = await Promise.all(
+    peers.map(async (p) => [versionOf(ctx, p.name), await whyNoAnswer(ctx, cluster, p.name)] as const),
+  );
+  return Object.fromEntries(found.filter(([, w]) => w.length));
+}
+
 const sleepDump = (ctx: VerifyContext, cluster: string) =>
   ctx.memo(`dump:${cluster}`, () => ctx.probe.configDump(cluster, APP_NAMESPACES.sleep, 'app=sleep'));
+
+/** The trust domain of MF307's outsider: never a fleet's (.invalid is reserved, RFC 2606). */
+export const OUTSIDER_TRUST_DOMAIN = 'outsider.meshfed.invalid';
+const MINT_TTL = '5m';
 
 export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
   REACHABILITY_CHECK,
@@ -222,9 +354,11 @@ export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
     description: `From sleep in each cluster, N requests to ${HELLO_URL}: every federated cluster's helloworld version answers; the distribution is reported.`,
     hint: 'docs/verify.md#east-west: check the east-west gateway (MF210), remote secrets (MF209) and istioctl proxy-config endpoints deploy/sleep -n sleep',
     run: (ctx) =>
-      eachCluster(ctx, async (c) =>
-        judgeEastWest(ctx, c.name, tallyHello(await ctx.probe.curl(c.name, HELLO_URL, ctx.requests))),
-      ),
+      eachCluster(ctx, async (c) => {
+        const t = tallyHello(await ctx.probe.curl(c.name, HELLO_URL, ctx.requests));
+        const silent = peersOf(ctx.fleet, c.name).filter((p) => !t.versions[versionOf(ctx, p.name)]);
+        return judgeEastWest(ctx, c.name, t, await whyNot(ctx, c.name, silent));
+      }),
   },
   {
     code: 'MF302',
@@ -245,7 +379,9 @@ export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
           const t = await ctx.probe.withoutLocalService(c.name, async () =>
             tallyHello(await ctx.probe.curl(c.name, HELLO_URL, ctx.requests)),
           );
-          out.push({ ...judgeFailover(ctx, c.name, t), cluster: c.name });
+          const peers = peersOf(ctx.fleet, c.name);
+          const silent = peers.every((p) => !t.versions[versionOf(ctx, p.name)]) ? peers : [];
+          out.push({ ...judgeFailover(ctx, c.name, t, await whyNot(ctx, c.name, silent)), cluster: c.name });
         } catch (e) {
           out.push({ status: 'failed', cluster: c.name, message: (e as Error).message });
         }
@@ -332,9 +468,139 @@ export const VERIFY_CHECKS: CheckDef<VerifyContext>[] = [
         judgeSvidAge((await sleepDump(ctx, c.name)).dump, ctx.fleet.ca.spire.svidTTL, ctx.now),
       ),
   },
+  {
+    code: 'MF307',
+    title: 'Mutual TLS refuses identities outside the federation',
+    category: 'identity',
+    severity: 'error',
+    stage: 'verify',
+    description: `Through each cluster's east-west gateway, from where meshfed runs: helloworld answers a client holding an SVID a federated peer's SPIRE server mints for it (spire-server x509 mint, ${MINT_TTL}), and refuses, in the TLS handshake, one holding an SVID of ${OUTSIDER_TRUST_DOMAIN}, a trust domain outside the federation (a CA made in memory). Skipped where the gateway's address cannot be reached from here.`,
+    hint: "docs/verify.md#outsiders: an outsider answered means a proxy trusts a CA beyond the fleet's bundles (istioctl proxy-config secret, ROOTCA); a peer refused means the federation is broken (MF205, MF304)",
+    run: (ctx) =>
+      eachCluster(ctx, async (c) => {
+        const address = await currentAddress(clientOf(ctx, c.name), EAST_WEST_SERVICE);
+        if (!address) return skip('the east-west gateway has no address');
+        const server = {
+          trustDomain: c.trustDomain,
+          bundle: await spireOf(ctx, c.name).ownBundle(c.trustDomain),
+        };
+        const reachableNames = new Set(reachable(ctx).map((x) => x.name));
+        const peer = peersOf(ctx.fleet, c.name).find((p) => reachableNames.has(p.name));
+        const attempt = (client: X509Svid) =>
+          ctx.probe.viaGateway(c.name, address, client, server).then(
+            (answer) => ({ answer }),
+            (e: unknown) => ({ refused: (e as Error).message }),
+          );
+        const outsider = (await selfIssuedContext(`spiffe://${OUTSIDER_TRUST_DOMAIN}/ns/sleep/sa/sleep`))
+          .svids[0]!;
+        const member = peer
+          ? {
+              id: `spiffe://${peer.trustDomain}/ns/meshfed-verify/sa/probe`,
+              ...(await attempt(
+                (
+                  await spireOf(ctx, peer.name).mintX509Svid(
+                    `spiffe://${peer.trustDomain}/ns/meshfed-verify/sa/probe`,
+                    MINT_TTL,
+                  )
+                ).svid,
+              )),
+            }
+          : undefined;
+        return judgeOutsider(address, { id: outsider.spiffeId, ...(await attempt(outsider)) }, member);
+      }),
+  },
 ];
 
+type Attempt = { id: string } & ({ answer: string } | { refused: string });
+
+const gotThrough = (a: Attempt): a is { id: string; answer: string } => 'answer' in a;
+const statusLine = (a: { answer: string }) => a.answer.split('\r\n')[0] ?? '';
+/** A TLS or socket error from a connection attempt that never reached the gateway (nothing listening, no route). */
+const unreached = (a: Attempt) =>
+  !gotThrough(a) && /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|no answer within/.test(a.refused);
+
+/**
+ * MF307's verdict: the outsider refused in the handshake, and the federated
+ * peer's identity answered (else the refusal says nothing of the trust).
+ */
+export function judgeOutsider(
+  address: string,
+  outsider: Attempt,
+  member?: Attempt,
+): Omit<Finding, 'cluster'> {
+  if (unreached(outsider) && (!member || unreached(member)))
+    return skip(`${address} cannot be reached from here (${(outsider as { refused: string }).refused})`);
+  if (gotThrough(outsider))
+    return fail(
+      `${address}: ${outsider.id}, of a trust domain outside the federation, got through mutual TLS: ${statusLine(outsider)}`,
+    );
+  if (!member)
+    return warn(
+      `${address}: ${outsider.id} refused (${outsider.refused}); no federated peer to compare with`,
+    );
+  if (!gotThrough(member))
+    return fail(
+      `${address}: a federated peer's identity ${member.id} was refused too (${member.refused}): the outsider's refusal proves nothing`,
+    );
+  const hello = tallyHello([member.answer]);
+  return pass(
+    `${address}: ${outsider.id} refused (${outsider.refused.split('\n')[0]}); ${member.id} answered: ${Object.keys(hello.versions)[0] ?? statusLine(member)}`,
+    { refused: outsider.refused.split('\n')[0], answered: statusLine(member) },
+  );
+}
+
 // ---- the real probe ----
+
+/** The Envoy cluster sleep's requests to helloworld go through. */
+const HELLO_CLUSTER = `outbound|5000||helloworld.${APP_NAMESPACES.helloworld}.svc.cluster.local`;
+
+/** The SNI a peer's proxy sends to an east-west gateway (AUTO_PASSTHROUGH) for helloworld's port. */
+const HELLO_SNI = `outbound_.5000_._.helloworld.${APP_NAMESPACES.helloworld}.svc.cluster.local`;
+
+/** How long istiod may take to push a Service's removal (or return) to a proxy. */
+const PUSH_DEADLINE_MS = 30_000;
+
+/** The addresses (ip:port) of an Envoy cluster's endpoints in the admin `/clusters` text. */
+export function proxyEndpoints(clustersText: string, envoyCluster: string): string[] {
+  const out = new Set<string>();
+  for (const line of clustersText.split('\n')) {
+    const [name, address] = line.split('::');
+    if (name === envoyCluster && address) out.add(address);
+  }
+  return [...out];
+}
+
+/** The ready endpoints (ip:port) of a Service, from its EndpointSlices. */
+async function endpointAddresses(
+  client: ClusterClient,
+  namespace: string,
+  service: string,
+): Promise<string[]> {
+  const slices = (await client.list('discovery.k8s.io/v1', 'EndpointSlice', {
+    namespace,
+    labelSelector: `kubernetes.io/service-name=${service}`,
+  })) as Array<
+    KubeObject & {
+      ports?: Array<{ port?: number }>;
+      endpoints?: Array<{ addresses?: string[]; conditions?: { ready?: boolean } }>;
+    }
+  >;
+  return slices.flatMap((s) =>
+    (s.endpoints ?? [])
+      .filter((e) => e.conditions?.ready !== false)
+      .flatMap((e) => (e.addresses ?? []).flatMap((a) => (s.ports ?? []).map((p) => `${a}:${p.port}`))),
+  );
+}
+
+/** Reads `read` until `done` says so or `ms` pass (every second); the last value read. */
+async function pollUntil<T>(read: () => Promise<T>, done: (v: T) => boolean, ms: number): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await read();
+    if (done(v) || Date.now() >= deadline) return v;
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}
 
 /** The probe on real clusters: pod exec into sleep (curl) and into a proxy (pilot-agent's config dump). */
 export function kubeProbe(ctx: CheckContext, timeoutMs = 60_000): Probe {
@@ -358,9 +624,8 @@ export function kubeProbe(ctx: CheckContext, timeoutMs = 60_000): Probe {
   return {
     async curl(cluster, url, n) {
       const pod = await firstPod(clientOf(ctx, cluster), APP_NAMESPACES.sleep, 'app=sleep');
-      const loop = `for i in $(seq 1 ${n}); do curl -sS --max-time 5 '${url.replace(/'/g, '')}' 2>&1; echo; echo '${REQUEST_END}'; done`;
       return splitRequests(
-        await run(cluster, APP_NAMESPACES.sleep, pod.metadata.name, 'sleep', ['sh', '-c', loop]),
+        await run(cluster, APP_NAMESPACES.sleep, pod.metadata.name, 'sleep', ['sh', '-c', curlLoop(url, n)]),
       );
     },
     async configDump(cluster, namespace, selector) {
@@ -383,11 +648,29 @@ export function kubeProbe(ctx: CheckContext, timeoutMs = 60_000): Probe {
       };
       const svc = await client.get(ref);
       if (!svc) throw new Error('no helloworld Service to remove');
+      const local = await endpointAddresses(client, APP_NAMESPACES.helloworld, 'helloworld');
+      const sleep = await firstPod(client, APP_NAMESPACES.sleep, 'app=sleep');
+      // What sleep's proxy sends helloworld's requests to now (pilot-agent's view of Envoy's clusters).
+      const held = async () =>
+        proxyEndpoints(
+          await run(cluster, APP_NAMESPACES.sleep, sleep.metadata.name, 'istio-proxy', [
+            'pilot-agent',
+            'request',
+            'GET',
+            'clusters',
+          ]),
+          HELLO_CLUSTER,
+        ).filter((a) => local.includes(a));
       await client.delete(ref);
+      let out: Awaited<ReturnType<typeof during>>;
       try {
-        // Let istiod push the change to the proxies.
-        await new Promise((r) => setTimeout(r, 5_000));
-        return await during();
+        // istiod takes the local endpoints out of sleep's proxy: polled, with a deadline.
+        const left = await pollUntil(held, (a) => a.length === 0, PUSH_DEADLINE_MS);
+        if (left.length)
+          throw new Error(
+            `sleep's proxy still sent to the local helloworld (${left.join(', ')}) ${PUSH_DEADLINE_MS / 1000} s after its Service was removed: istiod did not push the change`,
+          );
+        out = await during();
       } finally {
         const {
           resourceVersion: _rv,
@@ -401,6 +684,56 @@ export function kubeProbe(ctx: CheckContext, timeoutMs = 60_000): Probe {
         delete spec.clusterIPs;
         await client.apply({ apiVersion: 'v1', kind: 'Service', metadata, spec });
       }
+      // Back as before: the local endpoints in sleep's proxy again, before the next check runs.
+      const back = await pollUntil(held, (a) => a.length === local.length, PUSH_DEADLINE_MS);
+      if (back.length < local.length)
+        throw new Error(
+          `the helloworld Service was put back, but sleep's proxy did not send to the local helloworld again within ${PUSH_DEADLINE_MS / 1000} s`,
+        );
+      return out;
+    },
+    async viaGateway(_cluster, address, client, server) {
+      const at = address.lastIndexOf(':');
+      const options = spiffeClientOptions(
+        { svids: [client], bundles: new BundleSet([server.bundle]) },
+        authorizeMemberOf(server.trustDomain),
+      );
+      return new Promise<string>((resolve, reject) => {
+        const socket = connect({
+          ...options,
+          host: address.slice(0, at),
+          port: Number(address.slice(at + 1)),
+          servername: HELLO_SNI,
+          ALPNProtocols: ['istio-http/1.1'],
+        });
+        let answer = '';
+        const timer = setTimeout(
+          () => socket.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)),
+          timeoutMs,
+        );
+        socket.setEncoding('utf8');
+        socket.on('secureConnect', () =>
+          socket.write(
+            `GET /hello HTTP/1.1\r\nHost: ${new URL(HELLO_URL).host}\r\nConnection: close\r\n\r\n`,
+          ),
+        );
+        socket.on('data', (d: string) => {
+          answer += d;
+        });
+        socket.on('error', (e: NodeJS.ErrnoException) => {
+          clearTimeout(timer);
+          // OpenSSL's "…:ssl/tls alert certificate unknown:…:SSL alert number 46" says it in its alert.
+          const alert = /tls alert ([a-z ]+)/.exec(e.message)?.[1];
+          reject(
+            new Error(alert ? `TLS alert "${alert}" from the server` : `${e.code ?? 'error'}: ${e.message}`),
+          );
+        });
+        socket.on('close', () => {
+          clearTimeout(timer);
+          if (answer) resolve(answer);
+          else reject(new Error('the connection closed without an answer'));
+        });
+      });
     },
     async ingressAddress(cluster) {
       const svc = await clientOf(ctx, cluster).get({

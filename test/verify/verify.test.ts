@@ -383,6 +383,9 @@ test('verify checks through a probe fed with hand-written curl output', async ()
       }
     },
     ingressAddress: async (cluster) => (cluster === 'cluster-1' ? '127.101.1.3' : undefined),
+    viaGateway: async () => {
+      throw new Error('MF307 is not among the traffic checks');
+    },
   };
   const vctx: VerifyContext = {
     ...makeContext({
