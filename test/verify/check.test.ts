@@ -6,7 +6,9 @@
  * with its code and the cluster named under each induced fault.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { SPIRE_SERVER_POD } from '../../src/engine/discover.js';
@@ -17,6 +19,7 @@ import { labStatus } from '../../src/lab/lab.js';
 import { processesUnder } from '../../src/lab/procfs.js';
 import { parsePemBundle } from '../../src/spiffe/bundle.js';
 import type { CheckResult } from '../../src/verify/catalog.js';
+import { chromium, chromiumSkip } from '../helpers/chromium.js';
 import { labSkip, startLab } from '../helpers/engine.js';
 import { intermediate, root } from '../helpers/pki.js';
 
@@ -74,7 +77,7 @@ after(async () => {
 
 test('check --pre on a fresh lab, then check after up, and under induced faults', {
   skip,
-  timeout: 900_000,
+  timeout: 1_500_000,
 }, async (t) => {
   await t.test(
     'check --pre passes before up (LoadBalancer: a warning, nothing to tell from yet)',
@@ -296,7 +299,7 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
   });
 
   await t.test(
-    'verify on the lab: real traffic through real sidecars and east-west gateways passes MF301–MF306; the Service comes back',
+    'verify on the lab: real traffic through real sidecars and east-west gateways passes MF301–MF307; the Service comes back',
     async () => {
       const svc = { apiVersion: 'v1', kind: 'Service', namespace: 'helloworld', name: 'helloworld' };
       const before = (await c1.get(svc))!;
@@ -307,14 +310,14 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
         j.results.map((x) => [x.code, x.status]),
         [
           ['MF101', 'passed'],
-          ...['MF301', 'MF302', 'MF303', 'MF304', 'MF305', 'MF306'].map((c) => [c, 'passed']),
+          ...['MF301', 'MF302', 'MF303', 'MF304', 'MF305', 'MF306', 'MF307'].map((c) => [c, 'passed']),
         ],
       );
       const finding = (code: string, cluster: string) =>
         j.results.find((x) => x.code === code)!.findings.find((f) => f.cluster === cluster)!.message;
-      for (const [c, own, peer, td] of [
-        ['cluster-1', 'v1', 'v2', 'foo.com'],
-        ['cluster-2', 'v2', 'v1', 'bar.com'],
+      for (const [c, own, peer, td, peerTd] of [
+        ['cluster-1', 'v1', 'v2', 'foo.com', 'bar.com'],
+        ['cluster-2', 'v2', 'v1', 'bar.com', 'foo.com'],
       ] as const) {
         // East-west: each cluster's sleep got answers from both versions (v1 lives in cluster-1, v2 in cluster-2).
         assert.match(finding('MF301', c), /v1 \d+, v2 \d+/, c);
@@ -327,12 +330,172 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
           new RegExp(`spiffe://${td.replace('.', '\\.')}/ns/sleep/sa/sleep; trusts 2 trust domains`),
           c,
         );
+        // Through its east-west gateway: an outsider's SVID is refused in the handshake, the peer's answered by helloworld.
+        assert.match(
+          finding('MF307', c),
+          new RegExp(
+            `spiffe://outsider\\.meshfed\\.invalid/ns/sleep/sa/sleep refused \\(TLS alert "certificate unknown" from the server\\); spiffe://${peerTd.replace('.', '\\.')}/ns/meshfed-verify/sa/probe answered: ${own}$`,
+          ),
+          c,
+        );
       }
       // The failover check removed each cluster's helloworld Service and put it back, with meshfed's marks.
       const after = (await c1.get(svc))!;
       assert.notEqual(after.metadata.uid, before.metadata.uid, 'the Service was removed and made again');
       assert.deepEqual(after.metadata.labels, before.metadata.labels);
       assert.deepEqual(after.metadata.annotations, before.metadata.annotations);
+    },
+  );
+
+  await t.test(
+    'meshfed report --verify on the lab, opened in Chromium: the fleet picture and every check, verify on real traffic among them',
+    { skip: chromiumSkip },
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'mf-report-lab-'));
+      try {
+        const out = join(dir, 'report.html');
+        const r = await lab.meshfed(['report', '--verify', '--out', out]);
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        const dom = await chromium(dir, ['--dump-dom', `file://${out}`]);
+        const rows = [...dom.matchAll(/<tr class="result" data-code="(MF\d+)" data-status="(\w+)">/g)];
+        assert.ok(rows.length >= 15, `${rows.length} results`);
+        for (const [, code, status] of rows) assert.equal(status, 'passed', `${code} in the report`);
+        for (const code of ['MF205', 'MF301', 'MF302', 'MF303', 'MF304', 'MF305', 'MF306', 'MF307'])
+          assert.ok(
+            rows.some(([, c]) => c === code),
+            `${code} is in the report`,
+          );
+        // What verify saw on the real data plane, as Chromium parsed it.
+        assert.match(dom, /v1 \d+, v2 \d+/);
+        assert.match(dom, /spiffe:\/\/foo\.com\/ns\/sleep\/sa\/sleep; trusts 2 trust domains/);
+        assert.match(dom, /workload SVID ← SPIRE intermediate ← cert-manager root/);
+        assert.equal(
+          (dom.match(/<g class="cluster" data-cluster="cluster-\d" data-status="passed"/g) ?? []).length,
+          2,
+        );
+        assert.match(dom, /<g class="edge" data-a="cluster-1" data-b="cluster-2" data-status="passed"/);
+        assert.match(dom, /east-west 127\.101\.\d+\.\d+:15443/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  /** verify --only `codes`, polled until `done` (deadline `ms`); the last result. */
+  const verifyUntil = async (codes: string, done: (j: CheckJson) => boolean, ms: number) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const r = await lab.meshfed(['verify', '--requests', '10', '--only', codes, '-o', 'json']);
+      assert.notEqual(r.code, 2, r.stderr);
+      const j = JSON.parse(r.stdout) as CheckJson;
+      if (done(j) || Date.now() > deadline) return j;
+      await new Promise((res) => setTimeout(res, 2000));
+    }
+  };
+  const on = (j: CheckJson, code: string, cluster: string) =>
+    result(j, code).findings.find((f) => f.cluster === cluster)!;
+  const passedAll = (j: CheckJson) => j.results.every((r) => r.status === 'passed');
+
+  await t.test(
+    "cluster-2's east-west gateway stopped: cluster-1's requests get no v2, and MF301 names cluster-2's gateway; all passes again once it runs",
+    async () => {
+      const gw = {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        namespace: 'istio-system',
+        name: 'istio-eastwestgateway',
+      };
+      await c2.jsonPatch(gw, [{ op: 'replace', path: '/spec/replicas', value: 0 }]);
+      try {
+        const j = await verifyUntil('MF301', (x) => on(x, 'MF301', 'cluster-1').status === 'failed', 90_000);
+        const f = on(j, 'MF301', 'cluster-1');
+        assert.equal(f.status, 'failed', f.message);
+        // Istio retries another endpoint: the local v1 answers every request; v2 is missing, and why is said.
+        assert.match(
+          f.message,
+          /no answer from v2 \(cluster-2's east-west gateway istio-system\/istio-eastwestgateway has no ready pod\)/,
+        );
+        assert.doesNotMatch(f.message, /v2 \d/);
+        // cluster-2's own requests reach cluster-1 through cluster-1's gateway, which runs.
+        assert.equal(on(j, 'MF301', 'cluster-2').status, 'passed', on(j, 'MF301', 'cluster-2').message);
+      } finally {
+        await c2.jsonPatch(gw, [{ op: 'replace', path: '/spec/replicas', value: 1 }]);
+      }
+      const j = await verifyUntil('MF301,MF307', passedAll, 120_000);
+      for (const r of j.results) assert.equal(r.status, 'passed', `${r.code}: ${r.summary}`);
+    },
+  );
+
+  await t.test(
+    "cluster-2's bundle removed from cluster-1's SPIRE server: fresh handshakes refused, MF304, MF307 and (once pooled connections are cut) MF301 fail on cluster-1 saying why; meshfed up puts it back",
+    async () => {
+      const spire1 = new SpireServerCli(podServerTransport(c1, SPIRE_SERVER_POD));
+      // "dissociate": the entries federating with bar.com lose it instead of blocking the deletion.
+      const del = await spire1.transport.run([
+        'bundle',
+        'delete',
+        '-id',
+        'spiffe://bar.com',
+        '-mode',
+        'dissociate',
+      ]);
+      assert.equal(del.code, 0, del.stderr);
+      try {
+        // SPIRE's agents send the proxies their new trust: no bar.com root. A fresh handshake needs it.
+        const j = await verifyUntil(
+          'MF304,MF307',
+          (x) => ['MF304', 'MF307'].every((code) => on(x, code, 'cluster-1').status === 'failed'),
+          90_000,
+        );
+        assert.match(on(j, 'MF304', 'cluster-1').message, /ROOTCA lacks the bundle of bar\.com/);
+        // bar.com's identity is refused by cluster-1's helloworld in the handshake.
+        assert.match(
+          on(j, 'MF307', 'cluster-1').message,
+          /a federated peer's identity spiffe:\/\/bar\.com\/ns\/meshfed-verify\/sa\/probe was refused too \(TLS alert "certificate unknown" from the server\)/,
+        );
+        // cluster-2 still holds foo.com: its proxies trust cluster-1, and its edge refuses only the outsider.
+        assert.equal(on(j, 'MF304', 'cluster-2').status, 'passed', on(j, 'MF304', 'cluster-2').message);
+        assert.equal(on(j, 'MF307', 'cluster-2').status, 'passed', on(j, 'MF307', 'cluster-2').message);
+
+        // Connections made before keep working: Envoy pools them, and trust is checked in the handshake.
+        // Restarting cluster-2's east-west gateway (cluster-2's SPIRE is untouched) cuts the ones that
+        // carry cluster-1's requests to v2, so sleep's proxy must make new ones, which it cannot.
+        const [gw] = await c2.list('v1', 'Pod', {
+          namespace: 'istio-system',
+          labelSelector: 'app=istio-eastwestgateway',
+        });
+        await c2.delete({
+          apiVersion: 'v1',
+          kind: 'Pod',
+          namespace: 'istio-system',
+          name: gw!.metadata.name,
+        });
+        const ew = on(
+          await verifyUntil(
+            'MF301',
+            (x) => {
+              const m = on(x, 'MF301', 'cluster-1').message;
+              return /bundle of bar\.com/.test(m) && !/no ready pod/.test(m);
+            },
+            120_000,
+          ),
+          'MF301',
+          'cluster-1',
+        );
+        assert.equal(ew.status, 'failed', ew.message);
+        assert.match(
+          ew.message,
+          /no answer from v2 \(.*cluster-1's SPIRE server holds no bundle of bar\.com/,
+        );
+        assert.match(ew.message, /sleep's proxy in cluster-1 does not trust bar\.com/);
+        assert.match(ew.message, /^10 requests: v1 10;/, 'the local version answers every request');
+      } finally {
+        const up = await lab.meshfed(['up']);
+        assert.equal(up.code, 0, up.stderr);
+      }
+      // spire-controller-manager federates the entries again; SPIRE's agents send the bundle to the proxies.
+      const back = await verifyUntil('MF301,MF304,MF307', passedAll, 180_000);
+      for (const r of back.results) assert.equal(r.status, 'passed', `${r.code}: ${r.summary}`);
     },
   );
 

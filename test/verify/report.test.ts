@@ -6,49 +6,17 @@
  * green.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { execFileBounded } from '../../src/federation/transport.js';
 import { resolveFleet } from '../../src/fleet/resolve.js';
 import { type CheckResult, runChecks } from '../../src/verify/catalog.js';
 import { makeContext } from '../../src/verify/context.js';
 import { reportHtml, STATUS_COLOUR } from '../../src/verify/report.js';
+import { chromium, chromiumSkip as skip } from '../helpers/chromium.js';
 import { runMeshfed } from '../helpers/cli.js';
 import { colourArea, readPng } from '../helpers/png.js';
-
-const CHROMIUM = process.env.MESHFED_CHROMIUM ?? '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM)
-  ? undefined
-  : (() => {
-      const why = `no Chromium at ${CHROMIUM}: apt-get install chromium (CI does)`;
-      if (process.env.MESHFED_REQUIRE_LAB === '1') throw new Error(why);
-      return why;
-    })();
-
-/** Chromium headless as the machine allows it: no sandbox as root, no network chatter, a fresh profile. */
-async function chromium(dir: string, args: string[]) {
-  const r = await execFileBounded(
-    CHROMIUM,
-    [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--hide-scrollbars',
-      `--user-data-dir=${join(dir, 'profile')}`,
-      ...args,
-    ],
-    { timeoutMs: 120_000 },
-  );
-  assert.equal(r.code, 0, r.stderr);
-  return r.stdout;
-}
 
 const fleet = (() => {
   const r = resolveFleet({

@@ -154,8 +154,11 @@ helloworld Service removed in turn, only peers answer, the Service restored.
 North-south (MF303): each ingress gateway from another cluster's sleep.
 Identity (MF304): sleep's proxy holds its SPIFFE ID and every federated
 bundle. Trust chain (MF305): workload ← SPIRE ← cert-manager root. Rotation
-(MF306): the proxy's SVID renewed. Through pod exec into
-sleep and its istio-proxy: needs running pods (docs/verify.md).
+(MF306): the proxy's SVID renewed. Outsiders (MF307): through each east-west
+gateway, an SVID minted by a federated peer answers, one of a trust domain
+outside the federation is refused. Through pod exec into sleep and its
+istio-proxy (needs running pods), and from here to the east-west gateways
+(docs/verify.md).
 
 ${COMMON_USAGE}
   --requests N        requests per traffic check (default 20)
