@@ -1,14 +1,23 @@
 /**
  * The check runner and renderers, and `meshfed verify`'s judgement of the
- * data plane on hand-written fixtures (test/verify/fixtures, README.md there
- * says how each was made): curl's and helloworld's lines as the probe's loop
- * prints them, and Envoy config dumps in both forms pilot-agent gives (the
- * whole /config_dump, and ?resource=dynamic_active_secrets), with certificate
- * chains made by the tests in the mesh's shape. The fixtures imitate those
- * formats; none was captured from a real data plane yet.
+ * data plane on captures of a real one (test/verify/fixtures; README.md and
+ * captured.json there say how, from what and when each was captured, by
+ * test/helpers/capture-verify-fixtures.ts on a 2-cluster lab with real
+ * istiod, Envoy sidecars and gateways): the raw output of the probe's curl
+ * loop in sleep (both clusters answering, the peer's east-west gateway down,
+ * the local helloworld Service removed, no helloworld at all and curl's own
+ * errors), and Envoy's config dump of sleep's proxy in both forms
+ * pilot-agent gives (the whole /config_dump, and
+ * ?resource=dynamic_active_secrets) with the SPIRE-issued SVID and the
+ * federated bundles as they were. The captured certificates are judged at
+ * the capture time recorded in captured.json, never the wall clock. Broken
+ * chains a real capture cannot show are made by the tests and put into two
+ * hand-written dumps (synthetic-envoy-*.json, placeholders @@CHAIN@@ and
+ * @@ROOTS@@).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Fleet } from '../../src/fleet/model.js';
@@ -17,6 +26,9 @@ import type { ClusterClient } from '../../src/kube/client.js';
 import { type CheckDef, exitCodeFor, type Finding, runChecks, summarize } from '../../src/verify/catalog.js';
 import { type CheckContext, makeContext } from '../../src/verify/context.js';
 import {
+  curlLoop,
+  dumpSecrets,
+  HELLO_URL,
   judgeChain,
   judgeEastWest,
   judgeFailover,
@@ -39,6 +51,24 @@ import { type Issued, intermediate, root, svid } from '../helpers/pki.js';
 
 const FIX = join(REPO_ROOT, 'test/verify/fixtures');
 const fixture = (f: string) => readFileSync(join(FIX, f), 'utf8');
+/** What captured.json records (test/helpers/capture-verify-fixtures.ts writes it). */
+interface Captured {
+  capturedAt: string;
+  trustDomains: Record<string, string>;
+  versions: Record<string, unknown>;
+  files: Record<
+    string,
+    {
+      capturedAt: string;
+      condition: string;
+      commands: Array<{ cluster: string; container: string; command: string[] }>;
+      helloEndpoints?: string[];
+      sha256: string;
+    }
+  >;
+}
+const captured = JSON.parse(fixture('captured.json')) as Captured;
+const b64 = (s: string) => Buffer.from(s).toString('base64');
 const fleet: Fleet = resolveFleet(undefined).fleet!;
 const ctx: CheckContext = makeContext({ fleet, clients: new Map(), versions: new Map() });
 
@@ -244,39 +274,192 @@ test('a check that changes the clusters runs alone, between the others; the othe
   );
 });
 
-test('east-west and failover from hand-written curl output', () => {
+test('the captures are what captured.json says, taken as kubeProbe takes them, with no private key', () => {
+  const files = readdirSync(FIX).filter((f) => /^(curl|envoy)-/.test(f));
+  assert.deepEqual(
+    files.sort(),
+    Object.keys(captured.files).sort(),
+    'every capture is recorded, and only those',
+  );
+  for (const [file, c] of Object.entries(captured.files)) {
+    assert.equal(createHash('sha256').update(fixture(file)).digest('hex'), c.sha256, `${file} as captured`);
+    assert.ok(
+      c.commands.every((x) => x.cluster === 'cluster-1'),
+      `${file}: from cluster-1's sleep`,
+    );
+  }
+  // The curl files: kubeProbe.curl's exec (sh -c curlLoop) in the sleep container, as curlLoop writes it today.
+  for (const file of ['curl-east-west.txt', 'curl-local-only.txt', 'curl-failover.txt'])
+    assert.deepEqual(captured.files[file]!.commands, [
+      {
+        ...captured.files[file]!.commands[0]!,
+        container: 'sleep',
+        command: ['sh', '-c', curlLoop(HELLO_URL, 6)],
+      },
+    ]);
+  assert.deepEqual(
+    captured.files['curl-errors.txt']!.commands.map((x) => x.command),
+    [
+      ['sh', '-c', curlLoop(HELLO_URL, 4)],
+      ['sh', '-c', curlLoop('http://nowhere.meshfed.invalid:5000/hello', 1)],
+      ['sh', '-c', curlLoop('http://192.0.2.1:5000/hello', 1)],
+    ],
+  );
+  // The dumps: kubeProbe.configDump's exec in the istio-proxy container, and the whole config_dump.
+  assert.deepEqual(captured.files['envoy-secrets-only.json']!.commands[0]!.command, [
+    'pilot-agent',
+    'request',
+    'GET',
+    'config_dump?resource=dynamic_active_secrets',
+  ]);
+  assert.deepEqual(captured.files['envoy-config-dump.json']!.commands[0]!.command, [
+    'pilot-agent',
+    'request',
+    'GET',
+    'config_dump',
+  ]);
+  // What sleep's proxy held for helloworld during each curl capture: the local pod and cluster-2's east-west
+  // gateway, both while that gateway had no pod (istiod still pushed its address), the gateway alone once
+  // the local Service was removed, nothing with no helloworld anywhere.
+  const held = (file: string) => captured.files[file]!.helloEndpoints!.length;
+  assert.deepEqual(
+    ['curl-east-west.txt', 'curl-local-only.txt', 'curl-failover.txt', 'curl-errors.txt'].map(held),
+    [2, 2, 1, 0],
+  );
+  assert.deepEqual(
+    captured.files['curl-local-only.txt']!.helloEndpoints,
+    captured.files['curl-east-west.txt']!.helloEndpoints,
+  );
+  assert.ok(
+    captured.files['curl-east-west.txt']!.helloEndpoints!.includes(
+      captured.files['curl-failover.txt']!.helloEndpoints![0]!,
+    ),
+  );
+  // No private key in what the capture wrote (README.md names the text it looks for).
+  for (const file of [...Object.keys(captured.files), 'captured.json'])
+    assert.doesNotMatch(fixture(file), /PRIVATE KEY/, file);
+  for (const file of ['envoy-secrets-only.json', 'envoy-config-dump.json']) {
+    const keys = fixture(file).match(/"private_key": \{\s*"inline_bytes": "([^"]*)"/g) ?? [];
+    assert.equal(keys.length, 1, `${file}: the SVID's key`);
+    assert.ok(keys[0]!.endsWith(`"${b64('[redacted]')}"`), `${file}: the key as Envoy redacts it`);
+  }
+});
+
+test('east-west and failover from captured curl output', () => {
+  // Both clusters reached from cluster-1's sleep.
   const ew = tallyHello(splitRequests(fixture('curl-east-west.txt')));
-  assert.deepEqual(ew, { versions: { v1: 3, v2: 3 }, errors: [], total: 6 });
+  assert.deepEqual(ew, { versions: { v1: 4, v2: 2 }, errors: [], total: 6 });
   const ok = judgeEastWest(ctx, 'cluster-1', ew);
   assert.equal(ok.status, 'passed');
-  assert.equal(ok.message, '6 requests: v1 3, v2 3');
+  assert.equal(ok.message, '6 requests: v1 4, v2 2');
 
+  // cluster-2's east-west gateway scaled to 0: sleep's proxy still held the gateway's address beside the
+  // local pod's, but the route's retries (connect-failure, 2 retries, another host) ended on the local v1,
+  // so no request failed; only v2's absence tells.
   const local = tallyHello(splitRequests(fixture('curl-local-only.txt')));
-  assert.equal(local.total, 4);
-  assert.deepEqual(local.versions, { v1: 3 });
-  assert.match(local.errors[0]!, /^upstream connect error/);
+  assert.deepEqual(local, { versions: { v1: 6 }, errors: [], total: 6 });
   const bad = judgeEastWest(ctx, 'cluster-1', local);
   assert.equal(bad.status, 'failed');
-  assert.match(bad.message, /no answer from v2; 1 failed \(upstream connect error/);
+  assert.equal(bad.message, '6 requests: v1 6; no answer from v2');
+  const why = { v2: ["cluster-2's east-west gateway istio-system/istio-eastwestgateway has no ready pod"] };
+  assert.equal(
+    judgeEastWest(ctx, 'cluster-1', local, why).message,
+    "6 requests: v1 6; no answer from v2 (cluster-2's east-west gateway istio-system/istio-eastwestgateway has no ready pod)",
+  );
 
+  // cluster-1's helloworld Service deleted: every request answered by v2.
   const fo = tallyHello(splitRequests(fixture('curl-failover.txt')));
-  assert.equal(judgeFailover(ctx, 'cluster-1', fo).status, 'passed');
+  assert.deepEqual(fo, { versions: { v2: 6 }, errors: [], total: 6 });
+  const failover = judgeFailover(ctx, 'cluster-1', fo);
+  assert.equal(failover.status, 'passed');
+  assert.equal(failover.message, 'local Service removed: v2 6, restored');
   const stillLocal = judgeFailover(ctx, 'cluster-1', local);
   assert.equal(stillLocal.status, 'failed');
-  assert.match(stillLocal.message, /local v1 still answered 3 times/);
+  assert.equal(stillLocal.message, 'the local v1 still answered 6 times without its Service');
 
+  // No helloworld anywhere (Envoy's local reply), a name that does not resolve and an address that never
+  // answers (curl's own errors).
   const errs = tallyHello(splitRequests(fixture('curl-errors.txt')));
   assert.deepEqual(errs.versions, {});
+  assert.equal(errs.total, 6);
   assert.deepEqual(errs.errors, [
     'no healthy upstream',
-    'curl: (28) Connection timed out after 5002 milliseconds',
-    'curl: (6) Could not resolve host: helloworld.helloworld',
-    'upstream connect error or disconnect/reset before headers. reset reason: connection termination',
+    'no healthy upstream',
+    'no healthy upstream',
+    'no healthy upstream',
+    'curl: (6) Could not resolve host: nowhere.meshfed.invalid',
+    'curl: (28) Operation timed out after 5001 milliseconds with 0 bytes received',
   ]);
   const none = judgeFailover(ctx, 'cluster-2', errs);
   assert.equal(none.status, 'failed');
-  assert.match(none.message, /no remote version answered \(no healthy upstream\)/);
-  assert.ok(fixture('curl-errors.txt').includes(REQUEST_END));
+  assert.match(none.message, /^no remote version answered \(no healthy upstream\)$/);
+  const nobody = judgeEastWest(ctx, 'cluster-1', errs);
+  assert.equal(nobody.status, 'failed');
+  assert.equal(nobody.message, '6 requests: none; no answer from v1, v2; 6 failed (no healthy upstream)');
+  assert.ok(fixture('curl-errors.txt').endsWith(`${REQUEST_END}\n`));
+});
+
+test('identity, trust chain and SVID age of the captured Envoy config dumps, at their capture time', () => {
+  // The fleet's trust domains as the lab had them: cluster-1's sleep is in foo.com, its peer cluster-2 in bar.com.
+  assert.deepEqual(captured.trustDomains, { 'cluster-1': 'foo.com', 'cluster-2': 'bar.com' });
+  const own = captured.trustDomains['cluster-1']!;
+  const peer = captured.trustDomains['cluster-2']!;
+  for (const file of ['envoy-secrets-only.json', 'envoy-config-dump.json']) {
+    const dump = fixture(file);
+    const at = new Date(captured.files[file]!.capturedAt);
+    // The roots as the proxy holds them: per trust domain, in the SPIFFE validator SPIRE's SDS sends as ROOTCA.
+    const rootca = dumpSecrets(dump).find((s) => s.name === 'ROOTCA');
+    const byDomain = new Map((rootca?.trustDomains ?? []).map((d) => [d.name, d.certs]));
+    assert.deepEqual([...byDomain.keys()].sort(), [own, peer].sort(), `${file}: trust_domains`);
+    const roots = (td: string) => byDomain.get(td)!.map((c) => c.fingerprintSha256);
+    assert.ok(roots(own).length && roots(peer).length);
+    assert.notDeepEqual(roots(own), roots(peer), 'each trust domain its own root');
+    const want = {
+      spiffeId: 'spiffe://foo.com/ns/sleep/sa/sleep',
+      ownRoots: roots(own),
+      peerRoots: { [peer]: roots(peer) },
+    };
+
+    // MF304: the real SVID names sleep, and both bundles reached the proxy.
+    const id = judgeIdentity(dump, want);
+    assert.equal(id.status, 'passed', `${file}: ${id.message}`);
+    assert.equal(id.message, 'spiffe://foo.com/ns/sleep/sa/sleep; trusts 2 trust domains');
+    assert.deepEqual(id.data, { spiffeId: 'spiffe://foo.com/ns/sleep/sa/sleep', trusted: 2 });
+    // The same dump judged against other expectations: another workload's ID, a peer root it does not hold.
+    const other = judgeIdentity(dump, { ...want, spiffeId: 'spiffe://foo.com/ns/default/sa/default' });
+    assert.equal(other.status, 'failed');
+    assert.equal(
+      other.message,
+      "the proxy's SVID is spiffe://foo.com/ns/sleep/sa/sleep, expected spiffe://foo.com/ns/default/sa/default",
+    );
+    const unknownPeer = judgeIdentity(dump, { ...want, peerRoots: { [peer]: ['00:11'] } });
+    assert.equal(unknownPeer.status, 'failed');
+    assert.equal(
+      unknownPeer.message,
+      'spiffe://foo.com/ns/sleep/sa/sleep: ROOTCA lacks the bundle of bar.com',
+    );
+    const swapped = judgeIdentity(dump, { ...want, ownRoots: ['00:11'] });
+    assert.match(swapped.message, /ROOTCA lacks the bundle of its own trust domain$/);
+
+    // MF305: workload SVID ← SPIRE intermediate ← cert-manager root, valid when captured; not after the SVID expired.
+    const chain = judgeChain(dump, own, at);
+    assert.equal(chain.status, 'passed', `${file}: ${chain.message}`);
+    assert.equal(chain.message, 'workload SVID ← SPIRE intermediate ← cert-manager root');
+    const svid = dumpSecrets(dump).find((s) => s.name === 'default')!.chain[0]!;
+    const expired = judgeChain(dump, own, new Date(svid.notAfter.getTime() + 1_000));
+    assert.equal(expired.status, 'failed');
+    assert.match(expired.message, /expired at/);
+
+    // MF306: the SVID (the fleet's svidTTL 1h) was 8 minutes old when captured: SPIRE had renewed it at half-life.
+    const age = judgeSvidAge(dump, '1h', at);
+    assert.equal(age.status, 'passed', age.message);
+    assert.equal(age.message, 'SVID 8 min old of 60 min (TTL 1h)');
+    const late = judgeSvidAge(dump, '1h', new Date(svid.notBefore.getTime() + 40 * 60_000));
+    assert.equal(late.status, 'failed');
+    assert.equal(late.message, 'the SVID is 40 min old: past half its 60 min life, it was not renewed');
+    const shortTtl = judgeSvidAge(dump, '30m', at);
+    assert.equal(shortTtl.message, 'the SVID lives 60 min, more than the configured 30m');
+  }
 });
 
 interface Pki {
@@ -294,14 +477,14 @@ async function pki(leafOver: Parameters<typeof svid>[2] = {}): Promise<Pki> {
   return { rootA, rootB, spireA, leaf };
 }
 
-const b64 = (s: string) => Buffer.from(s).toString('base64');
+/** A hand-written dump (synthetic-envoy-*.json) with test-made chain and roots in its placeholders. */
 function dump(file: string, chain: Issued[], roots: Issued[]): string {
   return fixture(file)
     .replace('@@CHAIN@@', b64(chain.map((c) => c.pem).join('\n')))
     .replace('@@ROOTS@@', b64(roots.map((c) => c.pem).join('\n')));
 }
 
-test('identity, trust chain and SVID age from hand-written Envoy config dumps', async () => {
+test('identity, trust chain and SVID age of test-made chains in hand-written dumps', async () => {
   const p = await pki({
     notBefore: new Date(Date.now() - 10 * 60_000),
     notAfter: new Date(Date.now() + 50 * 60_000),
@@ -311,7 +494,7 @@ test('identity, trust chain and SVID age from hand-written Envoy config dumps', 
     ownRoots: [p.rootA.cert.fingerprintSha256],
     peerRoots: { 'bar.com': [p.rootB.cert.fingerprintSha256] },
   };
-  for (const file of ['envoy-config-dump.json', 'envoy-secrets-only.json']) {
+  for (const file of ['synthetic-envoy-config-dump.json', 'synthetic-envoy-secrets-only.json']) {
     const good = dump(file, [p.leaf, p.spireA], [p.rootA, p.rootB]);
     const id = judgeIdentity(good, want);
     assert.equal(id.status, 'passed', `${file}: ${id.message}`);
@@ -328,7 +511,7 @@ test('identity, trust chain and SVID age from hand-written Envoy config dumps', 
     assert.equal(noPeer.status, 'failed');
     assert.match(noPeer.message, /ROOTCA lacks the bundle of bar\.com/);
   }
-  const file = 'envoy-config-dump.json';
+  const file = 'synthetic-envoy-config-dump.json';
   // Another workload's SVID.
   const other = await svid(p.spireA, 'spiffe://foo.com/ns/default/sa/default');
   const wrong = judgeIdentity(dump(file, [other, p.spireA], [p.rootA, p.rootB]), want);
@@ -362,7 +545,8 @@ test('identity, trust chain and SVID age from hand-written Envoy config dumps', 
   assert.match(empty.message, /no workload certificate/);
 });
 
-test('verify checks through a probe fed with hand-written curl output', async () => {
+test('verify checks through a probe fed with captured curl output', async () => {
+  // The captures are cluster-1's sleep's; here each stands for what a cluster's probe returns.
   const removed: string[] = [];
   const probe: Probe = {
     curl: async (cluster, url) => {
@@ -401,11 +585,16 @@ test('verify checks through a probe fed with hand-written curl output', async ()
   };
   const results = await runChecks(VERIFY_CHECKS, vctx, { only: ['traffic'] });
   const by = Object.fromEntries(results.map((r) => [r.code, r]));
+  // cluster-1's sleep got both versions; cluster-2's (fed the local-only capture) only v1, not its own v2.
   assert.equal(by.MF301!.status, 'failed');
-  assert.equal(
-    by.MF301!.summary,
-    'failed: cluster-2: 4 requests: v1 3; no answer from v2; 1 failed (upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure, transport failure reason: delayed connect error: 111)',
+  assert.deepEqual(
+    by.MF301!.findings.map((f) => [f.cluster, f.status, f.message]),
+    [
+      ['cluster-1', 'passed', '6 requests: v1 4, v2 2'],
+      ['cluster-2', 'failed', '6 requests: v1 6; no answer from v2'],
+    ],
   );
+  assert.equal(by.MF301!.summary, 'failed: cluster-2: 6 requests: v1 6; no answer from v2');
   // Failover from cluster-2 gets only v2, its own version: failed there; cluster-1 gets only v2: passed.
   assert.deepEqual(
     by.MF302!.findings.map((f) => [f.cluster, f.status]),
@@ -414,6 +603,7 @@ test('verify checks through a probe fed with hand-written curl output', async ()
       ['cluster-2', 'failed'],
     ],
   );
+  assert.match(by.MF302!.findings[1]!.message, /^the local v2 still answered 6 times without its Service/);
   assert.equal(removed.length, 0, 'every Service restored');
   assert.deepEqual(
     by.MF303!.findings.map((f) => [f.cluster, f.status, f.message]),
