@@ -1,10 +1,12 @@
 /**
  * `meshfed verify`: the guide's walk-through, automated. The checks read the
  * data plane through a `Probe` (curl in each cluster's sleep pod, Envoy's
- * config dump of a workload's proxy, the ingress address) and judge what
- * curl and Envoy print; the parsers and verdicts here are pure, so they are
- * tested on hand-written output in those formats (test/verify/fixtures), and
- * `kubeProbe` runs them on real clusters through pod exec (docs/verify.md).
+ * config dump and clusters of a workload's proxy, the ingress address, a
+ * mutual TLS request through an east-west gateway) and judge what curl and
+ * Envoy print; the parsers and verdicts here are pure, so they are tested on
+ * output captured from the lab's real data plane (test/verify/fixtures, with
+ * the program that captured it), and `kubeProbe` runs them on real clusters
+ * through pod exec (docs/verify.md).
  */
 
 import { connect } from 'node:tls';
@@ -560,12 +562,17 @@ const HELLO_SNI = `outbound_.5000_._.helloworld.${APP_NAMESPACES.helloworld}.svc
 /** How long istiod may take to push a Service's removal (or return) to a proxy. */
 const PUSH_DEADLINE_MS = 30_000;
 
-/** The addresses (ip:port) of an Envoy cluster's endpoints in the admin `/clusters` text. */
+/**
+ * The addresses (ip:port) of an Envoy cluster's endpoints in the admin
+ * `/clusters` text, whose lines are `<cluster>::<host>::<stat>::<value>`, and
+ * `<cluster>::<setting>::<value>` for the cluster's own settings.
+ */
 export function proxyEndpoints(clustersText: string, envoyCluster: string): string[] {
   const out = new Set<string>();
   for (const line of clustersText.split('\n')) {
     const [name, address] = line.split('::');
-    if (name === envoyCluster && address) out.add(address);
+    if (name === envoyCluster && address && /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\]):\d+$/i.test(address))
+      out.add(address);
   }
   return [...out];
 }

@@ -56,7 +56,17 @@ const WHOLE_DUMP_MAX = 1_000_000;
 /** A name that never resolves (.invalid, RFC 2606): curl's exit 6. */
 const UNRESOLVABLE_URL = 'http://nowhere.meshfed.invalid:5000/hello';
 /** An address nothing answers on (TEST-NET-1, RFC 5737): the proxy's passthrough connect hangs, curl's exit 28. */
-const BLACKHOLE_URL = 'http://192.0.2.1:5000/hello';
+/**
+ * A URL nothing answers that stays inside the lab: port 5000 of an address of
+ * sleep's own /24 in the pod range that no pod has (.254; the lab numbers pods
+ * from the bottom), so sleep's proxy passes the connection through to an
+ * address no one holds. Never an address outside the lab's namespaces.
+ */
+const silentUrl = (sleepIp: string, taken: string[]) => {
+  const ip = sleepIp.replace(/\.\d+$/, '.254');
+  if (taken.includes(ip)) throw new Error(`${ip} is a pod's address: no silent address to ask`);
+  return `http://${ip}:5000/hello`;
+};
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -520,13 +530,17 @@ async function main(): Promise<void> {
         { show: (r) => tallyText(r.tally), tries: 20 },
       );
       const unresolvable = await curl(one, UNRESOLVABLE_URL, 1);
+      const pods = await client(one).list('v1', 'Pod');
+      const ipOf = (p: KubeObject) => (p.status as { podIP?: string } | undefined)?.podIP ?? '';
+      const sleepPod = pods.find((p) => p.metadata.name === sleepPods.get(one.name))!;
+      const BLACKHOLE_URL = silentUrl(ipOf(sleepPod), pods.map(ipOf));
       const blackhole = await curl(one, BLACKHOLE_URL, 1);
       const all = [value, unresolvable, blackhole];
       files['curl-errors.txt'] = {
         text: all.map((r) => r.stdout).join(''),
         record: {
           capturedAt: value.record.at,
-          condition: `helloworld-v1 (${one.name}) and helloworld-v2 (${two.name}) scaled to 0 replicas, polled until neither had a pod and ${one.name}'s sleep proxy held no endpoint of ${HELLO_CLUSTER}; then, in that state, 3 loops from ${one.name}'s sleep, their outputs concatenated in this order: 4 requests to ${HELLO_URL}, 1 to ${UNRESOLVABLE_URL} (a name under .invalid, which never resolves), 1 to ${BLACKHOLE_URL} (TEST-NET-1, where nothing answers: sleep's proxy passes the connection through and it hangs until curl's --max-time 5); then both scaled back and polled until both versions answered again`,
+          condition: `helloworld-v1 (${one.name}) and helloworld-v2 (${two.name}) scaled to 0 replicas, polled until neither had a pod and ${one.name}'s sleep proxy held no endpoint of ${HELLO_CLUSTER}; then, in that state, 3 loops from ${one.name}'s sleep, their outputs concatenated in this order: 4 requests to ${HELLO_URL}, 1 to ${UNRESOLVABLE_URL} (a name under .invalid, which never resolves), 1 to ${BLACKHOLE_URL} (an address of sleep's /24 in the lab's pod range that no pod has: sleep's proxy passes the connection through to it); then both scaled back and polled until both versions answered again`,
           commands: all.map((r) => r.record),
           attempts,
           shows: all.map((r) => tallyText(r.tally)).join(' + '),

@@ -95,8 +95,8 @@ test('the endpoints of one Envoy cluster in the admin /clusters text', () => {
     'outbound|5000||helloworld.helloworld.svc.cluster.local::127.102.8.2:15443::cx_active::0',
     'outbound|9080||details.bookinfo.svc.cluster.local::10.127.1.9:9080::cx_active::0',
   ].join('\n');
+  // The cluster's own settings (observability_name, …) are not endpoints.
   assert.deepEqual(proxyEndpoints(text, 'outbound|5000||helloworld.helloworld.svc.cluster.local'), [
-    'observability_name',
     '10.127.1.7:5000',
     '127.102.8.2:15443',
   ]);
