@@ -14,8 +14,10 @@ import { currentAddress, EAST_WEST_SERVICE } from '../engine/discover.js';
 import { parseGoDuration } from '../fleet/durations.js';
 import { clusterIndex, peersOf } from '../fleet/model.js';
 import type { ClusterClient, KubeObject } from '../kube/client.js';
+import { appliedPart } from '../kube/fields.js';
 import { APP_NAMESPACES } from '../render/apps.js';
 import { workloadSpiffeId } from '../render/identity.js';
+import { FIELD_MANAGER } from '../render/meta.js';
 import { ISTIO_NAMESPACE } from '../render/namespaces.js';
 import { type Bundle, BundleSet } from '../spiffe/bundle.js';
 import { configDumpSecrets, type DumpSecret, inspectChain, parseCertInput } from '../spiffe/inspect.js';
@@ -599,6 +601,27 @@ async function endpointAddresses(
   );
 }
 
+/**
+ * The Service as it can be made again: what meshfed's apply set in it (so that
+ * meshfed owns the same fields as before and its next `up` finds nothing to
+ * change), else the object without what the server assigned.
+ */
+function restorable(svc: KubeObject): KubeObject {
+  const ours = appliedPart(svc, FIELD_MANAGER);
+  if (ours) return ours;
+  const {
+    resourceVersion: _rv,
+    uid: _uid,
+    creationTimestamp: _ct,
+    managedFields: _mf,
+    ...metadata
+  } = svc.metadata;
+  const spec = { ...(svc.spec as Record<string, unknown>) };
+  delete spec.clusterIP;
+  delete spec.clusterIPs;
+  return { apiVersion: 'v1', kind: 'Service', metadata, spec };
+}
+
 /** Reads `read` until `done` says so or `ms` pass (every second); the last value read. */
 async function pollUntil<T>(read: () => Promise<T>, done: (v: T) => boolean, ms: number): Promise<T> {
   const deadline = Date.now() + ms;
@@ -679,17 +702,7 @@ export function kubeProbe(ctx: CheckContext, timeoutMs = 60_000): Probe {
           );
         out = await during();
       } finally {
-        const {
-          resourceVersion: _rv,
-          uid: _uid,
-          creationTimestamp: _ct,
-          managedFields: _mf,
-          ...metadata
-        } = svc.metadata;
-        const spec = { ...(svc.spec as Record<string, unknown>) };
-        delete spec.clusterIP;
-        delete spec.clusterIPs;
-        await client.apply({ apiVersion: 'v1', kind: 'Service', metadata, spec });
+        await client.apply(restorable(svc));
       }
       // Back as before: the local endpoints in sleep's proxy again, before the next check runs.
       const back = await pollUntil(held, (a) => a.length === local.length, PUSH_DEADLINE_MS);
