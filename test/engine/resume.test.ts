@@ -1,6 +1,6 @@
 /**
  * `meshfed up` survives being killed and its API servers restarting: on the
- * lab (current profile, 2 clusters), the real CLI process is SIGKILLed at
+ * lab (current profile, 2 clusters, pods simulated by kwok), the real CLI process is SIGKILLed at
  * random points of a run (seeded, printed), and each time the next `up`
  * converges: exit 0, it names where the killed run stopped (read from the
  * record the killed run left), every phase healthy, and one more run writes
@@ -73,7 +73,9 @@ describe('meshfed up, killed and resumed; an API server restarted under it', {
   let lab: Awaited<ReturnType<typeof startLab>>;
   let fullMs = 0;
   before(async () => {
-    lab = await startLab('current', 2);
+    // Simulated pods (kwok): what is tested is the engine converging after a kill, which needs real
+    // API servers and SPIRE servers but not a data plane; the engine suites run that on real pods.
+    lab = await startLab('current', 2, ['--pods', 'simulated']);
     // A lighter fleet (no bookinfo): every phase still does real work, each run is shorter.
     const fleetFile = join(lab.dir, 'meshfed.yaml');
     const text = readFileSync(fleetFile, 'utf8');

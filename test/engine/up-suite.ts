@@ -25,6 +25,8 @@ import type { Profile } from '../../src/fleet/model.js';
 import type { KubeObject } from '../../src/kube/client.js';
 import { type LabState, labStatus } from '../../src/lab/lab.js';
 import { labSkip, objectSet, startLab } from '../helpers/engine.js';
+import { certManagerRealSuite } from '../lab/cert-manager-real-suite.js';
+import { egressLabSuite } from '../lab/egress-lab-suite.js';
 
 /** GET with the bearer token and CA of a kubeconfig (the one inside a remote secret). */
 function getWithKubeconfig(kubeconfig: string, path: string, method = 'GET', body?: string): Promise<number> {
@@ -320,6 +322,12 @@ export function engineSuite(profile: Profile, clusters: number): void {
       // Per cluster at least: two gateways, sleep and helloworld.
       assert.ok(proxies >= 4 * clusters, `${proxies} proxies`);
     });
+
+    // On the 2-cluster fleets, what the real pods' infrastructure does, on this lab (no lab of their own).
+    if (clusters === 2) {
+      certManagerRealSuite(profile, () => lab);
+      egressLabSuite(profile, () => lab);
+    }
 
     test("each cluster's SPIRE federation carries its peers' discovered bundle endpoint URLs, and the real servers hold them", async () => {
       for (const [i, c] of state.clusters.entries()) {

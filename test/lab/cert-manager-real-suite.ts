@@ -1,8 +1,9 @@
 /**
- * `meshfed lab up --pods real`, then `meshfed up --lab`: cert-manager runs in
- * its pods, from the release manifest the engine applied. Proved here, for
- * both profiles (cert-manager 1.21.2 and 1.15.1, each run by the lab's 1.11.5
- * build), on two clusters:
+ * On a lab with real pods where `meshfed up --lab` ran (the engine suite's
+ * 2-cluster labs, test/engine/up-suite.ts, so no lab of its own):
+ * cert-manager runs in its pods, from the release manifest the engine
+ * applied. Proved for both profiles (cert-manager 1.21.2 and 1.15.1, each run
+ * by the lab's 1.11.5 build), on two clusters:
  * - the controller, webhook and cainjector pods are real processes of the
  *   lab's build, started from the Deployments' args; no controller runs
  *   outside the cluster; controller and cainjector hold their leader
@@ -22,14 +23,18 @@
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { execFileBounded } from '../../src/federation/transport.js';
+import type { Profile } from '../../src/fleet/model.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { labBinDir } from '../../src/lab/binaries.js';
 import { LAB_CERT_MANAGER_VERSION } from '../../src/lab/controllers.js';
 import type { LabStatus } from '../../src/lab/lab.js';
 import { runMeshfed } from '../helpers/cli.js';
-import { labSkip, startLab } from '../helpers/engine.js';
+import type { startLab } from '../helpers/engine.js';
+
+type Lab = Awaited<ReturnType<typeof startLab>>;
+
 import { labBin, runCommand } from '../helpers/lab.js';
 
 const notRoot = process.getuid?.() === 0 ? undefined : 'needs root (--pods real: namespaces and cgroups)';
@@ -63,13 +68,13 @@ function certificateReview(uid: string, spec: Record<string, unknown>): string {
   });
 }
 
-for (const profile of ['current', 'seed'] as const) {
+/** The tests, on a 2-cluster real-pods lab where `meshfed up` ran (the engine suite's, up-suite.ts). */
+export function certManagerRealSuite(profile: Profile, labOf: () => Lab): void {
   const V = PROFILE_VERSIONS[profile];
   describe(`cert-manager ${V.certManager} runs in its pods (--pods real, ${profile} profile)`, {
-    skip: notRoot ?? labSkip(profile),
-    timeout: 1_200_000,
+    skip: notRoot,
   }, () => {
-    let lab: Awaited<ReturnType<typeof startLab>>;
+    let lab: Lab;
     const kubectl = labBin('kubernetes', V.kubernetes, 'kubectl');
     const k = async (cluster: string, args: string[]) => {
       const r = await execFileBounded(
@@ -85,12 +90,9 @@ for (const profile of ['current', 'seed'] as const) {
       return JSON.parse(r.out);
     };
 
-    before(async () => {
-      lab = await startLab(profile, 2, ['--pods', 'real']);
-      const up = await lab.meshfed(['up']);
-      assert.equal(up.code, 0, `up on real pods failed:\n${up.stderr}`);
+    before(() => {
+      lab = labOf();
     });
-    after(async () => lab?.stop());
 
     test("the controller, webhook and cainjector are real processes of the lab's build; none runs outside", async () => {
       const status = JSON.parse(

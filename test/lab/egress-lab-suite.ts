@@ -1,8 +1,8 @@
 /**
  * A real-pods lab's API server reaches its own cluster through its
  * `cluster` egress (src/lab/node/egress.ts), as a managed cluster's does
- * through konnectivity: `meshfed lab up --pods real` (two clusters of each
- * profile, Kubernetes 1.35 and 1.29), `meshfed up --lab`, then:
+ * through konnectivity: on the engine suite's 2-cluster real-pods labs where
+ * `meshfed up --lab` ran (test/engine/up-suite.ts; Kubernetes 1.35 and 1.29):
  * - the kube-apiserver runs with the lab's EgressSelectorConfiguration and
  *   its proxy socket is the node agent's (checked first: without the
  *   egress the API server would dial pod addresses from the root
@@ -22,12 +22,16 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { execFileBounded } from '../../src/federation/transport.js';
+import type { Profile } from '../../src/fleet/model.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
 import { connectVia, rest } from '../helpers/connect.js';
-import { labSkip, startLab } from '../helpers/engine.js';
+import type { startLab } from '../helpers/engine.js';
+
+type Lab = Awaited<ReturnType<typeof startLab>>;
+
 import { labBin } from '../helpers/lab.js';
 
 const notRoot = process.getuid?.() === 0 ? undefined : 'needs root (--pods real: namespaces and cgroups)';
@@ -62,13 +66,13 @@ function httpsGetOver(socket: import('node:net').Socket, path: string): Promise<
   });
 }
 
-for (const profile of ['current', 'seed'] as const) {
+/** The tests, on a 2-cluster real-pods lab where `meshfed up` ran (the engine suite's, up-suite.ts). */
+export function egressLabSuite(profile: Profile, labOf: () => Lab): void {
   const V = PROFILE_VERSIONS[profile];
   describe(`a real-pods lab's API server reaches its cluster through the egress proxy (${profile} profile, Kubernetes ${V.kubernetes})`, {
-    skip: notRoot ?? labSkip(profile),
-    timeout: 900_000,
+    skip: notRoot,
   }, () => {
-    let lab: Awaited<ReturnType<typeof startLab>>;
+    let lab: Lab;
     let cdir: string;
     let agentLog: string;
     let egressOn = false;
@@ -89,15 +93,12 @@ for (const profile of ['current', 'seed'] as const) {
     const requireEgress = () =>
       assert.ok(egressOn, 'the API server does not run with the lab egress: not asking it');
 
-    before(async () => {
-      lab = await startLab(profile, 2, ['--pods', 'real']);
+    before(() => {
+      lab = labOf();
       const c = lab.state.clusters[0]!;
       cdir = join(lab.dir, c.name);
       agentLog = join(c.agentDir!, 'agent.log');
-      const up = await lab.meshfed(['up']);
-      assert.equal(up.code, 0, `up on real pods failed:\n${up.stderr}`);
     });
-    after(async () => lab?.stop());
 
     test("the kube-apiserver's cluster egress is HTTPConnect on the node agent's socket", () => {
       const c = lab.state.clusters[0]!;
