@@ -427,7 +427,7 @@ async function watch(argv: string[], io: CliIO): Promise<number> {
     return EXIT_FAILED;
   }
   io.stderr.write(
-    `watching ${r.members.length} bundle endpoints every ${span(intervalMs)} (stop with Ctrl-C / SIGTERM)\n`,
+    `watching ${r.members.length} bundle endpoints every ${values.interval} (stop with Ctrl-C / SIGTERM)\n`,
   );
   let warned = false;
   const watcher = watchFederation(r.members, r.pairs, {
