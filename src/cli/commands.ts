@@ -71,6 +71,12 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./commands/check.js')).reportCommand,
   },
   {
+    name: 'federation',
+    summary:
+      'per direction holder ← peer: federated bundles status, sync, repair, and a watch that refreshes',
+    load: async () => (await import('./commands/federation.js')).federationCommand,
+  },
+  {
     name: 'certs',
     summary: 'show a certificate chain as a tree and judge it as an X.509-SVID',
     load: async () => (await import('./commands/certs.js')).certsCommand,

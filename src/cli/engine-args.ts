@@ -11,7 +11,7 @@
  * DIR/upstream, the lab's istioctl build).
  */
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { findIstioctl, type Istioctl, IstioctlError } from '../engine/istioctl.js';
 import { UpstreamError, UpstreamSource } from '../engine/upstream.js';
 import { parseGoDuration } from '../fleet/durations.js';
@@ -30,20 +30,33 @@ import { readInputFile } from './files.js';
 import { loadFleetArg, parseProfile, reportProblems } from './fleet-arg.js';
 import { type CliIO, UsageError } from './io.js';
 
-export const ENGINE_OPTIONS = {
+/** What every command that reaches the clusters takes: the fleet, the kubeconfig or lab, a bound, the output form. */
+export const CONNECT_OPTIONS = {
   file: { type: 'string', short: 'f' },
   kubeconfig: { type: 'string' },
   lab: { type: 'boolean', default: false },
   profile: { type: 'string' },
-  offline: { type: 'string' },
-  istioctl: { type: 'string' },
   timeout: { type: 'string', default: '5m' },
   output: { type: 'string', short: 'o', default: 'text' },
 } as const;
 
-export const ENGINE_USAGE = `  -f, --file FILE     the fleet file (default ./meshfed.yaml, else the default fleet)
+export const ENGINE_OPTIONS = {
+  ...CONNECT_OPTIONS,
+  offline: { type: 'string' },
+  istioctl: { type: 'string' },
+} as const;
+
+const FILE_USAGE = `  -f, --file FILE     the fleet file (default ./meshfed.yaml, else the default fleet)
   --kubeconfig FILE   (default $KUBECONFIG, else ~/.kube/config); each cluster is
-                      reached through its fleet context, never the current one
+                      reached through its fleet context, never the current one`;
+
+/** The usage lines of CONNECT_OPTIONS (but -o, which each command words itself). */
+export const CONNECT_USAGE = `${FILE_USAGE}
+  --lab               use the lab in $MESHFED_LAB_DIR or .meshfed-lab: its
+                      kubeconfig and fleet file
+  --timeout D         bound of every wait, a Go duration (default 5m)`;
+
+export const ENGINE_USAGE = `${FILE_USAGE}
   --lab               use the lab in $MESHFED_LAB_DIR or .meshfed-lab: its
                       kubeconfig, fleet file, upstream manifests and istioctl
   --offline DIR       upstream manifests from DIR/<host>/<path> only, no download
@@ -72,6 +85,31 @@ export interface Connected {
   versions: Map<string, string>;
   /** With `tolerateUnreachable`: why a context could not be reached (by context). */
   unreachable: Map<string, Unreachable>;
+}
+
+/** -o text|json, else a UsageError. */
+export function outputFormat(v: string | undefined): 'text' | 'json' {
+  if (v !== 'text' && v !== 'json') throw new UsageError(`-o must be text or json, not "${v}"`);
+  return v;
+}
+
+/**
+ * meshfed's own files live beside the fleet file (or in the lab's folder), in
+ * .meshfed/: <fleet>.progress.json (`up`'s progress record),
+ * <fleet>.refreshes.json (the federation refreshes meshfed made) and cache/
+ * (istioctl's generations).
+ */
+export function stateDir(io: CliIO, fleetLabel: string, labDir?: string): string {
+  const base =
+    labDir ??
+    (fleetLabel.startsWith('(') || fleetLabel.startsWith('<')
+      ? io.cwd
+      : dirname(resolve(io.cwd, fleetLabel)));
+  return join(base, '.meshfed');
+}
+
+export function progressPath(io: CliIO, fleetLabel: string, fleetName: string, labDir?: string): string {
+  return join(stateDir(io, fleetLabel, labDir), `${fleetName}.progress.json`);
 }
 
 export function labDirOf(io: CliIO): string {

@@ -12,6 +12,13 @@ export interface CliIO {
   readStdin(maxBytes: number): Promise<string>;
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /**
+   * Calls `listener` once when the user asks the command to stop (SIGINT or
+   * SIGTERM), instead of the process ending there (a second signal ends it);
+   * returns a function that gives the signals back. For long-running commands (`federation watch`);
+   * absent where nothing can be signalled.
+   */
+  onInterrupt?(listener: (signal: string) => void): () => void;
 }
 
 /** Exit codes: 0 success, 1 something checked failed or a runtime error, 2 bad input or usage. */
@@ -37,6 +44,25 @@ export function processIO(): CliIO {
     stderr: process.stderr,
     env: process.env,
     cwd: process.cwd(),
+    onInterrupt(listener) {
+      const signals = ['SIGINT', 'SIGTERM'] as const;
+      let told = false;
+      const off = () => {
+        for (const s of signals) process.off(s, on);
+      };
+      // The first signal asks the command to stop; a second one ends the process as if unhandled.
+      function on(signal: NodeJS.Signals) {
+        if (!told) {
+          told = true;
+          listener(signal);
+          return;
+        }
+        off();
+        process.kill(process.pid, signal);
+      }
+      for (const s of signals) process.on(s, on);
+      return off;
+    },
     readStdin: async (maxBytes) => {
       const chunks: Buffer[] = [];
       let n = 0;

@@ -24,7 +24,6 @@
  * killed converges when run again.
  */
 
-import type { FederationMember } from '../federation/engine.js';
 import { SpireServerCli } from '../federation/spire-cli.js';
 import { podServerTransport } from '../federation/transport.js';
 import type { Fleet } from '../fleet/model.js';
@@ -45,6 +44,7 @@ import {
 import { BootstrapError, bootstrapUntilDone } from './bootstrap.js';
 import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';
 import { BUNDLE_ENDPOINT_SERVICE, EAST_WEST_SERVICE, SPIRE_SERVER_POD, serviceAddress } from './discover.js';
+import { federationMember } from './federation.js';
 import { ownedObjects } from './inventory.js';
 import type { ProgressStore } from './progress.js';
 import { readerRemoteSecret } from './remote-secrets.js';
@@ -456,15 +456,9 @@ async function bootstrapFleet(
   bundleEndpoints: Record<string, string>,
   progress: (m: string) => void,
 ): Promise<void> {
-  const members: FederationMember[] = o.fleet.clusters.map((c) => ({
-    name: c.name,
-    trustDomain: c.trustDomain,
-    server: new SpireServerCli(podServerTransport(clientOf(c.name), SPIRE_SERVER_POD)),
-    bundleEndpoint: {
-      url: `https://${bundleEndpoints[c.name]}`,
-      spiffeId: `spiffe://${c.trustDomain}/spire/server`,
-    },
-  }));
+  const members = o.fleet.clusters.map((c) =>
+    federationMember(c, clientOf(c.name), bundleEndpoints[c.name]!),
+  );
   return bootstrapUntilDone(members, o.fleet.federation.pairs, {
     timeoutMs: o.timeoutMs ?? 300_000,
     progress,

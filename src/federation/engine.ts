@@ -126,6 +126,22 @@ export class BundleOwnerError extends Error {
  */
 export async function verifiedOwnBundle(m: FederationMember): Promise<Bundle> {
   const bundle = await m.server.ownBundle(m.trustDomain);
+  const refused = await endpointRefuses(m, bundle);
+  if (refused)
+    throw new BundleOwnerError(
+      `the bundle read from ${m.server.target} is not ${m.trustDomain}'s: it does not authenticate ${m.bundleEndpoint.url} as ${m.bundleEndpoint.spiffeId} (${message(refused)})`,
+      { cause: refused },
+    );
+  return bundle;
+}
+
+/**
+ * Whether `bundle` fails to authenticate the member's bundle endpoint as its
+ * SPIFFE ID: the error when the endpoint answered and was not accepted;
+ * false when it was; undefined when the endpoint was not reached, so nothing
+ * can be told.
+ */
+async function endpointRefuses(m: FederationMember, bundle: Bundle): Promise<Error | false | undefined> {
   try {
     await fetchBundle(
       m.bundleEndpoint.url,
@@ -133,21 +149,30 @@ export async function verifiedOwnBundle(m: FederationMember): Promise<Bundle> {
       { type: 'https_spiffe', endpointSpiffeId: m.bundleEndpoint.spiffeId, bundle },
       { timeoutMs: 5000 },
     );
+    return false;
   } catch (e) {
-    if (e instanceof BundleEndpointError && (e.code === 'connect' || e.code === 'timeout')) return bundle;
-    throw new BundleOwnerError(
-      `the bundle read from ${m.server.target} is not ${m.trustDomain}'s: it does not authenticate ${m.bundleEndpoint.url} as ${m.bundleEndpoint.spiffeId} (${message(e)})`,
-      { cause: e },
-    );
+    if (e instanceof BundleEndpointError && (e.code === 'connect' || e.code === 'timeout')) return undefined;
+    return e instanceof Error ? e : new Error(String(e));
   }
-  return bundle;
 }
 
 /** Every holder gets each peer's current bundle. Idempotent: an up-to-date holder is not written. */
-export async function bootstrap(members: FederationMember[], pairs: Pair[]): Promise<PairStep[]> {
-  const own = perMember(members, verifiedOwnBundle);
-  const heldBy = perMember(members, (m) => m.server.heldBundles());
-  return perHolder(directions(members, pairs), async (holder, peer): Promise<PairStep> => {
+export function bootstrap(members: FederationMember[], pairs: Pair[]): Promise<PairStep[]> {
+  return bootstrapDirections(directions(members, pairs));
+}
+
+/**
+ * `bootstrap` for the given directions (holder, peer) only: what a repair
+ * re-bootstraps. Each peer's bundle is read and checked once
+ * (`verifiedOwnBundle`), each holder's list once.
+ */
+export async function bootstrapDirections(
+  dirs: Array<[FederationMember, FederationMember]>,
+): Promise<PairStep[]> {
+  const involved = (i: 0 | 1) => [...new Map(dirs.map((d) => [d[i].name, d[i]])).values()];
+  const own = perMember(involved(1), verifiedOwnBundle);
+  const heldBy = perMember(involved(0), (m) => m.server.heldBundles());
+  return perHolder(dirs, async (holder, peer): Promise<PairStep> => {
     let failedAt: 'holder' | 'peer' = 'peer';
     try {
       const bundle = await own(peer.name);
@@ -225,6 +250,17 @@ export interface PairStatus {
   ageSeconds?: number;
   /** When the last X.509 authority of the held bundle expires. */
   expiresAt?: Date;
+  /** When the first X.509 authority of the held bundle expires: from then on it trusts less. */
+  earliestExpiresAt?: Date;
+  /** The refresh hint the peer's bundle endpoint serves now (`spiffe_refresh_hint`), when it gives one. */
+  refreshHintSeconds?: number;
+  /**
+   * Of a stale direction: whether the held bundle still authenticates the
+   * peer's bundle endpoint. SPIRE authenticates the endpoint with the bundle
+   * it holds, so only then can a refresh (SPIRE's own, or `refreshHoldersOf`)
+   * bring it current; when false, only a new bootstrap can.
+   */
+  selfHeals?: boolean;
   /** When this engine last made the holder refresh from the peer (refresh or watch), if it did. */
   lastRefreshed?: Date;
   detail?: string;
@@ -299,6 +335,7 @@ export async function federationStatus(
         const newest = Math.max(...auths.map((a) => a.notBefore.getTime()));
         base.ageSeconds = Math.round((now.getTime() - newest) / 1000);
         base.expiresAt = new Date(Math.max(...auths.map((a) => a.notAfter.getTime())));
+        base.earliestExpiresAt = new Date(Math.min(...auths.map((a) => a.notAfter.getTime())));
       }
       let current: Bundle;
       try {
@@ -307,46 +344,73 @@ export async function federationStatus(
         return { ...base, state: 'peer-unreachable', detail: message(e) };
       }
       if (current.sequence !== undefined) base.servedSequence = current.sequence;
-      if (!sameKeys(held, current))
+      if (current.refreshHintSeconds !== undefined) base.refreshHintSeconds = current.refreshHintSeconds;
+      if (!sameKeys(held, current)) {
+        const refused = await endpointRefuses(peer, held);
         return {
           ...base,
           state: 'stale',
-          detail: `${holder.name} holds ${held.x509Authorities.length} X.509 authorities of ${peer.trustDomain}; its endpoint serves ${current.x509Authorities.length}, not the same`,
+          ...(refused === undefined ? {} : { selfHeals: !refused }),
+          detail: `${holder.name} holds ${held.x509Authorities.length} X.509 authorities of ${peer.trustDomain}; its endpoint serves ${current.x509Authorities.length}, not the same${refused ? `; the held bundle no longer authenticates ${peer.bundleEndpoint.url} (${message(refused)})` : ''}`,
         };
+      }
       return base;
     }),
   );
 }
 
-/** Makes every member that federates with `peer` refresh its bundle now. */
+/** The holder fetches the peer's bundle from its endpoint now (`federation refresh`). */
+async function refreshOne(
+  holder: FederationMember,
+  peer: FederationMember,
+  log?: RefreshLog,
+): Promise<PairStep> {
+  try {
+    await holder.server.refresh(peer.trustDomain);
+    log?.record(holder.name, peer.name);
+    return { holder: holder.name, peer: peer.name, result: 'updated' };
+  } catch (e) {
+    const error =
+      e instanceof SpireCliError &&
+      (e.grpcCode === 'NotFound' || /no federation relationship/.test(e.message))
+        ? `${message(e)} (no relationship: run the relationships step first)`
+        : message(e);
+    return { holder: holder.name, peer: peer.name, result: 'failed', error, cause: e };
+  }
+}
+
+/**
+ * Makes every member that federates with `peer` refresh its bundle now (or
+ * only the `holders` named).
+ */
 export async function refreshHoldersOf(
   members: FederationMember[],
   pairs: Pair[],
   peer: string,
   log?: RefreshLog,
+  holders?: ReadonlySet<string>,
 ): Promise<PairStep[]> {
-  const dirs = directions(members, pairs).filter(([, p]) => p.name === peer);
-  return Promise.all(
-    dirs.map(async ([holder, p]): Promise<PairStep> => {
-      try {
-        await holder.server.refresh(p.trustDomain);
-        log?.record(holder.name, p.name);
-        return { holder: holder.name, peer: p.name, result: 'updated' };
-      } catch (e) {
-        const error =
-          e instanceof SpireCliError &&
-          (e.grpcCode === 'NotFound' || /no federation relationship/.test(e.message))
-            ? `${message(e)} (no relationship: run the relationships step first)`
-            : message(e);
-        return { holder: holder.name, peer: p.name, result: 'failed', error, cause: e };
-      }
-    }),
+  const dirs = directions(members, pairs).filter(
+    ([h, p]) => p.name === peer && (!holders || holders.has(h.name)),
   );
+  return Promise.all(dirs.map(([holder, p]) => refreshOne(holder, p, log)));
+}
+
+/** Every holder refreshes every peer now: each holder its peers in turn, holders in parallel. */
+export function refreshAll(
+  members: FederationMember[],
+  pairs: Pair[],
+  log?: RefreshLog,
+): Promise<PairStep[]> {
+  return perHolder(directions(members, pairs), (holder, peer) => refreshOne(holder, peer, log));
 }
 
 export type WatchEvent =
+  /** The first poll round has ended: what is served is recorded, changes are seen from now on. */
+  | { type: 'watching'; peers: string[]; at: Date }
   | { type: 'served-changed'; peer: string; sequence?: number; at: Date }
   | { type: 'refreshed'; holder: string; peer: string; at: Date }
+  /** Told once per holder and error; the refresh is tried again at every poll until it succeeds. */
   | { type: 'refresh-failed'; holder: string; peer: string; error: string; at: Date }
   | { type: 'endpoint-unreachable'; peer: string; error: string; at: Date }
   | { type: 'endpoint-back'; peer: string; at: Date };
@@ -355,21 +419,34 @@ export interface Watcher {
   /**
    * Poll rounds completed so far. The first only records what is served, so a
    * change made before it ends is never seen as a change: a caller that
-   * changes a bundle waits for `polls >= 1` first.
+   * changes a bundle waits for `polls >= 1` first (or the `watching` event).
    */
   readonly polls: number;
   stop(): Promise<void>;
 }
 
+export interface WatchOptions {
+  intervalMs?: number;
+  onEvent?: (e: WatchEvent) => void;
+  log?: RefreshLog;
+  /**
+   * Refresh every direction once in the first round: a watch that starts (or
+   * starts again) cannot know what changed before it, so it catches up.
+   */
+  catchUp?: boolean;
+}
+
 /**
  * Polls every member's bundle endpoint each `intervalMs`; when what one serves
  * changes, refreshes every server that federates with it. The first poll only
- * records what is served. Errors become events; the watch goes on.
+ * records what is served. Errors become events; the watch goes on: a refresh
+ * that failed (the holder's server or API server away) is owed, and tried
+ * again at each poll of that peer until it succeeds.
  */
 export function watchFederation(
   members: FederationMember[],
   pairs: Pair[],
-  opts: { intervalMs?: number; onEvent?: (e: WatchEvent) => void; log?: RefreshLog } = {},
+  opts: WatchOptions = {},
 ): Watcher {
   const interval = opts.intervalMs ?? 2000;
   const emit = opts.onEvent ?? (() => {});
@@ -377,10 +454,34 @@ export function watchFederation(
   const watched = members.filter((m) => federated.has(m.name));
   const last = new Map<string, Bundle>();
   const down = new Set<string>();
+  /** Per peer, the holders that still have to refresh from it, with the last error told of each. */
+  const owed = new Map<string, Map<string, string | undefined>>();
+  const owe = (peer: string) => {
+    const due = owed.get(peer) ?? new Map<string, string | undefined>();
+    for (const [h, p] of directions(members, pairs)) if (p.name === peer) due.set(h.name, undefined);
+    owed.set(peer, due);
+  };
+  if (opts.catchUp) for (const m of watched) owe(m.name);
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   let polls = 0;
+
+  const refreshOwed = async (m: FederationMember) => {
+    const due = owed.get(m.name);
+    if (!due?.size) return;
+    for (const step of await refreshHoldersOf(members, pairs, m.name, opts.log, new Set(due.keys()))) {
+      if (step.result !== 'failed') {
+        due.delete(step.holder);
+        emit({ type: 'refreshed', holder: step.holder, peer: step.peer, at: new Date() });
+        continue;
+      }
+      const error = step.error ?? '';
+      if (due.get(step.holder) !== error)
+        emit({ type: 'refresh-failed', holder: step.holder, peer: step.peer, error, at: new Date() });
+      due.set(step.holder, error);
+    }
+  };
 
   const pollOne = async (m: FederationMember) => {
     let b: Bundle;
@@ -395,30 +496,23 @@ export function watchFederation(
     if (down.delete(m.name)) emit({ type: 'endpoint-back', peer: m.name, at: new Date() });
     const prev = last.get(m.name);
     last.set(m.name, b);
-    if (!prev || sameKeys(prev, b)) return;
-    emit({
-      type: 'served-changed',
-      peer: m.name,
-      ...(b.sequence !== undefined ? { sequence: b.sequence } : {}),
-      at: new Date(),
-    });
-    for (const step of await refreshHoldersOf(members, pairs, m.name, opts.log)) {
-      if (step.result === 'failed')
-        emit({
-          type: 'refresh-failed',
-          holder: step.holder,
-          peer: step.peer,
-          error: step.error ?? '',
-          at: new Date(),
-        });
-      else emit({ type: 'refreshed', holder: step.holder, peer: step.peer, at: new Date() });
+    if (prev && !sameKeys(prev, b)) {
+      emit({
+        type: 'served-changed',
+        peer: m.name,
+        ...(b.sequence !== undefined ? { sequence: b.sequence } : {}),
+        at: new Date(),
+      });
+      owe(m.name);
     }
+    await refreshOwed(m);
   };
 
   const tick = () => {
     if (stopped) return;
     running = Promise.all(watched.map(pollOne)).then(() => {
       polls++;
+      if (polls === 1) emit({ type: 'watching', peers: watched.map((m) => m.name), at: new Date() });
       if (!stopped) timer = setTimeout(tick, interval);
     });
   };

@@ -5,6 +5,7 @@
  */
 
 import { BUNDLE_ENDPOINT_SERVICE, currentAddress, SPIRE_SERVER_POD } from '../engine/discover.js';
+import { federationMember } from '../engine/federation.js';
 import type { FederationMember } from '../federation/engine.js';
 import { SpireServerCli } from '../federation/spire-cli.js';
 import { podServerTransport } from '../federation/transport.js';
@@ -112,12 +113,7 @@ export async function federationMembers(ctx: CheckContext): Promise<FederationMe
     for (const c of reachable(ctx)) {
       const be = await bundleEndpointOf(ctx, c.name).catch(() => undefined);
       if (!be) continue;
-      out.push({
-        name: c.name,
-        trustDomain: c.trustDomain,
-        server: spireOf(ctx, c.name),
-        bundleEndpoint: { url: `https://${be}`, spiffeId: `spiffe://${c.trustDomain}/spire/server` },
-      });
+      out.push(federationMember(c, clientOf(ctx, c.name), be));
     }
     return out;
   });

@@ -1,37 +1,23 @@
 /** `meshfed up`, `plan`, `status`, `down`: the apply engine on real clusters. */
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { down } from '../../engine/down.js';
 import { plan } from '../../engine/plan.js';
 import { ProgressStore, unfinished } from '../../engine/progress.js';
 import { type FleetStatus, fleetStatus } from '../../engine/status.js';
 import { UpError, up } from '../../engine/up.js';
-import { connect, ENGINE_OPTIONS, ENGINE_USAGE, sources } from '../engine-args.js';
-import { type CliIO, type Command, EXIT_FAILED, EXIT_OK, UsageError } from '../io.js';
+import {
+  connect,
+  ENGINE_OPTIONS,
+  ENGINE_USAGE,
+  outputFormat,
+  progressPath,
+  sources,
+  stateDir,
+} from '../engine-args.js';
+import { type Command, EXIT_FAILED, EXIT_OK } from '../io.js';
 import { progressView } from '../progress.js';
 import { table } from '../table.js';
-
-function outputFormat(v: string | undefined): 'text' | 'json' {
-  if (v !== 'text' && v !== 'json') throw new UsageError(`-o must be text or json, not "${v}"`);
-  return v;
-}
-
-/**
- * meshfed's own files live beside the fleet file (or in the lab's folder), in
- * .meshfed/: <fleet>.progress.json and cache/ (istioctl's generations).
- */
-function stateDir(io: CliIO, fleetLabel: string, labDir?: string): string {
-  const base =
-    labDir ??
-    (fleetLabel.startsWith('(') || fleetLabel.startsWith('<')
-      ? io.cwd
-      : dirname(resolve(io.cwd, fleetLabel)));
-  return join(base, '.meshfed');
-}
-
-function progressPath(io: CliIO, fleetLabel: string, fleetName: string, labDir?: string): string {
-  return join(stateDir(io, fleetLabel, labDir), `${fleetName}.progress.json`);
-}
 
 export const upCommand: Command = {
   name: 'up',
