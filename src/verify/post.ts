@@ -218,7 +218,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
     stage: 'post',
     description:
       "Each cluster holds exactly the bundle each federated peer's endpoint serves now (compared key by key, the peer's endpoint authenticated as spiffe://TD/spire/server).",
-    hint: 'meshfed up (bootstraps the bundles again); or refresh one: kubectl -n spire exec spire-server-0 -c spire-server -- bin/spire-server federation refresh -id spiffe://PEER_TRUST_DOMAIN',
+    hint: 'meshfed federation status shows each direction; meshfed federation sync refreshes every holder now; meshfed federation repair (or meshfed up) bootstraps again the bundles that cannot heal themselves (docs/federation.md)',
     async run(ctx) {
       const { statuses, missing } = await pairStatuses(ctx);
       const out: Finding[] = [...missing, ...notRunUnreachable(ctx)];
@@ -258,7 +258,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
     stage: 'post',
     description:
       'The newest authority each cluster holds for a peer is valid for more than a sixth of the CA TTL (SPIRE activates the next authority at five sixths; a refreshing holder has it by then).',
-    hint: 'kubectl -n spire exec spire-server-0 -c spire-server -- bin/spire-server federation refresh -id spiffe://PEER_TRUST_DOMAIN; then check the relationship (MF207)',
+    hint: 'meshfed federation sync (every holder refreshes now), then meshfed federation status; if it stays, check the relationship (MF207)',
     async run(ctx) {
       const { statuses } = await pairStatuses(ctx);
       const ttl = parseGoDuration(ctx.fleet.ca.spire.caTTL) ?? 86_400_000;
