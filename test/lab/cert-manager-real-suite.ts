@@ -17,8 +17,8 @@
  *   cert-manager-webhook.cert-manager.svc, while another CA does not; an
  *   AdmissionReview of a Certificate without any name is denied, a good one
  *   is allowed.
- * The API servers still run with admission webhooks off (docs/lab.md), so
- * the webhook is asked directly, as the API server would ask it.
+ * The webhook is also asked directly here, as the API server asks it (with
+ * real pods the API servers call it too, through the lab's egress).
  */
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
