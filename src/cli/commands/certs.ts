@@ -17,7 +17,12 @@ FILE is a PEM chain, an Envoy secrets config dump (istioctl proxy-config
 secret -o json, or pilot-agent's config_dump) or a SPIFFE bundle (JWKS; give
 --trust-domain). The chain is judged against --bundle (JWKS or PEM, of
 --trust-domain) or else the trusted CAs in the config dump.
-Exit 0 when valid, 1 when the chain is not a valid SVID, 2 for bad input.`,
+Exit 0 when valid, 1 when the chain is not a valid SVID, 2 for bad input.
+
+Examples:
+  meshfed certs chain.pem
+  meshfed certs dump.json -o json
+  meshfed certs svid.pem --bundle bundle.json --trust-domain foo.com`,
   async run(argv, io) {
     const { values, positionals } = parseArgs({
       args: argv,

@@ -123,6 +123,11 @@ renewals (MF212). Reads only.
 
 ${COMMON_USAGE}
 
+Examples:
+  meshfed check --pre --lab
+  meshfed check --lab --only spire,federation
+  meshfed check -o json --fail-on warning > check.json
+
 Exit 0 when no check reaches --fail-on (a check not run counts as failed), 1
 when one does, 2 for bad input.`,
   async run(argv, io) {
@@ -163,6 +168,11 @@ istio-proxy (needs running pods), and from here to the east-west gateways
 ${COMMON_USAGE}
   --requests N        requests per traffic check (default 20)
 
+Examples:
+  meshfed verify --lab
+  meshfed verify --only traffic --requests 50
+  meshfed verify --only MF307 -o json > verify.json
+
 Exit 0 when no check reaches --fail-on, 1 when one does, 2 for bad input.`,
   async run(argv, io) {
     return (
@@ -192,7 +202,11 @@ gateway addresses, federation edges coloured by the health of their
 bundles) to --out (default meshfed-report.html). With --from, renders the
 JSON that check/verify -o json wrote instead, touching no cluster.
 
-${ENGINE_USAGE}`,
+${ENGINE_USAGE}
+
+Examples:
+  meshfed report --lab --verify --out report.html
+  meshfed report --from check.json --from verify.json --out report.html`,
   async run(argv, io) {
     const { values } = parseArgs({
       args: argv,

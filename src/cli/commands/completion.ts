@@ -14,7 +14,11 @@ command's flags.
   bash  source <(meshfed completion bash)            (or save it under
         ~/.local/share/bash-completion/completions/meshfed)
   zsh   source <(meshfed completion zsh)             (in ~/.zshrc)
-  fish  meshfed completion fish > ~/.config/fish/completions/meshfed.fish`;
+  fish  meshfed completion fish > ~/.config/fish/completions/meshfed.fish
+
+Examples:
+  meshfed completion bash > ~/.local/share/bash-completion/completions/meshfed
+  meshfed completion zsh > "\${fpath[1]}/_meshfed"`;
 
 /** The flags a usage text names (--long and -x), in order, once each. */
 export function flagsOf(usage: string): string[] {

@@ -35,6 +35,11 @@ ${ENGINE_USAGE}
   --dry-run           server-side dry run: what would be created and updated
   --force             take over fields another field manager owns
 
+Examples:
+  meshfed up --lab
+  meshfed up --dry-run -f fleet.yaml
+  meshfed up -f fleet.yaml --kubeconfig ~/.kube/fleet --timeout 10m
+
 Exit 0 when every cluster is up, 1 when a phase failed, 2 for bad input
 (nothing written).`,
   async run(argv, io) {
@@ -143,6 +148,10 @@ by meshfed, no longer in the fleet). Secret values are never shown.
 
 ${ENGINE_USAGE}
 
+Examples:
+  meshfed plan --lab
+  meshfed plan -f fleet.yaml --kubeconfig ~/.kube/fleet -o json
+
 Exit 0 when nothing would change, 1 when something would, 2 for bad input.`,
   async run(argv, io) {
     const { values } = parseArgs({ args: argv, options: ENGINE_OPTIONS });
@@ -201,6 +210,10 @@ export const statusCommand: Command = {
 
 ${ENGINE_USAGE}
 
+Examples:
+  meshfed status --lab
+  meshfed status -f fleet.yaml -o json
+
 Exit 0 when every phase of every cluster is healthy, 1 when not, 2 for bad input.`,
   async run(argv, io) {
     const { values } = parseArgs({ args: argv, options: ENGINE_OPTIONS });
@@ -221,7 +234,11 @@ created mark and its field manager on the object), phases in reverse order,
 and waits until it is gone, namespaces included. What was there before
 \`meshfed up\` is left alone.
 
-${ENGINE_USAGE}`,
+${ENGINE_USAGE}
+
+Examples:
+  meshfed down --lab
+  meshfed down -f fleet.yaml --timeout 10m`,
   async run(argv, io) {
     const { values } = parseArgs({ args: argv, options: ENGINE_OPTIONS });
     const c = await connect(values, io);

@@ -13,7 +13,12 @@ export const initCommand: Command = {
 
 Writes meshfed.yaml (or FILE; - prints it). --clusters N lists N clusters
 (default 2, the guide's), and writes fleet.schema.json beside it
-for editors. Refuses to overwrite an existing file without --force.`,
+for editors. Refuses to overwrite an existing file without --force.
+
+Examples:
+  meshfed init
+  meshfed init --clusters 3 -o fleet.yaml
+  meshfed init -o - | less`,
   async run(argv, io) {
     const { values } = parseArgs({
       args: argv,

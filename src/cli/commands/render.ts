@@ -17,7 +17,12 @@ Writes DIR/<cluster>/NN-<phase>.yaml in apply order and a kustomization.yaml
 per cluster (default DIR: out). -o - prints one YAML stream.
 Objects that need a peer's SPIRE bundle endpoint address are held back until
 it is known: give it with --endpoint, or spec.clusters[].bundleEndpoint.address;
-\`meshfed up\` discovers it. --require-complete exits 1 when anything is held back.`,
+\`meshfed up\` discovers it. --require-complete exits 1 when anything is held back.
+
+Examples:
+  meshfed render -o out
+  meshfed render --profile seed --require-complete -o out
+  meshfed render --cluster cluster-1 --endpoint cluster-2=spire.c2.example.com:8443 -o -`,
   async run(argv, io) {
     const { values } = parseArgs({
       args: argv,

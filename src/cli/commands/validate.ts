@@ -10,7 +10,11 @@ export const validateCommand: Command = {
 
 Checks the fleet file (default ./meshfed.yaml, or the built-in two-cluster
 fleet when there is none). Every problem is reported at once; exit code 2 when
-any is an error.`,
+any is an error.
+
+Examples:
+  meshfed validate
+  meshfed validate -f fleet.yaml -o json`,
   async run(argv, io) {
     const { values } = parseArgs({
       args: argv,
