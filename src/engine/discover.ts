@@ -55,8 +55,13 @@ export async function serviceAddress(
   const deadline = Date.now() + (o.timeoutMs ?? 180_000);
   let reported = false;
   for (;;) {
-    const s = await retrying(() =>
-      client.get({ apiVersion: 'v1', kind: 'Service', namespace: svc.namespace, name: svc.name }),
+    // An API server that stops answering meanwhile is said, not waited out in silence.
+    const s = await retrying(
+      () => client.get({ apiVersion: 'v1', kind: 'Service', namespace: svc.namespace, name: svc.name }),
+      {
+        onRetry: (e) =>
+          o.onProgress?.(`retrying to read ${svc.namespace}/${svc.name}: ${e.message.split('\n')[0]}`),
+      },
     );
     if (!s) throw new DiscoveryError(`${where} does not exist`);
     const port = portOf(s, svc.portName);

@@ -220,9 +220,18 @@ describe('meshfed up, killed and resumed; an API server restarted under it', {
         `the restarted kube-apiserver listened after ${Date.now() - t0} ms (${starts} start${starts === 1 ? '' : 's'})`,
       );
     });
+    // The server was killed and listened again while up ran (else the wait above threw): up ran across it.
+    const acrossRestart = !ended;
     const r = await run.done;
+    assert.ok(acrossRestart, 'up ended before the restarted kube-apiserver listened');
     assert.equal(r.code, 0, `up did not complete across the restart:\n${r.err}`);
-    assert.match(r.err, /retrying|last error|ECONNREFUSED/, 'the restart was not noticed');
+    // Whether a request met the dead server depends on timing (it is down for about a second);
+    // when one did, up said so (a retry line) instead of failing.
+    console.log(
+      /retrying|last error|ECONNREFUSED/.test(r.err)
+        ? 'up met the restart and retried'
+        : 'no request of up met the dead server',
+    );
     const s = await lab.meshfed(['status']);
     assert.equal(s.code, 0, s.stdout);
   });
