@@ -1,8 +1,9 @@
 /**
  * `meshfed lab build` on a real build (kwok, the smallest component, into a
  * folder of its own): it counts what it will build, names the component it
- * compiles, records how long it took and says so the next time, and builds
- * nothing when all is built.
+ * compiles with the cold time measured for this release, records how long it
+ * took and says so the next time, and builds nothing when all is built; the
+ * expectations' order: this machine's time, else the shipped one, else none.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { execFileBounded } from '../../src/federation/transport.js';
+import { BUILD_SCRIPT, expectationOf, SHIPPED_COLD_SECONDS } from '../../src/lab/build.js';
 import { runMeshfed } from '../helpers/cli.js';
 
 const hasGo = await execFileBounded('go', ['version'], { timeoutMs: 30_000 }).then(
@@ -41,7 +43,11 @@ test('lab build: component i of N, its time recorded and shown next time; nothin
   assert.equal(first.code, 0, first.stderr);
   assert.match(first.stderr, /1 to build \(kwok 0\.8\.0\), 0 already built, into /);
   assert.match(first.stderr, /cold build .* 25 to 46 minutes on 2 cores/);
-  assert.match(first.stderr, /\[1\/1\] kwok 0\.8\.0: compiling; no time recorded here yet/);
+  // Nothing recorded here yet: the cold time measured for this release is the expectation.
+  assert.match(
+    first.stderr,
+    /\[1\/1\] kwok 0\.8\.0: compiling; about 1m31s cold on 2 cores \(measured for this release\), no time recorded here yet/,
+  );
   assert.match(first.stderr, /\[1\/1\] kwok 0\.8\.0: built in \d+s/);
   assert.ok(existsSync(join(bin, 'kwok', '0.8.0', 'kwokctl')));
   const times = JSON.parse(readFileSync(join(bin, 'build-times.json'), 'utf8')) as Record<string, number>;
@@ -59,6 +65,23 @@ test('lab build: component i of N, its time recorded and shown next time; nothin
     rebuilt.stderr,
     new RegExp(`\\[1/1\\] kwok 0\\.8\\.0: compiling; ${times['kwok 0.8.0']}s last time here`),
   );
+});
+
+test("a build's expectation: this machine's last time, else the shipped cold time, else none", async () => {
+  assert.deepEqual(expectationOf('kwok 0.8.0', { 'kwok 0.8.0': 12 }), { seconds: 12, from: 'here' });
+  assert.deepEqual(expectationOf('kwok 0.8.0', {}), {
+    seconds: SHIPPED_COLD_SECONDS['kwok 0.8.0'],
+    from: 'shipped',
+  });
+  assert.equal(expectationOf('kwok 9.9.9', {}), undefined);
+  // Every shipped time names a component and version the build script builds (its own list of recipes).
+  const list = await execFileBounded('bash', [BUILD_SCRIPT], {
+    timeoutMs: 60_000,
+    env: { ...process.env, MESHFED_LAB_LIST: '1', MESHFED_LAB_OUT: bin },
+  });
+  assert.equal(list.code, 0, list.stderr);
+  const recipes = list.stdout.split('\n').map((l) => l.split(' ').slice(0, 2).join(' '));
+  for (const c of Object.keys(SHIPPED_COLD_SECONDS)) assert.ok(recipes.includes(c), `${c} is not a recipe`);
 });
 
 test('lab build refuses more than COMPONENT VERSION, and other verbs refuse positionals', async () => {

@@ -131,8 +131,12 @@ async function build(positionals: string[], io: CliIO): Promise<number> {
     ...(only ? { only } : {}),
     ...(onlyVersion ? { onlyVersion } : {}),
     onEvent: (e) => {
-      const expected = (s?: number) =>
-        s ? `; ${fmtSeconds(s)} last time here` : '; no time recorded here yet';
+      const expected = (x?: { seconds: number; from: 'here' | 'shipped' }) =>
+        !x
+          ? '; no time recorded here yet'
+          : x.from === 'here'
+            ? `; ${fmtSeconds(x.seconds)} last time here`
+            : `; about ${fmtSeconds(x.seconds)} cold on 2 cores (measured for this release), no time recorded here yet`;
       if (e.kind === 'plan')
         say(
           e.toBuild.length
@@ -140,10 +144,10 @@ async function build(positionals: string[], io: CliIO): Promise<number> {
             : `nothing to build: ${e.built.length} components already built in ${labBinRoot()}`,
         );
       else if (e.kind === 'start')
-        say(`[${e.index}/${e.total}] ${e.component}: compiling${expected(e.expectedS)}`);
+        say(`[${e.index}/${e.total}] ${e.component}: compiling${expected(e.expected)}`);
       else if (e.kind === 'tick')
         say(
-          `[${e.index}/${e.total}] ${e.component}: compiling for ${fmtSeconds(e.seconds)}${expected(e.expectedS)}`,
+          `[${e.index}/${e.total}] ${e.component}: compiling for ${fmtSeconds(e.seconds)}${expected(e.expected)}`,
         );
       else if (e.kind === 'done')
         say(`[${e.index}/${e.total}] ${e.component}: built in ${fmtSeconds(e.seconds)}`);
