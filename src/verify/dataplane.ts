@@ -606,7 +606,7 @@ async function endpointAddresses(
  * meshfed owns the same fields as before and its next `up` finds nothing to
  * change), else the object without what the server assigned.
  */
-function restorable(svc: KubeObject): KubeObject {
+export function restorable(svc: KubeObject): KubeObject {
   const ours = appliedPart(svc, FIELD_MANAGER);
   if (ours) return ours;
   const {

@@ -38,6 +38,7 @@ import {
   HELLO_URL,
   type HelloTally,
   proxyEndpoints,
+  restorable,
   splitRequests,
   tallyHello,
 } from '../../src/verify/dataplane.js';
@@ -463,18 +464,8 @@ async function main(): Promise<void> {
       if (!local.length) throw new Error(`${one.name}: helloworld has no ready endpoint`);
       const held = async () => (await helloEndpoints(one)).filter((a) => local.includes(a.split(':')[0]!));
       undoWith(async () => {
-        // Re-created as kubeProbe.withoutLocalService does: without the server-set fields and the cluster IPs.
-        const {
-          resourceVersion: _rv,
-          uid: _uid,
-          creationTimestamp: _ct,
-          managedFields: _mf,
-          ...metadata
-        } = svc.metadata;
-        const spec = { ...(svc.spec as Record<string, unknown>) };
-        delete spec.clusterIP;
-        delete spec.clusterIPs;
-        await client(one).apply({ apiVersion: 'v1', kind: 'Service', metadata, spec });
+        // Re-created as kubeProbe.withoutLocalService does: what meshfed's apply set in it.
+        await client(one).apply(restorable(svc));
         log(`${one.name}: Service ${HELLOWORLD}/helloworld re-created`);
         await pollUntil(
           `${one.name}'s sleep proxy sends to the local helloworld again`,
