@@ -4,8 +4,9 @@
  * lab's other issuers share (node/kubelet.ts signs kubelet serving
  * certificates with the cluster CA kwokctl made).
  */
-import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
+import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
 import * as px from '@peculiar/x509';
+import { randomSerial } from '../spiffe/self-issued.js';
 
 px.cryptoProvider.set(webcrypto as unknown as Parameters<typeof px.cryptoProvider.set>[0]);
 
@@ -23,12 +24,8 @@ export async function newEcP256Keys(): Promise<webcrypto.CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
 }
 
-/** A random positive 128-bit serial number, hex (as Go's and cert-manager's issuers make them). */
-export function randomSerial(): string {
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f; // positive
-  return serial.toString('hex');
-}
+/** Serial numbers as the SPIFFE layer makes them (one function for the lab's issuers and meshfed's). */
+export { randomSerial };
 
 export async function pkcs8Pem(key: webcrypto.CryptoKey): Promise<string> {
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));

@@ -16,11 +16,12 @@ px.cryptoProvider.set(webcrypto as unknown as Parameters<typeof px.cryptoProvide
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
-const serial = () => {
+/** A random positive 128-bit serial number, hex (as Go's and cert-manager's issuers make them). */
+export function randomSerial(): string {
   const b = randomBytes(16);
-  b[0] = (b[0] ?? 0) & 0x7f;
+  b[0] = (b[0] ?? 0) & 0x7f; // positive
   return b.toString('hex');
-};
+}
 
 /** An X509Context holding one SVID for `spiffeId`, valid for `lifetimeMs`, from a new CA of its trust domain. */
 export async function selfIssuedContext(spiffeId: string, lifetimeMs = 10 * 60_000): Promise<X509Context> {
@@ -32,7 +33,7 @@ export async function selfIssuedContext(spiffeId: string, lifetimeMs = 10 * 60_0
   const notAfter = new Date(Date.now() + lifetimeMs);
   const caName = `O=meshfed, CN=${id.trustDomain}`;
   const ca = await px.X509CertificateGenerator.create({
-    serialNumber: serial(),
+    serialNumber: randomSerial(),
     subject: caName,
     issuer: caName,
     notBefore,
@@ -48,7 +49,7 @@ export async function selfIssuedContext(spiffeId: string, lifetimeMs = 10 * 60_0
     ],
   });
   const leaf = await px.X509CertificateGenerator.create({
-    serialNumber: serial(),
+    serialNumber: randomSerial(),
     subject: 'O=meshfed',
     issuer: caName,
     notBefore,
