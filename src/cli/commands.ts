@@ -77,6 +77,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import('./commands/federation.js')).federationCommand,
   },
   {
+    name: 'rotate',
+    summary: "rotate a cluster's root or SPIRE intermediate without an outage, each step verified",
+    load: async () => (await import('./commands/rotate.js')).rotateCommand,
+  },
+  {
     name: 'certs',
     summary: 'show a certificate chain as a tree and judge it as an X.509-SVID',
     load: async () => (await import('./commands/certs.js')).certsCommand,

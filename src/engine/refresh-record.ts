@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { dirname } from 'node:path';
 import { RefreshLog } from '../federation/engine.js';
 
-export type RefreshSource = 'sync' | 'repair' | 'watch';
+export type RefreshSource = 'sync' | 'repair' | 'watch' | 'rotate';
 
 export interface RefreshEntry {
   holder: string;
@@ -32,7 +32,7 @@ interface RecordFile {
   refreshes: RefreshEntry[];
 }
 
-const SOURCES: ReadonlySet<string> = new Set<RefreshSource>(['sync', 'repair', 'watch']);
+const SOURCES: ReadonlySet<string> = new Set<RefreshSource>(['sync', 'repair', 'watch', 'rotate']);
 
 function isEntry(e: unknown): e is RefreshEntry {
   if (!e || typeof e !== 'object') return false;

@@ -237,6 +237,41 @@ export class SpireServerCli {
     ]);
     return parseAuthority(r.stdout, 'activated_authority');
   }
+
+  /** SPIRE ≥ 1.9: the X.509 authorities the server has (active, prepared, old); absent slots are undefined. */
+  async x509AuthorityState(): Promise<X509AuthorityState> {
+    const doc = JSON.parse(
+      (await this.ok(['localauthority', 'x509', 'show', '-output', 'json'])).stdout,
+    ) as Record<string, unknown>;
+    const slot = (name: string) =>
+      doc[name] && (doc[name] as { authority_id?: unknown }).authority_id
+        ? parseAuthority(JSON.stringify(doc), name)
+        : undefined;
+    return { active: slot('active'), prepared: slot('prepared'), old: slot('old') };
+  }
+
+  /**
+   * SPIRE ≥ 1.11: marks the upstream root that signed the old X.509 authority
+   * as tainted (agents and the server re-issue what it signed). SPIRE refuses
+   * the root that signed the active authority.
+   */
+  async taintUpstreamAuthority(subjectKeyId: string): Promise<void> {
+    await this.ok(['upstreamauthority', 'taint', '-subjectKeyID', subjectKeyId, '-output', 'json']);
+  }
+
+  /** SPIRE ≥ 1.11: removes a tainted upstream root from the trust bundle. */
+  async revokeUpstreamAuthority(subjectKeyId: string): Promise<void> {
+    await this.ok(['upstreamauthority', 'revoke', '-subjectKeyID', subjectKeyId, '-output', 'json']);
+  }
+}
+
+export interface X509AuthorityState {
+  /** The authority signing now. */
+  active?: AuthorityInfo;
+  /** In the bundle's reach (its root is in the bundle) but not signing yet. */
+  prepared?: AuthorityInfo;
+  /** Signed before the active one. */
+  old?: AuthorityInfo;
 }
 
 /**

@@ -113,7 +113,11 @@ export interface ClusterClient {
   apply(obj: KubeObject, o?: ApplyOptions): Promise<{ object: KubeObject; action: ApplyAction }>;
   delete(ref: ObjectRef): Promise<'deleted' | 'absent'>;
   /** A JSON patch (RFC 6902) of one object; 'absent' when it is gone. A failed `test` op is a KubeApiError (422). */
-  jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<'patched' | 'absent'>;
+  jsonPatch(
+    ref: ObjectRef,
+    ops: JsonPatchOp[],
+    o?: { subresource?: 'status' },
+  ): Promise<'patched' | 'absent'>;
   /**
    * POST of an object the server answers and does not keep (a review:
    * SelfSubjectAccessReview, TokenReview); resolves with the server's answer.
@@ -606,10 +610,14 @@ class HttpsClusterClient implements ClusterClient {
     return 'deleted';
   }
 
-  async jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<'patched' | 'absent'> {
+  async jsonPatch(
+    ref: ObjectRef,
+    ops: JsonPatchOp[],
+    o: { subresource?: 'status' } = {},
+  ): Promise<'patched' | 'absent'> {
     const r = await this.call(
       'PATCH',
-      await this.path(ref),
+      `${await this.path(ref)}${o.subresource ? `/${o.subresource}` : ''}`,
       JSON.stringify(ops),
       'application/json-patch+json',
     );

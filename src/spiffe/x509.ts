@@ -31,6 +31,10 @@ export interface CertView {
   keyCurve: string | undefined;
   fingerprintSha256: string;
   selfIssued: boolean;
+  /** The Subject Key Identifier, lowercase hex (SPIRE's form of an authority's ID); undefined when absent. */
+  subjectKeyId: string | undefined;
+  /** The Authority Key Identifier's key ID: the issuer's subjectKeyId; undefined when absent. */
+  authorityKeyId: string | undefined;
 }
 
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*?)-----END CERTIFICATE-----/g;
@@ -74,6 +78,8 @@ export function certFromDer(der: Buffer): CertView {
   const bc = pc.getExtension(px.BasicConstraintsExtension);
   const ku = pc.getExtension(px.KeyUsagesExtension);
   const san = pc.getExtension(px.SubjectAlternativeNameExtension);
+  const ski = pc.getExtension(px.SubjectKeyIdentifierExtension);
+  const aki = pc.getExtension(px.AuthorityKeyIdentifierExtension);
   const names = san?.names.items ?? [];
   const details = node.publicKey.asymmetricKeyDetails ?? {};
   const keyUsage =
@@ -99,6 +105,8 @@ export function certFromDer(der: Buffer): CertView {
     keyCurve: details.namedCurve,
     fingerprintSha256: node.fingerprint256,
     selfIssued: node.subject === node.issuer,
+    subjectKeyId: ski?.keyId.toLowerCase(),
+    authorityKeyId: aki?.keyId?.toLowerCase(),
   };
 }
 

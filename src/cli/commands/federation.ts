@@ -121,7 +121,7 @@ function fleetDirections(fleet: Fleet): Array<[string, string]> {
 }
 
 /** The fleet's federation as far as it can be reached. */
-interface Reached {
+export interface Reached {
   connected: Connected;
   /** Clusters whose API server answered and whose bundle endpoint address is known. */
   members: FederationMember[];
@@ -138,7 +138,7 @@ interface Reached {
  * reachable or not (watch polls endpoints, which may serve while their API
  * server is away); otherwise only the reachable ones.
  */
-async function reach(
+export async function reach(
   values: Parameters<typeof connect>[0],
   io: CliIO,
   by?: RefreshSource,
