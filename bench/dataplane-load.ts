@@ -8,10 +8,13 @@
  * its /health answer "Helloworld is healthy", counted as "healthy"); prints
  * one JSON object on stdout (LoadResult).
  *   node dist/bench/dataplane-load.js --url http://127.0.0.1:5000/hello [--host H] [--header k:v]…
- *        [--expect hello|health] [--seconds 10] [--warmup 2] [--concurrency 8] | [--count N]
+ *        [--expect hello|health] [--seconds 10] [--warmup 2] [--concurrency 8] [--until-file F] | [--count N]
  * --count N: N requests one after the other (no warm-up, no timing), for
- * checking where requests go.
+ * checking where requests go. --until-file F: the measured window ends when F
+ * exists (at most --seconds). --progress: a JSON line of the counts so far on
+ * stderr every half second.
  */
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 
@@ -32,6 +35,9 @@ export interface LoadResult {
   connections: number;
   connectionsInWindow: number;
   warmup: { requests: number; errors: number };
+  /** When the first and the last failed request of the measured window ended (epoch ms); absent without errors. */
+  firstErrorAt?: number;
+  lastErrorAt?: number;
 }
 
 function parse(argv: string[]) {
@@ -43,6 +49,8 @@ function parse(argv: string[]) {
     warmup: 2,
     concurrency: 8,
     count: 0,
+    untilFile: '',
+    progress: false,
     timeoutMs: 10_000,
     expect: 'hello',
   };
@@ -71,6 +79,13 @@ function parse(argv: string[]) {
         break;
       case '--count':
         o.count = Number(v);
+        break;
+      case '--until-file':
+        o.untilFile = v;
+        break;
+      case '--progress':
+        o.progress = true;
+        i--;
         break;
       case '--expect':
         o.expect = v;
@@ -143,6 +158,8 @@ interface Phase {
   versions: Record<string, number>;
   errors: number;
   samples: string[];
+  firstErrorAt?: number;
+  lastErrorAt?: number;
 }
 
 /** `concurrency` workers, each sending its next request as soon as the last is answered, until `ms` have passed. */
@@ -150,8 +167,22 @@ async function run(ms: number): Promise<Phase & { seconds: number }> {
   const p: Phase = { latencies: [], versions: {}, errors: 0, samples: [] };
   const t0 = performance.now();
   const end = t0 + ms;
+  // --until-file: the window ends early when that file appears (this machine's file system: nsenter --net keeps it).
+  let stop = false;
+  const watch = o.untilFile
+    ? setInterval(() => {
+        stop ||= existsSync(o.untilFile);
+      }, 100)
+    : undefined;
+  // --progress: the counts so far on stderr, a JSON line every half second.
+  const tell = o.progress
+    ? setInterval(
+        () => process.stderr.write(`${JSON.stringify({ answered: p.latencies.length, failed: p.errors })}\n`),
+        500,
+      )
+    : undefined;
   const worker = async () => {
-    while (performance.now() < end) {
+    while (performance.now() < end && !stop) {
       const t = performance.now();
       const r = await once();
       if (r.version) {
@@ -159,12 +190,16 @@ async function run(ms: number): Promise<Phase & { seconds: number }> {
         p.versions[r.version] = (p.versions[r.version] ?? 0) + 1;
       } else {
         p.errors++;
+        p.firstErrorAt ??= Date.now();
+        p.lastErrorAt = Date.now();
         if (p.samples.length < 5) p.samples.push(r.error!);
         await new Promise((ok) => setTimeout(ok, 10)); // no busy loop on a refused connection
       }
     }
   };
   await Promise.all(Array.from({ length: o.concurrency }, worker));
+  if (watch) clearInterval(watch);
+  if (tell) clearInterval(tell);
   return { ...p, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -216,6 +251,7 @@ async function main(): Promise<LoadResult> {
     connections: opened,
     connectionsInWindow: opened - openedBefore,
     warmup: { requests: w ? w.latencies.length : 0, errors: w?.errors ?? 0 },
+    ...(m.firstErrorAt !== undefined && { firstErrorAt: m.firstErrorAt, lastErrorAt: m.lastErrorAt }),
   };
 }
 

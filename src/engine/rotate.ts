@@ -48,7 +48,8 @@ import { ROOT_ISSUER } from '../render/cert-manager.js';
 import { ISTIO_NAMESPACE } from '../render/namespaces.js';
 import { fetchBundle } from '../spiffe/endpoint.js';
 import { type CertView, parsePemCertificates } from '../spiffe/x509.js';
-import { type ProxyView, proxyName, readFleetProxies } from './proxies.js';
+import { mapLimit } from './order.js';
+import { listProxies, type ProxyView, proxyName, readFleetProxies, readProxy } from './proxies.js';
 
 export type RotationKind = 'root' | 'spire-ca';
 
@@ -300,6 +301,34 @@ export async function rotate(o: RotationOptions): Promise<RotationResult> {
   }
 
   const proxies = (clusters: string[]) => readFleetProxies(o.clients, clusters);
+  /**
+   * Polls the proxies of `clusters` until `ok` holds for each; a proxy that
+   * satisfied it is not read again (pods are listed again each round, so a
+   * new pod is read), which keeps the polling light on the clusters.
+   */
+  async function untilProxies(
+    id: StepId,
+    clusters: string[],
+    ok: (p: ProxyView) => boolean,
+    what: string,
+  ): Promise<ProxyView[]> {
+    const done = new Map<string, ProxyView>();
+    return until(
+      id,
+      async () => {
+        const refs = (await Promise.all(clusters.map((c) => listProxies(o.clients.get(c)!, c)))).flat();
+        const read = await mapLimit(
+          refs.filter((r) => !done.has(proxyName(r))),
+          6,
+          (r) => readProxy(o.clients.get(r.cluster)!, r),
+        );
+        for (const v of read) if (!v.error && ok(v)) done.set(proxyName(v), v);
+        return refs.map((r) => done.get(proxyName(r)) ?? read.find((v) => proxyName(v) === proxyName(r))!);
+      },
+      (v) => lag(v, ok),
+      what,
+    );
+  }
   const lag = (views: ProxyView[], ok: (p: ProxyView) => boolean) =>
     views
       .filter((p) => p.error || !ok(p))
@@ -354,10 +383,10 @@ export async function rotate(o: RotationOptions): Promise<RotationResult> {
       });
     result.newAuthority = prepared!.authorityId;
     await step('reissue', async () => {
-      const views = await until(
+      const views = await untilProxies(
         'reissue',
-        () => proxies([cluster]),
-        (v) => lag(v, (p) => p.svid.some((c) => c.authorityKeyId === prepared!.authorityId)),
+        [cluster],
+        (p) => p.svid.some((c) => c.authorityKeyId === prepared!.authorityId),
         `every proxy of ${cluster} presenting an SVID of ${short(prepared!.authorityId)}`,
       );
       return `${views.length} proxies present SVIDs of the new intermediate`;
@@ -470,10 +499,10 @@ export async function rotate(o: RotationOptions): Promise<RotationResult> {
             .map((h) => `${h.holder}'s SPIRE server`),
         `every peer holding ${td}'s new root`,
       );
-      const views = await until(
+      const views = await untilProxies(
         'propagate',
-        () => proxies([...others, cluster]),
-        (v) => lag(v, (p) => !p.trusts.has(td) || p.trusts.get(td)!.has(root.fingerprintSha256)),
+        [...others, cluster],
+        (p) => !p.trusts.has(td) || p.trusts.get(td)!.has(root.fingerprintSha256),
         `every proxy of the fleet trusting ${td}'s new root`,
       );
       result.propagationMs = Date.now() - served;
@@ -500,10 +529,10 @@ export async function rotate(o: RotationOptions): Promise<RotationResult> {
         // Tainted by an earlier run: SPIRE says so; anything else stops here.
         if (!/already tainted/i.test(e.message)) throw e;
       });
-      const views = await until(
+      const views = await untilProxies(
         'reissue',
-        () => proxies([cluster]),
-        (v) => lag(v, (p) => p.svid.length > 0 && p.svid.some((c) => c.authorityKeyId === root.subjectKeyId)),
+        [cluster],
+        (p) => p.svid.length > 0 && p.svid.some((c) => c.authorityKeyId === root.subjectKeyId),
         `every proxy of ${cluster} presenting an SVID under the new root`,
       );
       const anchor = { trustDomain: td, x509Authorities: [root], jwtAuthorities: new Map() };
@@ -568,10 +597,10 @@ export async function rotate(o: RotationOptions): Promise<RotationResult> {
         `no peer holding ${td}'s old root`,
       );
       const oldFp = oldRoot?.fingerprintSha256;
-      const views = await until(
+      const views = await untilProxies(
         'retire',
-        () => proxies([cluster, ...others]),
-        (v) => lag(v, (p) => !oldFp || !p.trusts.get(td)?.has(oldFp)),
+        [cluster, ...others],
+        (p) => !oldFp || !p.trusts.get(td)?.has(oldFp),
         `no proxy of the fleet trusting ${td}'s old root`,
       );
       return `old root revoked; ${refreshed.length} peers and ${views.length} proxies hold only the new one`;
