@@ -410,7 +410,7 @@ export function formatWatchEvent(e: WatchEvent, format: 'text' | 'json'): string
       case 'endpoint-back':
         return `endpoint-back ${e.peer}`;
       case 'server-unreachable':
-        return `server-unreachable ${e.cluster}: ${e.error} (its holders' refreshes wait for it)`;
+        return `server-unreachable ${e.cluster}: ${e.error} (followed until it is back)`;
       case 'server-back':
         return `server-back ${e.cluster}: it refreshes every peer once`;
     }
