@@ -83,17 +83,20 @@ function startWatch(lab: Lab) {
   /** Waits for an event of `type` (and fields) among those from index `from`; returns it. */
   const seen = async (what: Partial<Event> & { type: string }, from: number, timeoutMs: number) => {
     let found: Event | undefined;
+    // What the watch printed is told as of the failure, not as of the start of the wait.
     await waitUntil(
-      `watch event ${JSON.stringify(what)} (so far:\n${text()})`,
+      `watch event ${JSON.stringify(what)}`,
       async () => {
-        if (child.exitCode !== null) throw new Error(`the watch exited (${child.exitCode}):\n${text()}`);
+        if (child.exitCode !== null) throw new Error(`the watch exited (${child.exitCode})`);
         found = events
           .slice(from)
           .find((e) => Object.entries(what).every(([k, v]) => e[k as keyof Event] === v));
         return found !== undefined;
       },
       timeoutMs,
-    );
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}; the watch printed:\n${text()}`);
+    });
     return found!;
   };
   return { child, events, exited, text, seen };
@@ -110,7 +113,7 @@ async function statusComesBack(lab: Lab, what: string, timeoutMs = 180_000): Pro
   let last: Awaited<ReturnType<typeof status>> | undefined;
   const t0 = Date.now();
   await waitUntil(
-    `${what}: federation status exit 0 (last: ${last?.text ?? 'none yet'})`,
+    `${what}: federation status exit 0`,
     async () => {
       last = await status(lab);
       return last.code === 0;
