@@ -210,22 +210,69 @@ const sameRelationship = (a: Relationship, b: Relationship) =>
   a.profile === b.profile &&
   (a.endpointSpiffeId ?? '') === (b.endpointSpiffeId ?? '');
 
-/** Dynamic relationships (`federation create/update`), created or corrected, never duplicated. */
+/**
+ * Dynamic relationships (`federation create/update`), created or corrected,
+ * never duplicated. Each holder's creations go in one call and its
+ * corrections in another (`-data`, a batch), not one call per peer; the
+ * result is still per direction.
+ */
 export async function ensureRelationships(members: FederationMember[], pairs: Pair[]): Promise<PairStep[]> {
   const existing = perMember(members, (m) => m.server.relationships());
-  return perHolder(directions(members, pairs), async (holder, peer) => {
-    try {
-      const want = relationshipTo(peer);
-      const have = (await existing(holder.name)).find((r) => r.trustDomain === peer.trustDomain);
-      if (have && sameRelationship(have, want))
-        return { holder: holder.name, peer: peer.name, result: 'unchanged' };
-      if (have) await holder.server.updateRelationship(want);
-      else await holder.server.createRelationship(want);
-      return { holder: holder.name, peer: peer.name, result: have ? 'updated' : 'created' };
-    } catch (e) {
-      return { holder: holder.name, peer: peer.name, result: 'failed', error: message(e), cause: e };
-    }
-  });
+  const dirs = directions(members, pairs);
+  const holders = [...new Map(dirs.map(([h]) => [h.name, h])).values()];
+  const byHolder = new Map(
+    await Promise.all(
+      holders.map(async (holder): Promise<[string, Map<string, PairStep>]> => {
+        const steps = new Map<string, PairStep>();
+        const peers = dirs.filter(([h]) => h.name === holder.name).map(([, p]) => p);
+        let have: Relationship[];
+        try {
+          have = await existing(holder.name);
+        } catch (e) {
+          for (const peer of peers)
+            steps.set(peer.name, {
+              holder: holder.name,
+              peer: peer.name,
+              result: 'failed',
+              error: message(e),
+              cause: e,
+            });
+          return [holder.name, steps];
+        }
+        const create: FederationMember[] = [];
+        const update: FederationMember[] = [];
+        for (const peer of peers) {
+          const had = have.find((r) => r.trustDomain === peer.trustDomain);
+          if (had && sameRelationship(had, relationshipTo(peer)))
+            steps.set(peer.name, { holder: holder.name, peer: peer.name, result: 'unchanged' });
+          else (had ? update : create).push(peer);
+        }
+        const apply = async (todo: FederationMember[], result: 'created' | 'updated') => {
+          if (!todo.length) return;
+          const rs = todo.map(relationshipTo);
+          const done =
+            result === 'created'
+              ? await holder.server.createRelationships(rs)
+              : await holder.server.updateRelationships(rs);
+          for (const peer of todo) {
+            const e = done.get(peer.trustDomain);
+            steps.set(
+              peer.name,
+              e
+                ? { holder: holder.name, peer: peer.name, result: 'failed', error: message(e), cause: e }
+                : { holder: holder.name, peer: peer.name, result },
+            );
+          }
+        };
+        await apply(update, 'updated');
+        await apply(create, 'created');
+        return [holder.name, steps];
+      }),
+    ),
+  );
+  return holders.flatMap((h) =>
+    dirs.filter(([x]) => x.name === h.name).map(([, p]) => byHolder.get(h.name)!.get(p.name)!),
+  );
 }
 
 export type PairState =
