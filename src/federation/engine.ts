@@ -210,22 +210,69 @@ const sameRelationship = (a: Relationship, b: Relationship) =>
   a.profile === b.profile &&
   (a.endpointSpiffeId ?? '') === (b.endpointSpiffeId ?? '');
 
-/** Dynamic relationships (`federation create/update`), created or corrected, never duplicated. */
+/**
+ * Dynamic relationships (`federation create/update`), created or corrected,
+ * never duplicated. Each holder's creations go in one call and its
+ * corrections in another (`-data`, a batch), not one call per peer; the
+ * result is still per direction.
+ */
 export async function ensureRelationships(members: FederationMember[], pairs: Pair[]): Promise<PairStep[]> {
   const existing = perMember(members, (m) => m.server.relationships());
-  return perHolder(directions(members, pairs), async (holder, peer) => {
-    try {
-      const want = relationshipTo(peer);
-      const have = (await existing(holder.name)).find((r) => r.trustDomain === peer.trustDomain);
-      if (have && sameRelationship(have, want))
-        return { holder: holder.name, peer: peer.name, result: 'unchanged' };
-      if (have) await holder.server.updateRelationship(want);
-      else await holder.server.createRelationship(want);
-      return { holder: holder.name, peer: peer.name, result: have ? 'updated' : 'created' };
-    } catch (e) {
-      return { holder: holder.name, peer: peer.name, result: 'failed', error: message(e), cause: e };
-    }
-  });
+  const dirs = directions(members, pairs);
+  const holders = [...new Map(dirs.map(([h]) => [h.name, h])).values()];
+  const byHolder = new Map(
+    await Promise.all(
+      holders.map(async (holder): Promise<[string, Map<string, PairStep>]> => {
+        const steps = new Map<string, PairStep>();
+        const peers = dirs.filter(([h]) => h.name === holder.name).map(([, p]) => p);
+        let have: Relationship[];
+        try {
+          have = await existing(holder.name);
+        } catch (e) {
+          for (const peer of peers)
+            steps.set(peer.name, {
+              holder: holder.name,
+              peer: peer.name,
+              result: 'failed',
+              error: message(e),
+              cause: e,
+            });
+          return [holder.name, steps];
+        }
+        const create: FederationMember[] = [];
+        const update: FederationMember[] = [];
+        for (const peer of peers) {
+          const had = have.find((r) => r.trustDomain === peer.trustDomain);
+          if (had && sameRelationship(had, relationshipTo(peer)))
+            steps.set(peer.name, { holder: holder.name, peer: peer.name, result: 'unchanged' });
+          else (had ? update : create).push(peer);
+        }
+        const apply = async (todo: FederationMember[], result: 'created' | 'updated') => {
+          if (!todo.length) return;
+          const rs = todo.map(relationshipTo);
+          const done =
+            result === 'created'
+              ? await holder.server.createRelationships(rs)
+              : await holder.server.updateRelationships(rs);
+          for (const peer of todo) {
+            const e = done.get(peer.trustDomain);
+            steps.set(
+              peer.name,
+              e
+                ? { holder: holder.name, peer: peer.name, result: 'failed', error: message(e), cause: e }
+                : { holder: holder.name, peer: peer.name, result },
+            );
+          }
+        };
+        await apply(update, 'updated');
+        await apply(create, 'created');
+        return [holder.name, steps];
+      }),
+    ),
+  );
+  return holders.flatMap((h) =>
+    dirs.filter(([x]) => x.name === h.name).map(([, p]) => byHolder.get(h.name)!.get(p.name)!),
+  );
 }
 
 export type PairState =
@@ -286,8 +333,10 @@ export async function servedBundle(
   if (anchor) {
     try {
       return await fetchWith(anchor);
-    } catch {
-      // The endpoint's certificate may chain to an authority newer than the anchor.
+    } catch (e) {
+      // An endpoint that cannot be reached is told as such: asking the peer's server would not reach it either.
+      if (e instanceof BundleEndpointError && (e.code === 'connect' || e.code === 'timeout')) throw e;
+      // Else the endpoint's certificate may chain to an authority newer than the anchor.
     }
   }
   return fetchWith(await peer.server.ownBundle(peer.trustDomain));
@@ -413,13 +462,19 @@ export type WatchEvent =
   /** Told once per holder and error; the refresh is tried again at every poll until it succeeds. */
   | { type: 'refresh-failed'; holder: string; peer: string; error: string; at: Date }
   | { type: 'endpoint-unreachable'; peer: string; error: string; at: Date }
-  | { type: 'endpoint-back'; peer: string; at: Date };
+  | { type: 'endpoint-back'; peer: string; at: Date }
+  /** A member's SPIRE server (or what reaches it: its API server) does not answer its health check. */
+  | { type: 'server-unreachable'; cluster: string; error: string; at: Date }
+  /** It answers again; each direction it holds is refreshed once (it may have missed a change meanwhile). */
+  | { type: 'server-back'; cluster: string; at: Date };
 
 export interface Watcher {
   /**
-   * Poll rounds completed so far. The first only records what is served, so a
-   * change made before it ends is never seen as a change: a caller that
-   * changes a bundle waits for `polls >= 1` first (or the `watching` event).
+   * Poll rounds completed so far by every member (each member polls on its
+   * own, so one that is slow to answer delays only itself). The first only
+   * records what is served, so a change made before it ends is never seen as
+   * a change: a caller that changes a bundle waits for `polls >= 1` first (or
+   * the `watching` event).
    */
   readonly polls: number;
   stop(): Promise<void>;
@@ -434,14 +489,24 @@ export interface WatchOptions {
    * starts again) cannot know what changed before it, so it catches up.
    */
   catchUp?: boolean;
+  /**
+   * How often each member's SPIRE server is health-checked (`spire-server
+   * healthcheck` through its transport), so that a server or API server that
+   * goes away is told even when nothing is owed to it (default: the interval,
+   * at least 10 s; 0: never).
+   */
+  serverCheckMs?: number;
 }
 
 /**
  * Polls every member's bundle endpoint each `intervalMs`; when what one serves
  * changes, refreshes every server that federates with it. The first poll only
- * records what is served. Errors become events; the watch goes on: a refresh
- * that failed (the holder's server or API server away) is owed, and tried
- * again at each poll of that peer until it succeeds.
+ * records what is served. Each member is polled on its own (a member whose
+ * endpoint or server does not answer delays only its own polls, each bounded
+ * by the endpoint's and the transport's timeouts), and each member's server is
+ * health-checked every `serverCheckMs`. Errors become events; the watch goes
+ * on: a refresh that failed (the holder's server or API server away) is owed,
+ * and tried again at each poll of that peer until it succeeds.
  */
 export function watchFederation(
   members: FederationMember[],
@@ -449,37 +514,50 @@ export function watchFederation(
   opts: WatchOptions = {},
 ): Watcher {
   const interval = opts.intervalMs ?? 2000;
+  const serverCheckMs = opts.serverCheckMs ?? Math.max(interval, 10_000);
   const emit = opts.onEvent ?? (() => {});
   const federated = new Set(pairs.flat());
   const watched = members.filter((m) => federated.has(m.name));
+  const dirs = directions(members, pairs);
   const last = new Map<string, Bundle>();
   const down = new Set<string>();
+  const serverDown = new Set<string>();
   /** Per peer, the holders that still have to refresh from it, with the last error told of each. */
   const owed = new Map<string, Map<string, string | undefined>>();
+  const due = (peer: string) => {
+    const d = owed.get(peer) ?? new Map<string, string | undefined>();
+    owed.set(peer, d);
+    return d;
+  };
+  /** Every holder of `peer` refreshes from it. */
   const owe = (peer: string) => {
-    const due = owed.get(peer) ?? new Map<string, string | undefined>();
-    for (const [h, p] of directions(members, pairs)) if (p.name === peer) due.set(h.name, undefined);
-    owed.set(peer, due);
+    for (const [h, p] of dirs) if (p.name === peer) due(peer).set(h.name, undefined);
+  };
+  /** `holder` refreshes from every peer it holds. */
+  const oweHolder = (holder: string) => {
+    for (const [h, p] of dirs)
+      if (h.name === holder && !due(p.name).has(holder)) due(p.name).set(holder, undefined);
   };
   if (opts.catchUp) for (const m of watched) owe(m.name);
   let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> = Promise.resolve();
+  const timers = new Set<NodeJS.Timeout>();
+  const inFlight = new Set<Promise<void>>();
+  const completed = new Map<string, number>();
   let polls = 0;
 
   const refreshOwed = async (m: FederationMember) => {
-    const due = owed.get(m.name);
-    if (!due?.size) return;
-    for (const step of await refreshHoldersOf(members, pairs, m.name, opts.log, new Set(due.keys()))) {
+    const d = owed.get(m.name);
+    if (!d?.size) return;
+    for (const step of await refreshHoldersOf(members, pairs, m.name, opts.log, new Set(d.keys()))) {
       if (step.result !== 'failed') {
-        due.delete(step.holder);
+        d.delete(step.holder);
         emit({ type: 'refreshed', holder: step.holder, peer: step.peer, at: new Date() });
         continue;
       }
       const error = step.error ?? '';
-      if (due.get(step.holder) !== error)
+      if (d.get(step.holder) !== error)
         emit({ type: 'refresh-failed', holder: step.holder, peer: step.peer, error, at: new Date() });
-      due.set(step.holder, error);
+      d.set(step.holder, error);
     }
   };
 
@@ -489,7 +567,13 @@ export function watchFederation(
       b = await servedBundle(m, Math.min(interval * 2, 5000), last.get(m.name));
     } catch (e) {
       if (!down.has(m.name))
-        emit({ type: 'endpoint-unreachable', peer: m.name, error: message(e), at: new Date() });
+        emit({
+          type: 'endpoint-unreachable',
+          peer: m.name,
+          // The endpoint's own errors name its URL; the peer's server's (its bundle to authenticate it) do not.
+          error: e instanceof BundleEndpointError ? message(e) : `${m.bundleEndpoint.url}: ${message(e)}`,
+          at: new Date(),
+        });
       down.add(m.name);
       return;
     }
@@ -508,23 +592,70 @@ export function watchFederation(
     await refreshOwed(m);
   };
 
-  const tick = () => {
-    if (stopped) return;
-    running = Promise.all(watched.map(pollOne)).then(() => {
-      polls++;
-      if (polls === 1) emit({ type: 'watching', peers: watched.map((m) => m.name), at: new Date() });
-      if (!stopped) timer = setTimeout(tick, interval);
-    });
+  const checkOne = async (m: FederationMember) => {
+    const why = await m.server.healthcheck();
+    if (why === undefined) {
+      if (!serverDown.delete(m.name)) return;
+      emit({ type: 'server-back', cluster: m.name, at: new Date() });
+      oweHolder(m.name);
+    } else if (!serverDown.has(m.name)) {
+      serverDown.add(m.name);
+      emit({
+        type: 'server-unreachable',
+        cluster: m.name,
+        error: `${m.server.target}: ${why}`,
+        at: new Date(),
+      });
+    }
   };
-  tick();
+
+  const later = (fn: () => void, ms: number) => {
+    if (stopped) return;
+    const t = setTimeout(() => {
+      timers.delete(t);
+      fn();
+    }, ms);
+    timers.add(t);
+  };
+  /** Runs `work` for `m` now and again `ms` after each run ends, until stopped; its failures are its own. */
+  const every = (
+    m: FederationMember,
+    ms: number,
+    work: (m: FederationMember) => Promise<void>,
+    then?: () => void,
+  ) => {
+    const run = () => {
+      if (stopped) return;
+      const p: Promise<void> = work(m)
+        .catch(() => {}) // every failure is an event already; nothing may end the loop
+        .then(() => {
+          then?.();
+          later(run, ms);
+        })
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    };
+    return run;
+  };
+  for (const m of watched) {
+    every(m, interval, pollOne, () => {
+      completed.set(m.name, (completed.get(m.name) ?? 0) + 1);
+      const round = Math.min(...watched.map((w) => completed.get(w.name) ?? 0));
+      if (round <= polls) return;
+      polls = round;
+      if (polls === 1) emit({ type: 'watching', peers: watched.map((w) => w.name), at: new Date() });
+    })();
+    if (serverCheckMs > 0) later(every(m, serverCheckMs, checkOne), serverCheckMs);
+  }
   return {
     get polls() {
       return polls;
     },
     async stop() {
       stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      while (inFlight.size) await Promise.all([...inFlight]);
     },
   };
 }

@@ -316,6 +316,22 @@ test('watch events: one line each, words or JSON', () => {
     ),
     '2026-11-27T12:00:00.000Z refresh-failed cluster-1 ← cluster-2: no (tried again at each poll)\n',
   );
+  assert.equal(
+    formatWatchEvent(
+      {
+        type: 'server-unreachable',
+        cluster: 'cluster-1',
+        error: 'cluster-1: spire/spire-server-0: refused',
+        at,
+      },
+      'text',
+    ),
+    '2026-11-27T12:00:00.000Z server-unreachable cluster-1: cluster-1: spire/spire-server-0: refused (followed until it is back)\n',
+  );
+  assert.equal(
+    formatWatchEvent({ type: 'server-back', cluster: 'cluster-1', at }, 'text'),
+    '2026-11-27T12:00:00.000Z server-back cluster-1: it refreshes every peer once\n',
+  );
   const line = formatWatchEvent({ type: 'refreshed', holder: 'cluster-1', peer: 'cluster-2', at }, 'json');
   assert.ok(line.endsWith('}\n') && !line.slice(0, -1).includes('\n'));
   assert.deepEqual(JSON.parse(line), {

@@ -409,6 +409,10 @@ export function formatWatchEvent(e: WatchEvent, format: 'text' | 'json'): string
         return `endpoint-unreachable ${e.peer}: ${e.error}`;
       case 'endpoint-back':
         return `endpoint-back ${e.peer}`;
+      case 'server-unreachable':
+        return `server-unreachable ${e.cluster}: ${e.error} (followed until it is back)`;
+      case 'server-back':
+        return `server-back ${e.cluster}: it refreshes every peer once`;
     }
   })();
   return `${at} ${terminalSafe(what)}\n`;
