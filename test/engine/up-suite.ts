@@ -184,7 +184,7 @@ export function engineSuite(profile: Profile, clusters: number): void {
       for (const x of j.results)
         if (!hazard.includes(x.code)) assert.equal(x.status, 'passed', `${x.code}: ${x.summary}`);
       for (const code of ['MF213', 'MF214', 'MF215'])
-        console.log(`# ${code}: ${j.results.find((x) => x.code === code)?.summary}`);
+        console.log(`${code}: ${j.results.find((x) => x.code === code)?.summary}`);
       if (profile === 'seed') {
         const h = j.results.find((x) => x.code === 'MF213')!;
         assert.equal(h.status, 'warning', h.summary);

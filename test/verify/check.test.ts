@@ -124,7 +124,7 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
     );
     // The rotation hazards on the lab's defaults: each direction's served hint (5m) against its
     // peer's active SPIRE CA (24h CA TTL; its expiry read from the real server) and root.
-    for (const code of ['MF213', 'MF214', 'MF215']) console.log(`# ${code}: ${result(json, code).summary}`);
+    for (const code of ['MF213', 'MF214', 'MF215']) console.log(`${code}: ${result(json, code).summary}`);
     const hints = result(json, 'MF213').findings;
     assert.equal(hints.length, 2, result(json, 'MF213').summary);
     for (const f of hints) {
