@@ -8,6 +8,7 @@ import { fleetStatus } from '../engine/status.js';
 import { federationStatus, type PairStatus } from '../federation/engine.js';
 import { parseGoDuration } from '../fleet/durations.js';
 import { peersOf } from '../fleet/model.js';
+import { spireHas } from '../fleet/versions.js';
 import { type ClusterClient, clientFromKubeconfig, KubeApiError, type KubeObject } from '../kube/client.js';
 import { ROOT_ISSUER } from '../render/cert-manager.js';
 import { SPIRE_MANAGED_LABEL, workloadSpiffeId } from '../render/identity.js';
@@ -28,6 +29,7 @@ import {
   UNREACHABLE_BLOCKING,
   unreachableAmong,
 } from './context.js';
+import { heldBundleHazard, refreshHintHazard, rootRenewalHazard, span } from './hazards.js';
 import { REACHABILITY_CHECK } from './reachability.js';
 
 /** Federation status of every federated direction, once per run. */
@@ -45,6 +47,52 @@ function pairStatuses(ctx: CheckContext): Promise<{ statuses: PairStatus[]; miss
       }));
     const statuses = await federationStatus(members, pairs, { now: ctx.now });
     return { statuses, missing };
+  });
+}
+
+/** The cluster's cert-manager root Certificate's expiry and next renewal, as its status says (once per run). */
+function rootCertificateOf(
+  ctx: CheckContext,
+  cluster: string,
+): Promise<{ notAfter?: Date; renewalTime?: Date } | undefined> {
+  return ctx.memo(`root-cert:${cluster}`, async () => {
+    const cert = await clientOf(ctx, cluster).get({
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Certificate',
+      namespace: 'cert-manager',
+      name: ROOT_ISSUER,
+    });
+    if (!cert) return undefined;
+    const st = (cert.status ?? {}) as { notAfter?: string; renewalTime?: string };
+    const date = (v: string | undefined) => (v && !Number.isNaN(Date.parse(v)) ? new Date(v) : undefined);
+    const notAfter = date(st.notAfter);
+    const renewalTime = date(st.renewalTime);
+    return { ...(notAfter ? { notAfter } : {}), ...(renewalTime ? { renewalTime } : {}) };
+  });
+}
+
+/**
+ * When the cluster's active SPIRE CA expires: `spire-server localauthority
+ * x509 show` (SPIRE ≥ 1.9; reads only). Undefined when the release has no
+ * such command or it does not answer: the caller falls back on the CA TTL.
+ */
+function signingCaNotAfter(ctx: CheckContext, cluster: string): Promise<Date | undefined> {
+  return ctx.memo(`spire-ca:${cluster}`, async () => {
+    if (!spireHas(ctx.fleet.versions.spire, 'forcedRotation')) return undefined;
+    try {
+      const r = await spireOf(ctx, cluster).transport.run(
+        ['localauthority', 'x509', 'show', '-output', 'json'],
+        {
+          timeoutMs: ctx.timeoutMs,
+        },
+      );
+      if (r.code !== 0) return undefined;
+      const doc = JSON.parse(r.stdout) as { active?: { expires_at?: string | number } };
+      const at = Number(doc.active?.expires_at);
+      return Number.isFinite(at) && at > 0 ? new Date(at * 1000) : undefined;
+    } catch {
+      return undefined;
+    }
   });
 }
 
@@ -550,6 +598,155 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
           : pass(
               `root ${f.root.duration}/${f.root.renewBefore}, Istio CA ${f.istio.duration}/${f.istio.renewBefore}, SPIRE CA ${f.spire.caTTL}, SVID ${f.spire.svidTTL}`,
             );
+      });
+    },
+  },
+  {
+    code: 'MF213',
+    title: "Refresh hint shorter than the peer CA's remaining life",
+    category: 'rotation',
+    severity: 'warning',
+    stage: 'post',
+    description:
+      "For each holder ← peer, the refresh hint the peer's bundle endpoint serves is shorter than the remaining life of the peer's active SPIRE CA (`localauthority x509 show`; where SPIRE cannot say, a sixth of the CA TTL, the least an active CA has) and of its cert-manager root; otherwise a rotation can land before the holder refreshes (SPIRE 1.5 serves a tenth of the root's lifetime: 90 days for a 21600h root).",
+    hint: 'set spec.federation.refreshHint well under the SPIRE CA TTL (default 5m; SPIRE ≥ 1.8) and run meshfed up; on SPIRE 1.5, whose hint follows the root lifetime, keep meshfed federation watch running (holders refresh as soon as a served bundle changes) or run meshfed federation sync after every rotation',
+    async run(ctx) {
+      const { statuses } = await pairStatuses(ctx);
+      const caTtlMs = parseGoDuration(ctx.fleet.ca.spire.caTTL) ?? 86_400_000;
+      const out: Finding[] = [];
+      for (const s of statuses) {
+        if (s.refreshHintSeconds === undefined) continue;
+        const [ca, root] = await Promise.all([
+          signingCaNotAfter(ctx, s.peer),
+          rootCertificateOf(ctx, s.peer).catch(() => undefined),
+        ]);
+        const h = refreshHintHazard({
+          now: ctx.now,
+          refreshHintSeconds: s.refreshHintSeconds,
+          caTtlMs,
+          ...(ca ? { signingCaNotAfter: ca } : {}),
+          ...(root?.notAfter ? { rootNotAfter: root.notAfter } : {}),
+        });
+        const life = `${s.peer}'s ${h.limitOf}${h.limitOf === 'SPIRE CA' && !h.caLifeKnown ? ` (its expiry could not be read: taken as a sixth of ca_ttl ${ctx.fleet.ca.spire.caTTL}, the least an active CA has)` : ''}`;
+        const data = {
+          peer: s.peer,
+          refreshHintSeconds: s.refreshHintSeconds,
+          limitSeconds: Math.round(h.limitMs / 1000),
+          limitOf: h.limitOf,
+          caLifeKnown: h.caLifeKnown,
+        };
+        out.push(
+          h.hazard
+            ? {
+                status: 'failed',
+                cluster: s.holder,
+                message: `${s.peer}'s refresh hint ${span(h.hintMs)} (${s.refreshHintSeconds} s) is not shorter than the ${span(h.limitMs)} left to ${life}: a rotation can land before ${s.holder} refreshes`,
+                data,
+              }
+            : {
+                status: 'passed',
+                cluster: s.holder,
+                message: `${s.peer}'s refresh hint ${span(h.hintMs)} < ${span(h.limitMs)} left to ${life}`,
+                data,
+              },
+        );
+      }
+      out.push(...notRunUnreachable(ctx));
+      return out.length ? out : [{ status: 'skipped', message: 'no refresh hint could be read (MF205)' }];
+    },
+  },
+  {
+    code: 'MF214',
+    title: 'Held peer bundles outlive the next refresh',
+    category: 'rotation',
+    severity: 'error',
+    stage: 'post',
+    description:
+      "The bundle each holder holds for a peer stays valid until the holder's next refresh (the last refresh plus the peer's refresh hint while ahead, else now plus the hint): failed when every held authority expires first (the holder then trusts nothing of the peer and cannot authenticate its endpoint to refresh), a warning when only the earliest does.",
+    hint: "meshfed federation sync (every holder refreshes now); a bundle that no longer authenticates the peer's endpoint: meshfed federation repair; keep meshfed federation watch running, or shorten spec.federation.refreshHint",
+    async run(ctx) {
+      const { statuses } = await pairStatuses(ctx);
+      const out: Finding[] = [];
+      for (const s of statuses) {
+        if (!s.expiresAt || !s.earliestExpiresAt || s.refreshHintSeconds === undefined) continue;
+        const h = heldBundleHazard({
+          now: ctx.now,
+          refreshHintSeconds: s.refreshHintSeconds,
+          earliestExpiresAt: s.earliestExpiresAt,
+          expiresAt: s.expiresAt,
+          ...(s.lastRefreshed ? { lastRefreshed: s.lastRefreshed } : {}),
+        });
+        const next = `the next refresh (${h.next.toISOString()}, in ${span(h.next.getTime() - ctx.now.getTime())})`;
+        const data = {
+          peer: s.peer,
+          earliestExpiresAt: s.earliestExpiresAt.toISOString(),
+          expiresAt: s.expiresAt.toISOString(),
+          nextRefresh: h.next.toISOString(),
+        };
+        out.push(
+          h.hazard === 'all'
+            ? {
+                status: 'failed',
+                cluster: s.holder,
+                message: `every authority of ${s.peer}'s held bundle expires by ${s.expiresAt.toISOString()}, before ${next}`,
+                data,
+              }
+            : h.hazard === 'earliest'
+              ? {
+                  status: 'warning',
+                  cluster: s.holder,
+                  message: `an authority of ${s.peer}'s held bundle expires ${s.earliestExpiresAt.toISOString()}, before ${next}`,
+                  data,
+                }
+              : {
+                  status: 'passed',
+                  cluster: s.holder,
+                  message: `${s.peer}'s held bundle valid ${span(s.earliestExpiresAt.getTime() - ctx.now.getTime())} more, past ${next.replace(/ \(.*\)$/, '')} in ${span(h.next.getTime() - ctx.now.getTime())}`,
+                  data,
+                },
+        );
+      }
+      out.push(...notRunUnreachable(ctx));
+      return out.length ? out : [{ status: 'skipped', message: 'no held bundle could be read (MF205)' }];
+    },
+  },
+  {
+    code: 'MF215',
+    title: 'Root renewal not near',
+    category: 'rotation',
+    severity: 'warning',
+    stage: 'post',
+    description:
+      "The cert-manager root Certificate's next renewal (status.renewalTime) is further off than the refresh hint the cluster's bundle endpoint serves plus 7 days: the renewal (rotationPolicy Always) brings a new key, which every federated peer must hold before workloads present SVIDs chained to it.",
+    hint: 'before the renewal: keep meshfed federation watch running (holders fetch the new root at once) and run meshfed federation status after it; or renew at a time you choose (cmctl renew selfsigned-ca -n cert-manager, then meshfed federation sync); a longer spec.ca.root.duration puts renewals further apart',
+    async run(ctx) {
+      const { statuses } = await pairStatuses(ctx);
+      const fleetHint = Math.round((parseGoDuration(ctx.fleet.federation.refreshHint) ?? 300_000) / 1000);
+      return eachCluster(ctx, async (c) => {
+        const root = await rootCertificateOf(ctx, c.name);
+        if (!root) return fail(`Certificate cert-manager/${ROOT_ISSUER} missing`);
+        if (!root.renewalTime) return skip(`${ROOT_ISSUER} has no renewal time (MF212)`);
+        const served = statuses
+          .filter((s) => s.peer === c.name && s.refreshHintSeconds !== undefined)
+          .map((s) => s.refreshHintSeconds!);
+        const hint = served.length ? Math.max(...served) : fleetHint;
+        const h = rootRenewalHazard({
+          now: ctx.now,
+          renewalTime: root.renewalTime,
+          refreshHintSeconds: hint,
+        });
+        const data = {
+          renewalTime: root.renewalTime.toISOString(),
+          refreshHintSeconds: hint,
+          thresholdSeconds: Math.round(h.thresholdMs / 1000),
+        };
+        const at = `${root.renewalTime.toISOString()} (in ${span(h.leftMs)})`;
+        return h.near
+          ? warn(
+              `the root renews ${at}, within its refresh hint ${span(hint * 1000)} + 7d: peers may meet the new key before its bundle`,
+              data,
+            )
+          : pass(`the root renews ${at}, beyond its refresh hint ${span(hint * 1000)} + 7d`, data);
       });
     },
   },

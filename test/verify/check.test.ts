@@ -117,6 +117,30 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
     allPassedBut(json, []);
     // MF204 read the real entries spire-controller-manager made for the meshed pods.
     assert.match(result(json, 'MF204').summary, /meshed pods, each with its entry/);
+    // Every post check ran, in catalog order.
+    assert.deepEqual(
+      json.results.map((r) => r.code),
+      ['MF101', ...Array.from({ length: 15 }, (_, i) => `MF2${String(i + 1).padStart(2, '0')}`)],
+    );
+    // The rotation hazards on the lab's defaults: each direction's served hint (5m) against its
+    // peer's active SPIRE CA (24h CA TTL; its expiry read from the real server) and root.
+    for (const code of ['MF213', 'MF214', 'MF215']) console.log(`${code}: ${result(json, code).summary}`);
+    const hints = result(json, 'MF213').findings;
+    assert.equal(hints.length, 2, result(json, 'MF213').summary);
+    for (const f of hints) {
+      assert.equal(f.data?.refreshHintSeconds, 300, f.message);
+      assert.equal(f.data?.limitOf, 'SPIRE CA', f.message);
+      assert.equal(f.data?.caLifeKnown, true, f.message);
+      const limit = f.data?.limitSeconds as number;
+      assert.ok(limit > 300 && limit <= 24 * 3600, f.message);
+    }
+    assert.match(result(json, 'MF214').summary, /held bundle valid .* more, past the next refresh in 5m/);
+    assert.match(result(json, 'MF215').summary, /the root renews .*, beyond its refresh hint 5m \+ 7d/);
+    const rotation = await check(['--only', 'rotation']);
+    assert.deepEqual(
+      rotation.json.results.map((r) => r.code),
+      ['MF101', 'MF212', 'MF213', 'MF214', 'MF215'],
+    );
     const some = await check(['--only', 'federation,istio']);
     // MF101 (fatal) comes first whatever --only says.
     assert.deepEqual(

@@ -119,7 +119,10 @@ agents on every node (MF203), entries for meshed pods (MF204), federated
 bundles current (MF205) and not near expiry (MF206), relationships refresh
 (MF207), Istio trust domain aliases (MF208), remote secrets and their tokens
 (MF209), addresses (MF210), Istio CA chain (MF211), certificate lifetimes and
-renewals (MF212). Reads only.
+renewals (MF212); rotation hazards: each peer's refresh hint shorter than its
+SPIRE CA's and root's remaining life (MF213), held bundles outlive the next
+refresh (MF214), root renewal not within the refresh hint + 7 days (MF215).
+Reads only.
 
 ${COMMON_USAGE}
 
