@@ -16,7 +16,7 @@
  * dumps): median and max. Prints numbers; asserts nothing.
  *   npm run bench:rotation [-- --samples 3] [-- --lab-dir DIR] [-- --concurrency 6]
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -50,14 +50,16 @@ const env = {
   MESHFED_LAB_DIR: labDir,
   ...(parent ? { HOME: parent, XDG_CACHE_HOME: join(parent, 'cache') } : {}),
 };
-const meshfed = (args: string[]) => {
-  const r = spawnSync(process.execPath, [main, ...args, '--lab'], {
-    env,
-    encoding: 'utf8',
-    maxBuffer: 64 << 20,
+/** meshfed as its own process; asynchronous, so the load generators' progress is read meanwhile. */
+const meshfed = (args: string[]) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((ok) => {
+    const c = spawn(process.execPath, [main, ...args, '--lab'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (b: Buffer) => (stdout += b));
+    c.stderr.on('data', (b: Buffer) => (stderr += b));
+    c.on('close', (code) => ok({ code: code ?? -1, stdout, stderr }));
   });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-};
 
 interface Row {
   name: string;
@@ -91,7 +93,7 @@ try {
     // SVIDs of 2 minutes: a new intermediate's SVIDs come within a minute (their half-life).
     writeFileSync(fleet, readFileSync(fleet, 'utf8').replace(/^( +svidTTL: )1h/m, '$12m'));
     console.error('  meshfed up --lab …');
-    const up = meshfed(['up']);
+    const up = await meshfed(['up']);
     if (up.code !== 0) throw new Error(`meshfed up: ${up.stderr.split('\n').slice(-6).join('\n')}`);
   }
   const state = readLabState(labDir)!;
@@ -103,7 +105,7 @@ try {
   const traffic = await crossTraffic(labDir);
   try {
     const rotate = (kind: string, cluster: string) => async () => {
-      const r = meshfed(['rotate', kind, '--cluster', cluster, '-o', 'json']);
+      const r = await meshfed(['rotate', kind, '--cluster', cluster, '-o', 'json']);
       if (r.code !== 0)
         throw new Error(`rotate ${kind} ${cluster}: ${r.stderr.split('\n').slice(-4).join('\n')}`);
       const j = JSON.parse(r.stdout) as { propagationMs?: number };
@@ -181,20 +183,23 @@ try {
     const replacedAt = Date.now();
     // Failures start once SVIDs move. The peer refreshes at the hint, if it still can authenticate
     // cluster-2's endpoint; when it cannot (its server SVID is under the new root), only a repair helps.
-    const hint = (await spire2.ownBundle('bar.com')).refreshHintSeconds;
-    const current = () => meshfed(['federation', 'status', '-o', 'json']).code === 0;
+    const fed = JSON.parse((await meshfed(['federation', 'status', '-o', 'json'])).stdout) as {
+      directions: Array<{ peer: string; refreshHintSeconds?: number }>;
+    };
+    const hint = fed.directions.find((d) => d.peer === 'cluster-2')?.refreshHintSeconds;
+    const current = async () => (await meshfed(['federation', 'status', '-o', 'json'])).code === 0;
     let healedAt: number | undefined;
     let how = 'by itself';
     for (const end = Date.now() + 90_000; Date.now() < end && healedAt === undefined; ) {
       await sleep(5000);
-      if (current()) healedAt = Date.now();
+      if (await current()) healedAt = Date.now();
     }
     if (healedAt === undefined) {
       how = 'only by `meshfed federation repair` after 90 s';
-      const r = meshfed(['federation', 'repair']);
+      const r = await meshfed(['federation', 'repair']);
       if (r.code !== 0) console.error(`  federation repair: ${r.stdout}${r.stderr}`);
       for (const end = Date.now() + 120_000; Date.now() < end && healedAt === undefined; ) {
-        if (current()) healedAt = Date.now();
+        if (await current()) healedAt = Date.now();
         else await sleep(2000);
       }
     }

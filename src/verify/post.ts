@@ -718,7 +718,7 @@ export const POST_CHECKS: CheckDef<CheckContext>[] = [
     stage: 'post',
     description:
       "The cert-manager root Certificate's next renewal (status.renewalTime) is further off than the refresh hint the cluster's bundle endpoint serves plus 7 days: the renewal (rotationPolicy Always) brings a new key, which every federated peer must hold before workloads present SVIDs chained to it.",
-    hint: 'before the renewal: keep meshfed federation watch running (holders fetch the new root at once) and run meshfed federation status after it; or renew at a time you choose (cmctl renew selfsigned-ca -n cert-manager, then meshfed federation sync); a longer spec.ca.root.duration puts renewals further apart',
+    hint: 'rotate the root at a time you choose, before the renewal: meshfed rotate root --cluster NAME (every peer and every proxy trusts the new root before anything is issued under it; docs/federation.md#rotation); else keep meshfed federation watch running (holders fetch the new root at once) and run meshfed federation status after the renewal; a longer spec.ca.root.duration puts renewals further apart',
     async run(ctx) {
       const { statuses } = await pairStatuses(ctx);
       const fleetHint = Math.round((parseGoDuration(ctx.fleet.federation.refreshHint) ?? 300_000) / 1000);
