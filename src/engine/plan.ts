@@ -7,6 +7,7 @@
  * Secret data never appears: a Secret's changed data is shown as its keys.
  * Reads and dry runs only.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { createTwoFilesPatch } from 'diff';
 import { stringify } from 'yaml';
 import { type Fleet, peersOf } from '../fleet/model.js';
@@ -57,8 +58,12 @@ export function comparable(o: KubeObject): Record<string, unknown> {
 }
 
 export function objectDiff(name: string, live: KubeObject, next: KubeObject): string | undefined {
-  const a = stringify(comparable(live), { sortMapEntries: true });
-  const b = stringify(comparable(next), { sortMapEntries: true });
+  const was = comparable(live);
+  const will = comparable(next);
+  // Most objects are unchanged: equal values print the same, so only a difference is printed (YAML, keys sorted).
+  if (isDeepStrictEqual(was, will)) return undefined;
+  const a = stringify(was, { sortMapEntries: true });
+  const b = stringify(will, { sortMapEntries: true });
   if (a === b) return undefined;
   return createTwoFilesPatch(`live ${name}`, `after up ${name}`, a, b, undefined, undefined, { context: 2 })
     .split('\n')
@@ -84,7 +89,8 @@ async function planObject(
   }
   const sent = withMark(leftToControllers(desired, live), live, fleet, phase);
   if (!live) return { phase, action: 'create', object: name };
-  const r = await retrying(() => client.apply(sent, { dryRun: true }));
+  // The live object just read is the one the dry run starts from: not read a second time.
+  const r = await retrying(() => client.apply(sent, { dryRun: true, live }));
   const diff = objectDiff(name, live, r.object);
   return diff
     ? { phase, action: 'update', object: name, diff }
