@@ -228,6 +228,7 @@ export async function applyObjects(
     const crds = wave.filter((o) => o.kind === 'CustomResourceDefinition');
     if (crds.length && !run.dryRun)
       await waitHealthy(client, crds.map(refOf), {
+        known: results.map((r) => r.object),
         timeoutMs: run.timeoutMs ?? 120_000,
         ...(run.onProgress ? { onProgress: run.onProgress } : {}),
       });

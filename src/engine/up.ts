@@ -235,7 +235,12 @@ export async function up(o: UpOptions): Promise<UpResult> {
         });
         all.push(...applied);
         if (wait && !o.dryRun)
-          await waitHealthy(client, step.objects.map(refOf), { timeoutMs, onProgress: progress(phase) });
+          await waitHealthy(client, step.objects.map(refOf), {
+            // The apply's answers are the objects as stored: only what is not healthy in them is read again.
+            known: applied.map((a) => a.object),
+            timeoutMs,
+            onProgress: progress(phase),
+          });
       }
       return all;
     };
