@@ -91,6 +91,13 @@ export interface ApplyOptions {
   prepare?: (before: KubeObject | undefined) => KubeObject;
   /** The live object, when the caller has just read it: not read again. */
   live?: KubeObject;
+  /**
+   * With `live`: send its resourceVersion, so that the API server applies
+   * only onto exactly that object (a precondition) and answers 409 if it
+   * changed since it was read; what the apply changed is then told exactly
+   * from `live`, however long ago it was read.
+   */
+  onlyOntoLive?: boolean;
 }
 
 /** One operation of a JSON patch (RFC 6902). */
@@ -505,6 +512,8 @@ class HttpsClusterClient implements ClusterClient {
   async apply(obj: KubeObject, o: ApplyOptions = {}): Promise<{ object: KubeObject; action: ApplyAction }> {
     const before = o.live ?? (await this.get(refOf(obj)));
     if (o.prepare) obj = o.prepare(before);
+    const rv = o.onlyOntoLive ? o.live?.metadata.resourceVersion : undefined;
+    if (rv) obj = { ...obj, metadata: { ...obj.metadata, resourceVersion: rv } };
     const ref = refOf(obj);
     const q = new URLSearchParams({ fieldManager: FIELD_MANAGER, fieldValidation: 'Strict' });
     if (o.force) q.set('force', 'true');
