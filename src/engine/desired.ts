@@ -70,7 +70,9 @@ export async function desiredPhase(
   src: DesiredSources,
 ): Promise<PhaseWant> {
   const render = renderOnce(fleet, cluster, inputs).phases.find((p) => p.phase === (phase as PhaseName))!;
-  const upstream = (await Promise.all(render.upstream.map((u) => src.upstream.objects(u)))).flat();
+  const upstream = (
+    await Promise.all(render.upstream.map((u) => src.upstream.objects(u, src.cacheDir)))
+  ).flat();
   const want: PhaseWant = { phase, steps: [], pending: render.pending, warnings: [] };
   switch (phase) {
     case 'namespaces':
