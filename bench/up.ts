@@ -236,6 +236,11 @@ for (const n of sizes) {
       row,
       `${pad(s2(apply), 13)}  ${pad(s2(diff), 12)}  (${objects} objects)`,
     );
+  } catch (e) {
+    // One size that fails (a lab too slow for its pods on a busy machine) says so; the others still run.
+    console.log(`${pad(String(n), 3)}  failed: ${(e as Error).message.split('\n').slice(0, 1).join('')}`);
+    const tail = (e as Error).message.split('\n').filter((l) => / failed|not healthy|stopped/.test(l));
+    for (const l of tail.slice(0, 4)) console.log(`       ${l.trim()}`);
   } finally {
     await labDown(dir).catch(() => {});
     rmSync(parent, { recursive: true, force: true });
