@@ -1,26 +1,44 @@
 /**
- * `meshfed up` on the lab, for N = 2, 3, 4 clusters (a fleet needs two
- * clusters to federate, so there is no N = 1): wall time and meshfed's
- * own CPU time (plus the CPU of the programs it ran: istioctl), beside a
- * sequential baseline that applies the same manifests cluster by cluster with
- * `kubectl apply` and `kubectl rollout status` / `kubectl wait`, as the seed's
- * scripts do. The baseline does less than meshfed: no address discovery, no
- * federation bootstrap, no remote secrets (their tokens die with `down`).
+ * The engine's speed on the lab, for N = 2, 4 and 8 clusters, side by side
+ * in one run (issue 18): per N, on a fresh lab with simulated pods (kwok runs
+ * every pod; the lab's SPIRE runs beside each cluster: real pods for 8
+ * clusters would not fit 2 cores),
+ *
+ * - a first `meshfed up`, a no-op `up` (nothing to change), `plan` with
+ *   nothing to change and `status`, each the CLI as a user runs it (a process
+ *   of its own: `node dist/src/cli/main.js … --lab`), its wall time and its
+ *   CPU (user + system of the process and what it ran: istioctl in a first
+ *   up, whose result is cached for the next runs);
+ * - beside them, kubectl of the lab's Kubernetes on the same objects, one
+ *   cluster after the other, one file per phase step as a script would:
+ *   `kubectl apply --server-side` with nothing to change (run once before,
+ *   untimed, so that kubectl's field manager owns its fields) and
+ *   `kubectl diff --server-side`. The objects are the ones `up` applies:
+ *   what `meshfed render` makes (with the discovered bundle endpoints), the
+ *   upstream releases and istioctl's manifests, with meshfed's marks;
+ *   the remote secrets, built from reader tokens at apply time, are not in
+ *   kubectl's set.
+ *
+ * and the ratios against the goals. With `--baseline CLI` (another build's
+ * dist/src/cli/main.js, say the commit before a change), the no-op up, plan
+ * and status of that build run on the same lab too, each just before this
+ * build's, so that the two are compared under the same load.
  * Prints numbers; asserts nothing.
- *   npm run bench:up [-- --sizes 2,3,4] [-- --profile seed]
+ *   npm run bench:up [-- --sizes 2,4,8] [-- --profile current|seed] [-- --baseline OLD/dist/src/cli/main.js]
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { runCli } from '../src/cli/run.js';
+import { ENGINE_PHASES, withMark } from '../src/engine/apply.js';
 import { desiredPhase } from '../src/engine/desired.js';
 import { findIstioctl } from '../src/engine/istioctl.js';
 import { applyWaves } from '../src/engine/order.js';
-import type { UpResult } from '../src/engine/up.js';
+import { storedForm, type UpResult } from '../src/engine/up.js';
 import { UpstreamSource } from '../src/engine/upstream.js';
-import { execFileBounded } from '../src/federation/transport.js';
 import { parseFleet } from '../src/fleet/load.js';
 import type { Profile } from '../src/fleet/model.js';
 import { PROFILE_VERSIONS } from '../src/fleet/versions.js';
@@ -33,129 +51,225 @@ const arg = (name: string, def: string) => {
   return i > 0 ? (process.argv[i + 1] ?? def) : def;
 };
 const profile = arg('profile', 'current') as Profile;
-const sizes = arg('sizes', '2,3,4').split(',').map(Number);
+const sizes = arg('sizes', '2,4,8').split(',').map(Number);
 const V = PROFILE_VERSIONS[profile];
+const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
+const baselineArg = arg('baseline', '');
+const BASELINE = baselineArg ? resolve(baselineArg) : undefined;
+const TIME = '/usr/bin/time';
 
-/** CPU seconds of this process's reaped children (/proc/self/stat cutime + cstime). */
-function childCpu(): number {
-  const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[13]) + Number(f[14])) / 100;
+interface Run {
+  wall: number;
+  /** CPU seconds (user + system) of the process and its children; NaN without /usr/bin/time. */
+  cpu: number;
+  code: number;
+  out: string;
+  err: string;
 }
-const ownCpu = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
 
-async function meshfed(
-  argv: string[],
-  env: NodeJS.ProcessEnv,
-  cwd: string,
-): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    readStdin: async () => '',
-    env,
-    cwd,
-  });
-  return { code, out, err };
+/** Runs a program, timed: wall from here, CPU from /usr/bin/time (its rusage of the child). */
+function timed(file: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<Run> {
+  const withTime = existsSync(TIME);
+  const cpuFile = join(cwd, `.cpu-${process.hrtime.bigint()}`);
+  const [cmd, argv] = withTime ? [TIME, ['-f', '%U %S', '-o', cpuFile, file, ...args]] : [file, args];
+  const t = performance.now();
+  return new Promise((done) =>
+    execFile(cmd, argv, { env, cwd, maxBuffer: 256 << 20 }, (e, out, err) => {
+      const wall = (performance.now() - t) / 1000;
+      let cpu = Number.NaN;
+      if (withTime && existsSync(cpuFile)) {
+        const [u, s] = readFileSync(cpuFile, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
+        cpu = u! + s!;
+        rmSync(cpuFile, { force: true });
+      }
+      const code = e ? (typeof e.code === 'number' ? e.code : 1) : 0;
+      done({ wall, cpu, code, out, err });
+    }),
+  );
 }
+
+const s1 = (x: number) => (Number.isNaN(x) ? '-' : `${x.toFixed(1)} s`);
+const s2 = (x: number) => (Number.isNaN(x) ? '-' : `${x.toFixed(2)} s`);
+const pad = (s: string, n: number) => s.padStart(n);
+
+interface Row {
+  n: number;
+  objects: number;
+  first: Run;
+  noop: Run;
+  plan: Run;
+  status: Run;
+  base?: { noop: Run; plan: Run; status: Run };
+  /** Objects the no-op up applied (its unchanged ones); kubectl's set lacks the remote secrets. */
+  applied: number;
+  apply: number;
+  diff: number;
+}
+const rows: Row[] = [];
 
 console.log(
-  `meshfed up benchmark on the lab (${profile} profile, node ${process.version}, ${V.kubernetes}, pods Ready 1–3 s after start)`,
+  `meshfed engine speed on the lab: ${profile} profile, node ${process.version}, Kubernetes ${V.kubernetes}, ` +
+    'simulated pods (kwok; Ready 1–3 s after start), the CLI as its own process',
 );
+console.log(
+  'kubectl: apply --server-side (nothing to change) and diff --server-side of the objects up applies, cluster after cluster, a file per phase step',
+);
+if (BASELINE) console.log(`baseline (each run just before this build's, on the same lab): ${BASELINE}`);
 console.log('');
 console.log(
-  '  N  meshfed up wall  meshfed CPU  istioctl CPU  |  kubectl sequential wall  kubectl CPU  (objects/cluster)',
+  '  N  objects  first up (CPU)      no-op up (CPU, ms/object)  plan (CPU)         status  |  kubectl apply  kubectl diff',
 );
 for (const n of sizes) {
   const parent = mkdtempSync(join(tmpdir(), 'mf-bench-up-'));
   const dir = join(parent, 'lab');
   const env = { ...process.env, MESHFED_LAB_DIR: dir, XDG_CACHE_HOME: join(parent, 'cache') };
+  const meshfed = async (args: string[], ok: number[] = [0], cli = CLI) => {
+    const r = await timed(process.execPath, [cli, ...args, '--lab'], env, parent);
+    if (!ok.includes(r.code))
+      throw new Error(`meshfed ${args.join(' ')} exited ${r.code}: ${r.err.slice(-2000)}`);
+    return r;
+  };
   try {
-    const { state } = await labUp({ dir, clusters: n, profile, podTimings: DEFAULT_POD_TIMINGS });
-    const cpu = ownCpu();
-    let kids = childCpu();
-    let t = performance.now();
-    const r = await meshfed(['up', '--lab', '-o', 'json'], env, parent);
-    const wall = (performance.now() - t) / 1000;
-    const mfCpu = ownCpu() - cpu;
-    const istioCpu = childCpu() - kids;
-    if (r.code !== 0) throw new Error(`meshfed up failed: ${r.err}`);
-    const up = JSON.parse(r.out) as UpResult;
-    // The same manifests for the baseline, per cluster and phase.
+    const { state } = await labUp({
+      dir,
+      clusters: n,
+      profile,
+      pods: 'simulated',
+      podTimings: DEFAULT_POD_TIMINGS,
+    });
+    const first = await meshfed(['up', '-o', 'json']);
+    const up = JSON.parse(first.out) as UpResult;
+    let applied = 0;
+    const noopUp = async (cli = CLI) => {
+      const r = await meshfed(['up', '-o', 'json'], [0], cli);
+      const again = JSON.parse(r.out) as UpResult;
+      if (again.writes !== 0) console.log(`  (N=${n}: the no-op up of ${cli} wrote ${again.writes} times)`);
+      applied = again.clusters.reduce((k, c) => k + c.phases.reduce((m, p) => m + p.counts.unchanged, 0), 0);
+      return r;
+    };
+    const planRun = async (cli = CLI) => {
+      const r = await meshfed(['plan'], [0, 1], cli);
+      if (r.code !== 0) console.log(`  (N=${n}: the plan of ${cli} found changes:\n${r.out.slice(0, 2000)})`);
+      return r;
+    };
+    // The baseline's run just before this build's, each time.
+    const baseNoop = BASELINE ? await noopUp(BASELINE) : undefined;
+    const noop = await noopUp();
+    const basePlan = BASELINE ? await planRun(BASELINE) : undefined;
+    const plan = await planRun();
+    const baseStatus = BASELINE ? await meshfed(['status'], [0, 1], BASELINE) : undefined;
+    const status = await meshfed(['status'], [0, 1]);
+
+    // The objects up applied, per cluster and phase step, for kubectl.
     const fleet = parseFleet(readFileSync(join(dir, 'meshfed.yaml'), 'utf8'));
     const src = {
       upstream: new UpstreamSource({ offlineDir: join(dir, 'upstream') }),
       istioctl: await findIstioctl(join(labBinDir('istio', LAB_ISTIO_BUILDS[V.istio]!), 'istioctl')),
+      cacheDir: join(parent, 'istio-cache'),
     };
-    const files: Array<{ cluster: string; file: string; kinds: string[]; names: string[] }> = [];
+    const files: Array<{ context: string; file: string }> = [];
     let objects = 0;
     for (const c of fleet.clusters)
-      for (const phase of ['namespaces', 'cert-manager', 'spire', 'federation', 'istio', 'apps'] as const) {
+      for (const phase of ENGINE_PHASES) {
+        if (phase === 'remote-secrets') continue;
         const want = await desiredPhase(fleet, c.name, phase, { bundleEndpoints: up.bundleEndpoints }, src);
         for (const [i, step] of want.steps.entries()) {
           if (!step.objects.length) continue;
           objects += step.objects.length;
-          const file = join(parent, `${c.name}-${phase}-${i}.yaml`);
-          mkdirSync(parent, { recursive: true });
+          const file = join(parent, 'kubectl', c.name, `${ENGINE_PHASES.indexOf(phase)}-${phase}-${i}.yaml`);
+          mkdirSync(dirname(file), { recursive: true });
           writeFileSync(
             file,
             applyWaves(step.objects)
               .flat()
-              .map((o) => stringify(o))
+              .map((o) => stringify(storedForm(withMark(o, undefined, fleet.name, phase))))
               .join('---\n'),
           );
-          files.push({
-            cluster: c.name,
-            file,
-            kinds: step.objects.map((o) => o.kind),
-            names: step.objects.map(
-              (o) =>
-                `${o.kind.toLowerCase()}/${o.metadata.name}${o.metadata.namespace ? ` -n ${o.metadata.namespace}` : ''}`,
-            ),
-          });
+          files.push({ context: c.context, file });
         }
       }
-    const down = await meshfed(['down', '--lab'], env, parent);
-    if (down.code !== 0) throw new Error(`meshfed down failed: ${down.err}`);
-    // Baseline: kubectl, one cluster after the other, apply then wait, as the seed's scripts do.
     const kubectl = join(labBinDir('kubernetes', V.kubernetes), 'kubectl');
-    const k = async (context: string, args: string[]) => {
-      const x = await execFileBounded(
-        kubectl,
-        ['--kubeconfig', state.kubeconfig, '--context', context, ...args],
-        {
-          timeoutMs: 600_000,
-        },
-      );
-      if (x.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${x.stderr}`);
+    const kenv = { ...process.env, HOME: join(parent, 'home') }; // kubectl's discovery cache: its own, warmed by the untimed apply
+    const k = async (verb: string[], ok: number[] = [0]) => {
+      const t = performance.now();
+      for (const f of files) {
+        const r = await timed(
+          kubectl,
+          ['--kubeconfig', state.kubeconfig, '--context', f.context, ...verb, '-f', f.file],
+          kenv,
+          parent,
+        );
+        if (!ok.includes(r.code))
+          throw new Error(`kubectl ${verb.join(' ')} -f ${f.file}: ${r.err.slice(-2000)}`);
+      }
+      return (performance.now() - t) / 1000;
     };
-    kids = childCpu();
-    t = performance.now();
-    for (const f of files) {
-      await k(f.cluster, ['apply', '--server-side', '--force-conflicts', '-f', f.file]);
-      if (f.kinds.includes('CustomResourceDefinition'))
-        await k(f.cluster, [
-          'wait',
-          '--for=condition=Established',
-          '--timeout=300s',
-          ...f.names.filter((x) => x.startsWith('customresourcedefinition/')),
-        ]);
-      for (const name of f.names.filter((x) => /^(deployment|statefulset|daemonset)\//.test(x)))
-        await k(f.cluster, ['rollout', 'status', '--timeout=300s', ...name.split(' ')]);
-      for (const name of f.names.filter((x) => /^(certificate|clusterissuer|issuer)\//.test(x)))
-        await k(f.cluster, ['wait', '--for=condition=Ready', '--timeout=300s', ...name.split(' ')]);
-    }
-    const kWall = (performance.now() - t) / 1000;
-    const kCpu = childCpu() - kids;
-    console.log(
-      `${String(n).padStart(3)}  ${`${wall.toFixed(1)} s`.padStart(15)}  ${`${mfCpu.toFixed(1)} s`.padStart(11)}  ${`${istioCpu.toFixed(1)} s`.padStart(12)}  |  ${`${kWall.toFixed(1)} s`.padStart(23)}  ${`${kCpu.toFixed(1)} s`.padStart(11)}  (${Math.round(objects / n)})`,
+    const applyArgs = ['apply', '--server-side', '--force-conflicts'];
+    await k(applyArgs); // kubectl's field manager takes its share of the fields: writes, untimed
+    const apply = await k(applyArgs);
+    const diff = await k(['diff', '--server-side', '--force-conflicts'], [0, 1]);
+    const row: Row = {
+      n,
+      objects,
+      applied,
+      first,
+      noop,
+      plan,
+      status,
+      ...(baseNoop && basePlan && baseStatus
+        ? { base: { noop: baseNoop, plan: basePlan, status: baseStatus } }
+        : {}),
+      apply,
+      diff,
+    };
+    rows.push(row);
+    const line = (label: string, firstUp: string, x: { noop: Run; plan: Run; status: Run }, k: string) =>
+      console.log(
+        `${pad(label, 3)}  ${pad(String(applied), 7)}  ${firstUp.padEnd(18)}  ` +
+          `${`${pad(s1(x.noop.wall), 7)} (${s1(x.noop.cpu)}, ${((x.noop.cpu * 1000) / applied).toFixed(1)} ms)`.padEnd(27)}  ` +
+          `${`${pad(s1(x.plan.wall), 7)} (${s1(x.plan.cpu)})`.padEnd(17)}  ${pad(s1(x.status.wall), 6)}  |  ${k}`,
+      );
+    if (row.base) line(String(n), '(baseline)', row.base, '');
+    line(
+      row.base ? '' : String(n),
+      `${pad(s1(first.wall), 7)} (${s1(first.cpu)})`,
+      row,
+      `${pad(s2(apply), 13)}  ${pad(s2(diff), 12)}  (${objects} objects)`,
     );
+  } catch (e) {
+    // One size that fails (a lab too slow for its pods on a busy machine) says so; the others still run.
+    console.log(`${pad(String(n), 3)}  failed: ${(e as Error).message.split('\n').slice(0, 1).join('')}`);
+    const tail = (e as Error).message.split('\n').filter((l) => / failed|not healthy|stopped/.test(l));
+    for (const l of tail.slice(0, 4)) console.log(`       ${l.trim()}`);
   } finally {
     await labDown(dir).catch(() => {});
     rmSync(parent, { recursive: true, force: true });
   }
 }
+
+console.log('');
+console.log('goals (issue 18):');
+for (const r of rows) {
+  const ratios = (x: { noop: Run; plan: Run }) =>
+    `no-op up / kubectl apply ${(x.noop.wall / r.apply).toFixed(2)}× (goal ≤ 1.5×); ` +
+    `plan / kubectl diff ${(x.plan.wall / r.diff).toFixed(2)}× (goal ≤ 2×); ` +
+    `no-op CPU ${((x.noop.cpu * 1000) / r.applied).toFixed(1)} ms/object (goal ≤ 2)`;
+  if (r.base) console.log(`  N=${r.n} baseline: ${ratios(r.base)}`);
+  console.log(`  N=${r.n}: ${ratios(r)}`);
+}
+const two = rows.find((r) => r.n === 2);
+const eight = rows.find((r) => r.n === 8);
+if (two && eight) {
+  console.log(`  first up, 8 clusters / 2: ${(eight.first.wall / two.first.wall).toFixed(2)}× (goal ≤ 1.6×)`);
+  // Beyond a run's fixed cost (Node's start, loading, discovery, inventory): the slope from 2 to 8 clusters.
+  const slope = (a: Run, b: Run) => (((b.cpu - a.cpu) * 1000) / (eight.applied - two.applied)).toFixed(1);
+  console.log(
+    `  no-op up CPU per added object (2 → 8 clusters): ${slope(two.noop, eight.noop)} ms` +
+      (two.base && eight.base ? ` (baseline ${slope(two.base.noop, eight.base.noop)} ms)` : ''),
+  );
+}
+console.log(
+  `load average at the end: ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')} (${availableParallelism()} CPUs)`,
+);

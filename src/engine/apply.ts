@@ -176,6 +176,12 @@ export interface ApplyRun {
   force?: boolean;
   /** Bound for CRD establishment and for retries of one object. */
   timeoutMs?: number;
+  /**
+   * Objects as read earlier in the run (the inventory), by identity: one of
+   * them is applied onto without reading it again, on the condition that it
+   * has not changed since (its resourceVersion); if it has, it is read.
+   */
+  known?: Map<string, KubeObject>;
   onProgress?: (line: string) => void;
 }
 
@@ -195,14 +201,25 @@ export async function applyObjects(
   const out: Applied[] = [];
   for (const wave of applyWaves(objects)) {
     const results = await mapLimit(wave, 8, async (desired): Promise<Applied> => {
+      const prepare = (live: KubeObject | undefined) =>
+        withMark(leftToControllers(desired, live), live, run.fleet, run.phase);
+      const known = onlyOntoKnown(desired, run);
       try {
         const r = await retrying(
-          () =>
-            client.apply(desired, {
+          async () => {
+            if (known)
+              try {
+                return await client.apply(desired, { live: known, onlyOntoLive: true, prepare });
+              } catch (e) {
+                // Changed since the inventory read it (a 409 naming no field manager): read it now, as for any other.
+                if (!(e instanceof KubeApiError && e.status === 409 && !e.conflicts.length)) throw e;
+              }
+            return client.apply(desired, {
               ...(run.dryRun ? { dryRun: true } : {}),
               ...(run.force ? { force: true } : {}),
-              prepare: (live) => withMark(leftToControllers(desired, live), live, run.fleet, run.phase),
-            }),
+              prepare,
+            });
+          },
           {
             deadlineMs: run.timeoutMs ?? 120_000,
             onRetry: (e) =>
@@ -228,11 +245,27 @@ export async function applyObjects(
     const crds = wave.filter((o) => o.kind === 'CustomResourceDefinition');
     if (crds.length && !run.dryRun)
       await waitHealthy(client, crds.map(refOf), {
+        known: results.map((r) => r.object),
         timeoutMs: run.timeoutMs ?? 120_000,
         ...(run.onProgress ? { onProgress: run.onProgress } : {}),
       });
   }
   return out;
+}
+
+/**
+ * The object read earlier in the run to apply `desired` onto, when that is
+ * exact: read in the same API version (an object read in another version
+ * differs in form, not in content), not a dry run, not forced, and not an
+ * object part of which meshfed leaves to a controller once it owns it
+ * (leftToControllers decides from who owns what at the moment of the apply).
+ */
+export function onlyOntoKnown(desired: KubeObject, run: ApplyRun): KubeObject | undefined {
+  if (run.dryRun || run.force) return undefined;
+  const known = run.known?.get(identity(desired));
+  if (!known || known.apiVersion !== desired.apiVersion || !known.metadata.resourceVersion) return undefined;
+  if (leftToControllers(desired, known) !== desired) return undefined;
+  return known;
 }
 
 export function countsOf(applied: Applied[]): Counts {

@@ -11,7 +11,7 @@
  * - remote-secrets: built at apply time from the peers' tokens (up.ts).
  */
 import type { Fleet } from '../fleet/model.js';
-import { renderCluster } from '../render/index.js';
+import { type ClusterRender, renderCluster } from '../render/index.js';
 import type { KubeObject, PendingInput, PhaseName, RenderInputs } from '../render/types.js';
 import type { EnginePhase } from './apply.js';
 import { generateIstio, type Istioctl } from './istioctl.js';
@@ -37,6 +37,31 @@ export interface DesiredSources {
   cacheDir?: string;
 }
 
+/**
+ * Renders of a fleet, by cluster and inputs: a run asks for each phase of
+ * each cluster (spire twice), and the render of a cluster is the same for
+ * the same fleet and inputs, so a run renders each cluster once per set of
+ * addresses it knows. Kept as long as the fleet object lives; its objects
+ * are never changed by the engine (what it sends is built as copies).
+ */
+const renders = new WeakMap<Fleet, Map<string, ClusterRender>>();
+
+export function renderOnce(fleet: Fleet, cluster: string, inputs: RenderInputs): ClusterRender {
+  let byKey = renders.get(fleet);
+  if (!byKey) {
+    byKey = new Map();
+    renders.set(fleet, byKey);
+  }
+  const endpoints = Object.entries(inputs.bundleEndpoints ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const key = JSON.stringify([cluster, { ...inputs, bundleEndpoints: endpoints }]);
+  let r = byKey.get(key);
+  if (!r) {
+    r = renderCluster(fleet, cluster, inputs);
+    byKey.set(key, r);
+  }
+  return r;
+}
+
 export async function desiredPhase(
   fleet: Fleet,
   cluster: string,
@@ -44,8 +69,10 @@ export async function desiredPhase(
   inputs: RenderInputs,
   src: DesiredSources,
 ): Promise<PhaseWant> {
-  const render = renderCluster(fleet, cluster, inputs).phases.find((p) => p.phase === (phase as PhaseName))!;
-  const upstream = (await Promise.all(render.upstream.map((u) => src.upstream.objects(u)))).flat();
+  const render = renderOnce(fleet, cluster, inputs).phases.find((p) => p.phase === (phase as PhaseName))!;
+  const upstream = (
+    await Promise.all(render.upstream.map((u) => src.upstream.objects(u, src.cacheDir)))
+  ).flat();
   const want: PhaseWant = { phase, steps: [], pending: render.pending, warnings: [] };
   switch (phase) {
     case 'namespaces':

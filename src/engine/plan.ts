@@ -7,13 +7,22 @@
  * Secret data never appears: a Secret's changed data is shown as its keys.
  * Reads and dry runs only.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { createTwoFilesPatch } from 'diff';
 import { stringify } from 'yaml';
 import { type Fleet, peersOf } from '../fleet/model.js';
 import { type ClusterClient, describeRef, KubeApiError, type KubeObject, refOf } from '../kube/client.js';
+import { retryable } from '../kube/errors.js';
 import { READER_TOKEN_SECRET, remoteSecretName } from '../render/remote-secret.js';
 import type { RenderInputs } from '../render/types.js';
-import { ENGINE_PHASES, type EnginePhase, leftToControllers, retrying, withMark } from './apply.js';
+import {
+  ENGINE_PHASES,
+  type EnginePhase,
+  leftToControllers,
+  onlyOntoKnown,
+  retrying,
+  withMark,
+} from './apply.js';
 import { type DesiredSources, desiredPhase, identity } from './desired.js';
 import { BUNDLE_ENDPOINT_SERVICE, currentAddress } from './discover.js';
 import { ownedObjects } from './inventory.js';
@@ -57,8 +66,12 @@ export function comparable(o: KubeObject): Record<string, unknown> {
 }
 
 export function objectDiff(name: string, live: KubeObject, next: KubeObject): string | undefined {
-  const a = stringify(comparable(live), { sortMapEntries: true });
-  const b = stringify(comparable(next), { sortMapEntries: true });
+  const was = comparable(live);
+  const will = comparable(next);
+  // Most objects are unchanged: equal values print the same, so only a difference is printed (YAML, keys sorted).
+  if (isDeepStrictEqual(was, will)) return undefined;
+  const a = stringify(was, { sortMapEntries: true });
+  const b = stringify(will, { sortMapEntries: true });
   if (a === b) return undefined;
   return createTwoFilesPatch(`live ${name}`, `after up ${name}`, a, b, undefined, undefined, { context: 2 })
     .split('\n')
@@ -72,8 +85,28 @@ async function planObject(
   fleet: string,
   phase: EnginePhase,
   desired: KubeObject,
+  owned: Map<string, KubeObject>,
 ): Promise<PlanItem> {
   const name = describeRef(refOf(desired));
+  const result = (live: KubeObject, next: KubeObject): PlanItem => {
+    const diff = objectDiff(name, live, next);
+    return diff
+      ? { phase, action: 'update', object: name, diff }
+      : { phase, action: 'unchanged', object: name };
+  };
+  // What meshfed owns, as the inventory read it: the dry run applies onto exactly that object or is refused.
+  const known = onlyOntoKnown(desired, { fleet, phase, known: owned });
+  if (known) {
+    const sent = withMark(leftToControllers(desired, known), known, fleet, phase);
+    const r = await client
+      .apply(sent, { dryRun: true, live: known, onlyOntoLive: true })
+      .catch((e: unknown) => {
+        // Changed since (409), gone, or a failure a retry can heal: read it, as for any other object.
+        if (retryable(e) || (e instanceof KubeApiError && e.status === 404)) return undefined;
+        throw e;
+      });
+    if (r) return result(known, r.object);
+  }
   let live: KubeObject | undefined;
   try {
     live = await retrying(() => client.get(refOf(desired)));
@@ -84,11 +117,9 @@ async function planObject(
   }
   const sent = withMark(leftToControllers(desired, live), live, fleet, phase);
   if (!live) return { phase, action: 'create', object: name };
-  const r = await retrying(() => client.apply(sent, { dryRun: true }));
-  const diff = objectDiff(name, live, r.object);
-  return diff
-    ? { phase, action: 'update', object: name, diff }
-    : { phase, action: 'unchanged', object: name };
+  // The live object just read is the one the dry run starts from: not read a second time.
+  const r = await retrying(() => client.apply(sent, { dryRun: true, live }));
+  return result(live, r.object);
 }
 
 export async function plan(
@@ -110,6 +141,7 @@ export async function plan(
     fleet.clusters.map(async (c): Promise<ClusterPlan> => {
       const client = o.clients.get(c.context)!;
       const owned = await ownedObjects(client, fleet.name);
+      const ownedBy = new Map(owned.map((x) => [identity(x), x]));
       const items: PlanItem[] = [];
       const pending: string[] = [];
       const wanted = new Set<string>();
@@ -136,7 +168,7 @@ export async function plan(
           );
         const objects = want.steps.flatMap((s) => s.objects);
         for (const x of objects) wanted.add(identity(x));
-        items.push(...(await mapLimit(objects, 8, (x) => planObject(client, fleet.name, phase, x))));
+        items.push(...(await mapLimit(objects, 8, (x) => planObject(client, fleet.name, phase, x, ownedBy))));
       }
       for (const g of removalOrder(owned.filter((x) => !wanted.has(identity(x)))))
         for (const x of g.waves.flat())

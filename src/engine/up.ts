@@ -216,6 +216,8 @@ export async function up(o: UpOptions): Promise<UpResult> {
     const progress = (phase: EnginePhase) => (message: string) =>
       emit({ cluster, phase, kind: 'progress', message });
     const owned = o.dryRun ? [] : await ownedObjects(client, fleet.name);
+    // What meshfed owns is applied onto as the inventory read it, unless it changed since (apply.ts onlyOntoKnown).
+    const known = new Map(owned.map((x) => [identity(x), x]));
 
     /** Applies each step, then waits for it to be healthy (unless `wait` is false or in a dry run). */
     const applySteps = async (phase: EnginePhase, steps: Step[], wait = true): Promise<Applied[]> => {
@@ -230,12 +232,18 @@ export async function up(o: UpOptions): Promise<UpResult> {
           phase,
           timeoutMs,
           onProgress: progress(phase),
+          known,
           ...(o.dryRun ? { dryRun: true } : {}),
           ...(o.force ? { force: true } : {}),
         });
         all.push(...applied);
         if (wait && !o.dryRun)
-          await waitHealthy(client, step.objects.map(refOf), { timeoutMs, onProgress: progress(phase) });
+          await waitHealthy(client, step.objects.map(refOf), {
+            // The apply's answers are the objects as stored: only what is not healthy in them is read again.
+            known: applied.map((a) => a.object),
+            timeoutMs,
+            onProgress: progress(phase),
+          });
       }
       return all;
     };

@@ -11,6 +11,11 @@ import { classify } from './errors.js';
 import { type Health, healthOf, type ObjectState } from './health.js';
 
 export interface WaitOptions {
+  /**
+   * Objects of `refs` as just read (an apply's answers): their first health
+   * is taken from them, so only those not Healthy yet are read again.
+   */
+  known?: ObjectState[];
   timeoutMs?: number;
   intervalMs?: number;
   progressEveryMs?: number;
@@ -40,6 +45,18 @@ export async function waitHealthy(
   const state = new Map<string, { ref: ObjectRef; health: Health; error?: string }>(
     refs.map((r) => [describeRef(r), { ref: r, health: { status: 'Unknown', message: 'not read yet' } }]),
   );
+  for (const k of o.known ?? []) {
+    const { name = '', namespace } = k.metadata ?? {};
+    const s = state.get(
+      describeRef({
+        apiVersion: k.apiVersion ?? '',
+        kind: k.kind ?? '',
+        name,
+        ...(namespace ? { namespace } : {}),
+      }),
+    );
+    if (s) s.health = healthOf(k);
+  }
   let lastLine = '';
   let lastAt = 0;
   for (;;) {

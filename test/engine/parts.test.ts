@@ -5,7 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { webcrypto } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -18,7 +26,7 @@ import {
   withMark,
 } from '../../src/engine/apply.js';
 import { BootstrapError, bootstrapUntilDone } from '../../src/engine/bootstrap.js';
-import { withoutEmptyCaBundles } from '../../src/engine/desired.js';
+import { identity, withoutEmptyCaBundles } from '../../src/engine/desired.js';
 import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
 import { applyWaves, mapLimit } from '../../src/engine/order.js';
 import { comparable, objectDiff } from '../../src/engine/plan.js';
@@ -77,6 +85,34 @@ describe('upstream manifests', () => {
       objects.map((o) => `${o.kind}/${o.metadata.name}`),
       ['Namespace/cert-manager'],
     );
+  });
+
+  test('with a cache folder, the objects are parsed once: kept as JSON under the digest of the text, a broken cache file parsed again', async () => {
+    const dir = join(tmp, 'offline-parsed');
+    const cacheDir = join(tmp, 'parsed-cache');
+    const p = mirrorPath(dir, manifest.url);
+    mkdirSync(dirname(p), { recursive: true });
+    writeFileSync(p, TEXT);
+    const names = async () =>
+      (await new UpstreamSource({ offlineDir: dir }).objects(manifest, cacheDir)).map(
+        (o) => `${o.kind}/${o.metadata.name}`,
+      );
+    assert.deepEqual(await names(), ['Namespace/cert-manager']);
+    const files = readdirSync(cacheDir).filter((f) => f.endsWith('.json'));
+    assert.equal(files.length, 1);
+    const file = join(cacheDir, files[0]!);
+    // What is read is the cache file: a changed one is what comes back.
+    writeFileSync(
+      file,
+      JSON.stringify([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'from-cache' } }]),
+    );
+    assert.deepEqual(await names(), ['Namespace/from-cache']);
+    writeFileSync(file, '{not json');
+    assert.deepEqual(await names(), ['Namespace/cert-manager']);
+    // Another text is another file.
+    writeFileSync(p, TEXT.replace('cert-manager', 'other'));
+    assert.deepEqual(await names(), ['Namespace/other']);
+    assert.equal(readdirSync(cacheDir).filter((f) => f.endsWith('.json')).length, 2);
   });
 
   test('a SHA256SUMS beside the offline files is enforced', async () => {
@@ -454,6 +490,50 @@ describe('retries', () => {
       'ClusterSPIFFEID: its CRD is not installed yet, so the server could not check it',
       'ConfigMap: its namespace is not there yet, so the server could not check it',
     ]);
+  });
+
+  test('an object the inventory read is applied onto without reading it again; one that changed since (a stale 409) is read and applied as any other', async () => {
+    const calls: string[] = [];
+    const inventory = (name: string) => ({
+      ...CM(name),
+      metadata: {
+        ...CM(name).metadata,
+        resourceVersion: '7',
+        annotations: { 'meshfed.dev/created': 'true' },
+      },
+    });
+    const client = {
+      context: 'cluster-1',
+      apply: async (
+        obj: KubeObject,
+        o: {
+          live?: KubeObject;
+          onlyOntoLive?: boolean;
+          prepare?: (b: KubeObject | undefined) => KubeObject;
+        } = {},
+      ) => {
+        const sent = o.prepare ? o.prepare(o.live) : obj;
+        calls.push(
+          `${obj.metadata.name}${o.onlyOntoLive ? ` onto ${o.live?.metadata.resourceVersion}` : ' read'}`,
+        );
+        if (o.onlyOntoLive && obj.metadata.name === 'changed')
+          throw new KubeApiError('cluster-1: the object has been modified', 409, 'Conflict');
+        assert.equal(sent.metadata.annotations?.['meshfed.dev/created'], 'true');
+        return { object: sent, action: 'unchanged' as const };
+      },
+    } as unknown as ClusterClient;
+    const known = new Map([inventory('same'), inventory('changed')].map((x) => [identity(x), x]));
+    const r = await applyObjects(client, [CM('same'), CM('changed'), CM('new')], {
+      fleet: 'mesh',
+      phase: 'spire',
+      known,
+    });
+    assert.equal(r.length, 3);
+    assert.deepEqual(calls.sort(), ['changed onto 7', 'changed read', 'new read', 'same onto 7']);
+    // Forced or dry runs read every object (force takes fields back; a dry run is told from the live object).
+    calls.length = 0;
+    await applyObjects(client, [CM('same')], { fleet: 'mesh', phase: 'spire', known, force: true });
+    assert.deepEqual(calls, ['same read']);
   });
 
   test('a retried remote secret counts its token Secret once, as created', async () => {

@@ -23,6 +23,7 @@ import {
   KubeconfigError,
   type KubeObject,
 } from '../../src/kube/client.js';
+import { retryable } from '../../src/kube/errors.js';
 import type { KubeCluster } from '../../src/lab/kube.js';
 import { requireLab, startTwoClusters, waitUntil } from '../helpers/lab.js';
 
@@ -125,6 +126,25 @@ describe('kube client on real API servers', { skip, timeout: 240_000 }, () => {
     // A real change still counts, with the status racing it.
     assert.equal((await racing.apply(svc('b'))).action, 'updated');
     await one.delete(refOfSvc);
+  });
+
+  test('apply onto a live object read earlier: applied onto exactly that version (told exactly), refused with a stale 409 once it changed, dry run too', async () => {
+    const v1 = (await one.apply(configMap('onto', { a: '1' }))).object;
+    const v2 = (await one.apply(configMap('onto', { a: '2' }))).object;
+    const same = await one.apply(configMap('onto', { a: '2' }), { live: v2, onlyOntoLive: true });
+    assert.equal(same.action, 'unchanged');
+    assert.equal(same.object.metadata.resourceVersion, v2.metadata.resourceVersion);
+    // resourceVersion is a precondition, not a field meshfed comes to own.
+    assert.doesNotMatch(JSON.stringify(same.object.metadata.managedFields), /resourceVersion/);
+    const onto = await one.apply(configMap('onto', { a: '3' }), { live: v2, onlyOntoLive: true });
+    assert.equal(onto.action, 'updated');
+    for (const dryRun of [true, false])
+      await assert.rejects(
+        one.apply(configMap('onto', { a: '4' }), { live: v1, onlyOntoLive: true, dryRun }),
+        (e: Error) => e instanceof KubeApiError && e.status === 409 && !e.conflicts.length && retryable(e),
+      );
+    assert.deepEqual((await one.get(configMapRef('onto')))?.data, { a: '3' });
+    await one.delete(configMapRef('onto'));
   });
 
   test('strict field validation: an unknown field is refused, naming it; nothing is written', async () => {
