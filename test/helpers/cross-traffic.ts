@@ -12,14 +12,16 @@
  * checks trust only in the handshake); one handshake per request halved the
  * rate on a loaded 2-core machine.
  *
- * The route retries a request reset before any answer (`retryOn: reset`, as
- * Istio advises for idempotent requests). Envoy drains a listener's and a
- * cluster's connections when the proxy's certificate changes, which SPIRE
- * does at every SVID's half-life, rotation or not; an HTTP/1.1 request can
- * meet a connection the other side is just closing ("upstream connect error
- * or disconnect/reset before headers. reset reason: connection
- * termination": 2 of 1018 requests in one run without it). A request that
- * fails for trust fails its retries too: they count as failed.
+ * The route retries a request reset before any answer, or answered 503 by
+ * the server's sidecar (`retryOn: reset,…,503`, as Istio advises for
+ * idempotent requests). The failures seen without it were most likely the
+ * keep-alive race at helloworld's gunicorn, which closes a connection after
+ * 2 s idle (its default): a request the server's sidecar sends on it just
+ * then is reset ("upstream connect error or disconnect/reset before
+ * headers. reset reason: connection termination", answered 503): 1 request
+ * each way of about 950 in two runs of the intermediate's rotation, none in
+ * three of the root's. A request that fails for trust fails its retries too,
+ * and counts as failed.
  *
  * The load generator is bench/dataplane-load.ts, run with this Node in the
  * sleep pod's network namespace (`nsenter --net`): it enters the sleep
@@ -126,7 +128,7 @@ export async function crossTraffic(labDir: string): Promise<CrossTraffic> {
             {
               route: [{ destination: { host: HOST, subset: d.want } }],
               // A GET that met a connection being closed under it, before any answer, is sent again.
-              retries: { attempts: 2, retryOn: 'reset,connect-failure,refused-stream' },
+              retries: { attempts: 3, retryOn: 'reset,connect-failure,refused-stream,503' },
             },
           ],
         },
