@@ -22,6 +22,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SPIRE_SERVER_POD } from '../src/engine/discover.js';
+import { ROOT_CERT, renewCertificate } from '../src/engine/rotate.js';
 import { SpireServerCli } from '../src/federation/spire-cli.js';
 import { podServerTransport } from '../src/federation/transport.js';
 import { clientsFor } from '../src/kube/client.js';
@@ -135,12 +136,6 @@ try {
     await sleep(3000);
     const t = performance.now();
     const n0 = run.count();
-    const cert = {
-      apiVersion: 'cert-manager.io/v1',
-      kind: 'Certificate',
-      namespace: 'cert-manager',
-      name: 'selfsigned-ca',
-    };
     const c2 = clients.get('cluster-2')!;
     const was = (await c2.get({
       apiVersion: 'v1',
@@ -148,23 +143,7 @@ try {
       namespace: 'cert-manager',
       name: 'selfsigned-ca',
     }))!.data as Record<string, string>;
-    await c2.jsonPatch(
-      cert,
-      [
-        {
-          op: 'add',
-          path: '/status/conditions/-',
-          value: {
-            type: 'Issuing',
-            status: 'True',
-            reason: 'ManuallyTriggered',
-            message: 'bench: the guide replaces the root',
-            lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-          },
-        },
-      ],
-      { subresource: 'status' },
-    );
+    await renewCertificate(c2, ROOT_CERT, 'bench: the guide replaces the root');
     for (const end = Date.now() + 60_000; ; ) {
       const now = (await c2.get({
         apiVersion: 'v1',

@@ -202,7 +202,7 @@ export class RotationError extends Error {
   }
 }
 
-const ROOT_CERT: ObjectRef = {
+export const ROOT_CERT: ObjectRef = {
   apiVersion: 'cert-manager.io/v1',
   kind: 'Certificate',
   namespace: 'cert-manager',
@@ -413,7 +413,7 @@ export async function rotate(o: RotationOptions): Promise<RotationResult> {
   if (root.subjectKeyId === activeRoot && !finishing) {
     oldRoot = root;
     await step('new-root', async () => {
-      await renew(client, ROOT_CERT, 'meshfed rotate root: a new root with a new key');
+      await renewCertificate(client, ROOT_CERT, 'meshfed rotate root: a new root with a new key');
       root = await until(
         'new-root',
         async () => ({ cert: await secretRoot(client, ROOT_CERT), ready: await ready(client, ROOT_CERT) }),
@@ -554,7 +554,7 @@ export async function rotate(o: RotationOptions): Promise<RotationResult> {
   await step('istio-ca', async () => {
     const ca = await secretRoot(client, ISTIO_CA_CERT, 'ca.crt').catch(() => undefined);
     if (ca?.fingerprintSha256 === root.fingerprintSha256) return 'cacerts already chains to the new root';
-    await renew(client, ISTIO_CA_CERT, 'meshfed rotate root: Istio CA under the new root');
+    await renewCertificate(client, ISTIO_CA_CERT, 'meshfed rotate root: Istio CA under the new root');
     await until(
       'istio-ca',
       async () => ({
@@ -628,7 +628,11 @@ async function ready(client: ClusterClient, cert: ObjectRef): Promise<boolean> {
 }
 
 /** Asks cert-manager to issue a Certificate again now: its Issuing condition, as `cmctl renew` sets it. */
-async function renew(client: ClusterClient, cert: ObjectRef, message: string): Promise<void> {
+export async function renewCertificate(
+  client: ClusterClient,
+  cert: ObjectRef,
+  message: string,
+): Promise<void> {
   const c: KubeObject | undefined = await client.get(cert);
   if (!c) throw new Error(`Certificate ${cert.namespace}/${cert.name} missing: run meshfed up first`);
   const conds = (c.status as { conditions?: Array<{ type: string; status: string }> } | undefined)

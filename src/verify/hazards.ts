@@ -25,18 +25,7 @@ const DAY = 24 * HOUR;
 /** The margin past the refresh hint inside which a root renewal is "near" (MF215): a week to plan it. */
 export const ROOT_RENEWAL_MARGIN_MS = 7 * DAY;
 
-/** A length of time for a person: 45s, 12m, 5h3m, 29d23h (negative: 0s). */
-export function span(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 90) return `${s}s`;
-  if (s < 90 * 60) return `${Math.round(s / 60)}m`;
-  const h = Math.floor(s / 3600);
-  if (h < 48) {
-    const m = Math.floor((s % 3600) / 60);
-    return `${h}h${m ? `${m}m` : ''}`;
-  }
-  return `${Math.floor(h / 24)}d${h % 24 ? `${h % 24}h` : ''}`;
-}
+export { span } from '../fleet/durations.js';
 
 export interface HintVsLifeInput {
   now: Date;

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SPIRE_SERVER_POD } from '../../src/engine/discover.js';
 import { readFleetProxies } from '../../src/engine/proxies.js';
+import { ROOT_CERT, renewCertificate } from '../../src/engine/rotate.js';
 import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { podServerTransport } from '../../src/federation/transport.js';
 import { parsePemCertificates } from '../../src/spiffe/x509.js';
@@ -67,6 +68,16 @@ describe('meshfed rotate on the real data plane (current profile, 2 clusters)', 
     console.log(`# ${during} requests while it ran; ${describeTraffic(results)}`);
     return { r, results, during };
   }
+  /** No request failed; at least 1000 in all, and 200 while the command ran. */
+  function noneFailed(results: Awaited<ReturnType<typeof underTraffic>>['results'], during: number) {
+    let requests = 0;
+    for (const [d, x] of Object.entries(results)) {
+      assert.equal(x.errors, 0, `${d}: ${x.errors} failed requests (${x.errorSamples.join('; ')})`);
+      requests += x.requests;
+    }
+    assert.ok(requests >= 1000, `only ${requests} requests`);
+    assert.ok(during >= 200, `only ${during} requests while it rotated`);
+  }
   after(async () => {
     await traffic?.close();
     await lab?.stop();
@@ -112,13 +123,7 @@ describe('meshfed rotate on the real data plane (current profile, 2 clusters)', 
       res.steps.map((s) => `${s.id}${s.skipped ? ' skipped' : ''}`),
       ['new-root', 'prepare', 'propagate', 'activate', 'reissue', 'istio-ca', 'retire'],
     );
-    let requests = 0;
-    for (const [d, x] of Object.entries(results)) {
-      assert.equal(x.errors, 0, `${d}: ${x.errors} failed requests (${x.errorSamples.join('; ')})`);
-      requests += x.requests;
-    }
-    assert.ok(requests >= 1000, `only ${requests} requests`);
-    assert.ok(during >= 200, `only ${during} requests while it rotated`);
+    noneFailed(results, during);
     const now = await rootOf(lab, 'cluster-2');
     assert.notEqual(now.fingerprintSha256, old.fingerprintSha256);
     assert.equal(res.newRoot, now.fingerprintSha256);
@@ -162,29 +167,7 @@ describe('meshfed rotate on the real data plane (current profile, 2 clusters)', 
     // What a run that stopped after its second step leaves: a new root, and SPIRE prepared under it.
     const c1 = lab.clients.get('cluster-1')!;
     const old = await rootOf(lab, 'cluster-1');
-    const cert = {
-      apiVersion: 'cert-manager.io/v1',
-      kind: 'Certificate',
-      namespace: 'cert-manager',
-      name: 'selfsigned-ca',
-    };
-    await c1.jsonPatch(
-      cert,
-      [
-        {
-          op: 'add',
-          path: '/status/conditions/-',
-          value: {
-            type: 'Issuing',
-            status: 'True',
-            reason: 'ManuallyTriggered',
-            message: 'test',
-            lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-          },
-        },
-      ],
-      { subresource: 'status' },
-    );
+    await renewCertificate(c1, ROOT_CERT, 'test: a rotation that stopped after new-root');
     let root = old;
     for (const end = Date.now() + 60_000; root.fingerprintSha256 === old.fingerprintSha256; ) {
       assert.ok(Date.now() < end, 'cert-manager did not issue the root again within 60 s');
@@ -234,13 +217,7 @@ describe('meshfed rotate on the real data plane (current profile, 2 clusters)', 
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const res = JSON.parse(r.stdout) as { newAuthority: string; steps: Array<{ id: string; ms: number }> };
     console.log(`# steps: ${res.steps.map((s) => `${s.id} ${(s.ms / 1000).toFixed(1)} s`).join(', ')}`);
-    let requests = 0;
-    for (const [d, x] of Object.entries(results)) {
-      assert.equal(x.errors, 0, `${d}: ${x.errors} failed requests (${x.errorSamples.join('; ')})`);
-      requests += x.requests;
-    }
-    assert.ok(requests >= 1000, `only ${requests} requests`);
-    assert.ok(during >= 200, `only ${during} requests while it rotated`);
+    noneFailed(results, during);
     const state = await spireOf(lab, 'cluster-1').x509AuthorityState();
     assert.notEqual(state.active!.authorityId, before_);
     assert.equal(state.active!.authorityId, res.newAuthority);

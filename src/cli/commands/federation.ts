@@ -10,6 +10,7 @@
  * others are read and changed as usual. Bad input (arguments, the fleet
  * file, the kubeconfig) exits 2 before any cluster is touched.
  */
+
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fleetMembers } from '../../engine/federation.js';
@@ -25,7 +26,7 @@ import {
   watchFederation,
 } from '../../federation/engine.js';
 import { type RepairStep, repair, repairDecision } from '../../federation/repair.js';
-import { parseGoDuration } from '../../fleet/durations.js';
+import { parseGoDuration, span } from '../../fleet/durations.js';
 import type { Fleet } from '../../fleet/model.js';
 import {
   CONNECT_OPTIONS,
@@ -197,18 +198,7 @@ async function fleetStatuses(r: Reached, now: Date): Promise<DirectionStatus[]> 
   });
 }
 
-/** A length of time for a person: 45s, 12m, 5h3m, 29d23h. */
-export function span(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 90) return `${s}s`;
-  if (s < 90 * 60) return `${Math.round(s / 60)}m`;
-  const h = Math.floor(s / 3600);
-  if (h < 48) {
-    const m = Math.floor((s % 3600) / 60);
-    return `${h}h${m ? `${m}m` : ''}`;
-  }
-  return `${Math.floor(h / 24)}d${h % 24 ? `${h % 24}h` : ''}`;
-}
+export { span };
 
 const minuteUtc = (d: Date) => `${d.toISOString().slice(0, 16).replace('T', ' ')}Z`;
 
