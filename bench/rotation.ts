@@ -137,21 +137,19 @@ try {
     const t = performance.now();
     const n0 = run.count();
     const c2 = clients.get('cluster-2')!;
-    const was = (await c2.get({
-      apiVersion: 'v1',
-      kind: 'Secret',
-      namespace: 'cert-manager',
-      name: 'selfsigned-ca',
-    }))!.data as Record<string, string>;
+    const rootText = async () =>
+      (
+        (await c2.get({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          namespace: 'cert-manager',
+          name: 'selfsigned-ca',
+        }))!.data as Record<string, string>
+      )['tls.crt'];
+    const was = await rootText();
     await renewCertificate(c2, ROOT_CERT, 'bench: the guide replaces the root');
     for (const end = Date.now() + 60_000; ; ) {
-      const now = (await c2.get({
-        apiVersion: 'v1',
-        kind: 'Secret',
-        namespace: 'cert-manager',
-        name: 'selfsigned-ca',
-      }))!.data as Record<string, string>;
-      if (now['tls.crt'] !== was['tls.crt']) break;
+      if ((await rootText()) !== was) break;
       if (Date.now() > end) throw new Error('cert-manager did not issue the root again within 60 s');
       await sleep(500);
     }

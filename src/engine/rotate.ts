@@ -46,6 +46,7 @@ import { compareVersions } from '../fleet/versions.js';
 import type { ClusterClient, KubeObject, ObjectRef } from '../kube/client.js';
 import { ROOT_ISSUER } from '../render/cert-manager.js';
 import { ISTIO_NAMESPACE } from '../render/namespaces.js';
+import type { Bundle } from '../spiffe/bundle.js';
 import { fetchBundle } from '../spiffe/endpoint.js';
 import { type CertView, parsePemCertificates } from '../spiffe/x509.js';
 import { mapLimit } from './order.js';
@@ -300,6 +301,28 @@ export async function rotate(o: RotationOptions): Promise<RotationResult> {
     }
   }
 
+  /**
+   * Every peer's SPIRE server refreshes this trust domain's bundle now; then
+   * polls until `holds` is true of what each holds (undefined: no bundle).
+   */
+  async function refreshPeers(id: StepId, holds: (b: Bundle | undefined) => boolean, what: string) {
+    const refreshed = await refreshHoldersOf(o.members, o.pairs, cluster, o.log);
+    const failed = refreshed.filter((s) => s.error);
+    if (failed.length) throw new Error(failed.map((s) => `${s.holder}: ${s.error}`).join('; '));
+    await until(
+      id,
+      async () =>
+        Promise.all(
+          refreshed.map(async (s) => ({
+            holder: s.holder,
+            b: await o.members.find((m) => m.name === s.holder)!.server.heldBundle(td),
+          })),
+        ),
+      (v) => v.filter((h) => !holds(h.b)).map((h) => `${h.holder}'s SPIRE server`),
+      what,
+    );
+    return refreshed;
+  }
   const proxies = (clusters: string[]) => readFleetProxies(o.clients, clusters);
   /**
    * Polls the proxies of `clusters` until `ok` holds for each; a proxy that
@@ -481,22 +504,9 @@ export async function rotate(o: RotationOptions): Promise<RotationResult> {
         'the new root served',
       );
       const served = Date.now();
-      const refreshed = await refreshHoldersOf(o.members, o.pairs, cluster, o.log);
-      const failed = refreshed.filter((s) => s.error);
-      if (failed.length) throw new Error(failed.map((s) => `${s.holder}: ${s.error}`).join('; '));
-      await until(
+      const refreshed = await refreshPeers(
         'propagate',
-        async () =>
-          Promise.all(
-            refreshed.map(async (s) => ({
-              holder: s.holder,
-              b: await o.members.find((m) => m.name === s.holder)!.server.heldBundle(td),
-            })),
-          ),
-        (v) =>
-          v
-            .filter((h) => !h.b || !fps(h.b).includes(root.fingerprintSha256))
-            .map((h) => `${h.holder}'s SPIRE server`),
+        (b) => b !== undefined && fps(b).includes(root.fingerprintSha256),
         `every peer holding ${td}'s new root`,
       );
       const views = await untilProxies(
@@ -579,21 +589,9 @@ export async function rotate(o: RotationOptions): Promise<RotationResult> {
         (x) => x,
         'the old root out of the bundle',
       );
-      const refreshed = await refreshHoldersOf(o.members, o.pairs, cluster, o.log);
-      const failed = refreshed.filter((s) => s.error);
-      if (failed.length) throw new Error(failed.map((s) => `${s.holder}: ${s.error}`).join('; '));
-      const gone = (b: { x509Authorities: CertView[] } | undefined) =>
-        !b?.x509Authorities.some((c) => c.subjectKeyId === stale);
-      await until(
+      const refreshed = await refreshPeers(
         'retire',
-        async () =>
-          Promise.all(
-            refreshed.map(async (s) => ({
-              holder: s.holder,
-              b: await o.members.find((m) => m.name === s.holder)!.server.heldBundle(td),
-            })),
-          ),
-        (v) => v.filter((h) => !gone(h.b)).map((h) => `${h.holder}'s SPIRE server`),
+        (b) => !b?.x509Authorities.some((c) => c.subjectKeyId === stale),
         `no peer holding ${td}'s old root`,
       );
       const oldFp = oldRoot?.fingerprintSha256;
