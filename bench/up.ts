@@ -1,8 +1,8 @@
 /**
  * The engine's speed on the lab, for N = 2, 4 and 8 clusters, side by side
- * in one run (issue 18): per N, on a fresh lab with simulated pods (kwok runs
- * every pod; the lab's SPIRE runs beside each cluster: real pods for 8
- * clusters would not fit 2 cores),
+ * in one run (issue 18): per N, on a fresh lab with simulated pods (the node
+ * agents run cert-manager, SPIRE and the registrar from what `up` applies,
+ * kwok the data plane: real pods for 8 clusters would not fit 2 cores),
  *
  * - a first `meshfed up`, a no-op `up` (nothing to change), `plan` with
  *   nothing to change and `status`, each the CLI as a user runs it (a process
@@ -109,7 +109,7 @@ const rows: Row[] = [];
 
 console.log(
   `meshfed engine speed on the lab: ${profile} profile, node ${process.version}, Kubernetes ${V.kubernetes}, ` +
-    'simulated pods (kwok; Ready 1–3 s after start), the CLI as its own process',
+    'simulated pods (kwok runs the data plane, Ready 1–3 s after start; the identity plane is real), the CLI as its own process',
 );
 console.log(
   'kubectl: apply --server-side (nothing to change) and diff --server-side of the objects up applies, cluster after cluster, a file per phase step',

@@ -5,19 +5,20 @@
  * Per cluster (cluster-1 … cluster-N, trust domains as the default fleet's):
  * - kwokctl's binary runtime: real etcd, kube-apiserver,
  *   kube-controller-manager, kube-scheduler; kwok simulates the nodes and
- *   moves pods through kwok's own stages, with the lab's pod delays;
- * - the cluster's real SPIRE server (its trust domain; root from a
- *   cert-manager-shaped CA, as in the SPIRE lab) on 127.77.<block>.<index>;
- * - the real cert-manager controller, and the profile's real registrar
- *   (spire-controller-manager, or the seed's k8s-workload-registrar) against
- *   the cluster's API server and SPIRE server, with the CRDs they serve
- *   (simulated pods; with real pods the node agent runs cert-manager's
- *   controller, webhook and cainjector, SPIRE and the registrar in their pods);
+ *   moves the pods the lab does not run through kwok's own stages, with the
+ *   lab's pod delays;
+ * - the CRDs of cert-manager and the profile's registrar;
+ * - the lab node agent (src/lab/node/), the nodes' kubelet for the pods of
+ *   images the lab builds: it runs them as real processes from their stored
+ *   specs. Always the identity plane's (cert-manager's controller, webhook
+ *   and cainjector, SPIRE's server and agents, the registrar), so what
+ *   `meshfed up` renders for them is what runs; with `--pods real` also the
+ *   data plane's (istiod, Envoy, the demo apps);
  * and one lab load balancer for all clusters (loadbalancer.ts).
  *
  * Everything lives under one folder: lab.json (the state, which `lab down`
  * and `lab status` read), kubeconfig (contexts named like the clusters), and
- * per cluster its kwok workdir, SPIRE data and controller logs. Every process
+ * per cluster its kwok workdir and its node agent's folder. Every process
  * outlives `lab up` and is found again by its record (daemon.ts).
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,7 +29,6 @@ import { execFileBounded } from '../federation/transport.js';
 import type { Profile } from '../fleet/model.js';
 import { PROFILE_VERSIONS } from '../fleet/versions.js';
 import { SPIRE_NAMESPACE } from '../render/namespaces.js';
-import type { AgentCluster } from './agents.js';
 import { labBinDir, requireLabBinaries } from './binaries.js';
 import { BLOCK_MAX, BLOCK_MIN, claimBlock, releaseBlock } from './claims.js';
 import {
@@ -36,9 +36,6 @@ import {
   installCrds,
   LAB_CERT_MANAGER_VERSION,
   LAB_SPIRE_CONTROLLER_MANAGER_VERSION,
-  startCertManager,
-  startSpireControllerManager,
-  startWorkloadRegistrar,
   waitDaemon,
 } from './controllers.js';
 import { type DaemonRecord, daemonAlive, startDaemon, stopDaemon } from './daemon.js';
@@ -51,12 +48,11 @@ import {
   kubeBinaries,
   startKubeCluster,
 } from './kube.js';
-import { apiServerAddress, type LbCluster, MAX_LAB_CLUSTERS, type StandIn } from './loadbalancer.js';
-import { REAL_REPOSITORIES } from './node/images.js';
+import { apiServerAddress, type LbCluster } from './loadbalancer.js';
+import { IDENTITY_REPOSITORIES, REAL_REPOSITORIES } from './node/images.js';
 import { CLUSTERS_PER_BLOCK } from './node/network.js';
 import { cleanLabNodes, type NodeAgentConfig } from './node/run.js';
 import { processesUnder } from './procfs.js';
-import { LAB_PORTS, LabTrustDomain, labAddress } from './spire.js';
 import { DEFAULT_POD_TIMINGS, kwokStagesConfig, type PodTimings } from './stages.js';
 import { writeLabFleetFiles } from './upstream.js';
 
@@ -64,7 +60,7 @@ export const LAB_STATE_FILE = 'lab.json';
 export const LB_CONFIG_FILE = 'loadbalancer.json';
 export const LB_STATUS_FILE = 'loadbalancer-status.json';
 
-/** With real pods: the folder of the load balancer's unix socket doors, which the hubs relay pods through. */
+/** The folder of the load balancer's unix socket doors, which the hubs relay pods through. */
 export const loadBalancerDoors = (labDir: string) => join(labDir, 'lb-doors');
 
 export interface LabOptions {
@@ -81,11 +77,11 @@ export interface LabOptions {
    */
   block?: number;
   /**
-   * real: the lab node agent runs the pods of images the lab builds (SPIRE's,
-   * the registrar's) from their stored specs, as real processes
-   * (src/lab/node/). simulated: kwok simulates every pod; the lab runs its
-   * own SPIRE server and registrar beside each cluster. Default: real as
-   * root for up to 16 clusters (defaultLabPods), else simulated.
+   * The pods the lab node agent runs as real processes from their stored
+   * specs (src/lab/node/): the identity plane's always (cert-manager, SPIRE,
+   * the registrar); with real (the default), also the data plane's (istiod,
+   * gateways and sidecars, the demo apps), which simulated leaves to kwok
+   * (a lighter lab for many clusters).
    */
   pods?: LabPods;
   onProgress?: (cluster: string | undefined, message: string) => void;
@@ -93,17 +89,12 @@ export interface LabOptions {
 
 export type LabPods = 'simulated' | 'real';
 
-/**
- * How a lab of `clusters` clusters runs its pods when not told: real where it
- * can (root, at most CLUSTERS_PER_BLOCK clusters), and why not otherwise.
- */
-export function defaultLabPods(clusters: number): { pods: LabPods; why?: string } {
-  if (process.getuid?.() !== 0)
-    return { pods: 'simulated', why: 'not root: real pods need namespaces and cgroups of their own' };
-  if (clusters > CLUSTERS_PER_BLOCK)
-    return { pods: 'simulated', why: `real pods run at most ${CLUSTERS_PER_BLOCK} clusters` };
-  return { pods: 'real' };
-}
+/** The most clusters of a lab: their pod networks share the lab's address block (node/network.ts). */
+export const LAB_MAX_CLUSTERS = CLUSTERS_PER_BLOCK;
+
+/** The repositories whose pods the node agents of a lab run (images.ts). */
+export const labRepositories = (pods: LabPods): string[] =>
+  pods === 'real' ? REAL_REPOSITORIES : IDENTITY_REPOSITORIES;
 
 export interface LabClusterState {
   name: string;
@@ -111,19 +102,13 @@ export interface LabClusterState {
   context: string;
   trustDomain: string;
   index: number;
-  /** The cluster's loopback address: its SPIRE server and controllers listen there. */
-  address: string;
   apiServer: string;
   /** kubeconfig of this cluster alone (kwokctl's). */
   kubeconfig: string;
   kwokWorkdir: string;
-  spireDir: string;
-  spireServerSocket: string;
-  /** The real SPIRE bundle endpoint (the SPIRE server pod's "federation" port stands for it). */
-  bundleEndpoint: string;
   daemons: DaemonRecord[];
-  /** With real pods: the node agent's folder (its pods.json, pods' folders and port sockets). */
-  agentDir?: string;
+  /** The node agent's folder (its pods.json, pods' folders and port sockets). */
+  agentDir: string;
 }
 
 export interface LabState {
@@ -142,8 +127,7 @@ export interface LabState {
   };
   clusters: LabClusterState[];
   loadBalancer?: DaemonRecord;
-  /** Absent in labs made before the node agent: simulated. */
-  pods?: LabPods;
+  pods: LabPods;
 }
 
 export class LabError extends Error {
@@ -168,54 +152,53 @@ function writeLabState(s: LabState): void {
 }
 
 /**
- * The lab's control planes: admission webhooks off with simulated pods (what
- * the installs register has nothing real behind it) and on with real pods
- * (cert-manager's webhook, istiod's injector and validator and
+ * A lab cluster's control plane: admission webhooks on when the lab runs the
+ * data plane (cert-manager's webhook, istiod's injector and validator and
  * spire-controller-manager's webhook run in their pods, reached through the
- * egress below), and volumes provisioned the way a
- * cloud's default StorageClass does (kube-controller-manager's own hostPath
- * provisioner, for testing; kwok's pods never mount them), bound within a
- * second rather than at the binder's default 15 s sync.
+ * egress below) and off when kwok simulates it (istiod's injector would have
+ * nothing real behind it); volumes provisioned the way a cloud's default
+ * StorageClass does (kube-controller-manager's own hostPath provisioner, for
+ * testing; kwok's pods never mount them), bound within a second rather than
+ * at the binder's default 15 s sync.
  *
- * With `kubeletPki` (kwokctl's pki folder of the cluster, real pods), the API
- * server talks to the nodes' kubelets (the node agent's, which serve `exec`
- * and pass the rest on to kwok) as a hardened cluster's does: it verifies
- * their serving certificates against the cluster CA and presents a client
- * certificate the cluster CA issued (kwokctl's admin certificate, which kwok's
- * own server also serves with). Its `cluster` egress (kubelets, Services and
- * pods for webhooks, the service and pod proxy, aggregated APIs) goes
- * through the node agent's HTTP CONNECT proxy (egressSelectorConfig), as a
- * managed cluster's API server goes through konnectivity.
+ * The API server talks to the nodes' kubelets (the node agent's, which serve
+ * `exec` and pass the rest on to kwok) as a hardened cluster's does: it
+ * verifies their serving certificates against the cluster CA (`kubeletPki`,
+ * kwokctl's pki folder of the cluster) and presents a client certificate the
+ * cluster CA issued (kwokctl's admin certificate, which kwok's own server
+ * also serves with). Its `cluster` egress (kubelets, Services and pods for
+ * webhooks, the service and pod proxy, aggregated APIs) goes through the node
+ * agent's HTTP CONNECT proxy (egressSelectorConfig), as a managed cluster's
+ * API server goes through konnectivity.
  */
-function kwokControlPlaneConfig(real?: {
+function kwokControlPlaneConfig(o: {
   kubeletPki: string;
   egressConfig: string;
   apiServerSans: string[];
+  webhooks: boolean;
 }): string {
-  const kubelet = real
-    ? [
-        ['kubelet-certificate-authority', join(real.kubeletPki, 'ca.crt')],
-        ['kubelet-client-certificate', join(real.kubeletPki, 'admin.crt')],
-        ['kubelet-client-key', join(real.kubeletPki, 'admin.key')],
-        ['egress-selector-config-file', real.egressConfig],
-        // The API server's default, said aloud: the node agent's egress carries this range into the hub.
-        ['service-cluster-ip-range', LAB_SERVICE_CIDR],
-      ]
-        .map(([k, v]) => `  - key: ${k}\n    value: ${JSON.stringify(v)}\n`)
-        .join('')
+  const args = [
+    ['kubelet-certificate-authority', join(o.kubeletPki, 'ca.crt')],
+    ['kubelet-client-certificate', join(o.kubeletPki, 'admin.crt')],
+    ['kubelet-client-key', join(o.kubeletPki, 'admin.key')],
+    ['egress-selector-config-file', o.egressConfig],
+    // The API server's default, said aloud: the node agent's egress carries this range into the hub.
+    ['service-cluster-ip-range', LAB_SERVICE_CIDR],
+    ...(o.webhooks
+      ? []
+      : [['disable-admission-plugins', 'MutatingAdmissionWebhook,ValidatingAdmissionWebhook']]),
+  ]
+    .map(([k, v]) => `  - key: ${k}\n    value: ${JSON.stringify(v)}\n`)
+    .join('');
+  const options = o.apiServerSans.length
+    ? `options:\n  kubeApiserverCertSANs:\n${o.apiServerSans.map((a) => `  - ${JSON.stringify(a)}\n`).join('')}`
     : '';
-  const options = real?.apiServerSans.length
-    ? `options:\n  kubeApiserverCertSANs:\n${real.apiServerSans.map((a) => `  - ${JSON.stringify(a)}\n`).join('')}`
-    : '';
-  const webhooksOff = real
-    ? ''
-    : '  - key: disable-admission-plugins\n    value: MutatingAdmissionWebhook,ValidatingAdmissionWebhook\n';
   return `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 ${options}componentsPatches:
 - name: kube-apiserver
   extraArgs:
-${webhooksOff}${kubelet}- name: kube-controller-manager
+${args}- name: kube-controller-manager
   extraArgs:
   - key: enable-hostpath-provisioner
     value: "true"
@@ -318,292 +301,133 @@ export function mergeKubeconfigs(
 
 const LB_MAIN = fileURLToPath(new URL('./loadbalancer-main.js', import.meta.url));
 
-/** The SPIRE server pod's ports, stood in for by the real server. */
-function spireStandIn(d: LabTrustDomain): StandIn {
-  return {
-    namespace: SPIRE_NAMESPACE,
-    labels: { app: 'spire-server' },
-    ports: {
-      federation: `${d.address}:${LAB_PORTS.bundleEndpoint}`,
-      grpc: `${d.address}:${LAB_PORTS.server}`,
-    },
-  };
-}
-
-/**
- * `kubectl exec` into the cluster's SPIRE server pods reaches the real
- * server: kwok runs the exec'd command on this machine (its ClusterExec, for
- * the spire namespace only) in a folder whose `bin/spire-server` stands for
- * the image's /opt/spire/bin/spire-server (the images' WORKDIR is
- * /opt/spire), pointed at the cluster's real server socket (writeSpireExec).
- * Returns the kwok configuration to pass to kwokctl.
- */
-export function spireExecStandIn(clusterDir: string, spireServer: string, socket: string): string {
-  const q = JSON.stringify;
-  return writeSpireExec(
-    clusterDir,
-    "the SPIRE server pod's spire-server is this cluster's real one",
-    `(args) => [${q(spireServer)}, ...args, '-socketPath', ${q(socket)}]`,
-  );
-}
-
 /** The lab node agent's program (src/lab/node/agent-main.ts). */
 const AGENT_MAIN = fileURLToPath(new URL('./node/agent-main.js', import.meta.url));
 
-/** Starts a cluster's node agent as a lab daemon; ready once its first pass has written pods.json. */
-async function startNodeAgent(
+/** Starts a cluster's node agent as a lab daemon (ready once its first pass has written pods.json: nodeAgentReady). */
+function startNodeAgent(
   name: string,
   kube: Pick<KubeCluster, 'kubeconfig' | 'ca' | 'kwok'>,
-  agentDir: string,
-  block: number,
-  clusterIndex: number,
-  doors: string,
-  egressSocket: string,
-): Promise<DaemonRecord> {
+  at: { agentDir: string; block: number; clusterIndex: number; doors: string; egressSocket: string },
+  pods: LabPods,
+): DaemonRecord {
+  const { agentDir } = at;
   mkdirSync(agentDir, { recursive: true });
   const config: NodeAgentConfig = {
     cluster: name,
     kubeconfig: kube.kubeconfig,
     dir: agentDir,
-    block,
-    clusterIndex,
+    block: at.block,
+    clusterIndex: at.clusterIndex,
     ca: kube.ca,
     kwok: kube.kwok,
-    loadBalancerDoors: doors,
-    egress: { socket: egressSocket, serviceCidr: LAB_SERVICE_CIDR },
+    loadBalancerDoors: at.doors,
+    egress: { socket: at.egressSocket, serviceCidr: LAB_SERVICE_CIDR },
+    repositories: labRepositories(pods),
   };
   const file = join(agentDir, 'config.json');
   writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
-  const d = startDaemon(
-    `${name} node agent`,
-    process.execPath,
-    [AGENT_MAIN, file],
-    join(agentDir, 'agent.log'),
-  );
-  await waitDaemon(d, async () => existsSync(join(agentDir, 'pods.json')), 60_000);
-  return d;
-}
-
-/**
- * Writes the exec stand-in `bin/spire-server` (a small CommonJS Node script,
- * whatever the lab folder's package type) whose argv comes from `command`
- * (JavaScript source of `(args) => argv | Promise<argv>`), and returns the
- * kwok ClusterExec that runs it for the spire namespace. kwok's local exec
- * never closes the command's stdin, so what `bundle set` gets on stdin is
- * read up to the end of one JSON document and passed on, closed.
- */
-function writeSpireExec(clusterDir: string, what: string, command: string): string {
-  const work = join(clusterDir, 'exec');
-  mkdirSync(join(work, 'bin'), { recursive: true });
-  writeFileSync(join(work, 'package.json'), '{"type": "commonjs"}\n');
-  writeFileSync(
-    join(work, 'bin', 'spire-server'),
-    `#!${process.execPath}
-// meshfed lab: ${what}.
-const { spawn } = require('node:child_process');
-const args = process.argv.slice(2);
-const command = ${command};
-const run = (input) =>
-  Promise.resolve(command(args)).then(([file, ...rest]) => {
-    const child = spawn(file, rest, { stdio: [input === undefined ? 'ignore' : 'pipe', 'inherit', 'inherit'] });
-    if (input !== undefined) child.stdin.end(input);
-    child.on('close', (code) => process.exit(code ?? 1));
-  });
-if (!(args[0] === 'bundle' && args[1] === 'set' && !args.includes('-path'))) run(undefined);
-else {
-  let text = '';
-  process.stdin.on('data', (d) => {
-    text += d;
-    try {
-      JSON.parse(text);
-    } catch {
-      return;
-    }
-    process.stdin.pause();
-    run(text);
-  });
-  process.stdin.on('end', () => run(text));
-}
-`,
-    { mode: 0o755 },
-  );
-  return stringify({
-    apiVersion: 'kwok.x-k8s.io/v1alpha1',
-    kind: 'ClusterExec',
-    metadata: { name: 'spire-server' },
-    spec: { selector: { matchNamespaces: [SPIRE_NAMESPACE] }, execs: [{ local: { workDir: work } }] },
-  });
+  return startDaemon(`${name} node agent`, process.execPath, [AGENT_MAIN, file], join(agentDir, 'agent.log'));
 }
 
 /** What the start of every cluster of a lab shares. */
 interface ClusterStartContext {
   dir: string;
   block: number;
-  /** --pods real: the node agent runs the SPIRE pods; no SPIRE server or registrar of the lab's own. */
-  real: boolean;
+  pods: LabPods;
   nodes: number;
   p: ReturnType<typeof labPrograms>;
   state: LabState;
   save: () => void;
   progress: (cluster: string | undefined, message: string) => void;
-  apiServerConfig: string;
   stagesFile: string;
   /** The CRDs every cluster serves (cert-manager's, the registrar's) and the lab's StorageClass. */
   crds: string;
 }
 
 /**
- * Starts cluster `index` of a lab (its control plane, its SPIRE server and
- * registrar or its node agent, its cert-manager controller), recording it in
- * the lab's state as it goes, so that `lab down` can stop a half-started one.
- * Returns what the load balancer's process serves for it.
+ * Starts cluster `index` of a lab (its control plane, its CRDs, its node
+ * agent), recording it in the lab's state as it goes, so that `lab down` can
+ * stop a half-started one. Returns what the load balancer's process serves
+ * for it.
  */
-async function startLabCluster(
-  ctx: ClusterStartContext,
-  index: number,
-): Promise<{ lb: LbCluster; agent?: AgentCluster }> {
-  const { dir, block, real, p, state, save, progress, apiServerConfig, stagesFile, crds } = ctx;
+async function startLabCluster(ctx: ClusterStartContext, index: number): Promise<LbCluster> {
+  const { dir, block, pods, p, state, save, progress, stagesFile, crds } = ctx;
   const { name, trustDomain } = labClusterName(index);
   const cdir = join(dir, name);
-  mkdirSync(join(cdir, 'spire'), { recursive: true });
+  mkdirSync(cdir, { recursive: true });
+  const agentDir = join(cdir, 'agent');
   const c: LabClusterState = {
     name,
     context: name,
     trustDomain,
     index,
-    address: labAddress(block, index),
     apiServer: '',
     kubeconfig: join(cdir, 'kwok', 'kubeconfig'),
     kwokWorkdir: join(cdir, 'kwok'),
-    spireDir: join(cdir, 'spire'),
-    spireServerSocket: join(cdir, 'spire', 'server.sock'),
-    bundleEndpoint: '',
     daemons: [],
+    agentDir,
   };
   state.clusters.push(c);
   save();
   progress(
     name,
-    `control plane: Kubernetes ${p.v.kubernetes} with ${ctx.nodes} kwok nodes${real ? ', real pods for images the lab builds' : ''}`,
+    `control plane: Kubernetes ${p.v.kubernetes} with ${ctx.nodes} kwok nodes; real pods for ${pods === 'real' ? 'every image the lab builds' : 'cert-manager, SPIRE and the registrar (kwok simulates the data plane)'}`,
   );
-  const agentDir = join(cdir, 'agent');
-  if (real) c.agentDir = agentDir;
-  const domain = real
-    ? undefined
-    : new LabTrustDomain({
-        name,
-        trustDomain,
-        index,
-        block,
-        spireVersion: p.v.spire,
-        binDir: p.spire,
-        dir: c.spireDir,
-        agent: false,
-        detached: true,
-      });
-  // With real pods, `kubectl exec` reaches the node agent's kubelets (kubelet.ts), not kwok.
-  const execConfig = join(cdir, 'kwok-exec.yaml');
-  if (!real)
-    writeFileSync(execConfig, spireExecStandIn(cdir, join(p.spire, 'spire-server'), c.spireServerSocket));
-  const controlPlaneConfig = real ? join(cdir, 'kwok-control-plane.yaml') : apiServerConfig;
-  // With real pods, the API server is named at an address pods of every lab
-  // cluster reach (loadbalancer.ts apiServerAddress), which its certificate carries.
+  // The API server is named at an address pods of every lab cluster reach
+  // (loadbalancer.ts apiServerAddress), which its certificate carries.
   const apiIp = apiServerAddress(block, index);
   const egressSocket = join(cdir, 'egress.sock');
-  if (real) {
-    const egressConfig = join(cdir, 'egress-selector.yaml');
-    writeFileSync(egressConfig, egressSelectorConfig(egressSocket));
-    writeFileSync(
-      controlPlaneConfig,
-      kwokControlPlaneConfig({
-        kubeletPki: join(c.kwokWorkdir, 'clusters', name, 'pki'),
-        egressConfig,
-        apiServerSans: [apiIp],
-      }),
-    );
-  }
+  const egressConfig = join(cdir, 'egress-selector.yaml');
+  writeFileSync(egressConfig, egressSelectorConfig(egressSocket));
+  const controlPlaneConfig = join(cdir, 'kwok-control-plane.yaml');
+  writeFileSync(
+    controlPlaneConfig,
+    kwokControlPlaneConfig({
+      kubeletPki: join(c.kwokWorkdir, 'clusters', name, 'pki'),
+      egressConfig,
+      apiServerSans: [apiIp],
+      webhooks: pods === 'real',
+    }),
+  );
   const kube = await startKubeCluster({
     name,
     kubernetesVersion: p.v.kubernetes,
     workdir: c.kwokWorkdir,
     nodes: ctx.nodes,
-    configFiles: [controlPlaneConfig, stagesFile, ...(real ? [] : [execConfig])],
+    configFiles: [controlPlaneConfig, stagesFile],
     // kwok serves `kubectl logs` of real pods from the files a Logs object names.
-    ...(real ? { enableCrds: ['Logs'] } : {}),
+    enableCrds: ['Logs'],
     onWait: () => progress(name, 'waiting for another control plane on this machine to finish starting'),
   });
-  if (domain) {
-    // The server reviews agents' tokens (k8s_psat) with the cluster's
-    // kubeconfig, which it reads when it starts: after the control plane.
-    domain.opts.k8sPsat = { cluster: name, kubeconfig: kube.kubeconfig };
-    progress(name, `SPIRE ${p.v.spire} server of ${trustDomain} on ${c.address}`);
-    await domain.start();
-    const pid = domain.pids()[0];
-    if (pid !== undefined)
-      c.daemons.push({
-        name: `${name} spire-server`,
-        pid,
-        program: join(p.spire, 'spire-server'),
-        log: join(c.spireDir, 'spire-server.log'),
-      });
-    c.bundleEndpoint = domain.bundleEndpointUrl;
-  }
-  save();
   const local = apiServerOf(kube.kubeconfig) ?? '';
   const apiPort = Number(/:(\d+)$/.exec(local)?.[1]);
-  c.apiServer = real && apiPort ? `https://${apiIp}:${apiPort}` : local;
+  c.apiServer = apiPort ? `https://${apiIp}:${apiPort}` : local;
   save();
   progress(name, `API server ${c.apiServer} up; CRDs of cert-manager and the registrar`);
   await installCrds(kube.kubectl, kube.kubeconfig, crds);
-  const target = {
-    name,
-    trustDomain,
-    kubeconfig: kube.kubeconfig,
-    address: c.address,
-    spireServerSocket: c.spireServerSocket,
-    dir: cdir,
-  };
   progress(
     name,
-    real
-      ? `the node agent (cert-manager ${LAB_CERT_MANAGER_VERSION}, SPIRE and the registrar run in their pods)`
-      : `cert-manager ${LAB_CERT_MANAGER_VERSION} controller, ${state.versions.registrar}`,
+    `the node agent (cert-manager ${LAB_CERT_MANAGER_VERSION}, SPIRE ${p.v.spire} and ${state.versions.registrar} run in their pods once \`meshfed up\` applies them)`,
   );
-  // With real pods, cert-manager's controller, webhook and cainjector run in
-  // the pods of the release manifest `meshfed up` applies (upstream.ts).
-  const started = await Promise.allSettled(
-    real
-      ? [startNodeAgent(name, kube, agentDir, block, index - 1, loadBalancerDoors(ctx.dir), egressSocket)]
-      : [
-          startCertManager(p.certManager, target),
-          p.seed ? startWorkloadRegistrar(p.spire, target) : startSpireControllerManager(p.scm!, target),
-        ],
+  const agent = startNodeAgent(
+    name,
+    kube,
+    { agentDir, block, clusterIndex: index - 1, doors: loadBalancerDoors(dir), egressSocket },
+    pods,
   );
-  for (const s of started) if (s.status === 'fulfilled') c.daemons.push(s.value);
+  // Recorded before it is waited for, so that `lab down` stops it whatever happens next.
+  c.daemons.push(agent);
   save();
-  for (const s of started) if (s.status === 'rejected') throw s.reason;
-  const lb: LbCluster = {
+  await waitDaemon(agent, async () => existsSync(join(agentDir, 'pods.json')), 60_000);
+  progress(name, 'ready');
+  return {
     name,
     kubeconfig: kube.kubeconfig,
     index,
-    standIns: domain ? [spireStandIn(domain)] : [],
-    ...(real ? { podSockets: join(agentDir, 'ports') } : {}),
-    ...(real && apiPort ? { apiServer: { ip: apiIp, port: apiPort, backend: `127.0.0.1:${apiPort}` } } : {}),
+    podSockets: join(agentDir, 'ports'),
+    ...(apiPort ? { apiServer: { ip: apiIp, port: apiPort, backend: `127.0.0.1:${apiPort}` } } : {}),
   };
-  progress(name, 'ready');
-  if (real) return { lb };
-  // The simulated pods' SPIRE agents, which the load balancer's process runs (agents.ts).
-  const agent: AgentCluster = {
-    name,
-    trustDomain,
-    kubeconfig: kube.kubeconfig,
-    serverAddress: c.address,
-    serverPort: LAB_PORTS.server,
-    serverSocket: c.spireServerSocket,
-    binDir: p.spire,
-    dir: join(cdir, 'agents'),
-  };
-  return { lb, agent };
 }
 
 /**
@@ -614,15 +438,17 @@ async function startLabCluster(
 export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: boolean }> {
   const dir = resolve(o.dir);
   const progress = o.onProgress ?? (() => {});
-  if (!(Number.isInteger(o.clusters) && o.clusters >= 1 && o.clusters <= MAX_LAB_CLUSTERS))
-    throw new LabError(`--clusters must be a whole number from 1 to ${MAX_LAB_CLUSTERS}`);
+  if (!(Number.isInteger(o.clusters) && o.clusters >= 1 && o.clusters <= LAB_MAX_CLUSTERS))
+    throw new LabError(
+      `--clusters must be a whole number from 1 to ${LAB_MAX_CLUSTERS} (the clusters' pod networks share the lab's address block)`,
+    );
   const existing = readLabState(dir);
   if (existing) {
     const health = labProcesses(existing);
     const same =
       existing.profile === o.profile &&
       existing.clusters.length === o.clusters &&
-      (o.pods === undefined || (existing.pods ?? 'simulated') === o.pods);
+      (o.pods === undefined || existing.pods === o.pods);
     if (same && health.every((p) => p.alive)) return { state: existing, reused: true };
     const why = same
       ? `some of its processes are gone (${health
@@ -635,20 +461,14 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     );
   }
   const p = labPrograms(o.profile);
-  const chosen = o.pods ? { pods: o.pods } : defaultLabPods(o.clusters);
-  if (chosen.why) progress(undefined, `pods simulated (${chosen.why}); SPIRE runs beside each cluster`);
-  const real = chosen.pods === 'real';
-  if (real && o.clusters > CLUSTERS_PER_BLOCK)
+  if (process.getuid?.() !== 0)
     throw new LabError(
-      `--pods real runs at most ${CLUSTERS_PER_BLOCK} clusters (their pod networks share the lab's block)`,
+      'the lab needs root: its node agents run pods in network and mount namespaces and cgroups of their own (run `sudo meshfed lab up`, or as root in a VM or container)',
     );
-  if (real && process.getuid?.() !== 0)
-    throw new LabError(
-      '--pods real needs root: pods run in network and mount namespaces and cgroups of their own',
-    );
+  const pods: LabPods = o.pods ?? 'real';
   // Unix socket paths are limited to 107 bytes.
   const longest = [
-    join(dir, `cluster-${o.clusters}`, 'spire', 'server.sock'),
+    join(dir, `cluster-${o.clusters}`, 'agent', 'ports', '127.116.250.250-65535.sock'),
     join(loadBalancerDoors(dir), '127.116.250.250-65535.sock'),
   ].sort((a, b) => b.length - a.length)[0]!;
   if (Buffer.byteLength(longest) > 100)
@@ -662,15 +482,13 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
   }).catch((e: unknown) => {
     throw new LabError((e as Error).message);
   });
-  const apiServerConfig = join(dir, 'kwok-control-plane.yaml');
-  writeFileSync(apiServerConfig, kwokControlPlaneConfig());
   const stagesFile = join(dir, 'kwok-stages.yaml');
   writeFileSync(
     stagesFile,
     kwokStagesConfig(
       join(labBinDir('kwok', KWOK_VERSION), 'stages'),
       o.podTimings ?? DEFAULT_POD_TIMINGS,
-      real ? REAL_REPOSITORIES : [],
+      labRepositories(pods),
     ),
   );
   const state: LabState = {
@@ -690,11 +508,10 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
       kwok: KWOK_VERSION,
     },
     clusters: [],
-    pods: real ? 'real' : 'simulated',
+    pods,
   };
   const crds = `${crdManifests(join(p.certManager, 'crds'))}---\n${crdManifests(join(p.registrarDir, 'crds'))}---\n${LAB_STORAGE_CLASS}`;
-  const standIns: LbCluster[] = [];
-  const agents: AgentCluster[] = [];
+  const lbClusters: LbCluster[] = [];
   // The state is written as it grows, so that `lab down` can clean up a half-started lab.
   const save = () => writeLabState(state);
   try {
@@ -703,21 +520,18 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
     const ctx: ClusterStartContext = {
       dir,
       block,
-      real,
+      pods,
       nodes: o.nodes ?? 2,
       p,
       state,
       save,
       progress,
-      apiServerConfig,
       stagesFile,
       crds,
     };
     const starts = await Promise.allSettled(
       Array.from({ length: o.clusters }, async (_, i) => {
-        const started = await startLabCluster(ctx, i + 1);
-        standIns.push(started.lb);
-        if (started.agent) agents.push(started.agent);
+        lbClusters.push(await startLabCluster(ctx, i + 1));
       }),
     );
     for (const s of starts) if (s.status === 'rejected') throw s.reason;
@@ -737,9 +551,8 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
       JSON.stringify(
         {
           block,
-          clusters: standIns.sort((a, b) => a.index - b.index),
-          agents: agents.sort((a, b) => a.name.localeCompare(b.name)),
-          ...(real ? { doors: loadBalancerDoors(dir) } : {}),
+          clusters: lbClusters.sort((a, b) => a.index - b.index),
+          doors: loadBalancerDoors(dir),
         },
         null,
         2,
@@ -826,7 +639,7 @@ export async function labDown(
     );
   }
   // What a node agent that did not stop cleanly left: pods' processes, network namespaces, cgroups.
-  if (s?.pods === 'real')
+  if (s)
     await cleanLabNodes(s.block).catch((e: unknown) =>
       progress(undefined, `clean-up: ${(e as Error).message}`),
     );
@@ -849,11 +662,15 @@ export interface LabClusterStatus {
   trustDomain: string;
   apiServer: { url: string; ready: boolean; detail: string };
   nodes: { ready: number; total: number };
-  spireServer: { healthy: boolean; bundleEndpoint: string };
+  /**
+   * The SPIRE server pod's own healthcheck, run in its container: installed
+   * false before `meshfed up` has made the pod (which is no fault of the lab's).
+   */
+  spireServer: { installed: boolean; healthy: boolean; detail: string };
   processes: ProcessHealth[];
   loadBalancers: Array<{ service: string; address: string; backend: string | null }>;
-  /** With real pods: the pods the node agent runs, their addresses and their containers' pids. */
-  realPods?: Array<{ pod: string; ip: string | undefined; pids: Record<string, number> }>;
+  /** The pods the node agent runs, their addresses and their containers' pids. */
+  realPods: Array<{ pod: string; ip: string | undefined; pids: Record<string, number> }>;
 }
 
 export interface LabStatus {
@@ -911,32 +728,25 @@ export async function labStatus(dirArg: string): Promise<LabStatus | undefined> 
           n.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'),
         ).length;
       }
-      // With real pods the server is the SPIRE server pod's: asked inside its container, through `kubectl exec`.
-      const health = c.agentDir
-        ? await execFileBounded(
-            kubectl,
-            [
-              ...kc,
-              'exec',
-              '-n',
-              SPIRE_NAMESPACE,
-              'spire-server-0',
-              '-c',
-              'spire-server',
-              '--',
-              'bin/spire-server',
-              'healthcheck',
-            ],
-            { timeoutMs: 10_000 },
-          )
-        : await execFileBounded(
-            join(p.spire, 'spire-server'),
-            ['healthcheck', '-socketPath', c.spireServerSocket],
-            {
-              timeoutMs: 10_000,
-            },
-          );
-      const realPods = c.agentDir ? readRealPods(c.agentDir) : undefined;
+      // The server is the SPIRE server pod's: asked inside its container, through `kubectl exec`.
+      const health = await execFileBounded(
+        kubectl,
+        [
+          ...kc,
+          'exec',
+          '-n',
+          SPIRE_NAMESPACE,
+          'spire-server-0',
+          '-c',
+          'spire-server',
+          '--',
+          'bin/spire-server',
+          'healthcheck',
+        ],
+        { timeoutMs: 10_000 },
+      );
+      const installed = !/NotFound|not found/.test(health.stderr);
+      const realPods = readRealPods(c.agentDir);
       return {
         name: c.name,
         trustDomain: c.trustDomain,
@@ -946,10 +756,14 @@ export async function labStatus(dirArg: string): Promise<LabStatus | undefined> 
           detail: (ready.code === 0 ? ready.stdout : ready.stderr).trim().split('\n')[0] ?? '',
         },
         nodes: { ready: readyNodes, total },
-        spireServer: { healthy: health.code === 0, bundleEndpoint: c.bundleEndpoint },
+        spireServer: {
+          installed,
+          healthy: health.code === 0,
+          detail: (health.code === 0 ? health.stdout : health.stderr).trim().split('\n')[0] ?? '',
+        },
         processes: c.daemons.map(processHealth),
         loadBalancers: lb?.clusters[c.name] ?? [],
-        ...(realPods ? { realPods } : {}),
+        realPods,
       };
     }),
   );
@@ -961,7 +775,7 @@ export async function labStatus(dirArg: string): Promise<LabStatus | undefined> 
         c.apiServer.ready &&
         c.nodes.ready === c.nodes.total &&
         c.nodes.total > 0 &&
-        c.spireServer.healthy &&
+        (c.spireServer.healthy || !c.spireServer.installed) &&
         c.processes.every((x) => x.alive),
     );
   return {

@@ -2,13 +2,10 @@
  * The lab load balancer's process (started by `meshfed lab up`, stopped by
  * `meshfed lab down`): reads <dir>/loadbalancer.json, reconciles every
  * cluster's Services of type LoadBalancer twice a second, and writes what it
- * serves to <dir>/loadbalancer-status.json after each pass. The same process
- * stands in for the nodes' SPIRE agents (agents.ts): what a cloud's nodes
- * would run for the simulated pods, in one process of the lab's.
+ * serves to <dir>/loadbalancer-status.json after each pass.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type AgentCluster, LabAgents } from './agents.js';
 import { LB_CONFIG_FILE, LB_STATUS_FILE } from './lab.js';
 import { LabLoadBalancer, type LbCluster } from './loadbalancer.js';
 
@@ -20,26 +17,21 @@ if (!dir) {
 const config = JSON.parse(readFileSync(join(dir, LB_CONFIG_FILE), 'utf8')) as {
   block: number;
   clusters: LbCluster[];
-  agents?: AgentCluster[];
-  /** With real pods: the folder of the listeners' unix socket doors. */
+  /** The folder of the listeners' unix socket doors. */
   doors?: string;
 };
 const log = (cluster: string, message: string) =>
   process.stdout.write(`${new Date().toISOString()} ${cluster}: ${message}\n`);
 const lb = new LabLoadBalancer(config.clusters, config.block, (e) => log(e.cluster, e.message), config.doors);
-const agents = new LabAgents(config.agents ?? [], log);
 
 async function pass(): Promise<void> {
-  await Promise.all([lb.reconcileAll(), agents.reconcileAll()]);
+  await lb.reconcileAll();
   const clusters: Record<string, Array<{ service: string; address: string; backend: string | null }>> = {};
   for (const c of config.clusters) clusters[c.name] = [];
   for (const row of lb.services())
     clusters[row.cluster]?.push({ service: row.service, address: row.address, backend: row.backend ?? null });
   const tmp = join(dir!, `${LB_STATUS_FILE}.tmp`);
-  writeFileSync(
-    tmp,
-    JSON.stringify({ at: new Date().toISOString(), clusters, agents: agents.agents() }, null, 2),
-  );
+  writeFileSync(tmp, JSON.stringify({ at: new Date().toISOString(), clusters }, null, 2));
   renameSync(tmp, join(dir!, LB_STATUS_FILE));
 }
 
@@ -53,6 +45,6 @@ async function loop(): Promise<void> {
 for (const sig of ['SIGTERM', 'SIGINT'] as const)
   process.on(sig, () => {
     stopping = true;
-    void Promise.all([lb.stop(), agents.stop()]).then(() => process.exit(0));
+    void lb.stop().then(() => process.exit(0));
   });
 void loop();

@@ -6,12 +6,11 @@
  * the cluster's own loopback pool (127.<100+cluster>.<block>.1…250), written
  * into status.loadBalancer.ingress like a cloud controller does. On that
  * address the lab listens on each Service port and forwards connections to
- * what the Service fronts, when that is real: a simulated pod the lab stands
- * in for with a real process (the SPIRE server pod → the cluster's real
- * spire-server, port by port: its "federation" container port → the real
- * bundle endpoint, "grpc" → the real server API). A Service whose pods are
- * only simulated (an Envoy gateway, the demo apps) still gets its address,
- * but connections to it are closed at once: nothing real answers there.
+ * what the Service fronts, when that is real: a Ready pod the lab node agent
+ * runs (the SPIRE server pod's bundle endpoint, an Envoy gateway), through
+ * the socket of the pod's target port. A Service whose pods kwok only
+ * simulates still gets its address, but connections to it are closed at
+ * once: nothing real answers there.
  *
  * With `doors` (a folder), each listener also listens on a unix socket
  * there, `<ip>-<port>.sock`: the door the lab's real pods come through from
@@ -22,29 +21,19 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig, type V1Pod, type V1Service } from '@kubernetes/client-node';
-
-/** A simulated pod that a real process of the lab stands in for. */
-export interface StandIn {
-  namespace: string;
-  /** Labels of the pod (a Service whose selector is a subset of these selects it). */
-  labels: Record<string, string>;
-  /** Container port name → real "host:port". */
-  ports: Record<string, string>;
-}
+import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 
 export interface LbCluster {
   name: string;
   kubeconfig: string;
   /** 1-based index: the pool is 127.<100+index>.<block>.0/24. */
   index: number;
-  standIns: StandIn[];
   /**
    * The folder of the lab node agent's pod port sockets (`<ip>-<port>.sock`,
-   * cluster-network.ts), when the cluster's pods of known images are real:
-   * a Service selecting such pods is forwarded to their Ready ones.
+   * cluster-network.ts): a Service selecting pods the agent runs is
+   * forwarded to their Ready ones.
    */
-  podSockets?: string;
+  podSockets: string;
   /**
    * The cluster's API server as its kubeconfig names it to others, at
    * `apiServerAddress` (the API server listens on every local address), and
@@ -84,27 +73,6 @@ function poolIndex(ip: string, block: number, clusterIndex: number): number | un
   const m = /^127\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
   if (!m || Number(m[1]) !== 100 + clusterIndex || Number(m[2]) !== block) return undefined;
   return Number(m[3]);
-}
-
-/** The Service would select the stood-in pod. */
-export function selects(svc: V1Service, s: StandIn): boolean {
-  const sel = svc.spec?.selector;
-  if (!sel || Object.keys(sel).length === 0 || svc.metadata?.namespace !== s.namespace) return false;
-  return Object.entries(sel).every(([k, v]) => s.labels[k] === v);
-}
-
-/** The container port name a Service port's targetPort means, looked up in a selected pod. */
-export function targetPortName(
-  targetPort: number | string | undefined,
-  port: number,
-  pods: V1Pod[],
-): string | undefined {
-  if (typeof targetPort === 'string' && !/^\d+$/.test(targetPort)) return targetPort;
-  const number = targetPort === undefined ? port : Number(targetPort);
-  for (const p of pods)
-    for (const c of p.spec?.containers ?? [])
-      for (const cp of c.ports ?? []) if (cp.containerPort === number && cp.name) return cp.name;
-  return undefined;
 }
 
 /**
@@ -213,32 +181,29 @@ export class LabLoadBalancer {
         await api.replaceNamespacedServiceStatus({ name, namespace: ns, body: svc });
         this.onEvent({ cluster: c.name, message: `${ns}/${name}: address ${ip}` });
       }
-      const standIn = c.standIns.find((s) => selects(svc, s));
       const selector = Object.entries(svc.spec?.selector ?? {});
-      const pods =
-        standIn || (c.podSockets && selector.length)
-          ? (
-              await api.listNamespacedPod({
-                namespace: ns,
-                labelSelector: Object.entries(svc.spec?.selector ?? {})
-                  .map(([k, v]) => `${k}=${v}`)
-                  .join(','),
-              })
-            ).items
-          : [];
+      const pods = selector.length
+        ? (
+            await api.listNamespacedPod({
+              namespace: ns,
+              labelSelector: Object.entries(svc.spec?.selector ?? {})
+                .map(([k, v]) => `${k}=${v}`)
+                .join(','),
+            })
+          ).items
+        : [];
       for (const p of svc.spec?.ports ?? []) {
         if ((p.protocol ?? 'TCP') !== 'TCP') continue;
         const key = `${ip}:${p.port}`;
         wanted.add(key);
-        const portName = standIn ? targetPortName(p.targetPort, p.port, pods) : undefined;
-        const backend = standIn
-          ? portName
-            ? standIn.ports[portName]
-            : undefined
-          : c.podSockets
-            ? podBackend(c.podSockets, p.targetPort ?? p.port, pods)
-            : undefined;
-        await this.listen(c, `${ns}/${name}`, key, ip, p.port, backend);
+        await this.listen(
+          c,
+          `${ns}/${name}`,
+          key,
+          ip,
+          p.port,
+          podBackend(c.podSockets, p.targetPort ?? p.port, pods),
+        );
       }
     }
     // Addresses of Services deleted (or no longer LoadBalancers) of this cluster are released.

@@ -60,19 +60,8 @@ export interface TrustDomainOptions {
   refreshHint?: string;
   /** Static relationships written into server.conf (`federates_with`). */
   staticPeers?: StaticPeer[];
-  /**
-   * Also attest agents of a lab cluster with k8s_psat, as meshfed's
-   * server.conf does: tokens of the service account spire:spire-agent,
-   * reviewed with this kubeconfig (src/lab/agents.ts runs the agents).
-   */
-  k8sPsat?: { cluster: string; kubeconfig: string };
   /** Start an agent too (default true). */
   agent?: boolean;
-  /**
-   * Let the processes outlive this one (`meshfed lab up`): they run in their
-   * own session and are not killed when Node exits; `pids()` names them.
-   */
-  detached?: boolean;
   logLevel?: string;
 }
 
@@ -195,20 +184,6 @@ plugins {
   }
   NodeAttestor "join_token" {
     plugin_data {}
-  }${
-    o.k8sPsat
-      ? `
-  NodeAttestor "k8s_psat" {
-    plugin_data {
-      clusters = {
-        ${q(o.k8sPsat.cluster)} = {
-          service_account_allow_list = ["spire:spire-agent"]
-          kube_config_file = ${q(o.k8sPsat.kubeconfig)}
-        }
-      }
-    }
-  }`
-      : ''
   }
   KeyManager "disk" {
     plugin_data {
@@ -250,10 +225,8 @@ ${healthChecksBlock(this.address, LAB_PORTS.agentHealth)}`;
 
   private spawn(name: string, args: string[]): Proc {
     const log = openSync(join(this.opts.dir, `${name}.log`), 'a');
-    const detached = this.opts.detached === true;
-    const child = spawn(join(this.opts.binDir, name), args, { stdio: ['ignore', log, log], detached });
-    if (detached) child.unref();
-    else track(child);
+    const child = spawn(join(this.opts.binDir, name), args, { stdio: ['ignore', log, log] });
+    track(child);
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     return { name, child, exited };
   }

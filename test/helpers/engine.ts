@@ -10,7 +10,7 @@ import { type ClusterClient, clientsFor } from '../../src/kube/client.js';
 import { LAB_ISTIO_BUILDS } from '../../src/lab/binaries.js';
 import { readLabState } from '../../src/lab/lab.js';
 import { runMeshfed } from './cli.js';
-import { requireLab } from './lab.js';
+import { requireLabAsRoot } from './lab.js';
 
 /** Every object of the cluster, as kind/namespace/name (Events and Leases, which controllers churn, left out). */
 export async function objectSet(client: ClusterClient): Promise<Set<string>> {
@@ -25,7 +25,7 @@ export async function objectSet(client: ClusterClient): Promise<Set<string>> {
 
 export function labSkip(profile: Profile): string | undefined {
   const v = PROFILE_VERSIONS[profile];
-  return requireLab(
+  return requireLabAsRoot(
     [
       `bin/kubernetes/${v.kubernetes}/kubectl`,
       `bin/spire/${v.spire}/spire-server`,

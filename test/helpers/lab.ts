@@ -36,6 +36,20 @@ export function requireLab(paths: string[], buildCommand: string): string | unde
   return reason;
 }
 
+/**
+ * requireLab for a `meshfed lab`, which needs root besides its binaries (its
+ * node agents run pods in namespaces and cgroups of their own): the skip
+ * reason when not root, thrown instead when MESHFED_REQUIRE_LAB=1.
+ */
+export function requireLabAsRoot(paths: string[], buildCommand: string): string | undefined {
+  if (process.getuid?.() !== 0) {
+    const reason = 'needs root: `meshfed lab` runs pods in namespaces and cgroups of their own';
+    if (process.env.MESHFED_REQUIRE_LAB === '1') throw new Error(reason);
+    return reason;
+  }
+  return requireLab(paths, buildCommand);
+}
+
 /** requireLab for a lab control plane of Kubernetes `version` (kwokctl's binary runtime: etcd, the control plane, kwok). */
 export function controlPlaneSkip(version: string): string | undefined {
   return requireLab(

@@ -133,3 +133,76 @@ export function withLabLogs(logs: () => string | undefined) {
     }
   };
 }
+
+/**
+ * A SPIRE server of `trustDomain` as a pod of the `spire` namespace (a
+ * StatefulSet `spire-server` of SPIRE's own image, configured by a ConfigMap,
+ * data in an emptyDir), its bundle endpoint on 8443 behind a LoadBalancer
+ * Service `spire-server-bundle-endpoint`: the smallest SPIRE a lab's node
+ * agent runs for real without `meshfed up`. Apply it to a cluster whose
+ * `spire` namespace exists.
+ */
+export function spireServerPod(trustDomain: string, spireVersion: string): string {
+  return `apiVersion: v1
+kind: ConfigMap
+metadata: {name: spire-server, namespace: spire}
+data:
+  server.conf: |
+    server {
+      bind_address = "0.0.0.0"
+      bind_port = "8081"
+      trust_domain = "${trustDomain}"
+      data_dir = "/run/spire/data"
+      log_level = "DEBUG"
+      federation {
+        bundle_endpoint {
+          address = "0.0.0.0"
+          port = 8443
+        }
+      }
+    }
+    plugins {
+      DataStore "sql" {
+        plugin_data {
+          database_type = "sqlite3"
+          connection_string = "/run/spire/data/datastore.sqlite3"
+        }
+      }
+      KeyManager "memory" {
+        plugin_data {}
+      }
+      NodeAttestor "join_token" {
+        plugin_data {}
+      }
+    }
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: spire-server, namespace: spire}
+spec:
+  serviceName: spire-server
+  selector: {matchLabels: {app: spire-server}}
+  template:
+    metadata: {labels: {app: spire-server}}
+    spec:
+      containers:
+      - name: spire-server
+        image: ghcr.io/spiffe/spire-server:${spireVersion}
+        args: [-config, /run/spire/config/server.conf]
+        ports: [{name: grpc, containerPort: 8081}, {name: federation, containerPort: 8443}]
+        volumeMounts:
+        - {name: config, mountPath: /run/spire/config, readOnly: true}
+        - {name: data, mountPath: /run/spire/data}
+      volumes:
+      - {name: config, configMap: {name: spire-server}}
+      - {name: data, emptyDir: {}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: spire-server-bundle-endpoint, namespace: spire}
+spec:
+  type: LoadBalancer
+  selector: {app: spire-server}
+  ports: [{name: tcp-federation, port: 8443, targetPort: federation}]
+`;
+}

@@ -1,30 +1,37 @@
 /**
- * `meshfed lab --pods simulated` (current profile) end to end, on real programs: two kwok
- * clusters of real Kubernetes 1.35 control planes, the real cert-manager
- * controller, the real spire-controller-manager and a real SPIRE server per
- * cluster, and the lab load balancer; driven through the CLI and the real
- * kubectl.
+ * `meshfed lab --pods simulated` (current profile) end to end, on real
+ * programs: two kwok clusters of real Kubernetes 1.35 control planes, a lab
+ * node agent per cluster and the lab load balancer; driven through the CLI
+ * and the real kubectl. Before `meshfed up` no SPIRE or cert-manager runs
+ * anywhere: a pod of an identity-plane image (SPIRE's server) is run for real
+ * from the spec the API server stores, a data-plane image's (Istio's proxy)
+ * is left to kwok. Needs root, as every lab does.
  */
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SpireServerCli } from '../../src/federation/spire-cli.js';
-import { execFileBounded, localServerTransport, podServerTransport } from '../../src/federation/transport.js';
+import { execFileBounded, podServerTransport } from '../../src/federation/transport.js';
 import { PROFILE_VERSIONS } from '../../src/fleet/versions.js';
-import { clientsFor, KubeApiError } from '../../src/kube/client.js';
+import { clientsFor } from '../../src/kube/client.js';
 import { LAB_CERT_MANAGER_VERSION, LAB_SPIRE_CONTROLLER_MANAGER_VERSION } from '../../src/lab/controllers.js';
 import { type LabState, type LabStatus, readLabState } from '../../src/lab/lab.js';
+import { CGROUP_HIERARCHY } from '../../src/lab/node/container.js';
+import { labNamespaces } from '../../src/lab/node/network.js';
+import { labCgroup } from '../../src/lab/node/run.js';
 import { processesUnder } from '../../src/lab/procfs.js';
+import { parsePemBundle } from '../../src/spiffe/bundle.js';
 import { fetchBundle } from '../../src/spiffe/endpoint.js';
 import { runMeshfed } from '../helpers/cli.js';
-import { labBin, labKubectl, refused, requireLab, waitUntil } from '../helpers/lab.js';
+import { labBin, labKubectl, refused, requireLabAsRoot, waitUntil } from '../helpers/lab.js';
+import { root } from '../helpers/pki.js';
+import { spireServerPod } from '../helpers/spire.js';
 
 const V = PROFILE_VERSIONS.current;
-const skip = requireLab(
+const skip = requireLabAsRoot(
   [
     `bin/kubernetes/${V.kubernetes}/kubectl`,
     `bin/spire/${V.spire}/spire-server`,
@@ -60,14 +67,11 @@ describe('meshfed lab (current profile, 2 clusters)', { skip, timeout: 600_000 }
   let state: LabState;
   const kubectl = (context: string, args: string[], stdin?: string) =>
     labKubectl(V.kubernetes, state.kubeconfig)(context, args, stdin);
-  const server = (i: number) =>
-    new SpireServerCli(
-      localServerTransport(
-        labBin('spire', V.spire, 'spire-server'),
-        state.clusters[i]!.spireServerSocket,
-        state.clusters[i]!.name,
-      ),
-    );
+  const serverPod = () =>
+    podServerTransport(clientsFor(state.kubeconfig, ['cluster-2']).get('cluster-2')!, {
+      namespace: 'spire',
+      name: 'spire-server-0',
+    });
 
   before(async () => {
     const up = await runMeshfed(
@@ -178,184 +182,67 @@ describe('meshfed lab (current profile, 2 clusters)', { skip, timeout: 600_000 }
     assert.match(r.stderr, /NotFound/);
   });
 
-  test('the real cert-manager controller issues a self-signed root, then a certificate under it', async () => {
-    await kubectl('cluster-1', ['create', 'namespace', 'cert-manager']);
-    await kubectl(
-      'cluster-1',
-      ['apply', '-f', '-'],
-      `apiVersion: cert-manager.io/v1
-kind: ClusterIssuer
-metadata: {name: selfsigned}
-spec: {selfSigned: {}}
----
-apiVersion: cert-manager.io/v1
-kind: Certificate
-metadata: {name: lab-root, namespace: cert-manager}
-spec:
-  isCA: true
-  commonName: certmanager-ca
-  secretName: lab-root
-  privateKey: {algorithm: ECDSA, size: 256}
-  issuerRef: {name: selfsigned, kind: ClusterIssuer}
----
-apiVersion: cert-manager.io/v1
-kind: ClusterIssuer
-metadata: {name: lab-root}
-spec: {ca: {secretName: lab-root}}
----
-apiVersion: cert-manager.io/v1
-kind: Certificate
-metadata: {name: leaf, namespace: default}
-spec:
-  commonName: leaf.lab.test
-  dnsNames: [leaf.lab.test]
-  secretName: leaf
-  issuerRef: {name: lab-root, kind: ClusterIssuer}
-`,
-    );
-    await kubectl('cluster-1', [
-      '-n',
-      'default',
-      'wait',
-      '--for=condition=Ready',
-      'certificate/leaf',
-      '--timeout=60s',
-    ]);
-    await kubectl('cluster-1', [
-      '-n',
-      'cert-manager',
-      'wait',
-      '--for=condition=Ready',
-      'certificate/lab-root',
-      '--timeout=60s',
-    ]);
-    const secret = JSON.parse(
-      await kubectl('cluster-1', ['-n', 'default', 'get', 'secret', 'leaf', '-o', 'json']),
-    ) as {
-      data: Record<string, string>;
-    };
-    const leaf = new X509Certificate(Buffer.from(secret.data['tls.crt']!, 'base64'));
-    const root = new X509Certificate(Buffer.from(secret.data['ca.crt']!, 'base64'));
-    assert.match(root.subject, /CN=certmanager-ca/);
-    assert.ok(root.ca);
-    assert.ok(leaf.verify(root.publicKey), 'the leaf is signed by the root');
-    assert.equal(leaf.checkIssued(root), true);
-    assert.match(leaf.subjectAltName ?? '', /DNS:leaf\.lab\.test/);
-  });
-
-  test("a ClusterSPIFFEID makes the real spire-controller-manager write the pod's entry into the real SPIRE server; a ClusterFederatedTrustDomain, the relationship", async () => {
-    const bar = state.clusters[1]!;
-    await kubectl('cluster-1', ['create', 'namespace', 'demo']);
-    await kubectl('cluster-1', ['-n', 'demo', 'create', 'serviceaccount', 'sleep']);
-    await kubectl(
-      'cluster-1',
-      ['apply', '-f', '-'],
-      `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: sleep, namespace: demo}
-spec:
-  selector: {matchLabels: {app: sleep}}
-  template:
-    metadata: {labels: {app: sleep}}
-    spec:
-      serviceAccountName: sleep
-      containers: [{name: sleep, image: registry.invalid/sleep:1}]
----
-apiVersion: spire.spiffe.io/v1alpha1
-kind: ClusterSPIFFEID
-metadata: {name: demo}
-spec:
-  spiffeIDTemplate: "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}"
-  podSelector: {matchLabels: {app: sleep}}
----
-apiVersion: spire.spiffe.io/v1alpha1
-kind: ClusterFederatedTrustDomain
-metadata: {name: bar-com}
-spec:
-  trustDomain: bar.com
-  bundleEndpointURL: ${bar.bundleEndpoint}
-  bundleEndpointProfile: {type: https_spiffe, endpointSPIFFEID: spiffe://bar.com/spire/server}
-`,
-    );
-    await kubectl('cluster-1', ['-n', 'demo', 'rollout', 'status', 'deployment/sleep', '--timeout=60s']);
-    const pod = JSON.parse(
-      await kubectl('cluster-1', ['-n', 'demo', 'get', 'pods', '-l', 'app=sleep', '-o', 'json']),
-    ) as {
-      items: Array<{ metadata: { uid: string }; spec: { nodeName: string } }>;
-    };
-    const uid = pod.items[0]!.metadata.uid;
-    const node = JSON.parse(
-      await kubectl('cluster-1', ['get', 'node', pod.items[0]!.spec.nodeName, '-o', 'json']),
-    ) as {
-      metadata: { uid: string };
-    };
-    const foo = server(0);
-    let entries: Array<{
-      spiffe_id: { path: string; trust_domain: string };
-      parent_id: { path: string };
-      selectors: Array<{ type: string; value: string }>;
-    }> = [];
-    await waitUntil('the entry of the sleep pod', async () => {
-      const r = await foo.transport.run(['entry', 'show', '-output', 'json']);
-      entries = (JSON.parse(r.stdout) as { entries?: typeof entries }).entries ?? [];
-      return entries.some((e) => e.selectors.some((s) => s.value === `pod-uid:${uid}`));
-    });
-    const e = entries.find((x) => x.selectors.some((s) => s.value === `pod-uid:${uid}`))!;
-    assert.equal(e.spiffe_id.trust_domain, 'foo.com');
-    assert.equal(e.spiffe_id.path, '/ns/demo/sa/sleep');
-    assert.equal(e.parent_id.path, `/spire/agent/k8s_psat/cluster-1/${node.metadata.uid}`);
-    await waitUntil('the relationship with bar.com', async () =>
-      (await foo.relationships()).some((r) => r.trustDomain === 'bar.com'),
-    );
-    const rel = (await foo.relationships()).find((r) => r.trustDomain === 'bar.com')!;
-    assert.equal(rel.bundleEndpointUrl, bar.bundleEndpoint);
-    assert.equal(rel.endpointSpiffeId, 'spiffe://bar.com/spire/server');
-  });
-
-  test('a LoadBalancer Service of the SPIRE server gets a lab address that serves the real bundle endpoint; one with nothing real behind it closes', async () => {
+  test("a pod of SPIRE's server image runs for real from its stored spec, Istio's proxy image stays kwok's; a LoadBalancer Service reaches the real one and closes at once for the other", async () => {
     await kubectl('cluster-2', ['create', 'namespace', 'spire']);
     await kubectl(
       'cluster-2',
       ['apply', '-f', '-'],
-      `apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: spire-server, namespace: spire}
+      `${spireServerPod('bar.com', V.spire)}---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: gateway, namespace: spire}
 spec:
-  serviceName: spire-server
-  selector: {matchLabels: {app: spire-server}}
+  selector: {matchLabels: {app: gateway}}
   template:
-    metadata: {labels: {app: spire-server}}
+    metadata: {labels: {app: gateway}}
     spec:
       containers:
-      - name: spire-server
-        image: ghcr.io/spiffe/spire-server:${V.spire}
-        ports: [{name: grpc, containerPort: 8081}, {name: federation, containerPort: 8443}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: spire-server-bundle-endpoint, namespace: spire}
-spec:
-  type: LoadBalancer
-  selector: {app: spire-server}
-  ports: [{name: tcp-federation, port: 8443, targetPort: 8443}]
+      - name: istio-proxy
+        image: docker.io/istio/proxyv2:${V.istio}
+        ports: [{name: tls, containerPort: 15443}]
 ---
 apiVersion: v1
 kind: Service
 metadata: {name: gateway, namespace: spire}
 spec:
   type: LoadBalancer
-  selector: {app: no-real-process}
+  selector: {app: gateway}
   ports: [{name: tls, port: 15443}]
 `,
     );
-    await kubectl('cluster-2', [
-      '-n',
-      'spire',
-      'rollout',
-      'status',
-      'statefulset/spire-server',
-      '--timeout=60s',
-    ]);
+    for (const w of ['statefulset/spire-server', 'deployment/gateway'])
+      await kubectl('cluster-2', ['-n', 'spire', 'rollout', 'status', w, '--timeout=90s']);
+    // The node agent records the pods it runs, with their processes: the server's, not the gateway's.
+    const realPods = async () => {
+      const r = await runMeshfed(['lab', 'status', '--dir', dir, '-o', 'json']);
+      return (JSON.parse(r.stdout) as LabStatus).clusters[1]!.realPods;
+    };
+    let pods: Awaited<ReturnType<typeof realPods>> = [];
+    await waitUntil('the SPIRE server pod running for real', async () => {
+      pods = await realPods();
+      return pods.some((p) => p.pod === 'spire/spire-server-0' && p.pids['spire-server'] !== undefined);
+    });
+    assert.deepEqual(
+      pods.map((p) => p.pod),
+      ['spire/spire-server-0'],
+    );
+    const pid = pods[0]!.pids['spire-server']!;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    assert.equal(
+      argv[0],
+      '/opt/spire/bin/spire-server',
+      "the image's path, in the container's mount namespace",
+    );
+    assert.deepEqual(argv.slice(1), ['run', '-config', '/run/spire/config/server.conf']);
+    assert.match(
+      readFileSync(`/proc/${pid}/root/run/spire/config/server.conf`, 'utf8'),
+      /trust_domain = "bar.com"/,
+      "the ConfigMap's file, where the spec mounts it",
+    );
+    const gateway = JSON.parse(
+      await kubectl('cluster-2', ['-n', 'spire', 'get', 'pods', '-l', 'app=gateway', '-o', 'json']),
+    ) as { items: Array<{ status: { phase: string; podIP?: string } }> };
+    assert.equal(gateway.items[0]?.status.phase, 'Running', "kwok's simulated pod runs");
     const address = async (svc: string) =>
       (
         await kubectl('cluster-2', [
@@ -374,7 +261,7 @@ spec:
     );
     const ip = await address('spire-server-bundle-endpoint');
     assert.match(ip, new RegExp(`^127\\.102\\.${state.block}\\.\\d+$`), "from cluster-2's pool");
-    const own = await server(1).ownBundle('bar.com');
+    const own = await new SpireServerCli(serverPod()).ownBundle('bar.com');
     let served: Awaited<ReturnType<typeof fetchBundle>> | undefined;
     await waitUntil('the bundle through the load balancer', async () => {
       served = await fetchBundle(`https://${ip}:8443`, 'bar.com', {
@@ -394,40 +281,25 @@ spec:
     assert.equal(await closedAtOnce(gw, 15443), true, 'nothing real answers behind the gateway');
   });
 
-  test('kubectl exec into the SPIRE server pod reaches the real server: the federation CLI through a pod exec, stdin included', async () => {
-    const client = clientsFor(state.kubeconfig, ['cluster-2']).get('cluster-2')!;
-    const transport = podServerTransport(client, { namespace: 'spire', name: 'spire-server-0' });
+  test('kubectl exec into the SPIRE server pod runs in its container, through the node agent: the federation CLI, stdin included', async () => {
+    const transport = serverPod();
     const inPod = new SpireServerCli(transport);
     assert.equal(await inPod.healthy(), true);
-    const served = await inPod.ownBundle('bar.com');
-    const local = await server(1).ownBundle('bar.com');
-    assert.deepEqual(
-      served.x509Authorities.map((a) => a.fingerprintSha256),
-      local.x509Authorities.map((a) => a.fingerprintSha256),
-    );
-    assert.deepEqual(
-      (await inPod.relationships()).map((r) => r.trustDomain),
-      (await server(1).relationships()).map((r) => r.trustDomain),
-    );
-    // bundle set reads the bundle from stdin: foo.com's bundle, handed to bar.com's server through the pod.
-    const foo = await server(0).ownBundle('foo.com');
+    // bundle set reads the bundle from stdin: a foo.com bundle, handed to bar.com's server through the pod.
+    const foo = parsePemBundle((await root()).pem, 'foo.com');
     await inPod.setBundle(foo);
-    const held = await server(1).heldBundle('foo.com');
+    const held = await inPod.heldBundle('foo.com');
     assert.deepEqual(
       held?.x509Authorities.map((a) => a.fingerprintSha256),
       foo.x509Authorities.map((a) => a.fingerprintSha256),
     );
-    // kwok's local exec reports a command that exits non-zero as its own
-    // failure to run it (500 InternalError, "cmd wait: … exit status 1"),
-    // with no exit code; a kubelet reports NonZeroExitCode with the code
-    // (lab-real covers that). Either way the failure reaches the caller.
-    await assert.rejects(
-      transport.run(['bundle', 'show', '-format', 'bogus'], { timeoutMs: 10_000 }),
-      (e: unknown) => e instanceof KubeApiError && e.status === 500 && /bogus: exit status 1/.test(e.message),
-    );
+    // A command that exits non-zero in the container reaches the caller with its exit code and its stderr.
+    const bad = await transport.run(['bundle', 'show', '-format', 'bogus'], { timeoutMs: 10_000 });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /bogus/);
   });
 
-  test('lab status: healthy, with the load balancer table; a stopped controller is named, and lab up refuses to reuse the lab', async () => {
+  test('lab status: healthy, SPIRE "-" where no server pod is; a stopped node agent is named, and lab up refuses to reuse the lab', async () => {
     const ok = await runMeshfed(['lab', 'status', '--dir', dir, '-o', 'json']);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     const s = JSON.parse(ok.stdout) as LabStatus;
@@ -437,63 +309,85 @@ spec:
         c.name,
         c.apiServer.ready,
         `${c.nodes.ready}/${c.nodes.total}`,
+        c.spireServer.installed,
         c.spireServer.healthy,
       ]),
       [
-        ['cluster-1', true, '2/2', true],
-        ['cluster-2', true, '2/2', true],
+        ['cluster-1', true, '2/2', false, false],
+        ['cluster-2', true, '2/2', true, true],
       ],
     );
     assert.ok(
       s.clusters[1]!.loadBalancers.some(
         (l) =>
-          l.service === 'spire/spire-server-bundle-endpoint' &&
-          l.backend === `${state.clusters[1]!.address}:18443`,
+          l.service === 'spire/spire-server-bundle-endpoint' && /^unix:.*-8443\.sock$/.test(l.backend ?? ''),
       ),
+      JSON.stringify(s.clusters[1]!.loadBalancers),
     );
     const text = await runMeshfed(['lab', 'status', '--dir', dir]);
     assert.match(
       text.stdout,
-      /cluster-2\s+bar\.com\s+ok https:\/\/127\.0\.0\.1:\d+\s+2\/2 Ready\s+ok\s+3\/3 running/,
+      /cluster-1\s+foo\.com\s+ok https:\/\/127\.101\.\d+\.254:\d+\s+2\/2 Ready\s+-\s+1\/1 running/,
     );
-    const scm = state.clusters[1]!.daemons.find((d) => d.name === 'cluster-2 spire-controller-manager')!;
-    process.kill(scm.pid, 'SIGKILL');
+    assert.match(
+      text.stdout,
+      /cluster-2\s+bar\.com\s+ok https:\/\/127\.102\.\d+\.254:\d+\s+2\/2 Ready\s+ok\s+1\/1 running/,
+    );
+    assert.match(text.stdout, /cluster-2: 1 real pod:\n {2}spire\/spire-server-0 \S+ spire-server=\d+/);
+    const agent = state.clusters[1]!.daemons.find((d) => d.name === 'cluster-2 node agent')!;
+    process.kill(agent.pid, 'SIGKILL');
     await waitUntil(
-      'the controller gone',
+      'the node agent gone',
       async () =>
-        !existsSync(`/proc/${scm.pid}/cmdline`) || readFileSync(`/proc/${scm.pid}/cmdline`, 'utf8') === '',
+        !existsSync(`/proc/${agent.pid}/cmdline`) ||
+        readFileSync(`/proc/${agent.pid}/cmdline`, 'utf8') === '',
     );
     const bad = await runMeshfed(['lab', 'status', '--dir', dir]);
     assert.equal(bad.code, 1);
-    assert.match(bad.stdout, new RegExp(`DOWN: cluster-2 spire-controller-manager \\(pid ${scm.pid}\\)`));
+    assert.match(bad.stdout, new RegExp(`DOWN: cluster-2 node agent \\(pid ${agent.pid}\\)`));
     assert.match(bad.stdout, /NOT healthy/);
     const again = await runMeshfed(['lab', 'up', '--clusters', '2', '--dir', dir]);
     assert.equal(again.code, 1);
     assert.match(
       again.stderr,
-      /some of its processes are gone \(cluster-2 spire-controller-manager\): run `meshfed lab down --dir .*` first/,
+      /some of its processes are gone \(cluster-2 node agent\): run `meshfed lab down --dir .*` first/,
     );
   });
 
-  test('lab down leaves no process and no port behind, and removes the folder', async () => {
+  test('lab down, after a node agent was killed, leaves no process, port, cgroup, network namespace or mount behind, and removes the folder', async () => {
     const ports: Array<[string, number]> = [];
     for (const c of state.clusters) {
       const u = new URL(c.apiServer);
-      ports.push([u.hostname, Number(u.port)], [c.address, 18443], [c.address, 18081]);
+      ports.push([u.hostname, Number(u.port)]);
     }
     const lb = JSON.parse(readFileSync(join(dir, 'loadbalancer-status.json'), 'utf8')) as {
       clusters: Record<string, Array<{ address: string }>>;
     };
     for (const rows of Object.values(lb.clusters))
       for (const r of rows) ports.push([r.address.split(':')[0]!, Number(r.address.split(':')[1])]);
-    assert.ok(ports.length >= 8);
+    assert.ok(ports.length >= 5);
     assert.ok(processesUnder(dir).length > 0);
+    // The killed agent's pod (the SPIRE server) still runs: down must find it by its cgroup.
+    assert.ok(existsSync(join(CGROUP_HIERARCHY, labCgroup(state.block))));
     const down = await runMeshfed(['lab', 'down', '--dir', dir]);
     assert.equal(down.code, 0, down.stderr);
     assert.match(down.stdout, /lab down: stopped \d+ parts; removed/);
     assert.deepEqual(processesUnder(dir), []);
     for (const [h, p] of ports)
       assert.equal(await refused(h, p), true, `${h}:${p} still accepts connections`);
+    assert.equal(existsSync(join(CGROUP_HIERARCHY, labCgroup(state.block))), false, 'the lab cgroup is left');
+    assert.deepEqual(await labNamespaces(state.block), []);
+    assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(dir), 'a mount under the lab is left');
+    const left = readdirSync('/proc')
+      .filter((e) => /^\d+$/.test(e))
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`/${labCgroup(state.block)}/`);
+        } catch {
+          return false;
+        }
+      });
+    assert.deepEqual(left, [], 'processes in the lab cgroup are left');
     assert.equal(existsSync(dir), false);
   });
 });
@@ -503,7 +397,7 @@ describe('meshfed lab: bad input', () => {
     const parent = mkdtempSync(join(tmpdir(), 'mf-lab-bad-'));
     try {
       for (const [args, message] of [
-        [['up', '--clusters', '0'], /--clusters must be a whole number from 1 to 20, not "0"/],
+        [['up', '--clusters', '0'], /--clusters must be a whole number from 1 to 16, not "0"/],
         [['up', '--profile', 'edge'], /--profile must be current or seed, not "edge"/],
         [
           ['up', '--pod-ready-delay', '3s..1s'],

@@ -5,18 +5,22 @@
  * built.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import type { V1Pod, V1Service } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import { parse, parseAllDocuments } from 'yaml';
 import { crdManifests } from '../../src/lab/controllers.js';
-import { defaultBlock, mergeKubeconfigs } from '../../src/lab/lab.js';
-import { lbAddress, selects, targetPortName } from '../../src/lab/loadbalancer.js';
+import { defaultBlock, labRepositories, mergeKubeconfigs } from '../../src/lab/lab.js';
+import { lbAddress, podBackend } from '../../src/lab/loadbalancer.js';
+import { isRealPod } from '../../src/lab/node/pod-runtime.js';
 import { kwokStagesConfig, parseDelayRange } from '../../src/lab/stages.js';
 import { runMeshfed } from '../helpers/cli.js';
-import { LAB_DIR, requireLab } from '../helpers/lab.js';
+import { LAB_DIR, REPO_ROOT, requireLab } from '../helpers/lab.js';
+
+const CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
 
 describe('lab parts', () => {
   test('pod delays: a duration, or a range of durations', () => {
@@ -84,22 +88,10 @@ describe('lab parts', () => {
     }
   });
 
-  test('load balancer: a Service selects a stood-in pod by namespace and labels; its targetPort names the real port', () => {
-    const standIn = {
-      namespace: 'spire',
-      labels: { app: 'spire-server', tier: 'x' },
-      ports: { federation: '127.77.1.2:18443' },
-    };
-    const svc = (namespace: string, selector?: Record<string, string>): V1Service => ({
-      metadata: { name: 's', namespace },
-      spec: { type: 'LoadBalancer', ...(selector ? { selector } : {}) },
-    });
-    assert.equal(selects(svc('spire', { app: 'spire-server' }), standIn), true);
-    assert.equal(selects(svc('other', { app: 'spire-server' }), standIn), false);
-    assert.equal(selects(svc('spire', { app: 'spire-agent' }), standIn), false);
-    assert.equal(selects(svc('spire'), standIn), false, 'no selector selects nothing');
-    const pods: V1Pod[] = [
-      {
+  test("load balancer: a Service port goes to the socket of a Ready pod the node agent runs, its targetPort by number or by the container port's name", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mf-lbsock-'));
+    try {
+      const pod = (ip: string, ready: boolean): V1Pod => ({
         spec: {
           containers: [
             {
@@ -111,15 +103,44 @@ describe('lab parts', () => {
             },
           ],
         },
-      },
-    ];
-    assert.equal(targetPortName(8443, 8443, pods), 'federation');
-    assert.equal(targetPortName('8081', 9000, pods), 'grpc');
-    assert.equal(targetPortName('federation', 1, []), 'federation');
-    assert.equal(targetPortName(undefined, 8443, pods), 'federation', 'targetPort defaults to port');
-    assert.equal(targetPortName(9999, 9999, pods), undefined);
+        status: { podIP: ip, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
+      });
+      writeFileSync(join(dir, '10.0.0.7-8443.sock'), '');
+      const real = pod('10.0.0.7', true);
+      assert.equal(podBackend(dir, 8443, [real]), `unix:${dir}/10.0.0.7-8443.sock`);
+      assert.equal(podBackend(dir, 'federation', [real]), `unix:${dir}/10.0.0.7-8443.sock`);
+      assert.equal(podBackend(dir, '8443', [real]), `unix:${dir}/10.0.0.7-8443.sock`);
+      assert.equal(podBackend(dir, 'grpc', [real]), undefined, 'no socket for that port');
+      assert.equal(podBackend(dir, 8443, [pod('10.0.0.7', false)]), undefined, 'not Ready');
+      assert.equal(podBackend(dir, 8443, [pod('10.0.0.8', true)]), undefined, "kwok's pod: no socket");
+      assert.equal(podBackend(dir, 8443, [pod('10.0.0.8', true), real]), `unix:${dir}/10.0.0.7-8443.sock`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     assert.equal(lbAddress(7, 2, 1), '127.102.7.1');
     assert.throws(() => lbAddress(7, 2, 251), /out of range/);
+  });
+
+  test('simulated pods: the node agents run the identity plane (cert-manager, SPIRE, the registrars), kwok the data plane; real pods: both', () => {
+    const identity = [
+      'quay.io/jetstack/cert-manager-controller',
+      'quay.io/jetstack/cert-manager-webhook',
+      'quay.io/jetstack/cert-manager-cainjector',
+      'ghcr.io/spiffe/spire-server',
+      'ghcr.io/spiffe/spire-agent',
+      'gcr.io/spiffe-io/spire-server',
+      'gcr.io/spiffe-io/spire-agent',
+      'gcr.io/spiffe-io/k8s-workload-registrar',
+      'ghcr.io/spiffe/spire-controller-manager',
+    ];
+    const dataPlane = ['docker.io/istio/pilot', 'docker.io/istio/proxyv2', 'docker.io/curlimages/curl'];
+    assert.deepEqual([...labRepositories('simulated')].sort(), [...identity].sort());
+    for (const r of [...identity, ...dataPlane]) assert.ok(labRepositories('real').includes(r), r);
+    const pod = (image: string): V1Pod => ({ spec: { containers: [{ name: 'c', image }] } });
+    assert.equal(isRealPod(pod('ghcr.io/spiffe/spire-server:1.15.3'), labRepositories('simulated')), true);
+    assert.equal(isRealPod(pod('docker.io/istio/proxyv2:1.30.5'), labRepositories('simulated')), false);
+    assert.equal(isRealPod(pod('docker.io/istio/proxyv2:1.30.5'), labRepositories('real')), true);
+    assert.equal(isRealPod(pod('registry.invalid/app:1'), labRepositories('real')), false);
   });
 
   test('the lab kubeconfig renames each kwokctl context, cluster and user after the cluster', () => {
@@ -204,6 +225,46 @@ spec: {group: example.io}
       if (saved === undefined) delete process.env.MESHFED_LAB_BIN;
       else process.env.MESHFED_LAB_BIN = saved;
       rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  test('lab up not as root: exit 1, saying it needs root and why, nothing started', {
+    skip:
+      process.getuid?.() === 0 && existsSync('/usr/bin/setpriv')
+        ? requireLab(['bin/kwok/0.8.0/stages/.done'], 'npm run lab:build')
+        : 'needs root and setpriv (to run the CLI as another user)',
+  }, async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'mf-nonroot-'));
+    chmodSync(parent, 0o777);
+    try {
+      // The CLI as nobody, with the built lab.
+      const r = spawnSync(
+        '/usr/bin/setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          CLI,
+          'lab',
+          'up',
+          '--dir',
+          join(parent, 'lab'),
+        ],
+        {
+          encoding: 'utf8',
+          env: { ...process.env, HOME: parent, MESHFED_LAB_BIN: join(LAB_DIR, 'bin') },
+          timeout: 60_000,
+        },
+      );
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        /the lab needs root: its node agents run pods in network and mount namespaces and cgroups/,
+      );
+      assert.equal(existsSync(join(parent, 'lab')), false);
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
     }
   });
 });

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import type { Profile } from '../../fleet/model.js';
 import { LabNotBuiltError, labBinRoot } from '../../lab/binaries.js';
 import { COLD_BUILD, labBuild, requireGo } from '../../lab/build.js';
-import { LabError, type LabStatus, labDown, labStatus, labUp } from '../../lab/lab.js';
+import { LAB_MAX_CLUSTERS, LabError, type LabStatus, labDown, labStatus, labUp } from '../../lab/lab.js';
 import { DEFAULT_POD_TIMINGS, type DelayRange, parseDelayRange } from '../../lab/stages.js';
 import { type CliIO, type Command, EXIT_FAILED, EXIT_OK, UsageError } from '../io.js';
 import { table } from '../table.js';
@@ -16,24 +16,26 @@ const USAGE = `Usage: meshfed lab build [COMPONENT [VERSION]]
 
 A lab of N real Kubernetes control planes on this machine, for rehearsing a
 fleet with no cloud and no Docker: per cluster real etcd, kube-apiserver,
-controller-manager and scheduler (kwok simulates nodes and runs pods through
-their lifecycle), the cluster's real SPIRE server, the real cert-manager
-controller and the profile's real registrar; Services of type LoadBalancer
-get addresses that reach what they front when the lab runs it for real (the
-SPIRE bundle endpoint). Contexts in DIR/kubeconfig are named like the default
-fleet's clusters (cluster-1, cluster-2, …). Needs \`npm run lab:build\` first.
+controller-manager and scheduler; kwok simulates the nodes, and the lab node
+agent is their kubelet for the images the lab builds: it runs those pods as
+real processes from the specs the API server stores (what \`meshfed up\`
+applies: cert-manager, SPIRE, the registrar, and with real pods istiod,
+Envoy and the demo apps); kwok runs every other pod through its lifecycle.
+Services of type LoadBalancer get addresses that reach the pods they front
+when those are real. Contexts in DIR/kubeconfig are named like the default
+fleet's clusters (cluster-1, cluster-2, …). Needs root (pods run in
+namespaces and cgroups of their own) and \`npm run lab:build\` first.
 
-  --clusters N          clusters (default 2, the guide's)
+  --clusters N          clusters, 1 to 16 (default 2, the guide's)
   --profile P           current (default) or seed: the versions of the lab's
                         Kubernetes, SPIRE and registrar
   --nodes N             simulated nodes per cluster (default 2)
-  --pods real|simulated real (the default as root): the lab node agent runs
-                        the pods of images the lab builds (SPIRE, the
-                        registrar) from their specs as real processes, in
-                        namespaces and cgroups of their own; simulated (the
-                        default otherwise, and beyond 16 clusters): kwok
-                        simulates every pod and the lab runs SPIRE beside
-                        each cluster
+  --pods real|simulated real (the default): the node agent runs every pod of
+                        an image the lab builds, data plane included;
+                        simulated: only the identity plane's (cert-manager,
+                        SPIRE, the registrar), and kwok simulates the data
+                        plane (istiod, gateways, the demo apps), for a
+                        lighter lab of many clusters
   --pod-ready-delay D   how long a started pod takes to become Ready, a Go
                         duration or a range MIN..MAX (default 1s..3s)
   --pod-stop-delay D    how long a deleted pod takes to go (default: kwok's,
@@ -71,14 +73,15 @@ function formatStatus(s: LabStatus, io: CliIO): string {
     `kubeconfig ${s.kubeconfig}`,
     '',
   ];
-  const rows = [['CLUSTER', 'TRUST DOMAIN', 'API SERVER', 'NODES', 'SPIRE', 'CONTROLLERS', 'LOAD BALANCERS']];
+  const rows = [['CLUSTER', 'TRUST DOMAIN', 'API SERVER', 'NODES', 'SPIRE', 'PROCESSES', 'LOAD BALANCERS']];
   for (const c of s.clusters)
     rows.push([
       c.name,
       c.trustDomain,
       `${yes(c.apiServer.ready)} ${c.apiServer.url}`,
       `${c.nodes.ready}/${c.nodes.total} Ready`,
-      yes(c.spireServer.healthy),
+      // "-": no SPIRE server pod yet (before `meshfed up`).
+      c.spireServer.installed ? yes(c.spireServer.healthy) : '-',
       `${c.processes.filter((p) => p.alive).length}/${c.processes.length} running`,
       c.loadBalancers.length
         ? c.loadBalancers
@@ -88,19 +91,18 @@ function formatStatus(s: LabStatus, io: CliIO): string {
     ]);
   lines.push(table(rows));
   for (const c of s.clusters)
-    if (c.realPods)
-      lines.push(
-        '',
-        `${c.name}: ${c.realPods.length} real pod${c.realPods.length === 1 ? '' : 's'}${c.realPods.length ? ':' : ''}`,
-        ...c.realPods.map(
-          (p) =>
-            `  ${p.pod} ${p.ip ?? '-'} ${
-              Object.entries(p.pids)
-                .map(([n, pid]) => `${n}=${pid}`)
-                .join(' ') || '(no process running)'
-            }`,
-        ),
-      );
+    lines.push(
+      '',
+      `${c.name}: ${c.realPods.length} real pod${c.realPods.length === 1 ? '' : 's'}${c.realPods.length ? ':' : ''}`,
+      ...c.realPods.map(
+        (p) =>
+          `  ${p.pod} ${p.ip ?? '-'} ${
+            Object.entries(p.pids)
+              .map(([n, pid]) => `${n}=${pid}`)
+              .join(' ') || '(no process running)'
+          }`,
+      ),
+    );
   lines.push('', `load balancer: ${s.loadBalancer?.alive ? 'running' : 'DOWN'}`);
   for (const c of s.clusters)
     for (const p of c.processes.filter((x) => !x.alive)) lines.push(`DOWN: ${p.name} (pid ${p.pid})`);
@@ -198,8 +200,10 @@ export const labCommand: Command = {
           return await build(positionals, io);
         case 'up': {
           const n = Number(values.clusters);
-          if (!Number.isInteger(n) || n < 1 || n > 20)
-            throw new UsageError(`--clusters must be a whole number from 1 to 20, not "${values.clusters}"`);
+          if (!Number.isInteger(n) || n < 1 || n > LAB_MAX_CLUSTERS)
+            throw new UsageError(
+              `--clusters must be a whole number from 1 to ${LAB_MAX_CLUSTERS}, not "${values.clusters}"`,
+            );
           const nodes = Number(values.nodes);
           if (!Number.isInteger(nodes) || nodes < 1 || nodes > 100)
             throw new UsageError(`--nodes must be a whole number from 1 to 100, not "${values.nodes}"`);

@@ -70,6 +70,8 @@ export interface NodeAgentOptions {
    * listens on `socket` as a CONNECT door and dials targets in `allow`.
    */
   egressDoor?: { socket: string; allow: string[] };
+  /** Repositories of the images whose pods the agent runs (default: every image the lab runs; images.ts). */
+  repositories?: readonly string[];
   log(line: string): void;
 }
 
@@ -100,6 +102,10 @@ export class NodeAgent {
     this.kube = clientOfKubeConfig(kc);
   }
 
+  private isReal(pod: V1Pod): boolean {
+    return isRealPod(pod, this.o.repositories);
+  }
+
   async start(): Promise<void> {
     mkdirSync(this.o.dir, { recursive: true });
     await this.o.network.up();
@@ -119,7 +125,7 @@ export class NodeAgent {
     this.passing = true;
     try {
       await this.read();
-      const real = this.pods.filter((p) => p.spec?.nodeName && isRealPod(p));
+      const real = this.pods.filter((p) => p.spec?.nodeName && this.isReal(p));
       const seen = new Set<string>();
       for (const pod of real) {
         const uid = pod.metadata!.uid!;
@@ -167,7 +173,9 @@ export class NodeAgent {
     this.pods = pods.items;
     this.services = services.items;
     this.nodes = nodes.items;
-    const namespaces = [...new Set(this.pods.filter(isRealPod).map((p) => p.metadata!.namespace!))];
+    const namespaces = [
+      ...new Set(this.pods.filter((p) => this.isReal(p)).map((p) => p.metadata!.namespace!)),
+    ];
     const cms = new Map<string, Record<string, unknown>>();
     const secrets = new Map<string, Record<string, unknown>>();
     for (const ns of namespaces) {

@@ -284,3 +284,17 @@ export interface ExtraBuild {
 export const REAL_REPOSITORIES: string[] = KNOWN_IMAGES.filter((k) => k.build || k.machine).map(
   (k) => k.repository,
 );
+
+/** The lab builds of the identity plane: SPIRE, its registrar, cert-manager. */
+const IDENTITY_COMPONENTS = new Set(['spire', 'spire-controller-manager', 'cert-manager']);
+
+/**
+ * Repositories of the identity plane's images (SPIRE's server, agent and
+ * registrars, spire-controller-manager, cert-manager's three programs): a lab
+ * whose data plane kwok simulates (`--pods simulated`) still runs these for
+ * real, from their stored specs, so that what meshfed renders for them is
+ * what runs in every lab.
+ */
+export const IDENTITY_REPOSITORIES: string[] = KNOWN_IMAGES.filter(
+  (k) => k.build && IDENTITY_COMPONENTS.has(k.build.component),
+).map((k) => k.repository);

@@ -542,9 +542,12 @@ const SIGNALS: Record<string, number> = {
 };
 const signalNumber = (s: string) => SIGNALS[s] ?? 0;
 
-/** The pod has an image the lab builds: the node agent runs the pod, kwok's stages leave it alone. */
-export function isRealPod(pod: V1Pod): boolean {
+/**
+ * The pod has an image of `repositories` (by default every image the lab
+ * runs): the node agent runs the pod, kwok's stages leave it alone.
+ */
+export function isRealPod(pod: V1Pod, repositories: readonly string[] = REAL_REPOSITORIES): boolean {
   return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].some((c) =>
-    REAL_REPOSITORIES.includes(parseImage(c.image ?? '').repository),
+    repositories.includes(parseImage(c.image ?? '').repository),
   );
 }

@@ -45,6 +45,8 @@ export interface NodeAgentConfig {
    * network and `serviceCidr` into the hub.
    */
   egress?: { socket: string; serviceCidr: string };
+  /** Repositories of the images whose pods it runs (default: every image the lab runs; images.ts). */
+  repositories?: string[];
 }
 
 export interface RunningNodeAgent {
@@ -119,6 +121,7 @@ export async function runNodeAgent(
     nodeServices: kubelets,
     ...(c.loadBalancerDoors ? { loadBalancerDoors: c.loadBalancerDoors } : {}),
     ...(egressRanges ? { egressDoor: { socket: egressDoor, allow: egressRanges } } : {}),
+    ...(c.repositories ? { repositories: c.repositories } : {}),
     volumes: {
       mounts: async (pod, podDir, mounts) => {
         const binds = await volumesOf(pod).materialize(podDir, mounts);
