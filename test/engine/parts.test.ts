@@ -35,7 +35,12 @@ import { readerRemoteSecret } from '../../src/engine/remote-secrets.js';
 import { RemovalError, removalOrder, removeInOrder } from '../../src/engine/removal.js';
 import { bootstrapFailureFor, PeerFailedError, storedForm, upError } from '../../src/engine/up.js';
 import { mirrorPath, parseManifests, UpstreamError, UpstreamSource } from '../../src/engine/upstream.js';
-import { BundleOwnerError, type FederationMember, fullMesh } from '../../src/federation/engine.js';
+import {
+  BundleOwnerError,
+  type FederationMember,
+  fullMesh,
+  PER_HOLDER_CONCURRENCY,
+} from '../../src/federation/engine.js';
 import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { defaultFleet } from '../../src/fleet/load.js';
 import {
@@ -598,6 +603,52 @@ describe('bootstrap in up', () => {
       },
     }),
     bundleEndpoint: { url, spiffeId: `spiffe://${td}/spire/server` },
+  });
+
+  test('the bundles of 8 clusters: each holder sets its 7 peers several at once, never more than PER_HOLDER_CONCURRENCY; every direction set once', async () => {
+    const inFlight = new Map<string, number>();
+    const most = new Map<string, number>();
+    const sets: string[] = [];
+    const members: FederationMember[] = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const name = `cluster-${i + 1}`;
+        const td = `td${i + 1}.test`;
+        const own: Bundle = {
+          trustDomain: td,
+          x509Authorities: [(await root()).cert],
+          jwtAuthorities: new Map(),
+        };
+        return {
+          name,
+          trustDomain: td,
+          server: new SpireServerCli({
+            target: `${name}: spire/spire-server-0`,
+            run: async (args, o) => {
+              if (args[0] === 'bundle' && args[1] === 'set') {
+                const n = (inFlight.get(name) ?? 0) + 1;
+                inFlight.set(name, n);
+                most.set(name, Math.max(most.get(name) ?? 0, n));
+                await new Promise((r) => setTimeout(r, 30));
+                inFlight.set(name, n - 1);
+                const peer = /"spiffe:\/\/([^"]+)"/.exec(o?.stdin ?? '')?.[1] ?? JSON.stringify(args);
+                sets.push(`${name} ← ${peer}`);
+                return { code: 0, stdout: '', stderr: '' };
+              }
+              // bundle show of its own bundle; bundle list: nothing held yet.
+              return { code: 0, stdout: args[1] === 'show' ? bundleToJwks(own) : '', stderr: '' };
+            },
+          }),
+          bundleEndpoint: { url: 'https://127.0.0.1:1', spiffeId: `spiffe://${td}/spire/server` },
+        };
+      }),
+    );
+    await bootstrapUntilDone(members, fullMesh(members), { timeoutMs: 30_000 });
+    assert.equal(sets.length, 56, sets.join('\n'));
+    assert.equal(new Set(sets).size, 56, 'each direction once');
+    for (const m of members) {
+      const n = most.get(m.name) ?? 0;
+      assert.ok(n > 1 && n <= PER_HOLDER_CONCURRENCY, `${m.name}: at most ${n} at once`);
+    }
   });
 
   test("a bundle that is not its trust domain's (BundleOwnerError) ends the bootstrap at once, named, not retried", async () => {
