@@ -326,7 +326,7 @@ test('watch events: one line each, words or JSON', () => {
       },
       'text',
     ),
-    '2026-11-27T12:00:00.000Z server-unreachable cluster-1: cluster-1: spire/spire-server-0: refused (followed until it is back)\n',
+    '2026-11-27T12:00:00.000Z server-unreachable cluster-1: spire/spire-server-0: refused (followed until it is back)\n',
   );
   assert.equal(
     formatWatchEvent({ type: 'server-back', cluster: 'cluster-1', at }, 'text'),

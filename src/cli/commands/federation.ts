@@ -400,7 +400,8 @@ export function formatWatchEvent(e: WatchEvent, format: 'text' | 'json'): string
       case 'endpoint-back':
         return `endpoint-back ${e.peer}`;
       case 'server-unreachable':
-        return `server-unreachable ${e.cluster}: ${e.error} (followed until it is back)`;
+        // The error names the server as its transport does ("cluster-1: spire/spire-server-0: …"): the cluster once.
+        return `server-unreachable ${e.cluster}: ${e.error.startsWith(`${e.cluster}: `) ? e.error.slice(e.cluster.length + 2) : e.error} (followed until it is back)`;
       case 'server-back':
         return `server-back ${e.cluster}: it refreshes every peer once`;
     }
