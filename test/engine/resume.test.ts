@@ -12,28 +12,17 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ProgressRecord, unfinished } from '../../src/engine/progress.js';
 import type { UpResult } from '../../src/engine/up.js';
-import { withMachineLock } from '../../src/lab/claims.js';
-import { apiServerOf } from '../../src/lab/kube.js';
-import { listensOn, portHolders, portSocketStates, processesUnder, running } from '../../src/lab/procfs.js';
-import { labSkip, startLab } from '../helpers/engine.js';
+import { labSkip, restartApiServer, startLab } from '../helpers/engine.js';
 import { REPO_ROOT, waitUntil } from '../helpers/lab.js';
 import { prng } from '../helpers/random.js';
 
 /** The last lines of a log file, for a failure message. */
-const tail = (file: string, lines = 30): string =>
+const _tail = (file: string, lines = 30): string =>
   existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n') : '(no log)';
 
 const MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -147,13 +136,6 @@ describe('meshfed up, killed and resumed; an API server restarted under it', {
   });
 
   test('a kube-apiserver killed and restarted in the middle of up: up completes', async () => {
-    const c = lab.state.clusters[0]!;
-    const pid = processesUnder(c.kwokWorkdir).find((p) =>
-      readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0]!.endsWith('kube-apiserver'),
-    );
-    assert.ok(pid, 'no kube-apiserver process found');
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-    const cwd = readlinkSync(`/proc/${pid}/cwd`);
     const run = startUp(lab.env, lab.parent);
     let ended = false;
     void run.done.then(() => {
@@ -168,58 +150,10 @@ describe('meshfed up, killed and resumed; an API server restarted under it', {
       },
       120_000,
     );
-    // While its port is free, another lab's kwokctl (a test file running beside this one) could
-    // take it: kwokctl probes for free ports. Creations on the machine wait for this lock.
-    const server = new URL(apiServerOf(c.kubeconfig)!);
-    await withMachineLock('kwokctl-create', async () => {
-      process.kill(pid, 'SIGKILL');
-      // The port is free once the process is gone: restart then, not after a guessed pause.
-      await waitUntil('the killed kube-apiserver gone', async () => !running(pid), 30_000);
-      // Its output goes to a file in the lab folder, shown if it never listens.
-      const logFile = join(lab.dir, 'restarted-kube-apiserver.log');
-      const port = Number(server.port);
-      const start = () => {
-        const log = openSync(logFile, 'w');
-        const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ['ignore', log, log] });
-        closeSync(log);
-        child.unref();
-        const r = { child, exited: undefined as string | undefined };
-        child.on('exit', (code, signal) => {
-          r.exited = `exited (${signal ?? code})`;
-        });
-        return r;
-      };
-      let restarted = start();
-      let starts = 1;
-      const t0 = Date.now();
-      await waitUntil(
-        'the restarted kube-apiserver listening on its port',
-        async () => {
-          if (restarted.exited) {
-            // The killed server's connections linger in the kernel, closing, after it is gone, and
-            // its port can be refused meanwhile: start again once only TIME_WAIT ones are left, as a
-            // supervisor restarting it would (bounded by this wait).
-            if (/address already in use/.test(tail(logFile)) && starts < 20) {
-              if (portSocketStates(port).some((st) => st !== 'TIME_WAIT')) return false;
-              restarted = start();
-              starts++;
-              return false;
-            }
-            throw new Error(`the restarted kube-apiserver ${restarted.exited} (start ${starts})`);
-          }
-          return listensOn(restarted.child.pid!, server.hostname, port);
-        },
-        120_000,
-      ).catch((e: Error) => {
-        const holders = portHolders(port).map((h) => `pid ${h.pid} (${h.state}): ${h.command.slice(0, 200)}`);
-        throw new Error(
-          `${e.message}\nits log (${logFile}):\n${tail(logFile)}\nholding port ${port}: ${holders.join('\n') || 'no process'}; sockets on it: ${portSocketStates(port).join(', ') || 'none'}`,
-        );
-      });
-      console.log(
-        `the restarted kube-apiserver listened after ${Date.now() - t0} ms (${starts} start${starts === 1 ? '' : 's'})`,
-      );
-    });
+    const restart = await restartApiServer(lab, 0);
+    console.log(
+      `the restarted kube-apiserver listened after ${restart.ms} ms (${restart.starts} start${restart.starts === 1 ? '' : 's'})${restart.restarted.length ? `; started again: ${restart.restarted.join(', ')}` : ''}`,
+    );
     // The server was killed and listened again while up ran (else the wait above threw): up ran across it.
     const acrossRestart = !ended;
     const r = await run.done;

@@ -24,18 +24,15 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { DirectionStatus } from '../../src/cli/commands/federation.js';
 import { SPIRE_SERVER_POD } from '../../src/engine/discover.js';
 import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { podServerTransport } from '../../src/federation/transport.js';
-import { withMachineLock } from '../../src/lab/claims.js';
-import { apiServerOf } from '../../src/lab/kube.js';
-import { listensOn, portHolders, portSocketStates, processesUnder, running } from '../../src/lab/procfs.js';
 import { sameKeys } from '../../src/spiffe/bundle.js';
-import { labSkip, startLab } from '../helpers/engine.js';
+import { labSkip, restartApiServer, startLab } from '../helpers/engine.js';
 import { REPO_ROOT, waitUntil } from '../helpers/lab.js';
 
 const notRoot = process.getuid?.() === 0 ? undefined : 'needs root (real pods: namespaces and cgroups)';
@@ -140,71 +137,8 @@ function serverPid(lab: Lab, cluster: string): number | undefined {
   return r.pods.find((p) => p.pod === 'spire/spire-server-0')?.containers['spire-server']?.pid;
 }
 
-const tail = (file: string, lines = 30): string =>
+const _tail = (file: string, lines = 30): string =>
   existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n') : '(no log)';
-
-/**
- * SIGKILLs the cluster's kube-apiserver, runs `whileDown`, then starts it
- * again as it ran (its argv and folder), as test/engine/resume.test.ts does:
- * under the machine's kwokctl lock, so that no other lab takes its port meanwhile.
- */
-async function restartApiServer(lab: Lab, index: number, whileDown: () => Promise<void>): Promise<void> {
-  const c = lab.state.clusters[index]!;
-  const pid = processesUnder(c.kwokWorkdir).find((p) =>
-    readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0]!.endsWith('kube-apiserver'),
-  );
-  assert.ok(pid, 'no kube-apiserver process found');
-  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  const cwd = readlinkSync(`/proc/${pid}/cwd`);
-  const server = new URL(apiServerOf(c.kubeconfig)!);
-  await withMachineLock('kwokctl-create', async () => {
-    process.kill(pid, 'SIGKILL');
-    await waitUntil('the killed kube-apiserver gone', async () => !running(pid), 30_000);
-    // Started again however `whileDown` ends: a lab left without its API server could not be taken down.
-    const failed = await whileDown().then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    const logFile = join(lab.dir, 'restarted-kube-apiserver.log');
-    const port = Number(server.port);
-    const start = () => {
-      const log = openSync(logFile, 'w');
-      const child = spawn(argv[0]!, argv.slice(1), { cwd, detached: true, stdio: ['ignore', log, log] });
-      closeSync(log);
-      child.unref();
-      const r = { child, exited: undefined as string | undefined };
-      child.on('exit', (code, signal) => {
-        r.exited = `exited (${signal ?? code})`;
-      });
-      return r;
-    };
-    let restarted = start();
-    let starts = 1;
-    await waitUntil(
-      'the restarted kube-apiserver listening on its port',
-      async () => {
-        if (restarted.exited) {
-          // The killed server's connections may hold the port a while: start again once only TIME_WAIT is left.
-          if (/address already in use/.test(tail(logFile)) && starts < 20) {
-            if (portSocketStates(port).some((st) => st !== 'TIME_WAIT')) return false;
-            restarted = start();
-            starts++;
-            return false;
-          }
-          throw new Error(`the restarted kube-apiserver ${restarted.exited} (start ${starts})`);
-        }
-        return listensOn(restarted.child.pid!, server.hostname, port);
-      },
-      120_000,
-    ).catch((e: Error) => {
-      const holders = portHolders(port).map((h) => `pid ${h.pid} (${h.state}): ${h.command.slice(0, 200)}`);
-      throw new Error(
-        `${e.message}\nits log (${logFile}):\n${tail(logFile)}\nholding port ${port}: ${holders.join('\n')}`,
-      );
-    });
-    if (failed) throw failed;
-  });
-}
 
 describe('meshfed federation watch under faults (real pods, current profile)', {
   skip: notRoot ?? labSkip('current'),
