@@ -19,6 +19,7 @@
  * no-op run's CPU.
  */
 import { readFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, type RequestOptions, request } from 'node:https';
 import { dirname } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -27,6 +28,7 @@ import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'y
 
 import { FIELD_MANAGER } from '../render/meta.js';
 import type { ObjectMeta } from '../render/types.js';
+import { type DiscoveryCache, discoveryCache } from './discovery-cache.js';
 import { KubeApiError, KubeRequestError, type StatusCause } from './errors.js';
 import { spdyExec } from './exec.js';
 
@@ -322,8 +324,39 @@ interface Resource {
   namespaced: boolean;
 }
 
+/** Discovery read: every group version's kinds, and which group versions are their group's preferred. */
+interface Discovered {
+  preferred: Set<string>;
+  resources: Map<string, Map<string, Resource & { verbs: string[] }>>;
+}
+
+/** One group of an aggregated discovery document (apidiscovery.k8s.io APIGroupDiscoveryList). */
+export interface AggregatedGroup {
+  metadata?: { name?: string };
+  versions?: Array<{
+    version: string;
+    freshness?: string;
+    resources?: Array<{
+      resource: string;
+      responseKind?: { kind?: string };
+      scope?: string;
+      verbs?: string[];
+    }>;
+  }>;
+}
+
+/** The aggregated form first (v2, Kubernetes ≥ 1.30; v2beta1 before), the per-version documents where neither is served. */
+const AGGREGATED_ACCEPT = [
+  'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList',
+  'application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList',
+  'application/json',
+].join(',');
+
 class HttpsClusterClient implements ClusterClient {
   private readonly resources = new Map<string, Map<string, Resource>>();
+  /** The first aggregated discovery of the run, once started (resource's misses wait for it). */
+  private aggregatedRead: Promise<undefined> | undefined;
+  private aggregatedDone = false;
   /**
    * Connections kept open between requests. The agent pools sockets by the
    * request's TLS settings (CA, client certificate and key, server name), so
@@ -338,6 +371,7 @@ class HttpsClusterClient implements ClusterClient {
     readonly server: string,
     private readonly kc: KubeConfig,
     private readonly timeoutMs: number,
+    private readonly discoveryCache?: DiscoveryCache,
   ) {}
 
   private async call(
@@ -345,7 +379,8 @@ class HttpsClusterClient implements ClusterClient {
     path: string,
     body?: string,
     contentType?: string,
-  ): Promise<{ status: number; json: unknown }> {
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders }> {
     const u = new URL(path, this.server);
     const opts: RequestOptions & { headers: Record<string, string> } = {
       method,
@@ -353,7 +388,7 @@ class HttpsClusterClient implements ClusterClient {
       hostname: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
       port: u.port,
       path: u.pathname + u.search,
-      headers: { Accept: 'application/json' },
+      headers: { Accept: 'application/json', ...headers },
     };
     await this.credentials(opts, method, u.pathname);
     // client-node's agent is a new one per request (a proxy's excepted: kept as it is).
@@ -388,7 +423,7 @@ class HttpsClusterClient implements ClusterClient {
           } catch {
             json = { message: text.slice(0, 500) };
           }
-          resolve({ status: res.statusCode ?? 0, json });
+          resolve({ status: res.statusCode ?? 0, json, headers: res.headers });
         });
       });
       req.on('error', (e) => {
@@ -449,23 +484,47 @@ class HttpsClusterClient implements ClusterClient {
     );
   }
 
-  private async discover(apiVersion: string): Promise<Map<string, Resource>> {
+  /** One group version's resources, read now; `absent` (statuses) answer undefined (404 alone is an empty map). */
+  private async discover(
+    apiVersion: string,
+    absent: number[] = [],
+  ): Promise<Map<string, Resource & { verbs: string[] }> | undefined> {
     const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
     const r = await this.call('GET', path);
+    if (absent.includes(r.status)) return undefined;
     if (r.status === 404) return new Map();
     if (r.status !== 200) this.fail(`discovery of ${apiVersion}`, r.status, r.json);
-    const list = r.json as { resources: Array<{ name: string; kind: string; namespaced: boolean }> };
-    const m = new Map<string, Resource>();
+    const list = r.json as {
+      resources: Array<{ name: string; kind: string; namespaced: boolean; verbs?: string[] }>;
+    };
+    const m = new Map<string, Resource & { verbs: string[] }>();
     for (const res of list.resources)
-      if (!res.name.includes('/')) m.set(res.kind, { name: res.name, namespaced: res.namespaced });
+      if (!res.name.includes('/'))
+        m.set(res.kind, { name: res.name, namespaced: res.namespaced, verbs: res.verbs ?? [] });
     this.resources.set(apiVersion, m);
     return m;
   }
 
-  /** The resource of a kind; discovery is read again on a miss (a CRD may have just been established). */
+  /**
+   * The resource of a kind: from what discovery read (the aggregated
+   * documents, read once a run before any other), and read again for its
+   * group version on a miss (a CRD may have just been established).
+   */
   private async resource(apiVersion: string, kind: string): Promise<Resource> {
     let r = this.resources.get(apiVersion)?.get(kind);
-    if (!r) r = (await this.discover(apiVersion)).get(kind);
+    if (!r && !this.aggregatedDone) {
+      this.aggregatedRead ??= this.aggregatedDiscovery()
+        .then(
+          () => undefined,
+          () => undefined, // a failure here is told by the per-version read below
+        )
+        .finally(() => {
+          this.aggregatedDone = true;
+        });
+      await this.aggregatedRead;
+      r = this.resources.get(apiVersion)?.get(kind);
+    }
+    if (!r) r = (await this.discover(apiVersion))?.get(kind);
     if (!r)
       throw new KindNotServedError(
         `${this.context}: the API server does not serve ${kind} in ${apiVersion} (is its CRD installed and Established?)`,
@@ -596,31 +655,91 @@ class HttpsClusterClient implements ClusterClient {
     return (r.json as { gitVersion: string }).gitVersion;
   }
 
+  /**
+   * Every kind served, from discovery: the aggregated form (GET /api and
+   * /apis, Kubernetes ≥ 1.27: every group, version and resource in two
+   * answers), revalidated with its ETag so that an unchanged answer is a 304
+   * (the last answer is kept in memory and, with a cache folder, on disk);
+   * from the per-version documents where the server does not serve the
+   * aggregated form. What it reads is what `resource` looks kinds up in.
+   */
   async kinds(): Promise<ServedKind[]> {
-    const versions: string[] = [];
+    const all = (await this.aggregatedDiscovery()) ?? (await this.legacyDiscovery());
+    const out: ServedKind[] = [];
+    for (const [apiVersion, kinds] of all.resources)
+      for (const [kind, r] of kinds)
+        if (!all.preferred.has(apiVersion)) continue;
+        else if (r.verbs.includes('list') && r.verbs.includes('delete'))
+          out.push({ apiVersion, kind, namespaced: r.namespaced, verbs: r.verbs });
+    return out.sort((a, b) => `${a.apiVersion}/${a.kind}`.localeCompare(`${b.apiVersion}/${b.kind}`));
+  }
+
+  /** Aggregated discovery of the core group (/api) and the others (/apis); undefined where not served. */
+  private async aggregatedDiscovery(): Promise<Discovered | undefined> {
+    const core = await this.aggregated('/api');
+    if (!core) return undefined;
+    const groups = await this.aggregated('/apis');
+    if (!groups) return undefined;
+    const out: Discovered = { preferred: new Set(), resources: new Map() };
+    for (const g of [...core, ...groups]) {
+      const group = g.metadata?.name ?? '';
+      // The versions come in the group's order of preference; a Stale one is an aggregated API that is down.
+      const versions = (g.versions ?? []).filter((v) => v.freshness !== 'Stale');
+      for (const [i, v] of versions.entries()) {
+        const apiVersion = group ? `${group}/${v.version}` : v.version;
+        if (i === 0) out.preferred.add(apiVersion);
+        const m = new Map<string, Resource & { verbs: string[] }>();
+        for (const r of v.resources ?? [])
+          if (r.responseKind?.kind)
+            m.set(r.responseKind.kind, {
+              name: r.resource,
+              namespaced: r.scope === 'Namespaced',
+              verbs: r.verbs ?? [],
+            });
+        out.resources.set(apiVersion, m);
+        this.resources.set(apiVersion, m);
+      }
+    }
+    return out;
+  }
+
+  /** One aggregated discovery document's groups, revalidated by its ETag; undefined when the server answers another form. */
+  private async aggregated(path: '/api' | '/apis'): Promise<AggregatedGroup[] | undefined> {
+    const held = this.discoveryCache?.get(path);
+    const r = await this.call(
+      'GET',
+      path,
+      undefined,
+      undefined,
+      held ? { Accept: AGGREGATED_ACCEPT, 'If-None-Match': held.etag } : { Accept: AGGREGATED_ACCEPT },
+    );
+    if (r.status === 304 && held) return held.items;
+    if (r.status !== 200) this.fail('discovery', r.status, r.json);
+    if (!String(r.headers['content-type'] ?? '').includes('as=APIGroupDiscoveryList')) return undefined;
+    const items = (r.json as { items?: AggregatedGroup[] }).items ?? [];
+    const etag = r.headers.etag;
+    if (etag) this.discoveryCache?.set(path, { etag, items });
+    return items;
+  }
+
+  /** Discovery one document per group version (a server without the aggregated form). */
+  private async legacyDiscovery(): Promise<Discovered> {
+    const preferred = new Set<string>();
     const core = await this.call('GET', '/api');
     if (core.status !== 200) this.fail('discovery', core.status, core.json);
-    versions.push(...(core.json as { versions: string[] }).versions);
+    for (const v of (core.json as { versions: string[] }).versions) preferred.add(v);
     const groups = await this.call('GET', '/apis');
     if (groups.status !== 200) this.fail('discovery', groups.status, groups.json);
     for (const g of (groups.json as { groups: Array<{ preferredVersion: { groupVersion: string } }> }).groups)
-      versions.push(g.preferredVersion.groupVersion);
-    const out: ServedKind[] = [];
+      preferred.add(g.preferredVersion.groupVersion);
+    const resources = new Map<string, Map<string, Resource & { verbs: string[] }>>();
     await Promise.all(
-      versions.map(async (apiVersion) => {
-        const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-        const r = await this.call('GET', path);
-        if (r.status === 404 || r.status === 503) return; // an aggregated API that is down
-        if (r.status !== 200) this.fail(`discovery of ${apiVersion}`, r.status, r.json);
-        const list = r.json as {
-          resources: Array<{ name: string; kind: string; namespaced: boolean; verbs: string[] }>;
-        };
-        for (const res of list.resources)
-          if (!res.name.includes('/') && res.verbs.includes('list') && res.verbs.includes('delete'))
-            out.push({ apiVersion, kind: res.kind, namespaced: res.namespaced, verbs: res.verbs });
+      [...preferred].map(async (apiVersion) => {
+        const m = await this.discover(apiVersion, [404, 503]); // 404, 503: an aggregated API that is down
+        if (m) resources.set(apiVersion, m);
       }),
     );
-    return out.sort((a, b) => `${a.apiVersion}/${a.kind}`.localeCompare(`${b.apiVersion}/${b.kind}`));
+    return { preferred, resources };
   }
 
   async delete(ref: ObjectRef): Promise<'deleted' | 'absent'> {
@@ -667,7 +786,13 @@ export function clientOfKubeConfig(kc: KubeConfig, o: { timeoutMs?: number } = {
   if (!cluster?.server) throw new KubeconfigError('the kubeconfig names no cluster server');
   if (cluster.skipTLSVerify)
     throw new KubeconfigError('the kubeconfig skips TLS verification (insecure-skip-tls-verify)');
-  return new HttpsClusterClient(kc.getCurrentContext(), cluster.server, kc, o.timeoutMs ?? 30_000);
+  return new HttpsClusterClient(
+    kc.getCurrentContext(),
+    cluster.server,
+    kc,
+    o.timeoutMs ?? 30_000,
+    discoveryCache(undefined, cluster.server),
+  );
 }
 
 /** The kubeconfig path: --kubeconfig, else $KUBECONFIG (its first file), else ~/.kube/config. */
@@ -729,11 +854,15 @@ export function kubeconfigFromText(text: string, path: string): KubeConfig {
   return kc;
 }
 
-/** One client per context; `text` is the kubeconfig's when the caller read it already (bounded). */
+/**
+ * One client per context; `text` is the kubeconfig's when the caller read it
+ * already (bounded); `discoveryCacheDir`: where the API servers' discovery
+ * documents are kept between runs (discovery-cache.ts), none when absent.
+ */
 export function clientsFor(
   kubeconfig: string,
   contexts: string[],
-  o: { timeoutMs?: number; text?: string } = {},
+  o: { timeoutMs?: number; text?: string; discoveryCacheDir?: string } = {},
 ): Map<string, ClusterClient> {
   let text = o.text;
   if (text === undefined)
@@ -760,7 +889,16 @@ export function clientsFor(
       throw new KubeconfigError(
         `kubeconfig ${kubeconfig}: context "${name}" skips TLS verification (insecure-skip-tls-verify); meshfed does not talk to an API server it cannot authenticate: give the cluster's CA`,
       );
-    out.set(name, new HttpsClusterClient(name, server, kc, o.timeoutMs ?? 30_000));
+    out.set(
+      name,
+      new HttpsClusterClient(
+        name,
+        server,
+        kc,
+        o.timeoutMs ?? 30_000,
+        discoveryCache(o.discoveryCacheDir, server),
+      ),
+    );
   }
   return out;
 }
