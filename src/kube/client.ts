@@ -10,8 +10,9 @@
  * anything is read from the object's resourceVersion (a no-op apply leaves it
  * alone), so writes can be counted. Delete treats "not found" as done.
  *
- * @kubernetes/client-node loads the kubeconfig and supplies each request's
- * credentials and TLS settings (its CA; verification is never turned off);
+ * The kubeconfig is read with @kubernetes/client-node's parts (kubeconfig.ts),
+ * which supply each request's credentials and TLS settings (its CA;
+ * verification is never turned off);
  * the requests themselves are plain HTTPS, so that query parameters like
  * fieldValidation are ours to set. Each client keeps its connections open
  * between requests (a keep-alive agent of its own): client-node makes a new
@@ -23,14 +24,14 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, type RequestOptions, request } from 'node:https';
 import { dirname } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, type Node, parse, parseDocument } from 'yaml';
 
 import { FIELD_MANAGER } from '../render/meta.js';
 import type { ObjectMeta } from '../render/types.js';
 import { type DiscoveryCache, discoveryCache } from './discovery-cache.js';
 import { KubeApiError, KubeRequestError, type StatusCause } from './errors.js';
 import { spdyExec } from './exec.js';
+import { type KubeconfigView, LiteKubeConfig } from './kubeconfig.js';
 
 export { KubeApiError, KubeRequestError } from './errors.js';
 
@@ -271,7 +272,7 @@ function connectReason(e: CodedError): { reason: UnreachableReason; why: string 
 }
 
 /** Why the kubeconfig's credentials and TLS settings could not be made ready (client-node's applyToHTTPSOptions). */
-function credentialReason(e: CodedError, kc: KubeConfig): { reason: UnreachableReason; why: string } {
+function credentialReason(e: CodedError, kc: KubeconfigView): { reason: UnreachableReason; why: string } {
   const user = kc.getCurrentUser();
   const plugin = user?.exec?.command as string | undefined;
   // The plugin's name only: its arguments and environment may hold secrets.
@@ -369,7 +370,7 @@ class HttpsClusterClient implements ClusterClient {
   constructor(
     readonly context: string,
     readonly server: string,
-    private readonly kc: KubeConfig,
+    private readonly kc: KubeconfigView,
     private readonly timeoutMs: number,
     private readonly discoveryCache?: DiscoveryCache,
   ) {}
@@ -622,6 +623,8 @@ class HttpsClusterClient implements ClusterClient {
     };
     const path = `/api/v1/namespaces/${pod.namespace}/pods/${pod.name}/exec`;
     await this.credentials(opts, 'POST', path);
+    // A connection of its own, upgraded to SPDY and closed with the command (a proxy's agent is kept).
+    opts.agent ??= false;
     return spdyExec({
       request: opts,
       pod,
@@ -775,13 +778,13 @@ class HttpsClusterClient implements ClusterClient {
  * current context; refuses one that skips TLS verification.
  */
 export function clientFromKubeconfig(text: string, o: { timeoutMs?: number } = {}): ClusterClient {
-  const kc = new KubeConfig();
-  kc.loadFromString(text);
+  const kc = new LiteKubeConfig();
+  kc.loadFromObject(parse(text, { merge: true }) as Record<string, unknown>);
   return clientOfKubeConfig(kc, o);
 }
 
 /** A client for the current context of a loaded kubeconfig; refuses one that skips TLS verification. */
-export function clientOfKubeConfig(kc: KubeConfig, o: { timeoutMs?: number } = {}): ClusterClient {
+export function clientOfKubeConfig(kc: KubeconfigView, o: { timeoutMs?: number } = {}): ClusterClient {
   const cluster = kc.getCurrentCluster();
   if (!cluster?.server) throw new KubeconfigError('the kubeconfig names no cluster server');
   if (cluster.skipTLSVerify)
@@ -811,10 +814,9 @@ export function kubeconfigPath(flag: string | undefined, env: NodeJS.ProcessEnv)
  * A kubeconfig from its text. A kubeconfig holds tokens, passwords and
  * private keys, so no message shows any of its text: a YAML error is its
  * place and yaml's error code, a wrong shape is the place and what was
- * expected. Only then does client-node read it (its YAML parser's errors
- * quote the lines around the mistake).
+ * expected. Only then is it read as client-node reads it (kubeconfig.ts).
  */
-export function kubeconfigFromText(text: string, path: string): KubeConfig {
+export function kubeconfigFromText(text: string, path: string): LiteKubeConfig {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false });
   const at = (offset: number | undefined) => {
@@ -838,17 +840,16 @@ export function kubeconfigFromText(text: string, path: string): KubeConfig {
           `${at((item as Node | null)?.range?.[0])}: each of "${key}" must be a mapping; ${fix}`,
         );
   }
-  const kc = new KubeConfig();
+  const kc = new LiteKubeConfig();
+  // As client-node's own reading does (js-yaml): merge keys followed, a key twice refused.
+  const strict = parseDocument(text, { merge: true });
+  const twice = strict.errors[0];
+  if (twice) throw new KubeconfigError(`${at(twice.pos[0])}: not a kubeconfig client-node can read; ${fix}`);
   try {
-    kc.loadFromString(text);
+    kc.loadFromObject(strict.toJS() as Record<string, unknown>);
   } catch (e) {
-    // client-node's own checks name fields ("clusters[0].cluster.server is missing"); its YAML errors carry a mark.
-    const mark = (e as { mark?: { position?: number } }).mark;
-    throw new KubeconfigError(
-      mark
-        ? `${at(mark.position)}: not a kubeconfig client-node can read; ${fix}`
-        : `kubeconfig ${path}: ${(e as Error).message}; ${fix}`,
-    );
+    // client-node's own checks name fields ("clusters[0].cluster.server is missing").
+    throw new KubeconfigError(`kubeconfig ${path}: ${(e as Error).message}; ${fix}`);
   }
   kc.makePathsAbsolute(dirname(path));
   return kc;
