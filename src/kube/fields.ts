@@ -7,6 +7,7 @@
  * again under the same manager owns exactly the same fields, so an object
  * deleted and made again this way is, to that manager, as it was.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { KubeObject } from './client.js';
 
 type Fields = Record<string, unknown>;
@@ -69,4 +70,36 @@ export function appliedPart(live: KubeObject, manager: string): KubeObject | und
       ...(live.metadata.namespace ? { namespace: live.metadata.namespace } : {}),
     },
   };
+}
+
+/**
+ * Whether server-side applying `sent` as `manager` onto `live` is certain to
+ * change nothing, told from `live` alone: `manager`'s one entry (an Apply,
+ * in `sent`'s API version) owns exactly the fields `sent` sets, and each
+ * holds the value `sent` gives it. Then the apply would own the same
+ * fields with the same values: the server would answer with the object as
+ * it is. Whatever this cannot tell (a field the server normalises, another
+ * manager's change, an entry of another version, a field meshfed no longer
+ * sets) is false: the caller applies, and the server says.
+ */
+export function applyChangesNothing(sent: KubeObject, live: KubeObject, manager: string): boolean {
+  if (sent.apiVersion !== live.apiVersion || sent.kind !== live.kind) return false;
+  const entries = (
+    (live.metadata.managedFields ?? []) as Array<{
+      manager?: string;
+      operation?: string;
+      apiVersion?: string;
+      subresource?: string;
+      fieldsV1?: Fields;
+    }>
+  ).filter((m) => m.manager === manager);
+  const entry = entries[0];
+  if (entries.length !== 1 || !entry || entry.operation !== 'Apply' || entry.subresource) return false;
+  if (entry.apiVersion !== sent.apiVersion || !isMap(entry.fieldsV1)) return false;
+  const { apiVersion: _v, kind: _k, metadata, ...rest } = sent;
+  const { name: _n, namespace: _ns, resourceVersion: _rv, ...meta } = metadata;
+  const want: Record<string, unknown> = { ...rest };
+  if (Object.keys(meta).length) want.metadata = meta;
+  const { apiVersion: _lv, kind: _lk, ...have } = pick(live, entry.fieldsV1) as Record<string, unknown>;
+  return isDeepStrictEqual(have, want);
 }
