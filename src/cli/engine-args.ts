@@ -150,8 +150,8 @@ export async function connect(
       {
         timeoutMs: Math.min(timeoutMs, 30_000),
         text: readInputFile(path, `kubeconfig ${path}`, 'kubeconfig'),
-        // The API servers' discovery, revalidated at each use (kube/discovery-cache.ts).
-        discoveryCacheDir: join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'meshfed', 'discovery'),
+        // The API servers' discovery (revalidated at each use) and what meshfed's applies made of each object.
+        cacheDir: join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'meshfed'),
       },
     );
   } catch (e) {

@@ -22,15 +22,17 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, type RequestOptions, request } from 'node:https';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parse, parseDocument } from 'yaml';
 
 import { FIELD_MANAGER } from '../render/meta.js';
 import type { ObjectMeta } from '../render/types.js';
+import { type AppliedMemo, appliedMemo } from './applied-memo.js';
 import { type DiscoveryCache, discoveryCache } from './discovery-cache.js';
 import { KubeApiError, KubeRequestError, type StatusCause } from './errors.js';
 import { spdyExec } from './exec.js';
+import { applyChangesNothing } from './fields.js';
 import { type KubeconfigView, LiteKubeConfig } from './kubeconfig.js';
 
 export { KubeApiError, KubeRequestError } from './errors.js';
@@ -373,6 +375,7 @@ class HttpsClusterClient implements ClusterClient {
     private readonly kc: KubeconfigView,
     private readonly timeoutMs: number,
     private readonly discoveryCache?: DiscoveryCache,
+    private readonly appliedMemo?: AppliedMemo,
   ) {}
 
   private async call(
@@ -576,6 +579,14 @@ class HttpsClusterClient implements ClusterClient {
   async apply(obj: KubeObject, o: ApplyOptions = {}): Promise<{ object: KubeObject; action: ApplyAction }> {
     const before = o.live ?? (await this.get(refOf(obj)));
     if (o.prepare) obj = o.prepare(before);
+    // Nothing an apply could change: not sent (fields.ts, applied-memo.ts). Never when forced or dry.
+    if (
+      before &&
+      !o.force &&
+      !o.dryRun &&
+      (applyChangesNothing(obj, before, FIELD_MANAGER) || this.appliedMemo?.unchanged(obj, before))
+    )
+      return { object: before, action: 'unchanged' };
     const rv = o.onlyOntoLive ? o.live?.metadata.resourceVersion : undefined;
     if (rv) obj = { ...obj, metadata: { ...obj.metadata, resourceVersion: rv } };
     const ref = refOf(obj);
@@ -601,6 +612,7 @@ class HttpsClusterClient implements ClusterClient {
     }
     if (r.status !== 200 && r.status !== 201) this.fail(`apply ${describeRef(ref)}`, r.status, r.json);
     const object = r.json as KubeObject;
+    if (!o.dryRun) this.appliedMemo?.record(obj, object);
     const action: ApplyAction = !before
       ? 'created'
       : wroteSomething(before, object)
@@ -795,6 +807,7 @@ export function clientOfKubeConfig(kc: KubeconfigView, o: { timeoutMs?: number }
     kc,
     o.timeoutMs ?? 30_000,
     discoveryCache(undefined, cluster.server),
+    appliedMemo(undefined, cluster.server),
   );
 }
 
@@ -857,13 +870,15 @@ export function kubeconfigFromText(text: string, path: string): LiteKubeConfig {
 
 /**
  * One client per context; `text` is the kubeconfig's when the caller read it
- * already (bounded); `discoveryCacheDir`: where the API servers' discovery
- * documents are kept between runs (discovery-cache.ts), none when absent.
+ * already (bounded); `cacheDir`: where the API servers' discovery documents
+ * (discovery/, discovery-cache.ts) and what meshfed's applies made of each
+ * object (applied/, applied-memo.ts) are kept between runs; in memory only
+ * when absent.
  */
 export function clientsFor(
   kubeconfig: string,
   contexts: string[],
-  o: { timeoutMs?: number; text?: string; discoveryCacheDir?: string } = {},
+  o: { timeoutMs?: number; text?: string; cacheDir?: string } = {},
 ): Map<string, ClusterClient> {
   let text = o.text;
   if (text === undefined)
@@ -897,7 +912,8 @@ export function clientsFor(
         server,
         kc,
         o.timeoutMs ?? 30_000,
-        discoveryCache(o.discoveryCacheDir, server),
+        discoveryCache(o.cacheDir && join(o.cacheDir, 'discovery'), server),
+        appliedMemo(o.cacheDir && join(o.cacheDir, 'applied'), server),
       ),
     );
   }

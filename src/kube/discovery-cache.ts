@@ -31,7 +31,7 @@ interface CacheFile {
 }
 
 /** The file of a server in `dir`: its host and port to read, and a digest of the whole URL to tell servers apart. */
-export function discoveryCacheFile(dir: string, server: string): string {
+export function serverCacheFile(dir: string, server: string): string {
   const u = new URL(server);
   const digest = createHash('sha256').update(server).digest('hex').slice(0, 16);
   return join(dir, `${`${u.hostname}_${u.port || '443'}`.replace(/[^A-Za-z0-9._-]/g, '_')}-${digest}.json`);
@@ -39,7 +39,7 @@ export function discoveryCacheFile(dir: string, server: string): string {
 
 /** The documents of `server`: in memory, and in `dir` (read at the first use, written at each change) when given. */
 export function discoveryCache(dir: string | undefined, server: string): DiscoveryCache {
-  const file = dir ? discoveryCacheFile(dir, server) : undefined;
+  const file = dir ? serverCacheFile(dir, server) : undefined;
   let documents: Record<string, DiscoveryEntry> | undefined;
   const load = (): Record<string, DiscoveryEntry> => {
     if (documents) return documents;

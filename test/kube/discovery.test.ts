@@ -175,7 +175,7 @@ describe('discovery: aggregated, kept between runs by ETag', () => {
   let kubeconfig = '';
   let dir = '';
   /** A client as a new run makes it, with the cache folder. */
-  const run = () => clientsFor(kubeconfig, ['fake'], { discoveryCacheDir: join(dir, 'cache') }).get('fake')!;
+  const run = () => clientsFor(kubeconfig, ['fake'], { cacheDir: join(dir, 'cache') }).get('fake')!;
   const kindsOf = async () => (await run().kinds()).map((k) => `${k.apiVersion}/${k.kind}`);
 
   before(async () => {
@@ -191,7 +191,7 @@ describe('discovery: aggregated, kept between runs by ETag', () => {
     api.log = [];
     assert.deepEqual(await kindsOf(), ['apps/v1/Deployment', 'v1/ConfigMap', 'v1/Namespace']);
     assert.deepEqual(api.log, ['GET /api 200', 'GET /apis 200']);
-    assert.equal(readdirSync(join(dir, 'cache')).length, 1);
+    assert.equal(readdirSync(join(dir, 'cache', 'discovery')).length, 1);
     api.log = [];
     const c = run();
     assert.deepEqual(
@@ -253,8 +253,8 @@ describe('discovery: aggregated, kept between runs by ETag', () => {
   });
 
   test('a kept file that is not one (truncated, another server) is read over', async () => {
-    for (const f of readdirSync(join(dir, 'cache')))
-      writeFileSync(join(dir, 'cache', f), '{"server": "https://elsewhere", "documents": {');
+    for (const f of readdirSync(join(dir, 'cache', 'discovery')))
+      writeFileSync(join(dir, 'cache', 'discovery', f), '{"server": "https://elsewhere", "documents": {');
     api.log = [];
     assert.ok((await kindsOf()).includes('v1/ConfigMap'));
     assert.deepEqual(api.log, ['GET /api 200', 'GET /apis 200']);
