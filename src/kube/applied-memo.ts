@@ -1,14 +1,17 @@
 /**
  * What meshfed's last apply of each object made of it, kept between runs so
  * that a no-op `up` need not send again what the API server has already
- * taken: per object (by uid), the resourceVersion the server answered an
- * apply with and a digest of what was applied. Server-side apply is
+ * taken: per object (by uid), a digest of what was applied and of the object
+ * the server answered with, as far as an apply can change it (client.ts
+ * `applied`: all but the status, the resourceVersion and other managers'
+ * entries), and that answer's resourceVersion. Server-side apply is
  * idempotent: applying the same configuration, as the same manager, onto
- * the very version that applying it produced (or left as it was) changes
- * nothing. So when the live object is still at that version and meshfed
- * would send the same, the apply is not sent; any write to the object since
- * (a controller's, a user's, meshfed's own) gives it another
- * resourceVersion, and then it is applied and the server says.
+ * what applying it produced (or left as it was) changes nothing, and an
+ * apply does not touch the status. So when meshfed would send the same and
+ * the live object is still that version, or differs from it in its status
+ * only (a controller reporting), the apply is not sent; any other write to
+ * the object since (a user's, a controller's, meshfed's own) is applied onto,
+ * and the server says.
  *
  * This is for what the server changes in what it takes, which meshfed
  * cannot tell from the object alone (fields.ts applyChangesNothing): a
@@ -19,7 +22,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { KubeObject } from './client.js';
+import { applied, type KubeObject } from './client.js';
 import { serverCacheFile } from './discovery-cache.js';
 
 /** At most this many objects a server are remembered (the oldest forgotten first). */
@@ -32,30 +35,43 @@ export interface AppliedMemo {
   record(sent: KubeObject, stored: KubeObject): void;
 }
 
+/** JSON with every object's keys in order: the same object read by a list, a get or an apply's answer is the same text. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v);
+}
+const digest = (v: unknown) => createHash('sha256').update(canonical(v)).digest('base64url');
+
 /** What is applied, without the resourceVersion meshfed sends as a precondition. */
 export function appliedDigest(sent: KubeObject): string {
   const { resourceVersion: _rv, ...metadata } = sent.metadata;
-  return createHash('sha256')
-    .update(JSON.stringify({ ...sent, metadata }))
-    .digest('base64url');
+  return digest({ ...sent, metadata });
 }
+
+/** What an apply could change of a stored object (client.ts `applied`). */
+export const storedDigest = (o: KubeObject): string => digest(applied(o));
 
 export function appliedMemo(dir: string | undefined, server: string): AppliedMemo {
   const file = dir ? serverCacheFile(dir, server) : undefined;
-  let objects: Map<string, { rv: string; digest: string }> | undefined;
+  let objects: Map<string, Entry> | undefined;
   const load = () => {
     if (objects) return objects;
     objects = new Map();
     if (file)
       try {
-        const kept = JSON.parse(readFileSync(file, 'utf8')) as {
-          server?: string;
-          objects?: Array<[string, string, string]>;
-        };
+        const kept = JSON.parse(readFileSync(file, 'utf8')) as { server?: string; objects?: unknown[] };
         if (kept.server === server && Array.isArray(kept.objects))
           for (const e of kept.objects)
-            if (Array.isArray(e) && e.every((x) => typeof x === 'string'))
-              objects.set(e[0], { rv: e[1], digest: e[2] });
+            if (Array.isArray(e) && e.length === 4 && e.every((x) => typeof x === 'string')) {
+              const [uid, rv, sent, stored] = e as [string, string, string, string];
+              objects.set(uid, { rv, sent, stored });
+            }
       } catch {
         // none, or not one of ours
       }
@@ -69,7 +85,7 @@ export function appliedMemo(dir: string | undefined, server: string): AppliedMem
       const tmp = `${file}.${process.pid}.tmp`;
       writeFileSync(
         tmp,
-        JSON.stringify({ server, objects: [...objects].map(([uid, e]) => [uid, e.rv, e.digest]) }),
+        JSON.stringify({ server, objects: [...objects].map(([uid, e]) => [uid, e.rv, e.sent, e.stored]) }),
         { mode: 0o600 },
       );
       renameSync(tmp, file);
@@ -77,23 +93,39 @@ export function appliedMemo(dir: string | undefined, server: string): AppliedMem
       // not kept: the next run applies what it cannot tell
     }
   };
+  const set = (uid: string, e: Entry) => {
+    const m = load();
+    m.delete(uid);
+    m.set(uid, e);
+    save();
+  };
   return {
     unchanged(sent, live) {
       const { uid, resourceVersion } = live.metadata;
       if (!uid || !resourceVersion) return false;
       const e = load().get(uid);
-      return !!e && e.rv === resourceVersion && e.digest === appliedDigest(sent);
+      if (!e || e.sent !== appliedDigest(sent)) return false;
+      if (e.rv === resourceVersion) return true;
+      // Written since: by a status alone (its resourceVersion then kept, to be told at once next time)?
+      if (e.stored !== storedDigest(live)) return false;
+      set(uid, { ...e, rv: resourceVersion });
+      return true;
     },
     record(sent, stored) {
       const { uid, resourceVersion } = stored.metadata;
       if (!uid || !resourceVersion) return;
-      const digest = appliedDigest(sent);
-      const m = load();
-      const e = m.get(uid);
-      if (e && e.rv === resourceVersion && e.digest === digest) return;
-      m.delete(uid);
-      m.set(uid, { rv: resourceVersion, digest });
-      save();
+      const e: Entry = { rv: resourceVersion, sent: appliedDigest(sent), stored: storedDigest(stored) };
+      const had = load().get(uid);
+      if (had && had.rv === e.rv && had.sent === e.sent && had.stored === e.stored) return;
+      set(uid, e);
     },
   };
+}
+
+interface Entry {
+  /** The resourceVersion the object was last known at, as applied. */
+  rv: string;
+  /** Digests of what was applied and of the object then (storedDigest). */
+  sent: string;
+  stored: string;
 }

@@ -74,7 +74,8 @@ export function wroteSomething(before: KubeObject, after: KubeObject): boolean {
   return !isDeepStrictEqual(applied(before), applied(after));
 }
 
-function applied(o: KubeObject): unknown {
+/** What an apply can change in an object: all but its status, resourceVersion and other managers' entries. */
+export function applied(o: KubeObject): KubeObject {
   const { status: _status, ...rest } = o as KubeObject & { status?: unknown };
   const { resourceVersion: _rv, managedFields, ...metadata } = o.metadata;
   const ours = ((managedFields ?? []) as Array<{ manager?: string; time?: string }>)
