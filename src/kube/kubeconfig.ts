@@ -9,8 +9,9 @@
  * uses, built on client-node's own parts: its parsing and validation of the
  * lists (config_types: the same objects, the same errors) and its exec
  * credential plugin support (exec_auth: the same spawn, cache and expiry).
- * CA, client certificate and key (file or data, read at each request as
- * client-node does), bearer token, basic auth, impersonation and the TLS
+ * CA, client certificate and key (file or data; a file is read again when
+ * its last read is 5 s old, where client-node reads it for every request),
+ * bearer token, basic auth, impersonation and the TLS
  * server name are applied here as client-node applies them. Everything else
  * (an auth-provider: oidc, azure, gcp, a token file; a proxy-url) is handed
  * to client-node's full KubeConfig, loaded then.
@@ -37,8 +38,19 @@ export interface KubeconfigView {
   applyToHTTPSOptions(opts: RequestOptions): Promise<void>;
 }
 
+/** How long a CA, certificate or key file read is used before it is read again (a renewed certificate is taken within this). */
+const FILE_FRESH_MS = 5_000;
+const files = new Map<string, { at: number; data: Buffer }>();
+
 function fileOrData(file: string | undefined, data: string | undefined): Buffer | null {
-  if (file) return readFileSync(file);
+  if (file) {
+    const now = Date.now();
+    const had = files.get(file);
+    if (had && now - had.at < FILE_FRESH_MS) return had.data;
+    const read = readFileSync(file);
+    files.set(file, { at: now, data: read });
+    return read;
+  }
   if (data) return Buffer.from(data, 'base64');
   return null;
 }

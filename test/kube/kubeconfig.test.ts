@@ -123,3 +123,20 @@ test('a kubeconfig with a key twice, or a cluster without a server, is refused a
     /clusters\[0\]\.cluster\.server is missing/,
   );
 });
+
+test('a CA, certificate or key file is read again once its last read is 5 s old (a renewed certificate is taken)', async (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+  const certFile = join(dir, 'renewed.crt');
+  writeFileSync(certFile, 'CERT 1');
+  const kc = kubeconfigFromText(
+    text.replace('client-certificate: client.crt', `client-certificate: ${certFile}`),
+    file,
+  );
+  kc.setCurrentContext('files-file');
+  assert.equal((await applied(kc)).cert, 'CERT 1');
+  writeFileSync(certFile, 'CERT 2');
+  t.mock.timers.tick(4_000);
+  assert.equal((await applied(kc)).cert, 'CERT 1');
+  t.mock.timers.tick(1_001);
+  assert.equal((await applied(kc)).cert, 'CERT 2');
+});
