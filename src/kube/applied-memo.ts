@@ -1,17 +1,20 @@
 /**
  * What meshfed's last apply of each object made of it, kept between runs so
  * that a no-op `up` need not send again what the API server has already
- * taken: per object (by uid), a digest of what was applied and of the object
- * the server answered with, as far as an apply can change it (client.ts
- * `applied`: all but the status, the resourceVersion and other managers'
- * entries), and that answer's resourceVersion. Server-side apply is
- * idempotent: applying the same configuration, as the same manager, onto
- * what applying it produced (or left as it was) changes nothing, and an
- * apply does not touch the status. So when meshfed would send the same and
- * the live object is still that version, or differs from it in its status
- * only (a controller reporting), the apply is not sent; any other write to
- * the object since (a user's, a controller's, meshfed's own) is applied onto,
- * and the server says.
+ * taken: per object (by uid), a digest of what was applied and of what
+ * meshfed owned in the object the server answered with (fields.ts
+ * `ownedState`: its managedFields entries and the values of their fields),
+ * and that answer's resourceVersion. Server-side apply is idempotent:
+ * applying the same configuration, as the same manager, onto an object in
+ * which that manager owns the same fields with the same values as the same
+ * apply left them changes nothing (an apply does not touch what it does not
+ * set: the status, other managers' fields). So when meshfed would send the
+ * same and its part of the live object is as that apply left it (the same
+ * version, or writes since by others to what is not meshfed's: a
+ * Deployment's revision annotation, a status), the apply is not sent; a
+ * write to meshfed's fields or to who owns them (a user's edit, a field
+ * taken over, one removed) makes another digest, and the object is applied
+ * onto, and the server says.
  *
  * This is for what the server changes in what it takes, which meshfed
  * cannot tell from the object alone (fields.ts applyChangesNothing): a
@@ -22,8 +25,10 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { applied, type KubeObject } from './client.js';
+import { FIELD_MANAGER } from '../render/meta.js';
+import type { KubeObject } from './client.js';
 import { serverCacheFile } from './discovery-cache.js';
+import { ownedState } from './fields.js';
 
 /** At most this many objects a server are remembered (the oldest forgotten first). */
 const MAX_OBJECTS = 20_000;
@@ -54,8 +59,8 @@ export function appliedDigest(sent: KubeObject): string {
   return digest({ ...sent, metadata });
 }
 
-/** What an apply could change of a stored object (client.ts `applied`). */
-export const storedDigest = (o: KubeObject): string => digest(applied(o));
+/** What meshfed's apply could change of a stored object: what meshfed owns in it (fields.ts `ownedState`). */
+export const storedDigest = (o: KubeObject): string => digest(ownedState(o, FIELD_MANAGER));
 
 export function appliedMemo(dir: string | undefined, server: string): AppliedMemo {
   const file = dir ? serverCacheFile(dir, server) : undefined;
@@ -106,7 +111,7 @@ export function appliedMemo(dir: string | undefined, server: string): AppliedMem
       const e = load().get(uid);
       if (!e || e.sent !== appliedDigest(sent)) return false;
       if (e.rv === resourceVersion) return true;
-      // Written since: by a status alone (its resourceVersion then kept, to be told at once next time)?
+      // Written since: by others only, to what is not meshfed's (the version then kept, to be told at once next time)?
       if (e.stored !== storedDigest(live)) return false;
       set(uid, { ...e, rv: resourceVersion });
       return true;

@@ -159,3 +159,27 @@ function holds(fields: Fields, live: unknown, want: unknown): boolean {
   }
   return n === Object.keys(want).length;
 }
+
+/**
+ * What `manager` owns in `live`: its managedFields entries (their times
+ * left out) and the values of the fields they name. Only another write of
+ * these, or of who owns them, changes it; a controller's status, another
+ * manager's fields do not.
+ */
+export function ownedState(live: KubeObject, manager: string): unknown {
+  const entries = (
+    (live.metadata.managedFields ?? []) as Array<{
+      manager?: string;
+      time?: string;
+      operation?: string;
+      subresource?: string;
+      fieldsV1?: Fields;
+    }>
+  )
+    .filter((m) => m.manager === manager)
+    .map(({ time: _time, ...m }) => m);
+  return {
+    entries,
+    values: entries.map((e) => (isMap(e.fieldsV1) ? pick(live, e.fieldsV1) : null)),
+  };
+}

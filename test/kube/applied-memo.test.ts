@@ -1,8 +1,9 @@
 /**
  * The memo of what meshfed's applies made of each object (applied-memo.ts):
- * an apply is known to change nothing only when the live object is still
- * what the same apply gave (that version, or a status written since); kept
- * between runs in a file per server, and a file that is not one is none.
+ * an apply is known to change nothing only while what meshfed owns in the
+ * live object (its entries, their fields' values) is as the same apply left
+ * it, whatever others wrote since; kept between runs in a file per server,
+ * and a file that is not one is none.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,22 +23,46 @@ const sent = (value: string, rv?: string): KubeObject => ({
   metadata: { name: 'x', namespace: 'n', ...(rv ? { resourceVersion: rv } : {}) },
   data: { k: value },
 });
-/** The object as stored: the server's own fields with it (in the order a list gives them), and a status. */
-const stored = (value: string, rv: string, uid = 'uid-1', status = 'ok'): KubeObject => ({
+/** meshfed's entry: it owns data.k (and `extra`, when it sends one). */
+const ours = (extra = false) => ({
+  manager: 'meshfed',
+  operation: 'Apply',
+  apiVersion: 'v1',
+  time: '2026-11-27T00:00:00Z',
+  fieldsType: 'FieldsV1',
+  fieldsV1: { 'f:data': { 'f:k': {}, ...(extra ? { 'f:extra': {} } : {}) } },
+});
+/** Another manager's entry: it owns data.server and the status. */
+const theirs = {
+  manager: 'controller',
+  operation: 'Update',
+  apiVersion: 'v1',
+  fieldsV1: { 'f:data': { 'f:server': {} } },
+};
+/**
+ * The object as stored, in the order a list gives its fields: meshfed's
+ * data.k, another manager's data.server, a status.
+ */
+const stored = (
+  value: string,
+  rv: string,
+  o: { uid?: string; server?: string; status?: string; entries?: unknown[] } = {},
+): KubeObject => ({
   metadata: {
     name: 'x',
     namespace: 'n',
-    uid,
+    uid: o.uid ?? 'uid-1',
     resourceVersion: rv,
     creationTimestamp: '2026-11-27T00:00:00Z',
+    managedFields: o.entries ?? [ours(), theirs],
   },
-  data: { k: value, server: 'added' },
-  status: { phase: status },
+  data: { k: value, server: o.server ?? 'added', ...(o.entries ? { extra: 'e' } : {}) },
+  status: { phase: o.status ?? 'ok' },
   apiVersion: 'v1',
   kind: 'ConfigMap',
 });
 
-test('unchanged only while the object is what the same apply gave (its status aside), whatever precondition was sent; kept in a file a server', () => {
+test("unchanged only while meshfed's part of the object is as the same apply left it, whatever precondition was sent; kept in a file a server", () => {
   const memo = appliedMemo(dir, SERVER);
   assert.equal(memo.unchanged(sent('a'), stored('a', '10')), false); // nothing known yet
   memo.record(sent('a', '9'), stored('a', '10'));
@@ -45,21 +70,27 @@ test('unchanged only while the object is what the same apply gave (its status as
   assert.equal(memo.unchanged(sent('a', '10'), stored('a', '10')), true);
   // Something else to send, another object of the same name.
   assert.equal(memo.unchanged(sent('b'), stored('a', '10')), false);
-  assert.equal(memo.unchanged(sent('a'), stored('a', '10', 'uid-2')), false);
-  // Written since: anything but its status (a user's edit, a field of the server's), or its status alone (a controller reporting).
+  assert.equal(memo.unchanged(sent('a'), stored('a', '10', { uid: 'uid-2' })), false);
+  // Written since to meshfed's part: its value edited, its ownership taken or widened.
   assert.equal(memo.unchanged(sent('a'), stored('edited', '11')), false);
+  assert.equal(memo.unchanged(sent('a'), stored('a', '11', { entries: [theirs] })), false);
+  assert.equal(memo.unchanged(sent('a'), stored('a', '11', { entries: [ours(true), theirs] })), false);
+  // Written since by others only: their field, the status (a controller reporting); meshfed's entry's time is no matter.
+  assert.equal(memo.unchanged(sent('a'), stored('a', '11', { server: 'changed', status: 'reported' })), true);
   assert.equal(
-    memo.unchanged(sent('a'), { ...stored('a', '11'), data: { k: 'a', server: 'changed' } }),
-    false,
+    memo.unchanged(
+      sent('a'),
+      stored('a', '12', { entries: [{ ...ours(), time: '2026-11-28T00:00:00Z' }, theirs] }),
+    ),
+    true,
   );
-  assert.equal(memo.unchanged(sent('a'), stored('a', '11', 'uid-1', 'reported')), true);
-  // The next run, from the file (which now knows the version the status write made); another server has its own.
-  assert.equal(appliedMemo(dir, SERVER).unchanged(sent('a'), stored('a', '11', 'uid-1', 'other')), true);
+  // The next run, from the file (which now knows the version those writes made); another server has its own.
+  assert.equal(appliedMemo(dir, SERVER).unchanged(sent('a'), stored('a', '12', { status: 'other' })), true);
   assert.equal(appliedMemo(dir, 'https://127.0.0.1:6444').unchanged(sent('a'), stored('a', '10')), false);
   // A new apply replaces what was known of the object.
-  memo.record(sent('b'), stored('b', '12'));
-  assert.equal(appliedMemo(dir, SERVER).unchanged(sent('a'), stored('a', '10')), false);
-  assert.equal(appliedMemo(dir, SERVER).unchanged(sent('b'), stored('b', '12')), true);
+  memo.record(sent('b'), stored('b', '13'));
+  assert.equal(appliedMemo(dir, SERVER).unchanged(sent('a'), stored('a', '13')), false);
+  assert.equal(appliedMemo(dir, SERVER).unchanged(sent('b'), stored('b', '13')), true);
 });
 
 test('a file that is not a memo is none; no folder, memory only', () => {
