@@ -11,6 +11,7 @@
  * DIR/upstream, the lab's istioctl build).
  */
 import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { findIstioctl, type Istioctl, IstioctlError } from '../engine/istioctl.js';
 import { UpstreamError, UpstreamSource } from '../engine/upstream.js';
@@ -149,6 +150,8 @@ export async function connect(
       {
         timeoutMs: Math.min(timeoutMs, 30_000),
         text: readInputFile(path, `kubeconfig ${path}`, 'kubeconfig'),
+        // The API servers' discovery (revalidated at each use) and what meshfed's applies made of each object.
+        cacheDir: join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'meshfed'),
       },
     );
   } catch (e) {

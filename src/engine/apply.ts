@@ -15,6 +15,7 @@ import {
   refOf,
 } from '../kube/client.js';
 import { retryable } from '../kube/errors.js';
+import { applyChangesNothing } from '../kube/fields.js';
 import { waitHealthy } from '../kube/wait.js';
 import {
   CREATED_ANNOTATION,
@@ -204,6 +205,9 @@ export async function applyObjects(
       const prepare = (live: KubeObject | undefined) =>
         withMark(leftToControllers(desired, live), live, run.fleet, run.phase);
       const known = onlyOntoKnown(desired, run);
+      // Read already, and holding exactly what meshfed would apply: nothing to send (kube/fields.ts).
+      if (known && applyChangesNothing(prepare(known), known, FIELD_MANAGER))
+        return { object: known, action: 'unchanged' };
       try {
         const r = await retrying(
           async () => {

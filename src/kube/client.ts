@@ -10,8 +10,9 @@
  * anything is read from the object's resourceVersion (a no-op apply leaves it
  * alone), so writes can be counted. Delete treats "not found" as done.
  *
- * @kubernetes/client-node loads the kubeconfig and supplies each request's
- * credentials and TLS settings (its CA; verification is never turned off);
+ * The kubeconfig is read with @kubernetes/client-node's parts (kubeconfig.ts),
+ * which supply each request's credentials and TLS settings (its CA;
+ * verification is never turned off);
  * the requests themselves are plain HTTPS, so that query parameters like
  * fieldValidation are ours to set. Each client keeps its connections open
  * between requests (a keep-alive agent of its own): client-node makes a new
@@ -19,16 +20,20 @@
  * no-op run's CPU.
  */
 import { readFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, type RequestOptions, request } from 'node:https';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, type Node, parse, parseDocument } from 'yaml';
 
 import { FIELD_MANAGER } from '../render/meta.js';
 import type { ObjectMeta } from '../render/types.js';
+import { type AppliedMemo, appliedMemo } from './applied-memo.js';
+import { type DiscoveryCache, discoveryCache } from './discovery-cache.js';
 import { KubeApiError, KubeRequestError, type StatusCause } from './errors.js';
 import { spdyExec } from './exec.js';
+import { applyChangesNothing } from './fields.js';
+import { type KubeconfigView, LiteKubeConfig } from './kubeconfig.js';
 
 export { KubeApiError, KubeRequestError } from './errors.js';
 
@@ -69,7 +74,8 @@ export function wroteSomething(before: KubeObject, after: KubeObject): boolean {
   return !isDeepStrictEqual(applied(before), applied(after));
 }
 
-function applied(o: KubeObject): unknown {
+/** What an apply can change in an object: all but its status, resourceVersion and other managers' entries. */
+export function applied(o: KubeObject): KubeObject {
   const { status: _status, ...rest } = o as KubeObject & { status?: unknown };
   const { resourceVersion: _rv, managedFields, ...metadata } = o.metadata;
   const ours = ((managedFields ?? []) as Array<{ manager?: string; time?: string }>)
@@ -269,7 +275,7 @@ function connectReason(e: CodedError): { reason: UnreachableReason; why: string 
 }
 
 /** Why the kubeconfig's credentials and TLS settings could not be made ready (client-node's applyToHTTPSOptions). */
-function credentialReason(e: CodedError, kc: KubeConfig): { reason: UnreachableReason; why: string } {
+function credentialReason(e: CodedError, kc: KubeconfigView): { reason: UnreachableReason; why: string } {
   const user = kc.getCurrentUser();
   const plugin = user?.exec?.command as string | undefined;
   // The plugin's name only: its arguments and environment may hold secrets.
@@ -322,8 +328,39 @@ interface Resource {
   namespaced: boolean;
 }
 
+/** Discovery read: every group version's kinds, and which group versions are their group's preferred. */
+interface Discovered {
+  preferred: Set<string>;
+  resources: Map<string, Map<string, Resource & { verbs: string[] }>>;
+}
+
+/** One group of an aggregated discovery document (apidiscovery.k8s.io APIGroupDiscoveryList). */
+export interface AggregatedGroup {
+  metadata?: { name?: string };
+  versions?: Array<{
+    version: string;
+    freshness?: string;
+    resources?: Array<{
+      resource: string;
+      responseKind?: { kind?: string };
+      scope?: string;
+      verbs?: string[];
+    }>;
+  }>;
+}
+
+/** The aggregated form first (v2, Kubernetes ≥ 1.30; v2beta1 before), the per-version documents where neither is served. */
+const AGGREGATED_ACCEPT = [
+  'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList',
+  'application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList',
+  'application/json',
+].join(',');
+
 class HttpsClusterClient implements ClusterClient {
   private readonly resources = new Map<string, Map<string, Resource>>();
+  /** The first aggregated discovery of the run, once started (resource's misses wait for it). */
+  private aggregatedRead: Promise<undefined> | undefined;
+  private aggregatedDone = false;
   /**
    * Connections kept open between requests. The agent pools sockets by the
    * request's TLS settings (CA, client certificate and key, server name), so
@@ -336,8 +373,10 @@ class HttpsClusterClient implements ClusterClient {
   constructor(
     readonly context: string,
     readonly server: string,
-    private readonly kc: KubeConfig,
+    private readonly kc: KubeconfigView,
     private readonly timeoutMs: number,
+    private readonly discoveryCache?: DiscoveryCache,
+    private readonly appliedMemo?: AppliedMemo,
   ) {}
 
   private async call(
@@ -345,7 +384,8 @@ class HttpsClusterClient implements ClusterClient {
     path: string,
     body?: string,
     contentType?: string,
-  ): Promise<{ status: number; json: unknown }> {
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders }> {
     const u = new URL(path, this.server);
     const opts: RequestOptions & { headers: Record<string, string> } = {
       method,
@@ -353,7 +393,7 @@ class HttpsClusterClient implements ClusterClient {
       hostname: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
       port: u.port,
       path: u.pathname + u.search,
-      headers: { Accept: 'application/json' },
+      headers: { Accept: 'application/json', ...headers },
     };
     await this.credentials(opts, method, u.pathname);
     // client-node's agent is a new one per request (a proxy's excepted: kept as it is).
@@ -388,7 +428,7 @@ class HttpsClusterClient implements ClusterClient {
           } catch {
             json = { message: text.slice(0, 500) };
           }
-          resolve({ status: res.statusCode ?? 0, json });
+          resolve({ status: res.statusCode ?? 0, json, headers: res.headers });
         });
       });
       req.on('error', (e) => {
@@ -449,23 +489,47 @@ class HttpsClusterClient implements ClusterClient {
     );
   }
 
-  private async discover(apiVersion: string): Promise<Map<string, Resource>> {
+  /** One group version's resources, read now; `absent` (statuses) answer undefined (404 alone is an empty map). */
+  private async discover(
+    apiVersion: string,
+    absent: number[] = [],
+  ): Promise<Map<string, Resource & { verbs: string[] }> | undefined> {
     const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
     const r = await this.call('GET', path);
+    if (absent.includes(r.status)) return undefined;
     if (r.status === 404) return new Map();
     if (r.status !== 200) this.fail(`discovery of ${apiVersion}`, r.status, r.json);
-    const list = r.json as { resources: Array<{ name: string; kind: string; namespaced: boolean }> };
-    const m = new Map<string, Resource>();
+    const list = r.json as {
+      resources: Array<{ name: string; kind: string; namespaced: boolean; verbs?: string[] }>;
+    };
+    const m = new Map<string, Resource & { verbs: string[] }>();
     for (const res of list.resources)
-      if (!res.name.includes('/')) m.set(res.kind, { name: res.name, namespaced: res.namespaced });
+      if (!res.name.includes('/'))
+        m.set(res.kind, { name: res.name, namespaced: res.namespaced, verbs: res.verbs ?? [] });
     this.resources.set(apiVersion, m);
     return m;
   }
 
-  /** The resource of a kind; discovery is read again on a miss (a CRD may have just been established). */
+  /**
+   * The resource of a kind: from what discovery read (the aggregated
+   * documents, read once a run before any other), and read again for its
+   * group version on a miss (a CRD may have just been established).
+   */
   private async resource(apiVersion: string, kind: string): Promise<Resource> {
     let r = this.resources.get(apiVersion)?.get(kind);
-    if (!r) r = (await this.discover(apiVersion)).get(kind);
+    if (!r && !this.aggregatedDone) {
+      this.aggregatedRead ??= this.aggregatedDiscovery()
+        .then(
+          () => undefined,
+          () => undefined, // a failure here is told by the per-version read below
+        )
+        .finally(() => {
+          this.aggregatedDone = true;
+        });
+      await this.aggregatedRead;
+      r = this.resources.get(apiVersion)?.get(kind);
+    }
+    if (!r) r = (await this.discover(apiVersion))?.get(kind);
     if (!r)
       throw new KindNotServedError(
         `${this.context}: the API server does not serve ${kind} in ${apiVersion} (is its CRD installed and Established?)`,
@@ -516,6 +580,14 @@ class HttpsClusterClient implements ClusterClient {
   async apply(obj: KubeObject, o: ApplyOptions = {}): Promise<{ object: KubeObject; action: ApplyAction }> {
     const before = o.live ?? (await this.get(refOf(obj)));
     if (o.prepare) obj = o.prepare(before);
+    // Nothing an apply could change: not sent (fields.ts, applied-memo.ts). Never when forced or dry.
+    if (
+      before &&
+      !o.force &&
+      !o.dryRun &&
+      (applyChangesNothing(obj, before, FIELD_MANAGER) || this.appliedMemo?.unchanged(obj, before))
+    )
+      return { object: before, action: 'unchanged' };
     const rv = o.onlyOntoLive ? o.live?.metadata.resourceVersion : undefined;
     if (rv) obj = { ...obj, metadata: { ...obj.metadata, resourceVersion: rv } };
     const ref = refOf(obj);
@@ -541,6 +613,7 @@ class HttpsClusterClient implements ClusterClient {
     }
     if (r.status !== 200 && r.status !== 201) this.fail(`apply ${describeRef(ref)}`, r.status, r.json);
     const object = r.json as KubeObject;
+    if (!o.dryRun) this.appliedMemo?.record(obj, object);
     const action: ApplyAction = !before
       ? 'created'
       : wroteSomething(before, object)
@@ -563,6 +636,8 @@ class HttpsClusterClient implements ClusterClient {
     };
     const path = `/api/v1/namespaces/${pod.namespace}/pods/${pod.name}/exec`;
     await this.credentials(opts, 'POST', path);
+    // A connection of its own, upgraded to SPDY and closed with the command (a proxy's agent is kept).
+    opts.agent ??= false;
     return spdyExec({
       request: opts,
       pod,
@@ -596,31 +671,91 @@ class HttpsClusterClient implements ClusterClient {
     return (r.json as { gitVersion: string }).gitVersion;
   }
 
+  /**
+   * Every kind served, from discovery: the aggregated form (GET /api and
+   * /apis, Kubernetes ≥ 1.27: every group, version and resource in two
+   * answers), revalidated with its ETag so that an unchanged answer is a 304
+   * (the last answer is kept in memory and, with a cache folder, on disk);
+   * from the per-version documents where the server does not serve the
+   * aggregated form. What it reads is what `resource` looks kinds up in.
+   */
   async kinds(): Promise<ServedKind[]> {
-    const versions: string[] = [];
+    const all = (await this.aggregatedDiscovery()) ?? (await this.legacyDiscovery());
+    const out: ServedKind[] = [];
+    for (const [apiVersion, kinds] of all.resources)
+      for (const [kind, r] of kinds)
+        if (!all.preferred.has(apiVersion)) continue;
+        else if (r.verbs.includes('list') && r.verbs.includes('delete'))
+          out.push({ apiVersion, kind, namespaced: r.namespaced, verbs: r.verbs });
+    return out.sort((a, b) => `${a.apiVersion}/${a.kind}`.localeCompare(`${b.apiVersion}/${b.kind}`));
+  }
+
+  /** Aggregated discovery of the core group (/api) and the others (/apis); undefined where not served. */
+  private async aggregatedDiscovery(): Promise<Discovered | undefined> {
+    const core = await this.aggregated('/api');
+    if (!core) return undefined;
+    const groups = await this.aggregated('/apis');
+    if (!groups) return undefined;
+    const out: Discovered = { preferred: new Set(), resources: new Map() };
+    for (const g of [...core, ...groups]) {
+      const group = g.metadata?.name ?? '';
+      // The versions come in the group's order of preference; a Stale one is an aggregated API that is down.
+      const versions = (g.versions ?? []).filter((v) => v.freshness !== 'Stale');
+      for (const [i, v] of versions.entries()) {
+        const apiVersion = group ? `${group}/${v.version}` : v.version;
+        if (i === 0) out.preferred.add(apiVersion);
+        const m = new Map<string, Resource & { verbs: string[] }>();
+        for (const r of v.resources ?? [])
+          if (r.responseKind?.kind)
+            m.set(r.responseKind.kind, {
+              name: r.resource,
+              namespaced: r.scope === 'Namespaced',
+              verbs: r.verbs ?? [],
+            });
+        out.resources.set(apiVersion, m);
+        this.resources.set(apiVersion, m);
+      }
+    }
+    return out;
+  }
+
+  /** One aggregated discovery document's groups, revalidated by its ETag; undefined when the server answers another form. */
+  private async aggregated(path: '/api' | '/apis'): Promise<AggregatedGroup[] | undefined> {
+    const held = this.discoveryCache?.get(path);
+    const r = await this.call(
+      'GET',
+      path,
+      undefined,
+      undefined,
+      held ? { Accept: AGGREGATED_ACCEPT, 'If-None-Match': held.etag } : { Accept: AGGREGATED_ACCEPT },
+    );
+    if (r.status === 304 && held) return held.items;
+    if (r.status !== 200) this.fail('discovery', r.status, r.json);
+    if (!String(r.headers['content-type'] ?? '').includes('as=APIGroupDiscoveryList')) return undefined;
+    const items = (r.json as { items?: AggregatedGroup[] }).items ?? [];
+    const etag = r.headers.etag;
+    if (etag) this.discoveryCache?.set(path, { etag, items });
+    return items;
+  }
+
+  /** Discovery one document per group version (a server without the aggregated form). */
+  private async legacyDiscovery(): Promise<Discovered> {
+    const preferred = new Set<string>();
     const core = await this.call('GET', '/api');
     if (core.status !== 200) this.fail('discovery', core.status, core.json);
-    versions.push(...(core.json as { versions: string[] }).versions);
+    for (const v of (core.json as { versions: string[] }).versions) preferred.add(v);
     const groups = await this.call('GET', '/apis');
     if (groups.status !== 200) this.fail('discovery', groups.status, groups.json);
     for (const g of (groups.json as { groups: Array<{ preferredVersion: { groupVersion: string } }> }).groups)
-      versions.push(g.preferredVersion.groupVersion);
-    const out: ServedKind[] = [];
+      preferred.add(g.preferredVersion.groupVersion);
+    const resources = new Map<string, Map<string, Resource & { verbs: string[] }>>();
     await Promise.all(
-      versions.map(async (apiVersion) => {
-        const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-        const r = await this.call('GET', path);
-        if (r.status === 404 || r.status === 503) return; // an aggregated API that is down
-        if (r.status !== 200) this.fail(`discovery of ${apiVersion}`, r.status, r.json);
-        const list = r.json as {
-          resources: Array<{ name: string; kind: string; namespaced: boolean; verbs: string[] }>;
-        };
-        for (const res of list.resources)
-          if (!res.name.includes('/') && res.verbs.includes('list') && res.verbs.includes('delete'))
-            out.push({ apiVersion, kind: res.kind, namespaced: res.namespaced, verbs: res.verbs });
+      [...preferred].map(async (apiVersion) => {
+        const m = await this.discover(apiVersion, [404, 503]); // 404, 503: an aggregated API that is down
+        if (m) resources.set(apiVersion, m);
       }),
     );
-    return out.sort((a, b) => `${a.apiVersion}/${a.kind}`.localeCompare(`${b.apiVersion}/${b.kind}`));
+    return { preferred, resources };
   }
 
   async delete(ref: ObjectRef): Promise<'deleted' | 'absent'> {
@@ -656,18 +791,25 @@ class HttpsClusterClient implements ClusterClient {
  * current context; refuses one that skips TLS verification.
  */
 export function clientFromKubeconfig(text: string, o: { timeoutMs?: number } = {}): ClusterClient {
-  const kc = new KubeConfig();
-  kc.loadFromString(text);
+  const kc = new LiteKubeConfig();
+  kc.loadFromObject(parse(text, { merge: true }) as Record<string, unknown>);
   return clientOfKubeConfig(kc, o);
 }
 
 /** A client for the current context of a loaded kubeconfig; refuses one that skips TLS verification. */
-export function clientOfKubeConfig(kc: KubeConfig, o: { timeoutMs?: number } = {}): ClusterClient {
+export function clientOfKubeConfig(kc: KubeconfigView, o: { timeoutMs?: number } = {}): ClusterClient {
   const cluster = kc.getCurrentCluster();
   if (!cluster?.server) throw new KubeconfigError('the kubeconfig names no cluster server');
   if (cluster.skipTLSVerify)
     throw new KubeconfigError('the kubeconfig skips TLS verification (insecure-skip-tls-verify)');
-  return new HttpsClusterClient(kc.getCurrentContext(), cluster.server, kc, o.timeoutMs ?? 30_000);
+  return new HttpsClusterClient(
+    kc.getCurrentContext(),
+    cluster.server,
+    kc,
+    o.timeoutMs ?? 30_000,
+    discoveryCache(undefined, cluster.server),
+    appliedMemo(undefined, cluster.server),
+  );
 }
 
 /** The kubeconfig path: --kubeconfig, else $KUBECONFIG (its first file), else ~/.kube/config. */
@@ -686,10 +828,9 @@ export function kubeconfigPath(flag: string | undefined, env: NodeJS.ProcessEnv)
  * A kubeconfig from its text. A kubeconfig holds tokens, passwords and
  * private keys, so no message shows any of its text: a YAML error is its
  * place and yaml's error code, a wrong shape is the place and what was
- * expected. Only then does client-node read it (its YAML parser's errors
- * quote the lines around the mistake).
+ * expected. Only then is it read as client-node reads it (kubeconfig.ts).
  */
-export function kubeconfigFromText(text: string, path: string): KubeConfig {
+export function kubeconfigFromText(text: string, path: string): LiteKubeConfig {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false });
   const at = (offset: number | undefined) => {
@@ -713,27 +854,32 @@ export function kubeconfigFromText(text: string, path: string): KubeConfig {
           `${at((item as Node | null)?.range?.[0])}: each of "${key}" must be a mapping; ${fix}`,
         );
   }
-  const kc = new KubeConfig();
+  const kc = new LiteKubeConfig();
+  // As client-node's own reading does (js-yaml): merge keys followed, a key twice refused.
+  const strict = parseDocument(text, { merge: true });
+  const twice = strict.errors[0];
+  if (twice) throw new KubeconfigError(`${at(twice.pos[0])}: not a kubeconfig client-node can read; ${fix}`);
   try {
-    kc.loadFromString(text);
+    kc.loadFromObject(strict.toJS() as Record<string, unknown>);
   } catch (e) {
-    // client-node's own checks name fields ("clusters[0].cluster.server is missing"); its YAML errors carry a mark.
-    const mark = (e as { mark?: { position?: number } }).mark;
-    throw new KubeconfigError(
-      mark
-        ? `${at(mark.position)}: not a kubeconfig client-node can read; ${fix}`
-        : `kubeconfig ${path}: ${(e as Error).message}; ${fix}`,
-    );
+    // client-node's own checks name fields ("clusters[0].cluster.server is missing").
+    throw new KubeconfigError(`kubeconfig ${path}: ${(e as Error).message}; ${fix}`);
   }
   kc.makePathsAbsolute(dirname(path));
   return kc;
 }
 
-/** One client per context; `text` is the kubeconfig's when the caller read it already (bounded). */
+/**
+ * One client per context; `text` is the kubeconfig's when the caller read it
+ * already (bounded); `cacheDir`: where the API servers' discovery documents
+ * (discovery/, discovery-cache.ts) and what meshfed's applies made of each
+ * object (applied/, applied-memo.ts) are kept between runs; in memory only
+ * when absent.
+ */
 export function clientsFor(
   kubeconfig: string,
   contexts: string[],
-  o: { timeoutMs?: number; text?: string } = {},
+  o: { timeoutMs?: number; text?: string; cacheDir?: string } = {},
 ): Map<string, ClusterClient> {
   let text = o.text;
   if (text === undefined)
@@ -760,7 +906,17 @@ export function clientsFor(
       throw new KubeconfigError(
         `kubeconfig ${kubeconfig}: context "${name}" skips TLS verification (insecure-skip-tls-verify); meshfed does not talk to an API server it cannot authenticate: give the cluster's CA`,
       );
-    out.set(name, new HttpsClusterClient(name, server, kc, o.timeoutMs ?? 30_000));
+    out.set(
+      name,
+      new HttpsClusterClient(
+        name,
+        server,
+        kc,
+        o.timeoutMs ?? 30_000,
+        discoveryCache(o.cacheDir && join(o.cacheDir, 'discovery'), server),
+        appliedMemo(o.cacheDir && join(o.cacheDir, 'applied'), server),
+      ),
+    );
   }
   return out;
 }

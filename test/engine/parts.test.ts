@@ -541,6 +541,78 @@ describe('retries', () => {
     assert.deepEqual(calls, ['same read']);
   });
 
+  test('an object the inventory read holding exactly what meshfed would apply is not sent (unchanged); drift in it is applied', async () => {
+    const calls: string[] = [];
+    const client = {
+      context: 'cluster-1',
+      apply: async (
+        obj: KubeObject,
+        o: { live?: KubeObject; prepare?: (b?: KubeObject) => KubeObject } = {},
+      ) => {
+        calls.push(obj.metadata.name);
+        return { object: o.prepare ? o.prepare(o.live) : obj, action: 'updated' as const };
+      },
+    } as unknown as ClusterClient;
+    const marks = {
+      labels: {
+        'app.kubernetes.io/managed-by': 'meshfed',
+        'meshfed.dev/fleet': 'mesh',
+        'meshfed.dev/phase': 'spire',
+      },
+      annotations: { 'meshfed.dev/created': 'true' },
+    };
+    // As the API server returns what meshfed applied: its fields in meshfed's entry, a field of the server's beside them.
+    const stored = (name: string, value: string): KubeObject => ({
+      ...CM(name, { data: { k: value, server: 'default' } }),
+      metadata: {
+        ...CM(name).metadata,
+        ...marks,
+        resourceVersion: '7',
+        managedFields: [
+          {
+            manager: 'meshfed',
+            operation: 'Apply',
+            apiVersion: 'v1',
+            fieldsType: 'FieldsV1',
+            fieldsV1: {
+              'f:data': { 'f:k': {} },
+              'f:metadata': {
+                'f:annotations': { 'f:meshfed.dev/created': {} },
+                'f:labels': {
+                  'f:app.kubernetes.io/managed-by': {},
+                  'f:meshfed.dev/fleet': {},
+                  'f:meshfed.dev/phase': {},
+                },
+              },
+            },
+          },
+        ],
+      },
+    });
+    const known = new Map([stored('same', 'v'), stored('drifted', 'edited')].map((x) => [identity(x), x]));
+    const r = await applyObjects(
+      client,
+      [CM('same', { data: { k: 'v' } }), CM('drifted', { data: { k: 'v' } })],
+      {
+        fleet: 'mesh',
+        phase: 'spire',
+        known,
+      },
+    );
+    assert.deepEqual(calls, ['drifted']);
+    assert.deepEqual(
+      r.map((a) => [a.object.metadata.name, a.action]),
+      [
+        ['same', 'unchanged'],
+        ['drifted', 'updated'],
+      ],
+    );
+    // The same object in another phase would carry another phase label: sent.
+    calls.length = 0;
+    await applyObjects(client, [CM('same', { data: { k: 'v' } })], { fleet: 'mesh', phase: 'apps', known });
+    assert.deepEqual(calls, ['same']);
+  });
+
   test('a retried remote secret counts its token Secret once, as created', async () => {
     const tokenSecret = { kind: 'Secret', name: READER_TOKEN_SECRET };
     let secretReads = 0;

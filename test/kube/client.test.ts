@@ -116,10 +116,18 @@ describe('kube client on real API servers', { skip, timeout: 240_000 }, () => {
       assert.equal(r.code, 0, r.stderr);
       return live;
     };
+    // Nothing to change in what was read: not sent at all (the object answered is the one read).
     const same = await racing.apply(svc());
     assert.equal(same.action, 'unchanged');
     assert.equal(
-      (same.object as { status?: { loadBalancer?: { ingress?: unknown[] } } }).status?.loadBalancer?.ingress
+      (same.object as { status?: { loadBalancer?: { ingress?: unknown[] } } }).status?.loadBalancer?.ingress,
+      undefined,
+    );
+    // Forced, it is sent: the status written meanwhile is not meshfed's update.
+    const forced = await racing.apply(svc(), { force: true });
+    assert.equal(forced.action, 'unchanged');
+    assert.equal(
+      (forced.object as { status?: { loadBalancer?: { ingress?: unknown[] } } }).status?.loadBalancer?.ingress
         ?.length,
       1,
     );
