@@ -1,13 +1,15 @@
 /**
  * The lab load balancer's process (started by `meshfed lab up`, stopped by
- * `meshfed lab down`): reads <dir>/loadbalancer.json, reconciles every
- * cluster's Services of type LoadBalancer twice a second, and writes what it
- * serves to <dir>/loadbalancer-status.json after each pass.
+ * `meshfed lab down`): reads <dir>/loadbalancer.json, watches every
+ * cluster's Services and pods, reconciles its Services of type LoadBalancer
+ * on every change and twice a second (a pod's socket appears on disk, not in
+ * a watch), and writes what it serves to <dir>/loadbalancer-status.json after each pass.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LB_CONFIG_FILE, LB_STATUS_FILE } from './lab.js';
 import { LabLoadBalancer, type LbCluster } from './loadbalancer.js';
+import { PassLoop } from './watched.js';
 
 const dir = process.argv[2];
 if (!dir) {
@@ -22,7 +24,14 @@ const config = JSON.parse(readFileSync(join(dir, LB_CONFIG_FILE), 'utf8')) as {
 };
 const log = (cluster: string, message: string) =>
   process.stdout.write(`${new Date().toISOString()} ${cluster}: ${message}\n`);
-const lb = new LabLoadBalancer(config.clusters, config.block, (e) => log(e.cluster, e.message), config.doors);
+const loop = new PassLoop(pass, { periodMs: 500, settleMs: 20, log: (m) => log('-', m) });
+const lb = new LabLoadBalancer(
+  config.clusters,
+  config.block,
+  (e) => log(e.cluster, e.message),
+  config.doors,
+  loop.poke,
+);
 
 async function pass(): Promise<void> {
   await lb.reconcileAll();
@@ -35,16 +44,12 @@ async function pass(): Promise<void> {
   renameSync(tmp, join(dir!, LB_STATUS_FILE));
 }
 
-let stopping = false;
-async function loop(): Promise<void> {
-  while (!stopping) {
-    await pass().catch((e: unknown) => log('-', `pass failed: ${(e as Error).message}`));
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
 for (const sig of ['SIGTERM', 'SIGINT'] as const)
   process.on(sig, () => {
-    stopping = true;
-    void lb.stop().then(() => process.exit(0));
+    void loop
+      .stop()
+      .then(() => lb.stop())
+      .then(() => process.exit(0));
   });
-void loop();
+await lb.start();
+await loop.start();

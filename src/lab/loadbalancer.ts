@@ -21,7 +21,8 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1Pod, type V1Service } from '@kubernetes/client-node';
+import { Watched } from './watched.js';
 
 export interface LbCluster {
   name: string;
@@ -116,6 +117,10 @@ export interface LbEvent {
 export class LabLoadBalancer {
   private readonly listeners = new Map<string, Listener>();
   private readonly apis = new Map<string, CoreV1Api>();
+  /** Each cluster's Services and pods, watched. */
+  /** Addresses written to Services, by uid@resourceVersion of the Service they were written to. */
+  private readonly written = new Map<string, string>();
+  private readonly watched = new Map<string, { services: Watched<V1Service>; pods: Watched<V1Pod> }>();
   private readonly sockets = new Set<Socket>();
   private stopped = false;
   /** Connections forwarded, per listener key. */
@@ -127,13 +132,26 @@ export class LabLoadBalancer {
     private readonly onEvent: (e: LbEvent) => void = () => {},
     /** A folder for each listener's unix socket door (see above). */
     private readonly doors?: string,
+    /** Called when a watched Service or pod changes: the caller reconciles again. */
+    onChange: () => void = () => {},
   ) {
     if (doors) mkdirSync(doors, { recursive: true });
     for (const c of clusters) {
       const kc = new KubeConfig();
       kc.loadFromFile(c.kubeconfig);
-      this.apis.set(c.name, kc.makeApiClient(CoreV1Api));
+      const api = kc.makeApiClient(CoreV1Api);
+      this.apis.set(c.name, api);
+      const log = (message: string) => this.onEvent({ cluster: c.name, message: `watch ${message}` });
+      this.watched.set(c.name, {
+        services: new Watched(kc, '/api/v1/services', () => api.listServiceForAllNamespaces(), onChange, log),
+        pods: new Watched(kc, '/api/v1/pods', () => api.listPodForAllNamespaces(), onChange, log),
+      });
     }
+  }
+
+  /** Starts watching every cluster (each watch lists first, and tries again while it fails). */
+  async start(): Promise<void> {
+    await Promise.all([...this.watched.values()].flatMap((w) => [w.services.start(), w.pods.start()]));
   }
 
   /** Reconciles every cluster once; errors are reported per cluster and retried at the next pass. */
@@ -149,12 +167,16 @@ export class LabLoadBalancer {
 
   async reconcile(c: LbCluster): Promise<void> {
     const api = this.apis.get(c.name)!;
-    const services = (await api.listServiceForAllNamespaces()).items.filter(
-      (s) => s.spec?.type === 'LoadBalancer',
-    );
+    const watched = this.watched.get(c.name)!;
+    if (!watched.services.ready || !watched.pods.ready)
+      throw new Error('waiting for the first list of Services and pods');
+    const services = watched.services.list().filter((s) => s.spec?.type === 'LoadBalancer');
     const used = new Set<number>();
+    // An address written to a Service the watch has not shown back yet: the one its status has.
+    const written = (svc: V1Service) =>
+      this.written.get(`${svc.metadata?.uid}@${svc.metadata?.resourceVersion}`);
     for (const s of services)
-      for (const ing of s.status?.loadBalancer?.ingress ?? []) {
+      for (const ing of [...(s.status?.loadBalancer?.ingress ?? []), { ip: written(s) }]) {
         const n = ing.ip ? poolIndex(ing.ip, this.block, c.index) : undefined;
         if (n !== undefined) used.add(n);
       }
@@ -167,7 +189,7 @@ export class LabLoadBalancer {
     for (const svc of services) {
       const ns = svc.metadata?.namespace ?? 'default';
       const name = svc.metadata?.name ?? '';
-      let ip = svc.status?.loadBalancer?.ingress?.find((i) => i.ip)?.ip;
+      let ip = svc.status?.loadBalancer?.ingress?.find((i) => i.ip)?.ip ?? written(svc);
       if (!ip || poolIndex(ip, this.block, c.index) === undefined) {
         let n = 1;
         while (used.has(n)) n++;
@@ -177,20 +199,14 @@ export class LabLoadBalancer {
         }
         used.add(n);
         ip = lbAddress(this.block, c.index, n);
-        svc.status = { ...svc.status, loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } };
-        await api.replaceNamespacedServiceStatus({ name, namespace: ns, body: svc });
+        const status = { ...svc.status, loadBalancer: { ingress: [{ ip, ipMode: 'VIP' as const }] } };
+        await api.replaceNamespacedServiceStatus({ name, namespace: ns, body: { ...svc, status } });
+        this.written.set(`${svc.metadata?.uid}@${svc.metadata?.resourceVersion}`, ip);
         this.onEvent({ cluster: c.name, message: `${ns}/${name}: address ${ip}` });
       }
       const selector = Object.entries(svc.spec?.selector ?? {});
       const pods = selector.length
-        ? (
-            await api.listNamespacedPod({
-              namespace: ns,
-              labelSelector: Object.entries(svc.spec?.selector ?? {})
-                .map(([k, v]) => `${k}=${v}`)
-                .join(','),
-            })
-          ).items
+        ? watched.pods.list(ns).filter((p) => selector.every(([k, v]) => p.metadata?.labels?.[k] === v))
         : [];
       for (const p of svc.spec?.ports ?? []) {
         if ((p.protocol ?? 'TCP') !== 'TCP') continue;
@@ -296,6 +312,7 @@ export class LabLoadBalancer {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await Promise.all([...this.watched.values()].flatMap((w) => [w.services.stop(), w.pods.stop()]));
     for (const s of this.sockets) s.destroy();
     await Promise.all([...this.listeners.values()].map(closeListener));
     this.listeners.clear();

@@ -299,6 +299,56 @@ spec:
     assert.match(bad.stderr, /bogus/);
   });
 
+  test('at rest, the node agents and the load balancer list nothing: they watch, as a kubelet does; a change reaches a pod at once', async () => {
+    // LIST requests the API servers served, by resource (their own metrics): WATCH requests are counted apart.
+    const lists = async () => {
+      const n = new Map<string, number>();
+      for (const c of state.clusters)
+        for (const line of (await kubectl(c.context, ['get', '--raw', '/metrics'])).split('\n')) {
+          const m = /^apiserver_request_total\{(.*)\} (\S+)$/.exec(line);
+          if (!m || !/verb="LIST"/.test(m[1]!)) continue;
+          const resource = /resource="([^"]*)"/.exec(m[1]!)?.[1] ?? '';
+          n.set(`${c.context} ${resource}`, (n.get(`${c.context} ${resource}`) ?? 0) + Number(m[2]));
+        }
+      return n;
+    };
+    const first = await lists();
+    // A window of 3 passes of the node agents (a second each) and 6 of the load balancer.
+    await new Promise((r) => setTimeout(r, 3_000));
+    const then = await lists();
+    const listed = [...then]
+      .filter(([k, v]) => /(pods|services|configmaps|secrets|nodes)$/.test(k) && v > (first.get(k) ?? 0))
+      .map(([k, v]) => `${k} +${v - (first.get(k) ?? 0)}`);
+    assert.deepEqual(listed, [], 'lists at rest');
+    // What the watches keep follows the cluster: a Service that stops selecting the SPIRE server's pod loses
+    // its backend, and gets it back.
+    const backend = async () => {
+      const r = await runMeshfed(['lab', 'status', '--dir', dir, '-o', 'json']);
+      return (JSON.parse(r.stdout) as LabStatus).clusters[1]!.loadBalancers.find(
+        (l) => l.service === 'spire/spire-server-bundle-endpoint',
+      )?.backend;
+    };
+    const select = (app: string) =>
+      kubectl('cluster-2', [
+        '-n',
+        'spire',
+        'patch',
+        'service',
+        'spire-server-bundle-endpoint',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ spec: { selector: { app } } }),
+      ]);
+    await select('nothing');
+    await waitUntil('the Service without a backend', async () => (await backend()) === null, 20_000);
+    await select('spire-server');
+    await waitUntil(
+      'the Service with its backend again',
+      async () => /-8443\.sock$/.test((await backend()) ?? ''),
+      20_000,
+    );
+  });
+
   test('lab status: healthy, SPIRE "-" where no server pod is; a stopped node agent is named, and lab up refuses to reuse the lab', async () => {
     const ok = await runMeshfed(['lab', 'status', '--dir', dir, '-o', 'json']);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);

@@ -17,8 +17,17 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig, type V1Node, type V1Pod, type V1Service } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  KubeConfig,
+  type V1ConfigMap,
+  type V1Node,
+  type V1Pod,
+  type V1Secret,
+  type V1Service,
+} from '@kubernetes/client-node';
 import { type ClusterClient, clientOfKubeConfig } from '../../kube/client.js';
+import { PassLoop, Watched } from '../watched.js';
 import { execArgv } from './container.js';
 import type { ExecRunner } from './exec-stream.js';
 import type { PodObjects } from './pod-plan.js';
@@ -75,21 +84,31 @@ export interface NodeAgentOptions {
   log(line: string): void;
 }
 
-/** Seconds between passes. */
+/**
+ * Milliseconds between passes when nothing changes in the cluster (the pods'
+ * processes and probes are looked at each pass); a change seen by a watch
+ * runs a pass after `SETTLE_MS`, so that a burst of changes makes one pass.
+ */
 const PASS_MS = 1000;
+const SETTLE_MS = 20;
 
 export class NodeAgent {
   private readonly api: CoreV1Api;
   private readonly runtimes = new Map<string, PodRuntime>();
   private readonly written = new Map<string, string>();
-  private configMaps = new Map<string, Record<string, unknown>>();
-  private secrets = new Map<string, Record<string, unknown>>();
+  /** The cluster as the agent watches it (a kubelet's informers): pods, Services, nodes, ConfigMaps, Secrets. */
+  private readonly watched: {
+    pods: Watched<V1Pod>;
+    services: Watched<V1Service>;
+    nodes: Watched<V1Node>;
+    configMaps: Watched<V1ConfigMap>;
+    secrets: Watched<V1Secret>;
+  };
+  /** Pods and Services as the pass under way read them. */
   private services: V1Service[] = [];
-  private nodes: V1Node[] = [];
   private pods: V1Pod[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private readonly loop: PassLoop;
   private passing = false;
-  private stopped = false;
 
   private readonly kube: ClusterClient;
   private readonly logRules = new Map<string, string>();
@@ -100,6 +119,17 @@ export class NodeAgent {
     kc.loadFromFile(o.kubeconfig);
     this.api = kc.makeApiClient(CoreV1Api);
     this.kube = clientOfKubeConfig(kc);
+    this.loop = new PassLoop(() => this.pass(), { periodMs: PASS_MS, settleMs: SETTLE_MS, log: o.log });
+    const changed = this.loop.poke;
+    const watch = <T extends object>(path: string, list: () => Promise<{ items: T[] }>) =>
+      new Watched(kc, path, list, changed, (line) => this.o.log(`watch ${line}`));
+    this.watched = {
+      pods: watch('/api/v1/pods', () => this.api.listPodForAllNamespaces()),
+      services: watch('/api/v1/services', () => this.api.listServiceForAllNamespaces()),
+      nodes: watch('/api/v1/nodes', () => this.api.listNode()),
+      configMaps: watch('/api/v1/configmaps', () => this.api.listConfigMapForAllNamespaces()),
+      secrets: watch('/api/v1/secrets', () => this.api.listSecretForAllNamespaces()),
+    };
   }
 
   private isReal(pod: V1Pod): boolean {
@@ -111,12 +141,8 @@ export class NodeAgent {
     await this.o.network.up();
     this.logsServed =
       (await this.kube.resourceName('kwok.x-k8s.io/v1alpha1', 'Logs').catch(() => undefined)) !== undefined;
-    const loop = async () => {
-      if (this.stopped) return;
-      await this.pass().catch((e: unknown) => this.o.log(`pass failed: ${(e as Error).message}`));
-      if (!this.stopped) this.timer = setTimeout(loop, PASS_MS);
-    };
-    await loop();
+    await Promise.all(Object.values(this.watched).map((w) => w.start()));
+    await this.loop.start();
   }
 
   /** One reconcile pass: read the cluster, run and stop pods, route Services, write statuses. */
@@ -124,7 +150,7 @@ export class NodeAgent {
     if (this.passing) return;
     this.passing = true;
     try {
-      await this.read();
+      this.read();
       const real = this.pods.filter((p) => p.spec?.nodeName && this.isReal(p));
       const seen = new Set<string>();
       for (const pod of real) {
@@ -164,37 +190,20 @@ export class NodeAgent {
     }
   }
 
-  private async read(): Promise<void> {
-    const [pods, services, nodes] = await Promise.all([
-      this.api.listPodForAllNamespaces(),
-      this.api.listServiceForAllNamespaces(),
-      this.api.listNode(),
-    ]);
-    this.pods = pods.items;
-    this.services = services.items;
-    this.nodes = nodes.items;
-    const namespaces = [
-      ...new Set(this.pods.filter((p) => this.isReal(p)).map((p) => p.metadata!.namespace!)),
-    ];
-    const cms = new Map<string, Record<string, unknown>>();
-    const secrets = new Map<string, Record<string, unknown>>();
-    for (const ns of namespaces) {
-      const [c, s] = await Promise.all([
-        this.api.listNamespacedConfigMap({ namespace: ns }),
-        this.api.listNamespacedSecret({ namespace: ns }),
-      ]);
-      for (const x of c.items) cms.set(`${ns}/${x.metadata!.name}`, x as Record<string, unknown>);
-      for (const x of s.items) secrets.set(`${ns}/${x.metadata!.name}`, x as Record<string, unknown>);
-    }
-    this.configMaps = cms;
-    this.secrets = secrets;
+  /** Takes the pass's pods and Services from the watches; throws while a watch has not listed yet. */
+  private read(): void {
+    const waiting = Object.values(this.watched).filter((w) => !w.ready);
+    if (waiting.length)
+      throw new Error(`waiting for the first list of ${waiting.map((w) => w.path).join(', ')}`);
+    this.pods = this.watched.pods.list();
+    this.services = this.watched.services.list();
   }
 
-  /** ConfigMaps and Secrets of a namespace, as last read. */
+  /** ConfigMaps and Secrets of a namespace, as last seen. */
   objectsFor(ns: string): PodObjects {
     return {
-      configMap: (name) => this.configMaps.get(`${ns}/${name}`) as ReturnType<PodObjects['configMap']>,
-      secret: (name) => this.secrets.get(`${ns}/${name}`) as ReturnType<PodObjects['secret']>,
+      configMap: (name) => this.watched.configMaps.get(name, ns) as ReturnType<PodObjects['configMap']>,
+      secret: (name) => this.watched.secrets.get(name, ns) as ReturnType<PodObjects['secret']>,
     };
   }
 
@@ -300,7 +309,8 @@ export class NodeAgent {
         .replaceNamespacedPodStatus({
           name: pod.metadata!.name!,
           namespace: pod.metadata!.namespace!,
-          body: { ...pod, status },
+          // Unconditional (no resourceVersion), as the pod the watch gave may be an event behind.
+          body: { ...pod, metadata: { ...pod.metadata, resourceVersion: undefined }, status },
         })
         .then(() => this.written.set(rt.uid, text))
         .catch((e: unknown) => this.o.log(`${rt.name}: status not written: ${(e as Error).message}`));
@@ -393,16 +403,16 @@ export class NodeAgent {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    await Promise.all(Object.values(this.watched).map((w) => w.stop()));
+    await this.loop.stop();
     while (this.passing) await new Promise((r) => setTimeout(r, 50));
     for (const [uid, rt] of this.runtimes) await this.stopPod(uid, rt, 5000);
     await this.o.network.down();
   }
 
-  /** The nodes as last read (for the kubelet servers). */
+  /** The nodes as last seen (for the kubelet servers). */
   get nodeList(): V1Node[] {
-    return this.nodes;
+    return this.watched.nodes.list();
   }
 
   /**
@@ -413,9 +423,12 @@ export class NodeAgent {
    * container is not running here (kwok's, or stopped).
    */
   execRunner(node: string, t: { namespace: string; pod: string; container: string }): ExecRunner | undefined {
-    const pod = this.pods.find(
-      (p) => p.spec?.nodeName === node && p.metadata?.namespace === t.namespace && p.metadata?.name === t.pod,
-    );
+    const pod = this.watched.pods
+      .list()
+      .find(
+        (p) =>
+          p.spec?.nodeName === node && p.metadata?.namespace === t.namespace && p.metadata?.name === t.pod,
+      );
     const rt = pod ? this.runtimes.get(pod.metadata!.uid!) : undefined;
     // No container named: the pod's first, as the API server's default.
     const name = t.container || pod?.spec?.containers?.[0]?.name || '';
@@ -432,7 +445,8 @@ export class NodeAgent {
 
   /** The pods bound to a node as a kubelet would list them: real ones with the status the agent computes. */
   podsOn(node: string): V1Pod[] {
-    return this.pods
+    return this.watched.pods
+      .list()
       .filter((p) => p.spec?.nodeName === node)
       .map((p) => {
         const rt = this.runtimes.get(p.metadata!.uid!);
