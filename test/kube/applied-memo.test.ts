@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { appliedMemo } from '../../src/kube/applied-memo.js';
+import { appliedMemo, loadAppliedMemo } from '../../src/kube/applied-memo.js';
 import type { KubeObject } from '../../src/kube/client.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mf-memo-'));
@@ -84,21 +84,65 @@ test("unchanged only while meshfed's part of the object is as the same apply lef
     ),
     true,
   );
-  // The next run, from the file (which now knows the version those writes made); another server has its own.
-  assert.equal(appliedMemo(dir, SERVER).unchanged(sent('a'), stored('a', '12', { status: 'other' })), true);
-  assert.equal(appliedMemo(dir, 'https://127.0.0.1:6444').unchanged(sent('a'), stored('a', '10')), false);
+  // The same process shares the memo; the next run reads the file (which now knows the version those
+  // writes made); another server has its own.
+  assert.equal(appliedMemo(dir, SERVER), memo);
+  memo.flush();
+  assert.equal(
+    loadAppliedMemo(dir, SERVER).unchanged(sent('a'), stored('a', '12', { status: 'other' })),
+    true,
+  );
+  assert.equal(loadAppliedMemo(dir, 'https://127.0.0.1:6444').unchanged(sent('a'), stored('a', '10')), false);
   // A new apply replaces what was known of the object.
   memo.record(sent('b'), stored('b', '13'));
-  assert.equal(appliedMemo(dir, SERVER).unchanged(sent('a'), stored('a', '13')), false);
-  assert.equal(appliedMemo(dir, SERVER).unchanged(sent('b'), stored('b', '13')), true);
+  memo.flush();
+  assert.equal(loadAppliedMemo(dir, SERVER).unchanged(sent('a'), stored('a', '13')), false);
+  assert.equal(loadAppliedMemo(dir, SERVER).unchanged(sent('b'), stored('b', '13')), true);
 });
 
 test('a file that is not a memo is none; no folder, memory only', () => {
   for (const f of readdirSync(dir))
     writeFileSync(join(dir, f), '{"server": "https://127.0.0.1:6443", "objects": [[1, 2');
-  assert.equal(appliedMemo(dir, SERVER).unchanged(sent('b'), stored('b', '12')), false);
+  assert.equal(loadAppliedMemo(dir, SERVER).unchanged(sent('b'), stored('b', '12')), false);
   const memo = appliedMemo(undefined, SERVER);
   memo.record(sent('a'), stored('a', '1'));
   assert.equal(memo.unchanged(sent('a'), stored('a', '1')), true);
   assert.equal(appliedMemo(undefined, SERVER).unchanged(sent('a'), stored('a', '1')), false);
+});
+
+test('written once a while and when the process exits, not at every apply', async () => {
+  const own = mkdtempSync(join(tmpdir(), 'mf-memo-exit-'));
+  try {
+    // A process that records 200 applies and exits at once, without a flush: the exit writes them, once.
+    const child = `
+      import { appliedMemo } from ${JSON.stringify(new URL('../../src/kube/applied-memo.js', import.meta.url).href)};
+      import { watch } from 'node:fs';
+      let writes = 0;
+      const watcher = watch(${JSON.stringify(own)}, () => writes++);
+      const memo = appliedMemo(${JSON.stringify(own)}, ${JSON.stringify(SERVER)});
+      const at = (i) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' + i, namespace: 'n', uid: 'u' + i, resourceVersion: '1' }, data: { k: 'v' } });
+      for (let i = 0; i < 200; i++) memo.record(at(i), at(i));
+      await new Promise((r) => setTimeout(r, 50));
+      watcher.close();
+      process.stdout.write(String(writes));
+    `;
+    const { execFileSync } = await import('node:child_process');
+    const writesBefore = Number(
+      execFileSync(process.execPath, ['--input-type=module', '-e', child], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      }),
+    );
+    assert.equal(writesBefore, 0, 'nothing written while the applies come');
+    const at = (i: number): KubeObject => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: `x${i}`, namespace: 'n', uid: `u${i}`, resourceVersion: '1' },
+      data: { k: 'v' },
+    });
+    const next = loadAppliedMemo(own, SERVER);
+    for (const i of [0, 199]) assert.equal(next.unchanged(at(i), at(i)), true, `apply ${i} kept at exit`);
+  } finally {
+    rmSync(own, { recursive: true, force: true });
+  }
 });
