@@ -27,7 +27,7 @@ import {
 } from '../../src/engine/apply.js';
 import { BootstrapError, bootstrapUntilDone } from '../../src/engine/bootstrap.js';
 import { identity, withoutEmptyCaBundles } from '../../src/engine/desired.js';
-import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
+import { findIstioctl, splitIstioctlOutput } from '../../src/engine/istioctl.js';
 import { applyWaves, mapLimit } from '../../src/engine/order.js';
 import { comparable, objectDiff } from '../../src/engine/plan.js';
 import { ProgressStore, unfinished } from '../../src/engine/progress.js';
@@ -185,6 +185,43 @@ describe('istioctl output', () => {
       parseManifests(r.yaml, 'istioctl').map((o) => o.metadata.name),
       ['istio'],
     );
+  });
+  test("its version is asked once per binary: remembered under the file's identity, asked again when the binary changes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshfed-istioctl-memo-'));
+    try {
+      const bin = join(dir, 'istioctl');
+      const runs = join(dir, 'runs');
+      // A stand-in istioctl that counts its runs and answers the version it was written with.
+      const write = (version: string) =>
+        writeFileSync(bin, `#!/bin/sh\necho run >> ${runs}\necho "client version: ${version}"\n`, {
+          mode: 0o755,
+        });
+      const ran = () => (existsSync(runs) ? readFileSync(runs, 'utf8').split('\n').length - 1 : 0);
+      write('1.30.0');
+      const cacheDir = join(dir, 'cache');
+      assert.deepEqual(await findIstioctl(bin, { cacheDir }), { path: bin, version: '1.30.0' });
+      assert.deepEqual(await findIstioctl(bin, { cacheDir }), { path: bin, version: '1.30.0' });
+      assert.equal(ran(), 1, 'the second look-up is answered from the memo');
+      // Without a cache folder it is asked every time.
+      await findIstioctl(bin);
+      assert.equal(ran(), 2);
+      // Another binary at the same path (a new build: other content, size and times) is asked again.
+      rmSync(bin);
+      write('1.31.0-new');
+      assert.equal((await findIstioctl(bin, { cacheDir })).version, '1.31.0-new');
+      assert.equal(ran(), 3);
+      assert.equal((await findIstioctl(bin, { cacheDir })).version, '1.31.0-new');
+      assert.equal(ran(), 3);
+      // A memo that does not parse is asked past, and written again.
+      const [memo] = readdirSync(join(cacheDir, 'istioctl'));
+      writeFileSync(join(cacheDir, 'istioctl', memo!), '{not json');
+      assert.equal((await findIstioctl(bin, { cacheDir })).version, '1.31.0-new');
+      assert.equal(ran(), 4);
+      assert.equal((await findIstioctl(bin, { cacheDir })).version, '1.31.0-new');
+      assert.equal(ran(), 4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
