@@ -210,6 +210,54 @@ describe('discovery: aggregated, kept between runs by ETag', () => {
     ]);
   });
 
+  test("a run's kinds() answers from the read its lookups made, and reads again after a CRD is written through the client", async () => {
+    const crd = {
+      group: 'apiextensions.k8s.io',
+      version: 'v1',
+      kind: 'CustomResourceDefinition',
+      resource: 'customresourcedefinitions',
+      namespaced: false,
+    };
+    api.kinds.push(crd);
+    try {
+      await kindsOf();
+      const c = run();
+      api.log = [];
+      assert.equal(await c.resourceName('apps/v1', 'Deployment'), 'deployments');
+      const kinds = (await c.kinds()).map((k) => `${k.apiVersion}/${k.kind}`);
+      assert.deepEqual(kinds, [
+        'apiextensions.k8s.io/v1/CustomResourceDefinition',
+        'apps/v1/Deployment',
+        'v1/ConfigMap',
+        'v1/Namespace',
+      ]);
+      assert.deepEqual(api.log, ['GET /api 304', 'GET /apis 304'], 'one read for both');
+      // A write to a CRD may change what is served: the next kinds() asks.
+      api.log = [];
+      assert.equal(
+        await c.delete({
+          apiVersion: 'apiextensions.k8s.io/v1',
+          kind: 'CustomResourceDefinition',
+          name: 'x',
+        }),
+        'absent',
+      );
+      assert.deepEqual((await c.kinds()).length, 4);
+      assert.deepEqual(api.log, [
+        'DELETE /apis/apiextensions.k8s.io/v1/customresourcedefinitions/x 404',
+        'GET /api 304',
+        'GET /apis 304',
+      ]);
+      // A write elsewhere does not.
+      api.log = [];
+      await c.delete({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'x', name: 'y' });
+      await c.kinds();
+      assert.deepEqual(api.log, ['DELETE /api/v1/namespaces/x/configmaps/y 404']);
+    } finally {
+      api.kinds = api.kinds.filter((k) => k !== crd);
+    }
+  });
+
   test('a server whose kinds changed answers with its new documents, which replace the kept ones', async () => {
     await kindsOf();
     api.kinds.push({
