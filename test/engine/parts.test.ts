@@ -45,6 +45,7 @@ import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { defaultFleet } from '../../src/fleet/load.js';
 import {
   type ClusterClient,
+  clientsFor,
   KindNotServedError,
   KubeApiError,
   type KubeObject,
@@ -52,6 +53,7 @@ import {
 import { READER_TOKEN_SECRET } from '../../src/render/remote-secret.js';
 import { type Bundle, bundleToJwks } from '../../src/spiffe/bundle.js';
 import { type BundleEndpointServer, serveBundle } from '../../src/spiffe/endpoint.js';
+import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { intermediate, root, svid } from '../helpers/pki.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mf-engine-'));
@@ -579,17 +581,17 @@ describe('retries', () => {
   });
 
   test('an object the inventory read holding exactly what meshfed would apply is not sent (unchanged); drift in it is applied', async () => {
-    const calls: string[] = [];
-    const client = {
-      context: 'cluster-1',
-      apply: async (
-        obj: KubeObject,
-        o: { live?: KubeObject; prepare?: (b?: KubeObject) => KubeObject } = {},
-      ) => {
-        calls.push(obj.metadata.name);
-        return { object: o.prepare ? o.prepare(o.live) : obj, action: 'updated' as const };
-      },
-    } as unknown as ClusterClient;
+    // The client itself (kube/client.ts) against a stand-in API server: what it sends is what the server logs.
+    const api = new FakeApiServer();
+    const { kubeconfig, dir } = await api.start();
+    after(() => {
+      api.server.close();
+      api.server.closeAllConnections();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const client = clientsFor(kubeconfig, ['fake']).get('fake')!;
+    const patches = () =>
+      api.log.filter((l) => l.startsWith('PATCH')).map((l) => l.split(' ')[1]!.split('/').pop());
     const marks = {
       labels: {
         'app.kubernetes.io/managed-by': 'meshfed',
@@ -636,7 +638,7 @@ describe('retries', () => {
         known,
       },
     );
-    assert.deepEqual(calls, ['drifted']);
+    assert.deepEqual(patches(), ['drifted']);
     assert.deepEqual(
       r.map((a) => [a.object.metadata.name, a.action]),
       [
@@ -645,9 +647,9 @@ describe('retries', () => {
       ],
     );
     // The same object in another phase would carry another phase label: sent.
-    calls.length = 0;
+    api.log = [];
     await applyObjects(client, [CM('same', { data: { k: 'v' } })], { fleet: 'mesh', phase: 'apps', known });
-    assert.deepEqual(calls, ['same']);
+    assert.deepEqual(patches(), ['same']);
   });
 
   test('a retried remote secret counts its token Secret once, as created', async () => {
