@@ -167,8 +167,11 @@ export async function generateIstio(
   operator: KubeObject,
   o: { cacheDir?: string } = {},
 ): Promise<Generated> {
-  const iop = stringify(operator);
-  const key = createHash('sha256').update(`${istioctl.version}\n${iop}`).digest('hex').slice(0, 32);
+  // Keyed by the operator's JSON (as rendered, in its order): printing it as YAML is left to a generation.
+  const key = createHash('sha256')
+    .update(`${istioctl.version}\njson\n${JSON.stringify(operator)}`)
+    .digest('hex')
+    .slice(0, 32);
   const cacheFile = o.cacheDir ? join(o.cacheDir, `istio-${key}.json`) : undefined;
   if (cacheFile && existsSync(cacheFile)) {
     const c = JSON.parse(readFileSync(cacheFile, 'utf8')) as { objects: KubeObject[]; warnings: string[] };
@@ -176,7 +179,7 @@ export async function generateIstio(
   }
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-istio-'));
   try {
-    writeFileSync(join(dir, 'iop.yaml'), iop);
+    writeFileSync(join(dir, 'iop.yaml'), stringify(operator));
     const r = await execFileBounded(istioctl.path, ['manifest', 'generate', '-f', join(dir, 'iop.yaml')], {
       timeoutMs: 120_000,
       maxBytes: 64 << 20,
