@@ -60,11 +60,9 @@ export interface Istioctl {
 }
 
 /** The istioctl at `path` and its client version (`istioctl version --remote=false`), from `cacheDir` when this binary was asked before. */
-export async function findIstioctl(
-  path: string,
-  o: { cacheDir?: string; env?: NodeJS.ProcessEnv } = {},
-): Promise<Istioctl> {
-  const memo = o.cacheDir ? versionMemo(path, o.cacheDir, o.env ?? process.env) : undefined;
+export async function findIstioctl(path: string, o: { cacheDir?: string } = {}): Promise<Istioctl> {
+  // A bare name is looked up on the PATH istioctl is started with (execFileBounded's: this process's).
+  const memo = o.cacheDir ? versionMemo(path, o.cacheDir, process.env) : undefined;
   const known = memo?.read();
   if (known) return { path, version: known };
   const version = await askVersion(path);
@@ -96,11 +94,15 @@ async function askVersion(path: string): Promise<string> {
   }
 }
 
-/** The file a bare name runs, as the shell finds it on PATH; undefined when none is found. */
+/**
+ * The file a bare name runs, as the shell finds it on PATH; undefined when
+ * none is found, or when PATH has a relative folder (which file that names
+ * depends on where the run is): then istioctl is asked every time.
+ */
 function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
   if (name.includes('/')) return resolve(name);
   for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (!dir || !isAbsolute(dir)) continue;
+    if (!dir || !isAbsolute(dir)) return undefined;
     const p = join(dir, name);
     try {
       if (statSync(p).isFile()) return p;
