@@ -203,7 +203,9 @@ export async function sources(
   }
   let istioctl: Istioctl;
   try {
-    istioctl = await findIstioctl(path ?? 'istioctl');
+    istioctl = await findIstioctl(path ?? 'istioctl', {
+      cacheDir: join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'meshfed'),
+    });
     const first = renderCluster(c.fleet, c.fleet.clusters[0]!.name);
     await Promise.all(first.phases.flatMap((p) => p.upstream).map((u) => upstream.text(u)));
   } catch (e) {

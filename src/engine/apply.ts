@@ -15,7 +15,6 @@ import {
   refOf,
 } from '../kube/client.js';
 import { retryable } from '../kube/errors.js';
-import { applyChangesNothing } from '../kube/fields.js';
 import { waitHealthy } from '../kube/wait.js';
 import {
   CREATED_ANNOTATION,
@@ -204,10 +203,8 @@ export async function applyObjects(
     const results = await mapLimit(wave, 8, async (desired): Promise<Applied> => {
       const prepare = (live: KubeObject | undefined) =>
         withMark(leftToControllers(desired, live), live, run.fleet, run.phase);
+      // Read already: applied onto as it was read. One holding exactly what meshfed would apply is not sent (the client's check, kube/fields.ts).
       const known = onlyOntoKnown(desired, run);
-      // Read already, and holding exactly what meshfed would apply: nothing to send (kube/fields.ts).
-      if (known && applyChangesNothing(prepare(known), known, FIELD_MANAGER))
-        return { object: known, action: 'unchanged' };
       try {
         const r = await retrying(
           async () => {

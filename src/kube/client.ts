@@ -356,11 +356,27 @@ const AGGREGATED_ACCEPT = [
   'application/json',
 ].join(',');
 
+/**
+ * How long `kinds` answers from the run's last aggregated read (a run's
+ * `resource` lookups made it) instead of reading /api and /apis again.
+ */
+export const KINDS_REUSE_MS = 30_000;
+/** Writes that can change the kinds a server serves: to CRDs and APIServices. */
+const KINDS_CHANGE = /^\/apis\/(apiextensions|apiregistration)\.k8s\.io\//;
+
 class HttpsClusterClient implements ClusterClient {
   private readonly resources = new Map<string, Map<string, Resource>>();
   /** The first aggregated discovery of the run, once started (resource's misses wait for it). */
   private aggregatedRead: Promise<undefined> | undefined;
   private aggregatedDone = false;
+  /**
+   * The last aggregated read and when it was made: what `kinds` answers
+   * from, instead of reading again, while it is at most KINDS_REUSE_MS old
+   * and nothing that changes the served kinds went through this client since
+   * (a write to a CRD or an APIService, a kind looked up again in its group
+   * version because the read lacked it).
+   */
+  private lastDiscovered: { at: number; discovered: Discovered } | undefined;
   /**
    * Connections kept open between requests. The agent pools sockets by the
    * request's TLS settings (CA, client certificate and key, server name), so
@@ -387,6 +403,7 @@ class HttpsClusterClient implements ClusterClient {
     headers: Record<string, string> = {},
   ): Promise<{ status: number; json: unknown; headers: IncomingHttpHeaders }> {
     const u = new URL(path, this.server);
+    if (method !== 'GET' && KINDS_CHANGE.test(u.pathname)) this.lastDiscovered = undefined;
     const opts: RequestOptions & { headers: Record<string, string> } = {
       method,
       // A URL's hostname keeps an IPv6 address's brackets (https://[::1]:6443); a socket wants it bare.
@@ -495,6 +512,7 @@ class HttpsClusterClient implements ClusterClient {
     absent: number[] = [],
   ): Promise<Map<string, Resource & { verbs: string[] }> | undefined> {
     const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    this.lastDiscovered = undefined;
     const r = await this.call('GET', path);
     if (absent.includes(r.status)) return undefined;
     if (r.status === 404) return new Map();
@@ -680,7 +698,11 @@ class HttpsClusterClient implements ClusterClient {
    * aggregated form. What it reads is what `resource` looks kinds up in.
    */
   async kinds(): Promise<ServedKind[]> {
-    const all = (await this.aggregatedDiscovery()) ?? (await this.legacyDiscovery());
+    const held = this.lastDiscovered;
+    const all =
+      (held && Date.now() - held.at <= KINDS_REUSE_MS ? held.discovered : undefined) ??
+      (await this.aggregatedDiscovery()) ??
+      (await this.legacyDiscovery());
     const out: ServedKind[] = [];
     for (const [apiVersion, kinds] of all.resources)
       for (const [kind, r] of kinds)
@@ -716,6 +738,7 @@ class HttpsClusterClient implements ClusterClient {
         this.resources.set(apiVersion, m);
       }
     }
+    this.lastDiscovered = { at: Date.now(), discovered: out };
     return out;
   }
 

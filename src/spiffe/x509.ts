@@ -1,12 +1,12 @@
 /**
  * X.509 certificates as SPIFFE sees them: parsing PEM/DER into a small
  * read-only view (node:crypto for keys, signatures and fingerprints,
- * @peculiar/x509 for the extensions node does not decode), and the role and
+ * der.ts for the extensions node does not decode), and the role and
  * origin of each certificate in an Istio + SPIRE + cert-manager chain.
  * Only public data is ever read; nothing here touches a private key.
  */
 import { X509Certificate as NodeX509 } from 'node:crypto';
-import * as px from '@peculiar/x509';
+import { type CertExtensions, certExtensions } from './der.js';
 
 export class CertParseError extends Error {
   override name = 'CertParseError';
@@ -61,10 +61,10 @@ export function parsePemCertificates(text: string): CertView[] {
 
 export function certFromDer(der: Buffer): CertView {
   let node: NodeX509;
-  let pc: px.X509Certificate;
+  let ext: CertExtensions;
   try {
     node = new NodeX509(der);
-    pc = new px.X509Certificate(new Uint8Array(der));
+    ext = certExtensions(der);
   } catch (e) {
     throw new CertParseError(`not a DER X.509 certificate: ${(e as Error).message}`);
   }
@@ -75,19 +75,7 @@ export function certFromDer(der: Buffer): CertView {
     throw new CertParseError(
       'not a valid X.509 certificate: its validity (notBefore/notAfter) is not a time',
     );
-  const bc = pc.getExtension(px.BasicConstraintsExtension);
-  const ku = pc.getExtension(px.KeyUsagesExtension);
-  const san = pc.getExtension(px.SubjectAlternativeNameExtension);
-  const ski = pc.getExtension(px.SubjectKeyIdentifierExtension);
-  const aki = pc.getExtension(px.AuthorityKeyIdentifierExtension);
-  const names = san?.names.items ?? [];
   const details = node.publicKey.asymmetricKeyDetails ?? {};
-  const keyUsage =
-    ku === null
-      ? undefined
-      : Object.entries(px.KeyUsageFlags)
-          .filter(([k, v]) => typeof v === 'number' && Number.isNaN(Number(k)) && (ku.usages & v) !== 0)
-          .map(([k]) => k);
   return {
     der,
     node,
@@ -96,17 +84,17 @@ export function certFromDer(der: Buffer): CertView {
     serial: node.serialNumber,
     notBefore,
     notAfter,
-    isCA: bc === null ? undefined : bc.ca,
-    keyUsage,
-    uriSans: names.filter((n) => n.type === 'url').map((n) => n.value),
-    dnsSans: names.filter((n) => n.type === 'dns').map((n) => n.value),
+    isCA: ext.isCA,
+    keyUsage: ext.keyUsage,
+    uriSans: ext.uriSans,
+    dnsSans: ext.dnsSans,
     keyType: (node.publicKey.asymmetricKeyType ?? 'unknown').toUpperCase().replace('EC', 'ECDSA'),
     keyBits: details.modulusLength ?? curveBits(details.namedCurve),
     keyCurve: details.namedCurve,
     fingerprintSha256: node.fingerprint256,
     selfIssued: node.subject === node.issuer,
-    subjectKeyId: ski?.keyId.toLowerCase(),
-    authorityKeyId: aki?.keyId?.toLowerCase(),
+    subjectKeyId: ext.subjectKeyId,
+    authorityKeyId: ext.authorityKeyId,
   };
 }
 

@@ -27,7 +27,7 @@ import {
 } from '../../src/engine/apply.js';
 import { BootstrapError, bootstrapUntilDone } from '../../src/engine/bootstrap.js';
 import { identity, withoutEmptyCaBundles } from '../../src/engine/desired.js';
-import { splitIstioctlOutput } from '../../src/engine/istioctl.js';
+import { findIstioctl, splitIstioctlOutput } from '../../src/engine/istioctl.js';
 import { applyWaves, mapLimit } from '../../src/engine/order.js';
 import { comparable, objectDiff } from '../../src/engine/plan.js';
 import { ProgressStore, unfinished } from '../../src/engine/progress.js';
@@ -45,6 +45,7 @@ import { SpireServerCli } from '../../src/federation/spire-cli.js';
 import { defaultFleet } from '../../src/fleet/load.js';
 import {
   type ClusterClient,
+  clientsFor,
   KindNotServedError,
   KubeApiError,
   type KubeObject,
@@ -52,6 +53,7 @@ import {
 import { READER_TOKEN_SECRET } from '../../src/render/remote-secret.js';
 import { type Bundle, bundleToJwks } from '../../src/spiffe/bundle.js';
 import { type BundleEndpointServer, serveBundle } from '../../src/spiffe/endpoint.js';
+import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { intermediate, root, svid } from '../helpers/pki.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mf-engine-'));
@@ -185,6 +187,43 @@ describe('istioctl output', () => {
       parseManifests(r.yaml, 'istioctl').map((o) => o.metadata.name),
       ['istio'],
     );
+  });
+  test("its version is asked once per binary: remembered under the file's identity, asked again when the binary changes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshfed-istioctl-memo-'));
+    try {
+      const bin = join(dir, 'istioctl');
+      const runs = join(dir, 'runs');
+      // A stand-in istioctl that counts its runs and answers the version it was written with.
+      const write = (version: string) =>
+        writeFileSync(bin, `#!/bin/sh\necho run >> ${runs}\necho "client version: ${version}"\n`, {
+          mode: 0o755,
+        });
+      const ran = () => (existsSync(runs) ? readFileSync(runs, 'utf8').split('\n').length - 1 : 0);
+      write('1.30.0');
+      const cacheDir = join(dir, 'cache');
+      assert.deepEqual(await findIstioctl(bin, { cacheDir }), { path: bin, version: '1.30.0' });
+      assert.deepEqual(await findIstioctl(bin, { cacheDir }), { path: bin, version: '1.30.0' });
+      assert.equal(ran(), 1, 'the second look-up is answered from the memo');
+      // Without a cache folder it is asked every time.
+      await findIstioctl(bin);
+      assert.equal(ran(), 2);
+      // Another binary at the same path (a new build: other content, size and times) is asked again.
+      rmSync(bin);
+      write('1.31.0-new');
+      assert.equal((await findIstioctl(bin, { cacheDir })).version, '1.31.0-new');
+      assert.equal(ran(), 3);
+      assert.equal((await findIstioctl(bin, { cacheDir })).version, '1.31.0-new');
+      assert.equal(ran(), 3);
+      // A memo that does not parse is asked past, and written again.
+      const [memo] = readdirSync(join(cacheDir, 'istioctl'));
+      writeFileSync(join(cacheDir, 'istioctl', memo!), '{not json');
+      assert.equal((await findIstioctl(bin, { cacheDir })).version, '1.31.0-new');
+      assert.equal(ran(), 4);
+      assert.equal((await findIstioctl(bin, { cacheDir })).version, '1.31.0-new');
+      assert.equal(ran(), 4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -542,17 +581,17 @@ describe('retries', () => {
   });
 
   test('an object the inventory read holding exactly what meshfed would apply is not sent (unchanged); drift in it is applied', async () => {
-    const calls: string[] = [];
-    const client = {
-      context: 'cluster-1',
-      apply: async (
-        obj: KubeObject,
-        o: { live?: KubeObject; prepare?: (b?: KubeObject) => KubeObject } = {},
-      ) => {
-        calls.push(obj.metadata.name);
-        return { object: o.prepare ? o.prepare(o.live) : obj, action: 'updated' as const };
-      },
-    } as unknown as ClusterClient;
+    // The client itself (kube/client.ts) against a stand-in API server: what it sends is what the server logs.
+    const api = new FakeApiServer();
+    const { kubeconfig, dir } = await api.start();
+    after(() => {
+      api.server.close();
+      api.server.closeAllConnections();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const client = clientsFor(kubeconfig, ['fake']).get('fake')!;
+    const patches = () =>
+      api.log.filter((l) => l.startsWith('PATCH')).map((l) => l.split(' ')[1]!.split('/').pop());
     const marks = {
       labels: {
         'app.kubernetes.io/managed-by': 'meshfed',
@@ -599,7 +638,7 @@ describe('retries', () => {
         known,
       },
     );
-    assert.deepEqual(calls, ['drifted']);
+    assert.deepEqual(patches(), ['drifted']);
     assert.deepEqual(
       r.map((a) => [a.object.metadata.name, a.action]),
       [
@@ -608,9 +647,9 @@ describe('retries', () => {
       ],
     );
     // The same object in another phase would carry another phase label: sent.
-    calls.length = 0;
+    api.log = [];
     await applyObjects(client, [CM('same', { data: { k: 'v' } })], { fleet: 'mesh', phase: 'apps', known });
-    assert.deepEqual(calls, ['same']);
+    assert.deepEqual(patches(), ['same']);
   });
 
   test('a retried remote secret counts its token Secret once, as created', async () => {

@@ -1,10 +1,9 @@
 /** `meshfed up`, `plan`, `status`, `down`: the apply engine on real clusters. */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { down } from '../../engine/down.js';
-import { plan } from '../../engine/plan.js';
+// plan, status and down are loaded by their own commands only: a run loads what it runs (plan's text diff, for one).
 import { ProgressStore, unfinished } from '../../engine/progress.js';
-import { type FleetStatus, fleetStatus } from '../../engine/status.js';
+import type { FleetStatus } from '../../engine/status.js';
 import { UpError, up } from '../../engine/up.js';
 import {
   connect,
@@ -158,6 +157,7 @@ Exit 0 when nothing would change, 1 when something would, 2 for bad input.`,
     const format = outputFormat(values.output);
     const c = await connect(values, io);
     const src = await sources(values, c, io);
+    const { plan } = await import('../../engine/plan.js');
     const plans = await plan({
       fleet: c.fleet,
       clients: c.clients,
@@ -219,6 +219,7 @@ Exit 0 when every phase of every cluster is healthy, 1 when not, 2 for bad input
     const { values } = parseArgs({ args: argv, options: ENGINE_OPTIONS });
     const format = outputFormat(values.output);
     const c = await connect(values, io);
+    const { fleetStatus } = await import('../../engine/status.js');
     const s = await fleetStatus(c.fleet, c.clients);
     io.stdout.write(format === 'json' ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
     return s.healthy ? EXIT_OK : EXIT_FAILED;
@@ -247,6 +248,7 @@ Examples:
       c.fleet.clusters.map((x) => x.name),
     );
     const t0 = Date.now();
+    const { down } = await import('../../engine/down.js');
     const r = await down({
       fleet: c.fleet,
       clients: c.clients,
