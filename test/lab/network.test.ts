@@ -24,6 +24,7 @@ import {
   createHub,
   deleteLabNetworks,
   hubAddress,
+  hubMac,
   labNamespaces,
   type Netns,
   nodeAddress,
@@ -56,6 +57,7 @@ describe('lab network address plan', () => {
     assert.equal(nodeAddress(249, 15, 244), '10.249.240.254');
     assert.throws(() => nodeAddress(249, 0, 245), /node index 245/);
     assert.throws(() => clusterNetwork(249, 16), /cluster index 16/);
+    assert.equal(hubMac(249, 15), '02:6d:66:f9:0f:01');
     assert.throws(() => hubAddress(251, 0), /lab block 251/);
     assert.throws(() => hubAddress(0, 0), /lab block 0/);
   });
@@ -203,6 +205,38 @@ describe('lab network namespaces and the portal', { skip: networkSkip(), timeout
     assert.equal(await eth0Index(a), eth0, "A's eth0 is the same interface");
     assertEchoed(await send(b, a.ip, 7000, 1000), 1000, 'pod B → pod A after attaching A again');
     await assert.rejects(attachNamespace(block!, 0, 'a', pods.take('a2')), /already has .* on eth0/);
+
+    // The gateway's MAC stays the hub's own whatever joins the bridge: a port of the lowest MAC there is
+    // would have become the bridge's address, under the ARP entries of every pod.
+    const hub = `mf${block}c0`;
+    const brMac = async () =>
+      (
+        JSON.parse((await execFileBounded('ip', ['-n', hub, '-j', 'link', 'show', 'br0'])).stdout) as Array<{
+          address: string;
+        }>
+      )[0]!.address;
+    assert.equal(await brMac(), hubMac(block!, 0));
+    await execFileBounded('ip', [
+      '-n',
+      hub,
+      'link',
+      'add',
+      'lowmac0',
+      'address',
+      '00:00:00:00:00:01',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'lowmac1',
+    ]);
+    try {
+      await execFileBounded('ip', ['-n', hub, 'link', 'set', 'lowmac0', 'master', 'br0', 'up']);
+      assert.equal(await brMac(), hubMac(block!, 0), 'a port of a lower MAC joined the bridge');
+      assertEchoed(await send(b, a.ip, 7000, 1000), 1000, 'pod B → pod A after a port joined');
+    } finally {
+      await execFileBounded('ip', ['-n', hub, 'link', 'del', 'lowmac0']);
+    }
 
     // No packet is sent to prove the root namespace cannot reach A: its
     // default route leaves the machine. It has no interface, address or

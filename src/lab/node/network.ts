@@ -220,13 +220,32 @@ async function routeLocalnet(name: string): Promise<void> {
   await ip(['netns', 'exec', name, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet']);
 }
 
-/** The cluster's hub: namespace `mf<b>c<n>`, lo up, bridge br0 with the hub address. Idempotent. */
+/**
+ * The hub bridge's own MAC address, locally administered, one per cluster
+ * network. Set, not left to Linux: a bridge whose address nobody set takes
+ * the lowest of its ports' (the veths' random ones), so a pod whose veth
+ * came lower changed the gateway's MAC under every other pod, whose ARP
+ * entry then pointed nowhere until it went stale and was probed again; their
+ * connections through the hub (to the API server, Services) stalled for
+ * 20 to 50 s, long enough for client-go's HTTP/2 health check to drop the
+ * connection (cert-manager lost its leader lease so, now and then, in a first
+ * `up` of 8 clusters).
+ */
+export function hubMac(b: number, n: number): string {
+  checkCluster(b, n);
+  return ['02', '6d', '66', b, n, 1]
+    .map((x) => (typeof x === 'number' ? x.toString(16).padStart(2, '0') : x))
+    .join(':');
+}
+
+/** The cluster's hub: namespace `mf<b>c<n>`, lo up, bridge br0 with the hub address and its own MAC (hubMac). Idempotent. */
 export async function createHub(b: number, n: number): Promise<Netns> {
   const name = hubNamespace(b, n);
   await ensureNamespace(name);
   await routeLocalnet(name);
   if (!(await links(name)).some((l) => l.ifname === 'br0'))
     await ipIn(name, ['link', 'add', 'br0', 'type', 'bridge']);
+  await ipIn(name, ['link', 'set', 'br0', 'address', hubMac(b, n)]);
   await ipIn(name, ['addr', 'replace', `${hubAddress(b, n)}/${PREFIX_LENGTH}`, 'dev', 'br0']);
   await ipIn(name, ['link', 'set', 'br0', 'up']);
   return { name, path: netnsPath(name), ip: hubAddress(b, n) };
