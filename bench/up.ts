@@ -24,7 +24,7 @@
  * and status of that build run on the same lab too, each just before this
  * build's, so that the two are compared under the same load.
  * Prints numbers; asserts nothing.
- *   npm run bench:up [-- --sizes 2,4,8] [-- --profile current|seed] [-- --baseline OLD/dist/src/cli/main.js]
+ *   npm run bench:up [-- --sizes 2,4,8] [-- --profile current|seed] [-- --baseline OLD/dist/src/cli/main.js] [-- --keep]
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -56,6 +56,8 @@ const V = PROFILE_VERSIONS[profile];
 const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 const baselineArg = arg('baseline', '');
 const BASELINE = baselineArg ? resolve(baselineArg) : undefined;
+/** --keep: each size's lab is left up, its pods' logs and the commands' caches with it, to look into. */
+const KEEP = process.argv.includes('--keep');
 const TIME = '/usr/bin/time';
 
 interface Run {
@@ -104,8 +106,25 @@ interface Row {
   applied: number;
   apply: number;
   diff: number;
+  /** The first up's phases: seconds per cluster, min and max over the clusters, in phase order. */
+  phases: Array<[string, number, number]>;
+  /** The machine's CPU during the first up (every process): busy and available CPU-seconds (/proc/stat). */
+  machine: { busy: number; available: number };
 }
 const rows: Row[] = [];
+
+/** The machine's CPU time so far, busy and in all, in seconds (/proc/stat's first line; zeros elsewhere). */
+function machineCpu(): { busy: number; all: number } {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const hz = 100;
+    const idle = f[3]! + f[4]!;
+    const all = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: (all - idle) / hz, all: all / hz };
+  } catch {
+    return { busy: 0, all: 0 };
+  }
+}
 
 console.log(
   `meshfed engine speed on the lab: ${profile} profile, node ${process.version}, Kubernetes ${V.kubernetes}, ` +
@@ -137,8 +156,18 @@ for (const n of sizes) {
       pods: 'simulated',
       podTimings: DEFAULT_POD_TIMINGS,
     });
+    const before = machineCpu();
     const first = await meshfed(['up', '-o', 'json']);
+    const after = machineCpu();
     const up = JSON.parse(first.out) as UpResult;
+    const phases: Row['phases'] = [];
+    for (const phase of ENGINE_PHASES) {
+      const secs = up.clusters.flatMap((c) =>
+        c.phases.filter((p) => p.phase === phase).map((p) => p.seconds),
+      );
+      if (secs.length) phases.push([phase, Math.min(...secs), Math.max(...secs)]);
+    }
+    const machine = { busy: after.busy - before.busy, available: after.all - before.all };
     let applied = 0;
     const noopUp = async (cli = CLI) => {
       const r = await meshfed(['up', '-o', 'json'], [0], cli);
@@ -216,6 +245,8 @@ for (const n of sizes) {
       noop,
       plan,
       status,
+      phases,
+      machine,
       ...(baseNoop && basePlan && baseStatus
         ? { base: { noop: baseNoop, plan: basePlan, status: baseStatus } }
         : {}),
@@ -242,8 +273,11 @@ for (const n of sizes) {
     const tail = (e as Error).message.split('\n').filter((l) => / failed|not healthy|stopped/.test(l));
     for (const l of tail.slice(0, 4)) console.log(`       ${l.trim()}`);
   } finally {
-    await labDown(dir).catch(() => {});
-    rmSync(parent, { recursive: true, force: true });
+    if (KEEP) console.log(`  (N=${n}: the lab is left up in ${dir}: meshfed lab down --dir ${dir})`);
+    else {
+      await labDown(dir).catch(() => {});
+      rmSync(parent, { recursive: true, force: true });
+    }
   }
 }
 
@@ -266,6 +300,16 @@ if (two && eight) {
   console.log(
     `  no-op up CPU per added object (2 → 8 clusters): ${slope(two.noop, eight.noop)} ms` +
       (two.base && eight.base ? ` (baseline ${slope(two.base.noop, eight.base.noop)} ms)` : ''),
+  );
+}
+console.log('first up by phase (seconds per cluster, fastest–slowest cluster), and the machine during it:');
+for (const r of rows) {
+  const by = r.phases.map(([p, lo, hi]) => `${p} ${lo.toFixed(1)}–${hi.toFixed(1)}`).join(', ');
+  const { busy, available } = r.machine;
+  console.log(`  N=${r.n}: ${by}`);
+  console.log(
+    `  N=${r.n}: every process's CPU ${busy.toFixed(1)} s of ${available.toFixed(1)} s available (${((100 * busy) / available).toFixed(0)} % busy); ` +
+      `at full use of all CPUs, that work alone takes ${((busy / available) * r.first.wall).toFixed(1)} s`,
   );
 }
 console.log(
