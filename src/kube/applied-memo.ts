@@ -91,7 +91,10 @@ export function appliedMemo(dir: string | undefined, server: string): AppliedMem
   if (!dir) return loadAppliedMemo(undefined, server);
   const file = serverCacheFile(dir, server);
   let memo = memos.get(file);
-  if (!memo) memos.set(file, (memo = loadAppliedMemo(dir, server)));
+  if (!memo) {
+    memo = loadAppliedMemo(dir, server);
+    memos.set(file, memo);
+  }
   return memo;
 }
 
