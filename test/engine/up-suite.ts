@@ -24,7 +24,7 @@ import { podServerTransport } from '../../src/federation/transport.js';
 import type { Profile } from '../../src/fleet/model.js';
 import type { KubeObject } from '../../src/kube/client.js';
 import { type LabState, labStatus } from '../../src/lab/lab.js';
-import { labSkip, objectSet, startLab } from '../helpers/engine.js';
+import { istiodSyncedPeers, labSkip, objectSet, startLab } from '../helpers/engine.js';
 import { certManagerRealSuite } from '../lab/cert-manager-real-suite.js';
 import { egressLabSuite } from '../lab/egress-lab-suite.js';
 
@@ -233,20 +233,8 @@ export function engineSuite(profile: Profile, clusters: number): void {
           return { namespace: 'istio-system', name: pods[0]!.metadata.name!, container: '' };
         };
         // istiod's multi-cluster controller, as `istioctl remote-clusters` reads it.
-        const istiod = { ...(await pod('istiod')), container: 'discovery' };
         const peers = state.clusters.filter((p) => p.name !== c.name).map((p) => p.name);
-        let clusterz: Array<{ id: string; syncStatus: string }> = [];
-        const end = Date.now() + 60_000;
-        for (;;) {
-          const r = await client(i).exec(istiod, ['pilot-discovery', 'request', 'GET', '/debug/clusterz']);
-          clusterz = JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as typeof clusterz;
-          if (peers.every((p) => clusterz.some((z) => z.id === p && z.syncStatus === 'synced'))) break;
-          assert.ok(
-            Date.now() < end,
-            `${c.name}'s istiod has not synced its peers: ${JSON.stringify(clusterz)}`,
-          );
-          await new Promise((r) => setTimeout(r, 1000));
-        }
+        await istiodSyncedPeers(client(i), c.name, peers);
         for (const app of ['istio-ingressgateway', 'istio-eastwestgateway']) {
           const gw = { ...(await pod(app)), container: 'istio-proxy' };
           const stats = (await client(i).exec(gw, ['pilot-agent', 'request', 'GET', 'stats'])).stdout;

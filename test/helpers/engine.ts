@@ -204,3 +204,27 @@ export async function restartApiServer(
   }
   return { ...r, restarted: again };
 }
+
+/**
+ * Waits until the istiod of the cluster `client` reaches reports each of
+ * `peers` synced in its multi-cluster controller (`/debug/clusterz`, what
+ * `istioctl remote-clusters` reads); fails naming what it last reported.
+ */
+export async function istiodSyncedPeers(
+  client: ClusterClient,
+  cluster: string,
+  peers: string[],
+  timeoutMs = 60_000,
+): Promise<void> {
+  const pods = await client.list('v1', 'Pod', { namespace: 'istio-system', labelSelector: 'app=istiod' });
+  const istiod = { namespace: 'istio-system', name: pods[0]!.metadata.name!, container: 'discovery' };
+  let clusterz: Array<{ id: string; syncStatus: string }> = [];
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await client.exec(istiod, ['pilot-discovery', 'request', 'GET', '/debug/clusterz']);
+    clusterz = JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as typeof clusterz;
+    if (peers.every((p) => clusterz.some((z) => z.id === p && z.syncStatus === 'synced'))) return;
+    assert.ok(Date.now() < end, `${cluster}'s istiod has not synced its peers: ${JSON.stringify(clusterz)}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}

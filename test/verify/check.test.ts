@@ -20,7 +20,7 @@ import { processesUnder } from '../../src/lab/procfs.js';
 import { parsePemBundle } from '../../src/spiffe/bundle.js';
 import type { CheckResult } from '../../src/verify/catalog.js';
 import { chromium, chromiumSkip } from '../helpers/chromium.js';
-import { labSkip, startLab } from '../helpers/engine.js';
+import { istiodSyncedPeers, labSkip, startLab } from '../helpers/engine.js';
 import { intermediate, root } from '../helpers/pki.js';
 
 const skip = labSkip('current');
@@ -204,6 +204,8 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
     }
     const { json } = await check(['--only', 'MF209']);
     assert.equal(result(json, 'MF209').status, 'passed');
+    // Put back as it was: cluster-2's istiod syncs cluster-1 again (the traffic tests below depend on it).
+    await istiodSyncedPeers(c2, 'cluster-2', ['cluster-1'], 120_000);
   });
 
   await t.test("a remote secret's token rejected: MF209 names the holder", async () => {
@@ -227,6 +229,9 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
     } finally {
       await c1.apply(strip(saved), { force: true });
     }
+    // Put back as it was: cluster-1's istiod, refused by cluster-2 meanwhile, syncs it again before the
+    // traffic tests below (a verify right after once found cluster-1's sleep with no endpoint of v2).
+    await istiodSyncedPeers(c1, 'cluster-1', ['cluster-2'], 120_000);
   });
 
   await t.test('an alias removed from Istio config: MF208 fails on that cluster', async () => {
@@ -245,6 +250,9 @@ test('check --pre on a fresh lab, then check after up, and under induced faults'
     } finally {
       await c1.apply(strip(saved), { force: true });
     }
+    // Put back as it was: cluster-1's istiod, refused by cluster-2 meanwhile, syncs it again before the
+    // traffic tests below (a verify right after once found cluster-1's sleep with no endpoint of v2).
+    await istiodSyncedPeers(c1, 'cluster-1', ['cluster-2'], 120_000);
   });
 
   await t.test('a federated bundle replaced by a stale one: MF205 fails on the holder', async () => {
