@@ -70,6 +70,9 @@ export function apiServerAddress(block: number, clusterIndex: number): string {
   return lbAddress(block, clusterIndex, 250).replace(/\.250$/, '.254');
 }
 
+/** A Service as of one version: an address written to it is known by this until the watch shows its status. */
+const versionKey = (svc: V1Service) => `${svc.metadata?.uid}@${svc.metadata?.resourceVersion}`;
+
 function poolIndex(ip: string, block: number, clusterIndex: number): number | undefined {
   const m = /^127\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
   if (!m || Number(m[1]) !== 100 + clusterIndex || Number(m[2]) !== block) return undefined;
@@ -173,8 +176,7 @@ export class LabLoadBalancer {
     const services = watched.services.list().filter((s) => s.spec?.type === 'LoadBalancer');
     const used = new Set<number>();
     // An address written to a Service the watch has not shown back yet: the one its status has.
-    const written = (svc: V1Service) =>
-      this.written.get(`${svc.metadata?.uid}@${svc.metadata?.resourceVersion}`);
+    const written = (svc: V1Service) => this.written.get(versionKey(svc));
     for (const s of services)
       for (const ing of [...(s.status?.loadBalancer?.ingress ?? []), { ip: written(s) }]) {
         const n = ing.ip ? poolIndex(ing.ip, this.block, c.index) : undefined;
@@ -201,7 +203,7 @@ export class LabLoadBalancer {
         ip = lbAddress(this.block, c.index, n);
         const status = { ...svc.status, loadBalancer: { ingress: [{ ip, ipMode: 'VIP' as const }] } };
         await api.replaceNamespacedServiceStatus({ name, namespace: ns, body: { ...svc, status } });
-        this.written.set(`${svc.metadata?.uid}@${svc.metadata?.resourceVersion}`, ip);
+        this.written.set(versionKey(svc), ip);
         this.onEvent({ cluster: c.name, message: `${ns}/${name}: address ${ip}` });
       }
       const selector = Object.entries(svc.spec?.selector ?? {});

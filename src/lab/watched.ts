@@ -101,6 +101,8 @@ export class PassLoop {
   private poked = false;
   private stopped = false;
   private running: Promise<void> | undefined;
+  /** The pass under way, the first one (from `start()`) included. */
+  private current: Promise<void> | undefined;
 
   constructor(
     private readonly pass: () => Promise<void>,
@@ -120,7 +122,9 @@ export class PassLoop {
   };
 
   private async once(): Promise<void> {
-    await this.pass().catch((e: unknown) => this.o.log(`pass failed: ${(e as Error).message}`));
+    this.current = this.pass().catch((e: unknown) => this.o.log(`pass failed: ${(e as Error).message}`));
+    await this.current;
+    this.current = undefined;
   }
 
   private async run(): Promise<void> {
@@ -144,10 +148,11 @@ export class PassLoop {
     }
   }
 
-  /** Stops passing; resolves when the pass under way (if any) has ended. */
+  /** Stops passing; resolves when the pass under way (if any, the first one included) has ended. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
     await this.running;
+    await this.current;
   }
 }

@@ -107,8 +107,8 @@ export class NodeAgent {
   /** Pods and Services as the pass under way read them. */
   private services: V1Service[] = [];
   private pods: V1Pod[] = [];
+  /** Runs `pass()` one at a time: on a change, and each second. */
   private readonly loop: PassLoop;
-  private passing = false;
 
   private readonly kube: ClusterClient;
   private readonly logRules = new Map<string, string>();
@@ -146,48 +146,42 @@ export class NodeAgent {
   }
 
   /** One reconcile pass: read the cluster, run and stop pods, route Services, write statuses. */
-  async pass(): Promise<void> {
-    if (this.passing) return;
-    this.passing = true;
-    try {
-      this.read();
-      const real = this.pods.filter((p) => p.spec?.nodeName && this.isReal(p));
-      const seen = new Set<string>();
-      for (const pod of real) {
-        const uid = pod.metadata!.uid!;
-        seen.add(uid);
-        let rt = this.runtimes.get(uid);
-        if (pod.metadata?.deletionTimestamp) {
-          await this.finish(pod, rt);
-          continue;
-        }
-        if (!rt) {
-          rt = new PodRuntime(pod, join(this.o.dir, 'nodes', pod.spec!.nodeName!), this.environment());
-          this.runtimes.set(uid, rt);
-          this.o.log(`${rt.name}: running it on ${pod.spec!.nodeName}`);
-        }
-        rt.update(pod);
+  private async pass(): Promise<void> {
+    this.read();
+    const real = this.pods.filter((p) => p.spec?.nodeName && this.isReal(p));
+    const seen = new Set<string>();
+    for (const pod of real) {
+      const uid = pod.metadata!.uid!;
+      seen.add(uid);
+      let rt = this.runtimes.get(uid);
+      if (pod.metadata?.deletionTimestamp) {
+        await this.finish(pod, rt);
+        continue;
       }
-      for (const [uid, rt] of this.runtimes)
-        if (!seen.has(uid)) {
-          this.o.log(`${rt.name}: gone from the API server; stopping it`);
-          await this.stopPod(uid, rt, 0);
-        }
-      await Promise.all(
-        real
-          .filter((p) => this.runtimes.has(p.metadata!.uid!) && !p.metadata?.deletionTimestamp)
-          .map((p) =>
-            this.o.volumes.refresh(p).catch((e: unknown) => this.o.log(`volumes: ${(e as Error).message}`)),
-          ),
-      );
-      await Promise.all([...this.runtimes.values()].map((rt) => rt.tick()));
-      await this.o.network.setRoutes(this.routes(real));
-      await this.writeStatuses(real);
-      await this.writeLogRules(real);
-      this.record();
-    } finally {
-      this.passing = false;
+      if (!rt) {
+        rt = new PodRuntime(pod, join(this.o.dir, 'nodes', pod.spec!.nodeName!), this.environment());
+        this.runtimes.set(uid, rt);
+        this.o.log(`${rt.name}: running it on ${pod.spec!.nodeName}`);
+      }
+      rt.update(pod);
     }
+    for (const [uid, rt] of this.runtimes)
+      if (!seen.has(uid)) {
+        this.o.log(`${rt.name}: gone from the API server; stopping it`);
+        await this.stopPod(uid, rt, 0);
+      }
+    await Promise.all(
+      real
+        .filter((p) => this.runtimes.has(p.metadata!.uid!) && !p.metadata?.deletionTimestamp)
+        .map((p) =>
+          this.o.volumes.refresh(p).catch((e: unknown) => this.o.log(`volumes: ${(e as Error).message}`)),
+        ),
+    );
+    await Promise.all([...this.runtimes.values()].map((rt) => rt.tick()));
+    await this.o.network.setRoutes(this.routes(real));
+    await this.writeStatuses(real);
+    await this.writeLogRules(real);
+    this.record();
   }
 
   /** Takes the pass's pods and Services from the watches; throws while a watch has not listed yet. */
@@ -405,7 +399,6 @@ export class NodeAgent {
   async stop(): Promise<void> {
     await Promise.all(Object.values(this.watched).map((w) => w.stop()));
     await this.loop.stop();
-    while (this.passing) await new Promise((r) => setTimeout(r, 50));
     for (const [uid, rt] of this.runtimes) await this.stopPod(uid, rt, 5000);
     await this.o.network.down();
   }
