@@ -193,19 +193,44 @@ function kwokControlPlaneConfig(o: {
   const options = o.apiServerSans.length
     ? `options:\n  kubeApiserverCertSANs:\n${o.apiServerSans.map((a) => `  - ${JSON.stringify(a)}\n`).join('')}`
     : '';
+  const gc = (name: string) => {
+    const [gogc, limit] = CONTROL_PLANE_GC[name]!;
+    return `  extraEnvs:\n  - name: GOGC\n    value: "${gogc}"\n  - name: GOMEMLIMIT\n    value: ${limit}\n`;
+  };
   return `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 ${options}componentsPatches:
 - name: kube-apiserver
-  extraArgs:
+${gc('kube-apiserver')}  extraArgs:
 ${args}- name: kube-controller-manager
-  extraArgs:
+${gc('kube-controller-manager')}  extraArgs:
   - key: enable-hostpath-provisioner
     value: "true"
   - key: pvclaimbinder-sync-period
     value: 1s
-`;
+- name: etcd
+${gc('etcd')}- name: kube-scheduler
+${gc('kube-scheduler')}- name: kwok-controller
+${gc('kwok-controller')}`;
 }
+
+/**
+ * The Go garbage collector's pace for each cluster's control plane (GOGC,
+ * and GOMEMLIMIT, past which it collects as often as it must): a heap may
+ * grow to five times what is live before a collection, not twice, within a
+ * bound. A lab is several clusters on one machine of 2 cores; in a first
+ * `up` of 8 clusters the API servers' garbage collection was about a third
+ * of their CPU (`/debug/pprof/profile`), and all of it waits on the same
+ * cores. A real cluster has its own machines; memory is what this machine
+ * has more of (24 GiB, a lab about 1 GiB a cluster).
+ */
+const CONTROL_PLANE_GC: Record<string, [number, string]> = {
+  'kube-apiserver': [400, '900MiB'],
+  etcd: [400, '300MiB'],
+  'kube-controller-manager': [400, '300MiB'],
+  'kube-scheduler': [400, '200MiB'],
+  'kwok-controller': [400, '200MiB'],
+};
 
 /** The Service range of every lab API server (kube-apiserver's default). */
 export const LAB_SERVICE_CIDR = '10.0.0.0/24';

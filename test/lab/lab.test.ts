@@ -112,6 +112,19 @@ describe('meshfed lab (current profile, 2 clusters)', { skip, timeout: 600_000 }
       servers.add(c.apiServer);
     }
     assert.equal(servers.size, 2, 'each context reaches its own API server');
+    // The control plane's garbage collector is paced for a shared machine (lab.ts CONTROL_PLANE_GC).
+    const apiServers = processesUnder(dir).filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'kube-apiserver';
+      } catch {
+        return false;
+      }
+    });
+    assert.equal(apiServers.length, 2);
+    for (const pid of apiServers) {
+      const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      assert.ok(env.includes('GOGC=400') && env.includes('GOMEMLIMIT=900MiB'), env.filter((e) => /^GO/.test(e)).join(' '));
+    }
     const again = await runMeshfed(['lab', 'up', '--clusters', '2', '--dir', dir]);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /^lab already up: 2 clusters/);
