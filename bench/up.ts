@@ -45,6 +45,7 @@ import { PROFILE_VERSIONS } from '../src/fleet/versions.js';
 import { LAB_ISTIO_BUILDS, labBinDir } from '../src/lab/binaries.js';
 import { labDown, labUp } from '../src/lab/lab.js';
 import { DEFAULT_POD_TIMINGS } from '../src/lab/stages.js';
+import { cpuByProgram, snapshotProcs } from './procs.js';
 
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -110,6 +111,8 @@ interface Row {
   phases: Array<[string, number, number]>;
   /** The machine's CPU during the first up (every process): busy and available CPU-seconds (/proc/stat). */
   machine: { busy: number; available: number };
+  /** The same by program (/proc), largest first: CPU-seconds. */
+  programs: Array<[string, number]>;
 }
 const rows: Row[] = [];
 
@@ -157,7 +160,9 @@ for (const n of sizes) {
       podTimings: DEFAULT_POD_TIMINGS,
     });
     const before = machineCpu();
+    const procsBefore = snapshotProcs();
     const first = await meshfed(['up', '-o', 'json']);
+    const programs = cpuByProgram(procsBefore, snapshotProcs());
     const after = machineCpu();
     const up = JSON.parse(first.out) as UpResult;
     const phases: Row['phases'] = [];
@@ -247,6 +252,7 @@ for (const n of sizes) {
       status,
       phases,
       machine,
+      programs,
       ...(baseNoop && basePlan && baseStatus
         ? { base: { noop: baseNoop, plan: basePlan, status: baseStatus } }
         : {}),
@@ -310,6 +316,11 @@ for (const r of rows) {
   console.log(
     `  N=${r.n}: every process's CPU ${busy.toFixed(1)} s of ${available.toFixed(1)} s available (${((100 * busy) / available).toFixed(0)} % busy); ` +
       `at full use of all CPUs, that work alone takes ${((busy / available) * r.first.wall).toFixed(1)} s`,
+  );
+  // The meshfed CLI ran under /usr/bin/time, which this process waited for: "node up.js (children)".
+  const top = r.programs.filter(([, s]) => s >= 0.5);
+  console.log(
+    `  N=${r.n}: by program (CPU-s, ≥ 0.5): ${top.map(([p, s]) => `${p.replace('node up.js (children)', 'meshfed (and istioctl)')} ${s.toFixed(1)}`).join(', ')}`,
   );
 }
 console.log(
