@@ -91,7 +91,7 @@ export async function desiredPhase(
       );
       break;
     case 'istio': {
-      const iop = render.generatorInputs.find((o) => o.kind === 'IstioOperator');
+      const iop = istioOperator(render);
       if (!src.istioctl)
         throw new Error('the istio phase needs istioctl: give --istioctl PATH or put it on PATH');
       if (iop) {
@@ -109,6 +109,34 @@ export async function desiredPhase(
       want.steps.push({ label: phase, objects: render.objects });
   }
   return want;
+}
+
+const istioOperator = (render: { generatorInputs: KubeObject[] }) =>
+  render.generatorInputs.find((o) => o.kind === 'IstioOperator');
+
+/**
+ * Starts istioctl's generation for `cluster` now, so that it runs while the
+ * run waits on the phases before Istio (pods starting, certificates issuing)
+ * instead of at the start of the istio phase, where each cluster's took about
+ * a second of CPU (istioctl, then reading its 1 MB of YAML). The IstioOperator
+ * does not depend on what a run discovers (`inputs`: what the run knows now,
+ * so that the render is the one its first phases use). Its failure is left to the istio
+ * phase, which asks again and says why.
+ */
+export function prefetchIstio(
+  fleet: Fleet,
+  cluster: string,
+  inputs: RenderInputs,
+  src: DesiredSources,
+): void {
+  if (!src.istioctl) return;
+  try {
+    const render = renderOnce(fleet, cluster, inputs).phases.find((p) => p.phase === 'istio');
+    const iop = render && istioOperator(render);
+    if (iop) generateIstio(src.istioctl, iop, src.cacheDir ? { cacheDir: src.cacheDir } : {}).catch(() => {});
+  } catch {
+    // The run renders this cluster again, and reports what fails.
+  }
 }
 
 /**

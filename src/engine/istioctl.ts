@@ -164,7 +164,16 @@ export interface Generated {
   cached: boolean;
 }
 
-export async function generateIstio(
+/**
+ * The generations of this process, by istioctl, operator and cache folder:
+ * `up` starts each cluster's at the start of its run (`prefetchIstio`), and
+ * its istio phase takes the same promise, finished or not. Their objects are
+ * never changed by the engine (what it sends is built as copies).
+ */
+const generations = new Map<string, Promise<Generated>>();
+
+/** `istioctl manifest generate` of `operator`, once per process, and from `o.cacheDir` when generated before. */
+export function generateIstio(
   istioctl: Istioctl,
   operator: KubeObject,
   o: { cacheDir?: string } = {},
@@ -174,7 +183,24 @@ export async function generateIstio(
     .update(`${istioctl.version}\njson\n${JSON.stringify(operator)}`)
     .digest('hex')
     .slice(0, 32);
-  const cacheFile = o.cacheDir ? join(o.cacheDir, `istio-${key}.json`) : undefined;
+  const memo = JSON.stringify([istioctl.path, key, o.cacheDir ?? null]);
+  let g = generations.get(memo);
+  if (!g) {
+    g = generate(istioctl, operator, key, o.cacheDir);
+    generations.set(memo, g);
+    // A failure is not kept: the next ask runs istioctl again, and says why itself.
+    g.catch(() => generations.delete(memo));
+  }
+  return g;
+}
+
+async function generate(
+  istioctl: Istioctl,
+  operator: KubeObject,
+  key: string,
+  cacheDir: string | undefined,
+): Promise<Generated> {
+  const cacheFile = cacheDir ? join(cacheDir, `istio-${key}.json`) : undefined;
   if (cacheFile && existsSync(cacheFile)) {
     const c = JSON.parse(readFileSync(cacheFile, 'utf8')) as { objects: KubeObject[]; warnings: string[] };
     return { ...c, cached: true };
@@ -198,7 +224,7 @@ export async function generateIstio(
       .map((l) => `istioctl: ${l.text}`);
     const objects = parseManifests(yaml, `istioctl ${istioctl.version} manifest generate`);
     if (cacheFile) {
-      mkdirSync(o.cacheDir!, { recursive: true });
+      mkdirSync(cacheDir!, { recursive: true });
       writeFileSync(cacheFile, JSON.stringify({ objects, warnings }));
     }
     return { objects, warnings, cached: false };

@@ -42,7 +42,7 @@ import {
   strongest,
 } from './apply.js';
 import { BootstrapError, bootstrapUntilDone } from './bootstrap.js';
-import { type DesiredSources, desiredPhase, identity, type Step } from './desired.js';
+import { type DesiredSources, desiredPhase, identity, prefetchIstio, type Step } from './desired.js';
 import { BUNDLE_ENDPOINT_SERVICE, EAST_WEST_SERVICE, SPIRE_SERVER_POD, serviceAddress } from './discover.js';
 import { federationMember } from './federation.js';
 import { ownedObjects } from './inventory.js';
@@ -215,6 +215,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
     const result: ClusterResult = { cluster, phases: [], pruned: [] };
     const progress = (phase: EnginePhase) => (message: string) =>
       emit({ cluster, phase, kind: 'progress', message });
+    prefetchIstio(fleet, cluster, { bundleEndpoints: { ...bundleEndpoints } }, o);
     const owned = o.dryRun ? [] : await ownedObjects(client, fleet.name);
     // What meshfed owns is applied onto as the inventory read it, unless it changed since (apply.ts onlyOntoKnown).
     const known = new Map(owned.map((x) => [identity(x), x]));
@@ -277,6 +278,11 @@ export async function up(o: UpOptions): Promise<UpResult> {
       result.pruned = pruned.map((x) => describeRef(refOf(x)));
     };
     const wantedByAll: KubeObject[] = [];
+    /** Every cluster's bundle endpoint, once each has found its own (or stopped). */
+    const knowEndpoints = async () => {
+      for (const [n, a] of await barriers.endpoints.all()) if (a) bundleEndpoints[n] = a;
+      o.progress?.record({ bundleEndpoints });
+    };
 
     for (const phase of ENGINE_PHASES) {
       const t0 = Date.now();
@@ -306,9 +312,13 @@ export async function up(o: UpOptions): Promise<UpResult> {
               }
             }
             barriers.endpoints.arrive(cluster, address);
-            const addresses = await barriers.endpoints.all();
-            for (const [n, a] of addresses) if (a) bundleEndpoints[n] = a;
-            o.progress?.record({ bundleEndpoints });
+            // A server's config that names its peers' bundle endpoints (static federation, the seed's) waits for
+            // every cluster's; where federation is dynamic (ClusterFederatedTrustDomains), only that phase does.
+            if (first.pending.length) await knowEndpoints();
+            else if (address) {
+              bundleEndpoints[cluster] = address;
+              o.progress?.record({ bundleEndpoints });
+            }
             const full = await desiredPhase(fleet, cluster, 'spire', inputs(), o);
             if (full.pending.length && !o.dryRun)
               throw new Error(
@@ -322,6 +332,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
             break;
           }
           case 'federation': {
+            await knowEndpoints();
             if (o.dryRun) {
               notes.push('bootstrap and relationships need running SPIRE servers: not in a dry run');
               const want = await desiredPhase(fleet, cluster, 'federation', inputs(), o);

@@ -27,7 +27,7 @@ import {
 } from '../../src/engine/apply.js';
 import { BootstrapError, bootstrapUntilDone } from '../../src/engine/bootstrap.js';
 import { identity, withoutEmptyCaBundles } from '../../src/engine/desired.js';
-import { findIstioctl, splitIstioctlOutput } from '../../src/engine/istioctl.js';
+import { findIstioctl, generateIstio, splitIstioctlOutput } from '../../src/engine/istioctl.js';
 import { applyWaves, mapLimit } from '../../src/engine/order.js';
 import { comparable, objectDiff } from '../../src/engine/plan.js';
 import { ProgressStore, unfinished } from '../../src/engine/progress.js';
@@ -225,6 +225,57 @@ describe('istioctl output', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test('a generation runs istioctl once per process, also when asked again before it ends (the prefetch, then the istio phase); a failed one is not kept', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshfed-istioctl-gen-'));
+  try {
+    const bin = join(dir, 'istioctl');
+    const runs = join(dir, 'runs');
+    const fail = join(dir, 'fail');
+    // A stand-in that takes a while, counts its runs, and prints a ConfigMap named after the operator it was given.
+    writeFileSync(
+      bin,
+      `#!/bin/sh\necho run >> ${runs}\n[ -e ${fail} ] && { echo broken >&2; exit 1; }\nsleep 0.3\n` +
+        `name=$(sed -n 's/^  name: //p' "$4" | head -1)\n` +
+        'printf "apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: %s\\n  namespace: istio-system\\n" "$name"\n',
+      { mode: 0o755 },
+    );
+    const ran = () => (existsSync(runs) ? readFileSync(runs, 'utf8').split('\n').length - 1 : 0);
+    const istioctl = { path: bin, version: '1.30.0' };
+    const iop = (name: string) => ({
+      apiVersion: 'install.istio.io/v1alpha1',
+      kind: 'IstioOperator',
+      metadata: { name, namespace: 'istio-system' },
+    });
+    const [a, b] = await Promise.all([
+      generateIstio(istioctl, iop('one')),
+      generateIstio(istioctl, iop('one')),
+    ]);
+    assert.equal(ran(), 1, 'two asks while the first ran: one istioctl');
+    assert.equal(a, b);
+    assert.deepEqual(
+      a.objects.map((o) => o.metadata.name),
+      ['one'],
+    );
+    await generateIstio(istioctl, iop('one'));
+    assert.equal(ran(), 1, 'asked again once done: from memory');
+    assert.deepEqual(
+      (await generateIstio(istioctl, iop('two'))).objects.map((o) => o.metadata.name),
+      ['two'],
+    );
+    assert.equal(ran(), 2, 'another operator: its own run');
+    writeFileSync(fail, '');
+    await assert.rejects(generateIstio(istioctl, iop('three')), /manifest generate for three failed: broken/);
+    rmSync(fail);
+    assert.deepEqual(
+      (await generateIstio(istioctl, iop('three'))).objects.map((o) => o.metadata.name),
+      ['three'],
+    );
+    assert.equal(ran(), 4, 'a failed generation is run again when asked again');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe('apply order', () => {
