@@ -123,7 +123,10 @@ describe('meshfed lab (current profile, 2 clusters)', { skip, timeout: 600_000 }
     assert.equal(apiServers.length, 2);
     for (const pid of apiServers) {
       const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-      assert.ok(env.includes('GOGC=400') && env.includes('GOMEMLIMIT=900MiB'), env.filter((e) => /^GO/.test(e)).join(' '));
+      assert.ok(
+        env.includes('GOGC=400') && env.includes('GOMEMLIMIT=900MiB'),
+        env.filter((e) => /^GO/.test(e)).join(' '),
+      );
     }
     const again = await runMeshfed(['lab', 'up', '--clusters', '2', '--dir', dir]);
     assert.equal(again.code, 0, again.stderr);
