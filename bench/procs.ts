@@ -4,7 +4,8 @@
  * servers, etcds, controllers, pods). A process is named by its program
  * (`comm`), a Node process by its script's file name. What processes that
  * ended in between used is counted for the parent that waited for them, as
- * "<parent> (children)". Linux only; elsewhere an empty table.
+ * "<parent> (children)". And the whole machine's, from /proc/stat. Linux
+ * only; elsewhere an empty table and zeros.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -61,6 +62,18 @@ export function snapshotProcs(): ProcSnapshot {
     }
   }
   return out;
+}
+
+/** The machine's CPU time so far, busy and in all, in seconds (/proc/stat's first line; zeros elsewhere). */
+export function machineCpu(): { busy: number; all: number } {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3]! + f[4]!;
+    const all = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: (all - idle) / HZ, all: all / HZ };
+  } catch {
+    return { busy: 0, all: 0 };
+  }
 }
 
 /** CPU-seconds by program between two snapshots, largest first. */

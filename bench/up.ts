@@ -45,7 +45,7 @@ import { PROFILE_VERSIONS } from '../src/fleet/versions.js';
 import { LAB_ISTIO_BUILDS, labBinDir } from '../src/lab/binaries.js';
 import { labDown, labUp } from '../src/lab/lab.js';
 import { DEFAULT_POD_TIMINGS } from '../src/lab/stages.js';
-import { cpuByProgram, snapshotProcs } from './procs.js';
+import { cpuByProgram, machineCpu, snapshotProcs } from './procs.js';
 
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -115,19 +115,6 @@ interface Row {
   programs: Array<[string, number]>;
 }
 const rows: Row[] = [];
-
-/** The machine's CPU time so far, busy and in all, in seconds (/proc/stat's first line; zeros elsewhere). */
-function machineCpu(): { busy: number; all: number } {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const hz = 100;
-    const idle = f[3]! + f[4]!;
-    const all = f.slice(0, 8).reduce((a, b) => a + b, 0);
-    return { busy: (all - idle) / hz, all: all / hz };
-  } catch {
-    return { busy: 0, all: 0 };
-  }
-}
 
 console.log(
   `meshfed engine speed on the lab: ${profile} profile, node ${process.version}, Kubernetes ${V.kubernetes}, ` +

@@ -148,12 +148,14 @@ export class NetworkError extends Error {
   }
 }
 
-/** Runs `ip` (no shell); a failure names the command and carries its stderr. */
-async function ip(args: string[]): Promise<string> {
-  const command = ['ip', ...args];
-  const r = await execFileBounded('ip', args, { timeoutMs: 30_000 }).catch((e: unknown) => {
-    throw new NetworkError(command, (e as Error).message);
-  });
+/** Runs `ip` (no shell), with `stdin` if given (a batch); a failure names the command, its input and its stderr. */
+async function ip(args: string[], stdin?: string): Promise<string> {
+  const command = ['ip', ...args, ...(stdin ? [`<<< ${stdin.trim().split('\n').join('; ')}`] : [])];
+  const r = await execFileBounded('ip', args, { timeoutMs: 30_000, ...(stdin ? { stdin } : {}) }).catch(
+    (e: unknown) => {
+      throw new NetworkError(command, (e as Error).message);
+    },
+  );
   if (r.code !== 0) throw new NetworkError(command, r.stderr.trim() || `exit code ${r.code}`);
   return r.stdout;
 }
@@ -168,19 +170,8 @@ const ipIn = (netns: string, args: string[]) => ip(['-n', netns, ...args]);
  * (~170 `ip` processes a cluster in a first `up`).
  */
 async function ipBatchIn(netns: string, commands: string[][]): Promise<void> {
-  if (!commands.length) return;
-  const command = ['ip', '-n', netns, '-batch', '-'];
-  const stdin = `${commands.map((c) => c.join(' ')).join('\n')}\n`;
-  const r = await execFileBounded('ip', command.slice(1), { timeoutMs: 30_000, stdin }).catch(
-    (e: unknown) => {
-      throw new NetworkError(command, (e as Error).message);
-    },
-  );
-  if (r.code !== 0)
-    throw new NetworkError(
-      [...command, `<<< ${commands.map((c) => c.join(' ')).join('; ')}`],
-      r.stderr.trim() || `exit code ${r.code}`,
-    );
+  if (commands.length)
+    await ip(['-n', netns, '-batch', '-'], `${commands.map((c) => c.join(' ')).join('\n')}\n`);
 }
 
 interface Link {
