@@ -11,6 +11,7 @@
  * - remote-secrets: built at apply time from the peers' tokens (up.ts).
  */
 import type { Fleet } from '../fleet/model.js';
+import { issuanceOrder } from '../render/cert-manager.js';
 import { type ClusterRender, renderCluster } from '../render/index.js';
 import type { KubeObject, PendingInput, PhaseName, RenderInputs } from '../render/types.js';
 import type { EnginePhase } from './apply.js';
@@ -87,7 +88,10 @@ export async function desiredPhase(
           label: `cert-manager ${fleet.versions.certManager} release`,
           objects: upstream.map(withoutEmptyCaBundles),
         },
-        { label: 'root CA, issuers, Istio CA', objects: render.objects },
+        ...issuanceOrder(render.objects).map((objects, i) => ({
+          label: i === 0 ? 'root CA and its issuer' : 'CA issuer and the certificates it issues',
+          objects,
+        })),
       );
       break;
     case 'istio': {
