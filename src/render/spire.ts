@@ -240,6 +240,21 @@ function configMap(name: string, data: Record<string, string>): KubeObject {
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta(name, NS), data };
 }
 
+/**
+ * Probed every second until it first answers ready (for up to a minute; then
+ * the kubelet restarts it, as the liveness probe would have), after which the
+ * kubelet probes readiness at once and then every 10 s. Without it, a SPIRE
+ * server or agent that was not ready at its first readiness probe waited a
+ * whole 10 s period more to be seen ready: `up` waited on that, once per
+ * cluster, and a fleet waits on its slowest cluster.
+ */
+const startupProbe = (path: string, port: number) => ({
+  httpGet: { path, port },
+  periodSeconds: 1,
+  failureThreshold: 60,
+  timeoutSeconds: 3,
+});
+
 function serverStatefulSet(ctx: RenderContext, configHash: string): KubeObject {
   const img = spireImages(ctx);
   const reg = registrarConfig(ctx);
@@ -256,6 +271,7 @@ function serverStatefulSet(ctx: RenderContext, configHash: string): KubeObject {
           image: img.registrar,
           args: [`--config=/run/spire/registrar/${reg.file}`],
           ports: [{ containerPort: SCM_WEBHOOK_PORT, name: 'webhook' }],
+          startupProbe: startupProbe('/readyz', 8083),
           readinessProbe: probe('/readyz', 8083),
           livenessProbe: probe('/healthz', 8083),
           resources: { requests: { cpu: '20m', memory: '64Mi' } },
@@ -297,6 +313,7 @@ function serverStatefulSet(ctx: RenderContext, configHash: string): KubeObject {
                 { name: 'federation', containerPort: ctx.fleet.federation.bundleEndpointPort },
                 { name: 'healthz', containerPort: HEALTH_PORT },
               ],
+              startupProbe: startupProbe('/ready', HEALTH_PORT),
               readinessProbe: probe('/ready', HEALTH_PORT),
               livenessProbe: { ...probe('/live', HEALTH_PORT), failureThreshold: 3, initialDelaySeconds: 15 },
               resources: { requests: { cpu: '50m', memory: '128Mi' } },
@@ -385,6 +402,7 @@ function agent(ctx: RenderContext): KubeObject[] {
                 image: img.agent,
                 args: ['-config', '/run/spire/config/agent.conf'],
                 env: [{ name: 'MY_NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
+                startupProbe: startupProbe('/ready', HEALTH_PORT),
                 readinessProbe: { httpGet: { path: '/ready', port: HEALTH_PORT }, periodSeconds: 10 },
                 livenessProbe: {
                   httpGet: { path: '/live', port: HEALTH_PORT },

@@ -3,7 +3,7 @@
  * the API server stores it, beside kwok: a real kube-apiserver (kwok's
  * stages told to leave pods of known images alone), the agent in this
  * process, a real SPIRE server pod (its config from a ConfigMap volume, its
- * data in an emptyDir, its readiness from its own /ready probe), a Service
+ * data in an emptyDir, its readiness from its own /ready probe, gated by a startup probe), a Service
  * in front of it, and a simulated pod next to it that kwok keeps running.
  *
  * Proves: the pod's status comes from the process (IP from the lab's pod
@@ -90,7 +90,9 @@ const spirePod = {
           { containerPort: 8081, name: 'grpc' },
           { containerPort: 8080, name: 'healthz' },
         ],
-        readinessProbe: { httpGet: { path: '/ready', port: 8080 }, periodSeconds: 1 },
+        // Readiness only once the startup probe has passed (not before 5 s), then at once, not a period later.
+        startupProbe: { httpGet: { path: '/ready', port: 8080 }, initialDelaySeconds: 5, periodSeconds: 1 },
+        readinessProbe: { httpGet: { path: '/ready', port: 8080 }, periodSeconds: 30 },
         volumeMounts: [
           { name: 'config', mountPath: '/run/spire/config', readOnly: true },
           { name: 'data', mountPath: '/run/spire/data' },
@@ -205,7 +207,7 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('the SPIRE server pod runs for real: Ready from its own probe, its address from the pod network', async () => {
+  test('the SPIRE server pod runs for real: Ready from its own probes (startup, then readiness at once), its address from the pod network', async () => {
     await waitUntil('spire-server-0 Ready', async () => ready(await pod()), 120_000).catch((e: Error) => {
       throw new Error(`${e.message}\n${logs.join('\n')}`);
     });
@@ -218,6 +220,12 @@ describe('the lab node agent runs a pod of a known image from its stored spec', 
     const cs = p.status!.containerStatuses![0]!;
     assert.match(cs.containerID!, /^containerd:\/\/[0-9a-f]{64}$/);
     assert.equal(cs.restartCount, 0);
+    // A kubelet's startup probe: readiness is not probed before it passes (5 s in), and is probed
+    // as soon as it has (not 30 s later, the readiness period); the container reports started.
+    assert.equal(cs.started, true);
+    const readyAt = p.status!.conditions!.find((c) => c.type === 'Ready')!.lastTransitionTime!;
+    const after = (new Date(readyAt).getTime() - new Date(cs.state!.running!.startedAt!).getTime()) / 1000;
+    assert.ok(after >= 4 && after <= 20, `Ready ${after} s after the container started`);
     const pid = serverPid(p)!;
     assert.ok(pid, 'the agent records no pid');
     // The process is the lab's SPIRE build, seen at the image's path, in the pod's kubelet-shaped cgroup.

@@ -78,6 +78,9 @@ class ContainerRun {
   ready = false;
   readiness: ProbeTracker | undefined;
   liveness: ProbeTracker | undefined;
+  startup: ProbeTracker | undefined;
+  /** Its startup probe has succeeded (or it has none): the kubelet's `started`. */
+  started = false;
   probing = false;
   spec: ContainerSpec | undefined;
   /** An init container that ran to its end (exit 0): not started again. */
@@ -228,8 +231,10 @@ export class PodRuntime {
     c.ready = false;
     c.readiness = plan.readiness ? new ProbeTracker(plan.readiness, startedAt.getTime()) : undefined;
     c.liveness = plan.liveness ? new ProbeTracker(plan.liveness, startedAt.getTime()) : undefined;
-    // A container without a readiness probe is ready once it runs.
-    if (!c.readiness) c.ready = true;
+    c.startup = plan.startup ? new ProbeTracker(plan.startup, startedAt.getTime()) : undefined;
+    c.started = !c.startup;
+    // A container without a readiness probe is ready once it runs (once it started, with a startup probe).
+    if (!c.readiness) c.ready = c.started;
     this.env.log(`${this.name} ${c.name}: started pid ${child.pid} (restart ${c.restarts})`);
     child.on('exit', (code, signal) => this.exited(c, child, startedAt, code, signal));
   }
@@ -381,13 +386,26 @@ export class PodRuntime {
             }
           : undefined,
       };
+      // As a kubelet: until the startup probe succeeds, readiness and liveness
+      // are not probed; once it has, readiness is probed at once (its first run
+      // is due), not a period later.
       for (const [tracker, kind] of [
+        [c.startup, 'startup'],
         [c.readiness, 'readiness'],
         [c.liveness, 'liveness'],
       ] as const) {
+        if (kind === 'startup' ? c.started : !c.started) continue;
         if (!tracker?.due(now)) continue;
         const ok = await runProbe(tracker.plan.action, target, tracker.plan.timeoutSeconds * 1000);
         tracker.record(ok, Date.now());
+        if (kind === 'startup' && tracker.verdict === true) {
+          c.started = true;
+          if (!c.readiness) c.ready = true;
+        }
+        if (kind === 'startup' && tracker.verdict === false && c.child) {
+          this.env.log(`${this.name} ${c.name}: startup probe failed; killing it`);
+          c.child.kill('SIGKILL');
+        }
         if (kind === 'readiness' && tracker.verdict !== undefined) c.ready = tracker.verdict;
         if (kind === 'liveness' && tracker.verdict === false && c.child) {
           this.env.log(`${this.name} ${c.name}: liveness probe failed; killing it`);
@@ -523,7 +541,7 @@ export class PodRuntime {
       image: c.image,
       imageID: '',
       ready: c.ready && c.child !== undefined && c.init !== 'once',
-      started: c.child !== undefined,
+      started: c.child !== undefined && c.started,
       restartCount: c.restarts,
       state,
       ...(c.lastTerminated && s.kind !== 'terminated' ? { lastState: term(c.lastTerminated) } : {}),
