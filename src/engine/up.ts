@@ -13,6 +13,10 @@
  * - remote-secrets: once every Istio is up, each cluster's reader token is
  *   read and its remote secret written into every federated peer.
  *
+ * Istio's CRDs do not wait for the istio phase: they are applied (and waited
+ * for until established) as soon as cert-manager's release is up, beside the
+ * issuers and SPIRE, and the istio phase does not send them again.
+ *
  * Each step's objects are applied (server-side, meshfed's field manager) and
  * then waited for until healthy, with a bound. Once every phase has applied,
  * what meshfed created before and the fleet no longer has is pruned as `down`
@@ -221,9 +225,14 @@ export async function up(o: UpOptions): Promise<UpResult> {
     const known = new Map(owned.map((x) => [identity(x), x]));
 
     /** Applies each step, then waits for it to be healthy (unless `wait` is false or in a dry run). */
-    const applySteps = async (phase: EnginePhase, steps: Step[], wait = true): Promise<Applied[]> => {
+    const applySteps = async (
+      phase: EnginePhase,
+      steps: Step[],
+      wait = true,
+      afterStep?: (i: number) => void,
+    ): Promise<Applied[]> => {
       const all: Applied[] = [];
-      for (const step of steps) {
+      for (const [i, step] of steps.entries()) {
         if (!step.objects.length) continue;
         progress(phase)(
           `applying ${step.label} (${step.objects.length} objects)${o.dryRun ? ', server-side dry run' : ''}`,
@@ -245,9 +254,42 @@ export async function up(o: UpOptions): Promise<UpResult> {
             timeoutMs,
             onProgress: progress(phase),
           });
+        afterStep?.(i);
       }
       return all;
     };
+
+    /**
+     * Istio's CRDs, applied ahead of the istio phase and waited for until
+     * established, once cert-manager's release is up: while the run waits on
+     * certificates being issued and SPIRE servers starting, not on the
+     * critical path of the istio phase. CRDs depend on nothing else meshfed
+     * applies. The istio phase takes these answers and does not send the same
+     * CRDs again; a failure here is the istio phase's, reported there.
+     */
+    let istioCrds: Promise<{ applied: Applied[]; sent: Map<string, string> }> | undefined;
+    const applyIstioCrdsEarly = (phase: EnginePhase) => {
+      if (o.dryRun || istioCrds) return;
+      istioCrds = (async () => {
+        const want = await desiredPhase(fleet, cluster, 'istio', inputs(), o);
+        const crds = want.steps
+          .flatMap((s) => s.objects)
+          .filter((x) => x.kind === 'CustomResourceDefinition');
+        const sent = new Map(crds.map((x) => [identity(x), JSON.stringify(x)]));
+        if (!crds.length) return { applied: [], sent };
+        progress(phase)(`applying Istio's CRDs ahead of its phase (${crds.length} objects)`);
+        const applied = await applyObjects(client, crds, {
+          fleet: fleet.name,
+          phase: 'istio',
+          timeoutMs,
+          known,
+          ...(o.force ? { force: true } : {}),
+        });
+        return { applied, sent };
+      })();
+      istioCrds.catch(() => {}); // the istio phase awaits it and reports its failure
+    };
+    const inputs = (): RenderInputs => ({ bundleEndpoints: { ...bundleEndpoints } });
 
     /** Removes what meshfed owns here and no phase wants (`wanted`: every phase's objects), as `down` does. */
     const prune = async (wanted: KubeObject[]): Promise<void> => {
@@ -291,7 +333,6 @@ export async function up(o: UpOptions): Promise<UpResult> {
       const notes: string[] = [];
       let applied: Applied[] = [];
       let wanted: KubeObject[] = [];
-      const inputs = (): RenderInputs => ({ bundleEndpoints: { ...bundleEndpoints } });
       try {
         switch (phase) {
           case 'spire': {
@@ -356,7 +397,12 @@ export async function up(o: UpOptions): Promise<UpResult> {
           case 'istio': {
             const want = await desiredPhase(fleet, cluster, 'istio', inputs(), o);
             for (const w of want.warnings) emit({ cluster, phase, kind: 'warning', message: w });
-            applied = await applySteps(phase, want.steps);
+            const early = istioCrds ? await istioCrds : { applied: [], sent: new Map<string, string>() };
+            const rest = want.steps.map((s) => ({
+              ...s,
+              objects: s.objects.filter((x) => early.sent.get(identity(x)) !== JSON.stringify(x)),
+            }));
+            applied = [...early.applied, ...(await applySteps(phase, rest))];
             wanted = want.steps.flatMap((s) => s.objects);
             const spec = fleet.clusters.find((c) => c.name === cluster)!;
             if (!o.dryRun) {
@@ -397,7 +443,10 @@ export async function up(o: UpOptions): Promise<UpResult> {
           }
           default: {
             const want = await desiredPhase(fleet, cluster, phase, inputs(), o);
-            applied = await applySteps(phase, want.steps);
+            // Once cert-manager's release is up, Istio's CRDs go in while its issuers and SPIRE start.
+            applied = await applySteps(phase, want.steps, true, (i) => {
+              if (phase === 'cert-manager' && i === 0) applyIstioCrdsEarly(phase);
+            });
             wanted = want.steps.flatMap((s) => s.objects);
           }
         }

@@ -161,6 +161,34 @@ export function engineSuite(profile: Profile, clusters: number): void {
       };
       for (const c of status.clusters)
         for (const p of c.phases) assert.equal(p.status, 'Healthy', `${c.cluster} ${p.phase}`);
+      // Istio's CRDs go in during cert-manager's phase, and its own phase does not send them again:
+      // its Istio step has the rest (together, what the phase owns), and the phase counts each once.
+      const lines = r.stderr.split('\n');
+      for (const c of first.clusters) {
+        const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
+        const ahead = at(
+          new RegExp(`${c.cluster}\\s+cert-manager\\s+applying Istio's CRDs ahead of its phase`),
+        );
+        const step = at(new RegExp(`${c.cluster}\\s+istio\\s+applying Istio \\S+ \\(istioctl`));
+        assert.ok(ahead >= 0 && step > ahead, `${c.cluster}: no CRDs ahead of the istio phase\n${r.stderr}`);
+        const n = (i: number) => Number(/\((\d+) objects\)/.exec(lines[i]!)![1]);
+        const mtls = at(new RegExp(`${c.cluster}\\s+istio\\s+applying mTLS policy`));
+        const counts = c.phases.find((p) => p.phase === 'istio')!.counts;
+        const owned = status.clusters
+          .find((x) => x.cluster === c.cluster)!
+          .phases.find((p) => p.phase === 'istio')!;
+        assert.equal(
+          n(ahead) + n(step) + n(mtls),
+          owned.objects,
+          `${c.cluster}: objects sent twice or not at all`,
+        );
+        assert.equal(
+          counts.created + counts.updated + counts.unchanged,
+          owned.objects,
+          `${c.cluster}: counted twice`,
+        );
+        assert.ok(n(ahead) >= 10, `${c.cluster}: ${lines[ahead]}`);
+      }
     });
 
     test('meshfed check: every control-plane check passes (agents attested, entries, bundles, aliases, remote secrets)', async () => {

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { defaultFleet, parseFleet } from '../../src/fleet/load.js';
 import type { Fleet } from '../../src/fleet/model.js';
+import { issuanceOrder } from '../../src/render/cert-manager.js';
 import { renderFleet } from '../../src/render/index.js';
 import type { FleetRender, KubeObject } from '../../src/render/types.js';
 
@@ -210,4 +211,66 @@ test('helloworld: one Service everywhere, a distinct version per cluster; bookin
     .filter((c) => find(objects(r, c.name, 'apps'), 'Deployment', 'productpage-v1').length > 0)
     .map((c) => c.name);
   assert.deepEqual(withBookinfo, ['west']);
+});
+
+test("cert-manager's objects in issuance order: the root CA with its self-signed issuer, then the CA issuer on its secret with what it issues", () => {
+  const r = renderFleet(defaultFleet({ profile: 'current' }), { bundleEndpoints: ENDPOINTS2 });
+  const names = (g: KubeObject[]) => g.map((o) => `${o.kind} ${o.metadata.name}`);
+  const groups = issuanceOrder(objects(r, 'cluster-1', 'cert-manager')).map(names);
+  assert.deepEqual(groups, [
+    ['Issuer selfsigned', 'Certificate selfsigned-ca'],
+    ['ClusterIssuer selfsigned-ca', 'Certificate cacerts'],
+  ]);
+  // The order is read from the references, not the list: reversed, it is the same.
+  const reversed = [...objects(r, 'cluster-1', 'cert-manager')].reverse();
+  assert.deepEqual(
+    issuanceOrder(reversed).map(names),
+    groups.map((g) => [...g].reverse()),
+  );
+  // A CA issuer whose secret no Certificate here writes waits for nothing; other kinds come first.
+  const lone: KubeObject[] = [
+    {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'ClusterIssuer',
+      metadata: { name: 'ext' },
+      spec: { ca: { secretName: 'byo' } },
+    },
+    { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x', namespace: 'cert-manager' } },
+  ];
+  assert.deepEqual(issuanceOrder(lone).map(names), [['ClusterIssuer ext', 'ConfigMap x']]);
+});
+
+test('SPIRE server, agent and controller manager are probed every second until they first answer ready', () => {
+  for (const profile of ['current', 'seed'] as const) {
+    const r = renderFleet(defaultFleet({ profile }), { bundleEndpoints: ENDPOINTS2 });
+    const spire = objects(r, 'cluster-1', 'spire');
+    const containers = [
+      ...find(spire, 'StatefulSet', 'spire-server'),
+      ...find(spire, 'DaemonSet', 'spire-agent'),
+    ].flatMap(
+      (o) =>
+        (o.spec as { template: { spec: { containers: Array<Record<string, unknown>> } } }).template.spec
+          .containers,
+    );
+    for (const c of containers) {
+      // The seed's k8s-workload-registrar and the CSI driver's containers serve no health endpoint.
+      if (!c.readinessProbe) continue;
+      const startup = c.startupProbe as { periodSeconds: number; failureThreshold: number; httpGet: unknown };
+      const ready = c.readinessProbe as { httpGet: unknown };
+      assert.ok(startup, `${profile}: ${c.name} has no startup probe`);
+      assert.equal(startup.periodSeconds, 1, `${profile}: ${c.name}`);
+      assert.ok(startup.failureThreshold >= 30, `${profile}: ${c.name} gives up too soon`);
+      assert.deepEqual(
+        startup.httpGet,
+        ready.httpGet,
+        `${profile}: ${c.name} probes another endpoint at startup`,
+      );
+    }
+    assert.deepEqual(
+      containers.filter((c) => c.startupProbe).map((c) => c.name),
+      profile === 'current'
+        ? ['spire-server', 'spire-controller-manager', 'spire-agent']
+        : ['spire-server', 'spire-agent'],
+    );
+  }
 });
