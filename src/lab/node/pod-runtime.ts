@@ -1,7 +1,9 @@
 /**
  * One real pod of a lab node: its containers as processes (container.ts),
  * restarted with the kubelet's back-off when they exit, probed as the spec
- * says (probe.ts), and the pod status a kubelet would report for them.
+ * says (probe.ts; a startup probe gates readiness and liveness, which is
+ * probed at once when it passes, as a kubelet does), and the pod status a
+ * kubelet would report for them.
  *
  * What the pod stands on (its network namespace and address, its volumes,
  * the lab's builds) comes from a PodEnvironment the node agent provides, so
