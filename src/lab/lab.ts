@@ -49,6 +49,7 @@ import {
   startKubeCluster,
 } from './kube.js';
 import { apiServerAddress, type LbCluster } from './loadbalancer.js';
+import { machinePrograms, missingPrograms, missingProgramsMessage } from './machine.js';
 import { IDENTITY_REPOSITORIES, REAL_REPOSITORIES } from './node/images.js';
 import { CLUSTERS_PER_BLOCK } from './node/network.js';
 import { cleanLabNodes, type NodeAgentConfig } from './node/run.js';
@@ -491,6 +492,8 @@ export async function labUp(o: LabOptions): Promise<{ state: LabState; reused: b
       'the lab needs root: its node agents run pods in network and mount namespaces and cgroups of their own (run `sudo meshfed lab up`, or as root in a VM or container)',
     );
   const pods: LabPods = o.pods ?? 'real';
+  const missing = missingPrograms(machinePrograms(pods === 'real'), process.env.PATH);
+  if (missing.length) throw new LabError(missingProgramsMessage(missing));
   // Unix socket paths are limited to 107 bytes.
   const longest = [
     join(dir, `cluster-${o.clusters}`, 'agent', 'ports', '127.116.250.250-65535.sock'),

@@ -459,6 +459,30 @@ spec:
 });
 
 describe('meshfed lab: bad input', () => {
+  test('lab up on a machine without a program it needs: named with its use and package, nothing started', {
+    skip,
+  }, async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'mf-lab-noprog-'));
+    const path = process.env.PATH;
+    process.env.PATH = join(parent, 'empty');
+    try {
+      const r = await runMeshfed(['lab', 'up', '--clusters', '1', '--dir', join(parent, 'lab')], {
+        cwd: parent,
+      });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        /the lab needs programs this machine does not have: ip \(the pods' and nodes' network/,
+      );
+      assert.match(r.stderr, /iptables-restore \(Istio's sidecar capture in each pod\)/);
+      assert.match(r.stderr, /apt-get install iproute2 util-linux mount iptables\) and run it again/);
+      assert.equal(existsSync(join(parent, 'lab')), false);
+    } finally {
+      process.env.PATH = path;
+      rmSync(parent, { recursive: true, force: true });
+    }
+  });
+
   test('is refused with exit 2 before anything starts', async () => {
     const parent = mkdtempSync(join(tmpdir(), 'mf-lab-bad-'));
     try {
