@@ -404,13 +404,10 @@ export class PodRuntime {
           c.started = true;
           if (!c.readiness) c.ready = true;
         }
-        if (kind === 'startup' && tracker.verdict === false && c.child) {
-          this.env.log(`${this.name} ${c.name}: startup probe failed; killing it`);
-          c.child.kill('SIGKILL');
-        }
         if (kind === 'readiness' && tracker.verdict !== undefined) c.ready = tracker.verdict;
-        if (kind === 'liveness' && tracker.verdict === false && c.child) {
-          this.env.log(`${this.name} ${c.name}: liveness probe failed; killing it`);
+        // A startup or liveness probe failed to its threshold: the kubelet kills the container.
+        if (kind !== 'readiness' && tracker.verdict === false && c.child) {
+          this.env.log(`${this.name} ${c.name}: ${kind} probe failed; killing it`);
           c.child.kill('SIGKILL');
         }
       }
