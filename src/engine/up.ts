@@ -400,7 +400,10 @@ export async function up(o: UpOptions): Promise<UpResult> {
             const early = istioCrds ? await istioCrds : { applied: [], sent: new Map<string, string>() };
             const rest = want.steps.map((s) => ({
               ...s,
-              objects: s.objects.filter((x) => early.sent.get(identity(x)) !== JSON.stringify(x)),
+              objects: s.objects.filter((x) => {
+                const sent = early.sent.get(identity(x));
+                return sent === undefined || sent !== JSON.stringify(x);
+              }),
             }));
             applied = [...early.applied, ...(await applySteps(phase, rest))];
             wanted = want.steps.flatMap((s) => s.objects);
